@@ -1,0 +1,254 @@
+//! C2SP `tlog-tiles` paths and entry bundles.
+//!
+//! Paths follow C2SP, not the older Go sumdb form that `tlog_tiles`
+//! prints: no height element, and data tiles are named `entries`
+//! (`tile/0/x001/234`, `tile/entries/x001/234.p/17`).
+
+/// `TILE_HEIGHT` is the C2SP tile height: a tile spans 8 tree levels.
+pub const TILE_HEIGHT: u8 = 8;
+/// `TILE_WIDTH` is the number of hashes (or entries) in a full tile.
+pub const TILE_WIDTH: u32 = 1 << TILE_HEIGHT;
+
+/// `TileKind` says what a tile holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TileKind {
+    /// Hashes at tree level `8 × level`.
+    Hash {
+        /// The tile level L.
+        level: u8,
+    },
+    /// Log entries, as an entry bundle.
+    Entries,
+}
+
+/// `TileId` names one tile: its kind, its index N within its level, and its
+/// width W (256 for a full tile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileId {
+    /// Hash or entries tile.
+    pub kind: TileKind,
+    /// N: the tile's index within its level.
+    pub index: u64,
+    /// W: 1..=256; below 256 the tile is partial.
+    pub width: u32,
+}
+
+/// `TilePathError` is a path that is not a C2SP tile path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed tile path {0:?}: want tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>]")]
+pub struct TilePathError(pub String);
+
+impl TileId {
+    /// `is_full` is whether the tile has all 256 members (and so never
+    /// changes).
+    pub fn is_full(&self) -> bool {
+        self.width == TILE_WIDTH
+    }
+
+    /// `parse` reads a path such as `tile/0/x001/234.p/5`, with or without
+    /// the leading `tile/`.
+    ///
+    /// # Errors
+    ///
+    /// [`TilePathError`] if the path is not a C2SP tile path.
+    pub fn parse(path: &str) -> Result<Self, TilePathError> {
+        let bad = || TilePathError(path.to_owned());
+        let rest = path.strip_prefix("tile/").unwrap_or(path);
+        let (kind, rest) = rest.split_once('/').ok_or_else(bad)?;
+        let kind = if kind == "entries" {
+            TileKind::Entries
+        } else {
+            if kind.is_empty() || kind.len() > 2 || !kind.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            let level: u8 = kind.parse().map_err(|_| bad())?;
+            if (kind.len() > 1 && kind.starts_with('0')) || level > 7 {
+                return Err(bad());
+            }
+            TileKind::Hash { level }
+        };
+        let (n_part, width) = match rest.split_once(".p/") {
+            Some((n, w)) => {
+                if w.is_empty()
+                    || w.len() > 3
+                    || !w.bytes().all(|b| b.is_ascii_digit())
+                    || w.starts_with('0')
+                {
+                    return Err(bad());
+                }
+                let w: u32 = w.parse().map_err(|_| bad())?;
+                if w == 0 || w >= TILE_WIDTH {
+                    return Err(bad());
+                }
+                (n, w)
+            }
+            None => (rest, TILE_WIDTH),
+        };
+        let elems: Vec<&str> = n_part.split('/').collect();
+        let mut index: u64 = 0;
+        for (i, e) in elems.iter().enumerate() {
+            let last = i + 1 == elems.len();
+            let digits = if last {
+                *e
+            } else {
+                e.strip_prefix('x').ok_or_else(bad)?
+            };
+            if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            let d: u64 = digits.parse().map_err(|_| bad())?;
+            index = index
+                .checked_mul(1000)
+                .and_then(|v| v.checked_add(d))
+                .ok_or_else(bad)?;
+        }
+        Ok(Self { kind, index, width })
+    }
+
+    /// `path` is the C2SP path of the tile, e.g. `tile/0/x001/234.p/5`.
+    pub fn path(&self) -> String {
+        let mut n = self.index;
+        let mut s = format!("{:03}", n % 1000);
+        while n >= 1000 {
+            n /= 1000;
+            s = format!("x{:03}/{s}", n % 1000);
+        }
+        let kind = match self.kind {
+            TileKind::Hash { level } => level.to_string(),
+            TileKind::Entries => "entries".to_owned(),
+        };
+        if self.is_full() {
+            format!("tile/{kind}/{s}")
+        } else {
+            format!("tile/{kind}/{s}.p/{}", self.width)
+        }
+    }
+
+    /// `right_edge` is the partial or full tile at `kind`'s level with index
+    /// `index` as it stands in a tree of `tree_size` leaves, or `None` if
+    /// the tree has no member of that tile. Per C2SP, at level L a tree of
+    /// size N has a right-edge tile of width ⌊N / 256^L⌋ mod 256.
+    pub fn in_tree(kind: TileKind, index: u64, tree_size: u64) -> Option<Self> {
+        let level = match kind {
+            TileKind::Hash { level } => level,
+            TileKind::Entries => 0,
+        };
+        let shift = u32::from(level) * u32::from(TILE_HEIGHT);
+        let at_level = if shift >= 64 { 0 } else { tree_size >> shift };
+        let first = index.checked_mul(u64::from(TILE_WIDTH))?;
+        if at_level <= first {
+            return None;
+        }
+        let width = (at_level - first).min(u64::from(TILE_WIDTH));
+        Some(Self {
+            kind,
+            index,
+            width: u32::try_from(width).ok()?,
+        })
+    }
+}
+
+/// `encode_entry_bundle` concatenates entries, each prefixed by its length
+/// as a big-endian uint16 (C2SP tlog-tiles "entry bundles").
+///
+/// # Panics
+///
+/// Panics if an entry is over 65535 bytes; the write path refuses such
+/// entries, so reaching this is a bug.
+pub fn encode_entry_bundle<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        let len = u16::try_from(e.len()).expect("bug: log entry over 64 KiB reached a tile");
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(e);
+    }
+    out
+}
+
+/// `decode_entry_bundle` splits an entry bundle into its entries.
+///
+/// # Errors
+///
+/// [`TilePathError`]-free: returns `None` if the bundle is truncated.
+pub fn decode_entry_bundle(mut data: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let (len, rest) = data.split_first_chunk::<2>()?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        if rest.len() < len {
+            return None;
+        }
+        out.push(rest[..len].to_vec());
+        data = &rest[len..];
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c2sp_paths_round_trip() {
+        for (path, kind, index, width) in [
+            ("tile/0/000", TileKind::Hash { level: 0 }, 0, 256),
+            ("tile/0/x001/234", TileKind::Hash { level: 0 }, 1234, 256),
+            (
+                "tile/3/x001/x234/067.p/8",
+                TileKind::Hash { level: 3 },
+                1_234_067,
+                8,
+            ),
+            ("tile/entries/x001/234.p/1", TileKind::Entries, 1234, 1),
+            ("tile/entries/999", TileKind::Entries, 999, 256),
+        ] {
+            let t = TileId::parse(path).unwrap();
+            assert_eq!(t, TileId { kind, index, width }, "{path}");
+            assert_eq!(t.path(), path);
+        }
+    }
+
+    #[test]
+    fn malformed_paths_are_refused() {
+        for p in [
+            "tile/8/0/000",
+            "tile/0/1234",
+            "tile/0/x1/234",
+            "tile/0/001/234",
+            "tile/0/000.p/0",
+            "tile/0/000.p/256",
+            "tile/0/000.p/007",
+            "tile/data/000",
+            "tile/01/000",
+            "tile/8/000",
+            "tile/0/x999/x999/x999/x999/x999/x999/x999/999",
+            "tile/0/",
+            "tile/0/000.p/",
+        ] {
+            assert!(TileId::parse(p).is_err(), "{p} accepted");
+        }
+    }
+
+    #[test]
+    fn right_edge_width_follows_tree_size() {
+        let k0 = TileKind::Hash { level: 0 };
+        let k1 = TileKind::Hash { level: 1 };
+        assert_eq!(TileId::in_tree(k0, 0, 0), None);
+        assert_eq!(TileId::in_tree(k0, 0, 5).map(|t| t.width), Some(5));
+        assert_eq!(TileId::in_tree(k0, 0, 256).map(|t| t.width), Some(256));
+        assert_eq!(TileId::in_tree(k0, 1, 256), None);
+        assert_eq!(TileId::in_tree(k0, 1, 300).map(|t| t.width), Some(44));
+        assert_eq!(TileId::in_tree(k1, 0, 255), None);
+        assert_eq!(TileId::in_tree(k1, 0, 70_000).map(|t| t.width), Some(256));
+        assert_eq!(TileId::in_tree(k1, 1, 70_000).map(|t| t.width), Some(17));
+    }
+
+    #[test]
+    fn entry_bundles_round_trip_and_truncation_is_detected() {
+        let entries: Vec<Vec<u8>> = vec![vec![], vec![1, 2, 3], vec![9; 300]];
+        let b = encode_entry_bundle(entries.iter().map(|e| e.as_slice()));
+        assert_eq!(decode_entry_bundle(&b).unwrap(), entries);
+        assert!(decode_entry_bundle(&b[..b.len() - 1]).is_none());
+        assert!(decode_entry_bundle(&[0]).is_none());
+    }
+}
