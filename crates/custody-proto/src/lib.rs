@@ -7,3 +7,6 @@ pub mod v1 {
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/custody_descriptor.bin"));
 }
+
+mod convert;
+pub use convert::{decode_entry, decode_event, envelope_from_proto, envelope_to_proto, Entry};

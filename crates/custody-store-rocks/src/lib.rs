@@ -1,1 +1,243 @@
+//! `custody-store-rocks` is the RocksDB implementation of
+//! [`custody_store::LogStore`].
+//!
+//! One database, one column family per kind of record. Every key is
+//! big-endian so RocksDB's byte order is numeric order. RocksDB errors are
+//! converted to [`StoreError`] in one place, [`engine`].
 
+use std::path::Path;
+
+use custody_store::{Commit, DedupRecord, LogStore, StoreError};
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+/// Column family names.
+const CF_ENTRIES: &str = "entries";
+const CF_HASHES: &str = "hashes";
+const CF_CHECKPOINTS: &str = "checkpoints";
+const CF_DEDUP: &str = "dedup";
+const CF_REGISTRY: &str = "registry";
+const CF_META: &str = "meta";
+const ALL_CFS: [&str; 6] = [CF_ENTRIES, CF_HASHES, CF_CHECKPOINTS, CF_DEDUP, CF_REGISTRY, CF_META];
+
+/// Key of the tree size in the meta column family.
+const META_TREE_SIZE: &[u8] = b"tree_size";
+
+fn engine(context: &str, e: rocksdb::Error) -> StoreError {
+    StoreError::Engine(format!("{context}: {e}"))
+}
+
+/// `RocksStore` is a log stored in one RocksDB database.
+pub struct RocksStore {
+    /// The database; column families per [`ALL_CFS`].
+    db: DB,
+}
+
+impl RocksStore {
+    /// `open` opens (creating if needed) the database at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Engine`], e.g. when another process holds the lock.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.increase_parallelism(2);
+        let cfs = ALL_CFS
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs)
+            .map_err(|e| engine(&format!("open {}", path.display()), e))?;
+        Ok(Self { db })
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError::Corrupt(format!("column family {name} missing")))
+    }
+
+    fn get_u64(&self, cf: &str, key: &[u8]) -> Result<Option<u64>, StoreError> {
+        match self.db.get_cf(self.cf(cf)?, key).map_err(|e| engine("get", e))? {
+            None => Ok(None),
+            Some(v) => {
+                let b: [u8; 8] = v
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt(format!("{cf} value of {} bytes", v.len())))?;
+                Ok(Some(u64::from_be_bytes(b)))
+            }
+        }
+    }
+}
+
+impl LogStore for RocksStore {
+    fn tree_size(&self) -> Result<u64, StoreError> {
+        Ok(self.get_u64(CF_META, META_TREE_SIZE)?.unwrap_or(0))
+    }
+
+    fn commit(&self, batch: &Commit) -> Result<(), StoreError> {
+        let size = self.tree_size()?;
+        if batch.first_index != size {
+            return Err(StoreError::OutOfOrder {
+                want: size,
+                got: batch.first_index,
+            });
+        }
+        let mut wb = WriteBatch::default();
+        let entries = self.cf(CF_ENTRIES)?;
+        for (i, e) in batch.entries.iter().enumerate() {
+            wb.put_cf(entries, (size + i as u64).to_be_bytes(), e);
+        }
+        let hashes = self.cf(CF_HASHES)?;
+        for (i, h) in &batch.hashes {
+            wb.put_cf(hashes, i.to_be_bytes(), h);
+        }
+        let dedup = self.cf(CF_DEDUP)?;
+        for (id, r) in &batch.dedup {
+            wb.put_cf(dedup, id.as_bytes(), r.to_bytes());
+        }
+        let registry = self.cf(CF_REGISTRY)?;
+        for i in &batch.registry {
+            wb.put_cf(registry, i.to_be_bytes(), []);
+        }
+        let new_size = size + batch.entries.len() as u64;
+        wb.put_cf(self.cf(CF_META)?, META_TREE_SIZE, new_size.to_be_bytes());
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo).map_err(|e| engine("commit", e))
+    }
+
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+        let cf = self.cf(CF_HASHES)?;
+        let keys: Vec<_> = indexes.iter().map(|i| (cf, i.to_be_bytes())).collect();
+        let mut out = Vec::with_capacity(indexes.len());
+        for (i, r) in indexes.iter().zip(self.db.multi_get_cf(keys)) {
+            let v = r
+                .map_err(|e| engine("read hashes", e))?
+                .ok_or_else(|| StoreError::NotFound(format!("stored hash {i}")))?;
+            let h: [u8; 32] = v
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt(format!("stored hash {i} of {} bytes", v.len())))?;
+            out.push(h);
+        }
+        Ok(out)
+    }
+
+    fn read_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        if start > end {
+            return Err(StoreError::NotFound(format!("entries {start}..{end}")));
+        }
+        let cf = self.cf(CF_ENTRIES)?;
+        let mut out = Vec::with_capacity((end - start) as usize);
+        let iter = self.db.iterator_cf(
+            cf,
+            IteratorMode::From(&start.to_be_bytes(), rocksdb::Direction::Forward),
+        );
+        for (want, item) in (start..end).zip(iter) {
+            let (k, v) = item.map_err(|e| engine("read entries", e))?;
+            if k.as_ref() != want.to_be_bytes() {
+                return Err(StoreError::NotFound(format!("entry {want}")));
+            }
+            out.push(v.to_vec());
+        }
+        if out.len() as u64 != end - start {
+            return Err(StoreError::NotFound(format!(
+                "entries {}..{end}",
+                start + out.len() as u64
+            )));
+        }
+        Ok(out)
+    }
+
+    fn dedup(&self, event_id: &str) -> Result<Option<DedupRecord>, StoreError> {
+        match self
+            .db
+            .get_cf(self.cf(CF_DEDUP)?, event_id.as_bytes())
+            .map_err(|e| engine("dedup", e))?
+        {
+            None => Ok(None),
+            Some(v) => Ok(Some(DedupRecord::from_bytes(&v)?)),
+        }
+    }
+
+    fn registry_indexes(&self) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_REGISTRY)?, IteratorMode::Start) {
+            let (k, _) = item.map_err(|e| engine("registry", e))?;
+            let b: [u8; 8] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("registry key".into()))?;
+            out.push(u64::from_be_bytes(b));
+        }
+        Ok(out)
+    }
+
+    fn put_checkpoint(&self, size: u64, note: &[u8]) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .put_cf_opt(self.cf(CF_CHECKPOINTS)?, size.to_be_bytes(), note, &wo)
+            .map_err(|e| engine("put checkpoint", e))
+    }
+
+    fn checkpoint(&self, size: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db
+            .get_cf(self.cf(CF_CHECKPOINTS)?, size.to_be_bytes())
+            .map_err(|e| engine("checkpoint", e))
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let mut it = self.db.iterator_cf(self.cf(CF_CHECKPOINTS)?, IteratorMode::End);
+        match it.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item.map_err(|e| engine("latest checkpoint", e))?;
+                let b: [u8; 8] = k
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("checkpoint key".into()))?;
+                Ok(Some((u64::from_be_bytes(b), v.to_vec())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rocks_store_meets_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        custody_store::contract::check_all(&RocksStore::open(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn commits_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RocksStore::open(dir.path()).unwrap();
+            s.commit(&Commit {
+                first_index: 0,
+                entries: vec![b"a".to_vec(), b"b".to_vec()],
+                ..Commit::default()
+            })
+            .unwrap();
+        }
+        let s = RocksStore::open(dir.path()).unwrap();
+        assert_eq!(s.tree_size().unwrap(), 2);
+        assert_eq!(s.read_entries(1, 2).unwrap(), vec![b"b".to_vec()]);
+    }
+
+    #[test]
+    fn second_open_of_a_held_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = RocksStore::open(dir.path()).unwrap();
+        let err = RocksStore::open(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("lock"), "{err}");
+    }
+}

@@ -1,1 +1,178 @@
+//! `custody-store` is the storage contract of the Custody Ledger log, with
+//! no storage engine in it. `custody-store-rocks` implements it on RocksDB;
+//! [`MemoryStore`] implements it in memory and is the reference the
+//! contract tests hold every backend to.
+//!
+//! The trait is sized to what the ledger needs, not to an engine's API:
+//! one atomic, durable commit per sequenced batch, and point or range
+//! reads.
+//!
+//! ```
+//! use custody_store::{Commit, LogStore, MemoryStore};
+//! let s = MemoryStore::default();
+//! s.commit(&Commit { first_index: 0, entries: vec![b"e0".to_vec()], ..Commit::default() }).unwrap();
+//! assert_eq!(s.tree_size().unwrap(), 1);
+//! assert_eq!(s.read_entries(0, 1).unwrap(), vec![b"e0".to_vec()]);
+//! ```
 
+mod memory;
+pub mod contract;
+
+pub use memory::MemoryStore;
+
+/// `DedupRecord` is what the log remembers of an event id: where it was
+/// logged and the digest of the exact envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedupRecord {
+    /// The entry's log index.
+    pub index: u64,
+    /// The digest of the signed envelope.
+    pub digest: [u8; 32],
+}
+
+impl DedupRecord {
+    /// `to_bytes` is the 40-byte stored form: index (big-endian) ‖ digest.
+    pub fn to_bytes(&self) -> [u8; 40] {
+        let mut out = [0u8; 40];
+        out[..8].copy_from_slice(&self.index.to_be_bytes());
+        out[8..].copy_from_slice(&self.digest);
+        out
+    }
+
+    /// `from_bytes` parses the stored form.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if `b` is not 40 bytes.
+    pub fn from_bytes(b: &[u8]) -> Result<Self, StoreError> {
+        let b: &[u8; 40] = b
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("dedup record of {} bytes", b.len())))?;
+        let mut index = [0u8; 8];
+        index.copy_from_slice(&b[..8]);
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&b[8..]);
+        Ok(Self {
+            index: u64::from_be_bytes(index),
+            digest,
+        })
+    }
+}
+
+/// `Commit` is one sequenced batch: everything that must become durable
+/// together, or not at all.
+#[derive(Debug, Clone, Default)]
+pub struct Commit {
+    /// Index of `entries[0]`; must equal the stored tree size.
+    pub first_index: u64,
+    /// The new leaves, exactly as logged.
+    pub entries: Vec<Vec<u8>>,
+    /// New stored hashes `(stored hash index, hash)` for the grown tree.
+    pub hashes: Vec<(u64, [u8; 32])>,
+    /// Event ids of the new entries.
+    pub dedup: Vec<(String, DedupRecord)>,
+    /// Indexes of new entries that change the registry.
+    pub registry: Vec<u64>,
+}
+
+/// `StoreError` is a storage failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The engine failed (I/O, lock held, ...).
+    #[error("storage: {0}")]
+    Engine(String),
+    /// Stored data is not what this code wrote.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// A read asked for something that is not stored.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A commit did not start at the stored tree size.
+    #[error("commit starts at index {got}, but the tree has {want} entries")]
+    OutOfOrder {
+        /// The stored tree size.
+        want: u64,
+        /// The commit's first index.
+        got: u64,
+    },
+}
+
+/// `LogStore` is durable storage for one log.
+///
+/// Contract, which [`contract`] checks for every backend:
+/// - `commit` MUST make the whole batch durable (fsync'd) before it
+///   returns `Ok`, and MUST NOT make any part of it visible on `Err`.
+/// - `commit` MUST refuse a batch whose `first_index` is not the tree size.
+/// - `read_hashes` returns exactly as many hashes as asked, in order, or an
+///   error.
+/// - `read_entries(start, end)` returns exactly `end - start` entries, or
+///   an error.
+/// - Checkpoints are kept by tree size; a later `put_checkpoint` of the
+///   same size replaces the earlier one only with identical bytes.
+pub trait LogStore: Send + Sync + 'static {
+    /// `tree_size` is the number of durable entries.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on engine failure.
+    fn tree_size(&self) -> Result<u64, StoreError>;
+
+    /// `commit` appends a batch atomically and durably.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::OutOfOrder`] if the batch does not start at the tree
+    /// size; otherwise on engine failure, with nothing written.
+    fn commit(&self, batch: &Commit) -> Result<(), StoreError>;
+
+    /// `read_hashes` reads stored hashes by stored-hash index.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] if any is absent.
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError>;
+
+    /// `read_entries` reads the entries at `start..end`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] if any is absent.
+    fn read_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// `dedup` looks an event id up.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on engine failure.
+    fn dedup(&self, event_id: &str) -> Result<Option<DedupRecord>, StoreError>;
+
+    /// `registry_indexes` lists, in order, the indexes of entries that
+    /// changed the registry.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on engine failure.
+    fn registry_indexes(&self) -> Result<Vec<u64>, StoreError>;
+
+    /// `put_checkpoint` durably stores the signed checkpoint of `size`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on engine failure.
+    fn put_checkpoint(&self, size: u64, note: &[u8]) -> Result<(), StoreError>;
+
+    /// `checkpoint` reads the stored checkpoint of exactly `size`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on engine failure.
+    fn checkpoint(&self, size: u64) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// `latest_checkpoint` is the stored checkpoint of the largest size.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on engine failure.
+    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+}

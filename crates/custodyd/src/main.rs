@@ -1,1 +1,222 @@
-fn main() {}
+//! `custodyd`: parse flags, then hand off to the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use custody_log::{tree_root, LogSigner, LogVerifier};
+use custody_store_rocks::RocksStore;
+use custodyd::init::Paths;
+use custodyd::state::{LogState, PublishedCheckpoint, StoreHashes};
+use custodyd::{grpc, http, publisher, sequencer};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(name = "custodyd", version, about = "Custody Ledger server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new log: database, signing key (mode 0600) and genesis entry.
+    Init {
+        /// Data directory to create.
+        #[arg(long)]
+        data: PathBuf,
+        /// The log's origin line, e.g. `ledger.example.gov/custody`.
+        #[arg(long)]
+        origin: String,
+        /// The data owner's public key, as written by `custody keygen`.
+        #[arg(long)]
+        owner_key: PathBuf,
+        /// The data owner's party id.
+        #[arg(long, default_value = "data-owner")]
+        owner_id: String,
+    },
+    /// Serve the log over gRPC and HTTP.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Data directory made by `custodyd init`.
+    #[arg(long)]
+    data: PathBuf,
+    /// gRPC listen address.
+    #[arg(long, default_value = "127.0.0.1:7100")]
+    grpc_addr: SocketAddr,
+    /// HTTP (tile API) listen address.
+    #[arg(long, default_value = "127.0.0.1:7180")]
+    http_addr: SocketAddr,
+    /// Checkpoint period while entries arrive, in milliseconds (≤ 1000).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=1000))]
+    checkpoint_interval_ms: u64,
+    /// Submissions that may wait for the sequencer before appends are
+    /// refused with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 65_536)]
+    queue: usize,
+    /// Largest batch per commit.
+    #[arg(long, default_value_t = 8192)]
+    max_batch: usize,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init {
+            data,
+            origin,
+            owner_key,
+            owner_id,
+        } => custodyd::init::run(&data, &origin, &owner_key, &owner_id).map(|vkey| {
+            println!("{vkey}");
+        }),
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error chain, outermost first.
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("custodyd: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let paths = Paths::new(&args.data);
+    let skey = std::fs::read_to_string(&paths.key)
+        .with_context(|| format!("read log key {} (run `custodyd init` first)", paths.key.display()))?;
+    let signer = LogSigner::from_key_string(&skey)?;
+    let store = Arc::new(RocksStore::open(&paths.db)?);
+    let size = custody_store::LogStore::tree_size(store.as_ref())?;
+    if size == 0 {
+        anyhow::bail!("{} holds no genesis entry: run `custodyd init`", paths.db.display());
+    }
+
+    // Re-sign the durable tree if it is ahead of the last stored checkpoint
+    // (a crash between commit and publish); otherwise serve the stored one.
+    let latest = match custody_store::LogStore::latest_checkpoint(store.as_ref())? {
+        Some((s, note)) if s == size => {
+            let cp = LogVerifier::new(signer.verifier_key())?.verify(&note)?;
+            PublishedCheckpoint { size, root: cp.root, note }
+        }
+        _ => {
+            let root = tree_root(size, &StoreHashes(store.as_ref()))?;
+            let note = signer.sign(size, &root)?;
+            custody_store::LogStore::put_checkpoint(store.as_ref(), size, &note)?;
+            PublishedCheckpoint { size, root, note }
+        }
+    };
+    let (durable, _) = watch::channel(size);
+    let (checkpoint, _) = watch::channel(Arc::new(latest));
+    let state = Arc::new(LogState {
+        store,
+        signer,
+        durable,
+        checkpoint,
+    });
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run(state, args))
+}
+
+async fn run(state: Arc<LogState>, args: ServeArgs) -> anyhow::Result<()> {
+    let grpc_listener = tokio::net::TcpListener::bind(args.grpc_addr)
+        .await
+        .with_context(|| format!("bind gRPC {}", args.grpc_addr))?;
+    let http_listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("bind HTTP {}", args.http_addr))?;
+    let sequencer = sequencer::Sequencer::start(state.clone(), args.queue, args.max_batch)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let publisher = tokio::spawn(publisher::run(
+        state.clone(),
+        Duration::from_millis(args.checkpoint_interval_ms),
+        stop_rx.clone(),
+    ));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<custody_proto::v1::custody_log_server::CustodyLogServer<grpc::CustodyLogService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(custody_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let service = custody_proto::v1::custody_log_server::CustodyLogServer::new(
+        grpc::CustodyLogService::new(state.clone(), sequencer),
+    )
+    .max_decoding_message_size(256 * 1024);
+
+    tracing::info!(
+        grpc = %grpc_listener.local_addr()?,
+        http = %http_listener.local_addr()?,
+        origin = state.signer.origin(),
+        size = state.latest().size,
+        "serving"
+    );
+
+    let mut grpc_stop = stop_rx.clone();
+    let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            async move {
+                let _ = grpc_stop.changed().await;
+            },
+        );
+    let mut http_stop = stop_rx.clone();
+    let http = axum::serve(http_listener, http::router(state.clone())).with_graceful_shutdown(
+        async move {
+            let _ = http_stop.changed().await;
+        },
+    );
+    let grpc = tokio::spawn(grpc);
+    let http = tokio::spawn(async move { http.await });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = grpc.await;
+    let _ = http.await;
+    let _ = publisher.await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,292 @@
+//! The registry: who may sign, with which keys, and when.
+//!
+//! The registry is derived from the log alone: the genesis entry names the
+//! data owner and its key, and every later change is a registry event signed
+//! by the data owner. Replaying the log rebuilds it exactly.
+
+use std::collections::HashMap;
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::{key_id_of, Event, EventBody, KeyId, PartyKind, Refusal, Timestamp};
+
+/// `Genesis` is the content of log entry 0: the root of trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Genesis {
+    /// The log's origin line.
+    pub origin: String,
+    /// The data owner's party id.
+    pub owner_party_id: String,
+    /// The data owner's Ed25519 public key.
+    pub owner_public_key: [u8; 32],
+}
+
+/// `PartyRecord` is a registered party.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartyRecord {
+    /// Its kind.
+    pub kind: PartyKind,
+    /// The party it acts for; empty for the data owner.
+    pub acts_on_behalf_of: String,
+    /// Log index of its registration.
+    pub registered_at: u64,
+}
+
+/// `KeyRecord` is a registered signing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The party the key signs for.
+    pub party_id: String,
+    /// The key.
+    pub public_key: VerifyingKey,
+    /// Start of validity.
+    pub valid_from: Timestamp,
+    /// End of validity (exclusive), if any.
+    pub valid_to: Option<Timestamp>,
+    /// Log index of the entry that added it.
+    pub added_at: u64,
+    /// Log index of the entry that revoked it, if any.
+    pub revoked_at: Option<u64>,
+}
+
+/// `Registry` is the registry as it stands at some log size.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    /// The data owner's party id; registry events must be signed by it.
+    owner: String,
+    /// Parties by id.
+    parties: HashMap<String, PartyRecord>,
+    /// Keys by id.
+    keys: HashMap<KeyId, KeyRecord>,
+}
+
+impl Registry {
+    /// `new` is the registry right after the genesis entry (index 0): the
+    /// data owner with its one key, valid from the beginning of time.
+    ///
+    /// # Errors
+    ///
+    /// An `InvalidArgument` [`Refusal`] if the owner's key is not a valid
+    /// Ed25519 point or its id is not an opaque id.
+    pub fn new(genesis: &Genesis) -> Result<Self, Refusal> {
+        if !crate::is_valid_id(&genesis.owner_party_id) {
+            return Err(Refusal::invalid(
+                "genesis.owner_party_id",
+                format!("owner party id {:?} is not an opaque id", genesis.owner_party_id),
+            ));
+        }
+        let public_key = VerifyingKey::from_bytes(&genesis.owner_public_key).map_err(|_| {
+            Refusal::invalid("genesis.owner_public_key", "owner key is not an Ed25519 key")
+        })?;
+        let mut parties = HashMap::new();
+        parties.insert(
+            genesis.owner_party_id.clone(),
+            PartyRecord {
+                kind: PartyKind::Agency,
+                acts_on_behalf_of: String::new(),
+                registered_at: 0,
+            },
+        );
+        let mut keys = HashMap::new();
+        keys.insert(
+            key_id_of(&genesis.owner_public_key),
+            KeyRecord {
+                party_id: genesis.owner_party_id.clone(),
+                public_key,
+                valid_from: i64::MIN,
+                valid_to: None,
+                added_at: 0,
+                revoked_at: None,
+            },
+        );
+        Ok(Self {
+            owner: genesis.owner_party_id.clone(),
+            parties,
+            keys,
+        })
+    }
+
+    /// `owner` is the data owner's party id.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// `key` looks a key up by id, revoked or not.
+    pub fn key(&self, id: &KeyId) -> Option<&KeyRecord> {
+        self.keys.get(id)
+    }
+
+    /// `party` looks a party up by id.
+    pub fn party(&self, id: &str) -> Option<&PartyRecord> {
+        self.parties.get(id)
+    }
+
+    /// `check_signer` decides whether key `id` may sign for `reporter` at
+    /// time `now`.
+    ///
+    /// # Errors
+    ///
+    /// A `PermissionDenied` [`Refusal`]: unknown key, revoked key, key
+    /// outside its validity window, or key of another party.
+    pub fn check_signer(
+        &self,
+        id: &KeyId,
+        reporter: &str,
+        now: Timestamp,
+    ) -> Result<&KeyRecord, Refusal> {
+        let Some(k) = self.keys.get(id) else {
+            return Err(Refusal::denied(format!(
+                "unknown key {id}: register it with a KEY_ADDED event signed by the data owner"
+            )));
+        };
+        if let Some(at) = k.revoked_at {
+            return Err(Refusal::denied(format!(
+                "key {id} of party {} was revoked by log entry {at}",
+                k.party_id
+            )));
+        }
+        if now < k.valid_from {
+            return Err(Refusal::denied(format!(
+                "key {id} of party {} is not valid yet: its window opens at {} ns",
+                k.party_id, k.valid_from
+            )));
+        }
+        if let Some(to) = k.valid_to {
+            if now >= to {
+                return Err(Refusal::denied(format!(
+                    "key {id} of party {} expired at {to} ns",
+                    k.party_id
+                )));
+            }
+        }
+        if k.party_id != reporter {
+            return Err(Refusal::denied(format!(
+                "key {id} belongs to party {}, not to the reporter {reporter}",
+                k.party_id
+            )));
+        }
+        Ok(k)
+    }
+
+    /// `validate` checks an event whose signatures are verified against the
+    /// registry: registry events must come from the data owner and make
+    /// sense in the registry's current state.
+    ///
+    /// # Errors
+    ///
+    /// A `PermissionDenied` or `FailedPrecondition` [`Refusal`].
+    pub fn validate(&self, event: &Event) -> Result<(), Refusal> {
+        if event.body.is_registry() && event.reporter != self.owner {
+            return Err(Refusal::denied(format!(
+                "{} must be reported by the data owner {}, not {}",
+                event.body.code(),
+                self.owner,
+                event.reporter
+            )));
+        }
+        match &event.body {
+            EventBody::PartyRegistered(p) => {
+                if self.parties.contains_key(&p.party_id) {
+                    return Err(Refusal::precondition(format!(
+                        "party {} is already registered",
+                        p.party_id
+                    )));
+                }
+                if p.acts_on_behalf_of.is_empty() {
+                    return Err(Refusal::invalid(
+                        "party_registered.acts_on_behalf_of",
+                        "a party must act on behalf of a registered party (the data owner at the top)",
+                    ));
+                }
+                if !self.parties.contains_key(&p.acts_on_behalf_of) {
+                    return Err(Refusal::precondition(format!(
+                        "party {} acts on behalf of {}, which is not registered",
+                        p.party_id, p.acts_on_behalf_of
+                    )));
+                }
+            }
+            EventBody::KeyAdded(k) => {
+                if !self.parties.contains_key(&k.party_id) {
+                    return Err(Refusal::precondition(format!(
+                        "party {} is not registered: register it before adding keys",
+                        k.party_id
+                    )));
+                }
+                let id = key_id_of(&k.public_key);
+                if let Some(existing) = self.keys.get(&id) {
+                    return Err(Refusal::precondition(format!(
+                        "key {id} is already registered to party {}",
+                        existing.party_id
+                    )));
+                }
+            }
+            EventBody::KeyRevoked(k) => match self.keys.get(&k.key_id) {
+                None => {
+                    return Err(Refusal::precondition(format!(
+                        "key {} is not registered",
+                        k.key_id
+                    )))
+                }
+                Some(r) if r.party_id != k.party_id => {
+                    return Err(Refusal::precondition(format!(
+                        "key {} belongs to party {}, not {}",
+                        k.key_id, r.party_id, k.party_id
+                    )))
+                }
+                Some(r) if r.revoked_at.is_some() => {
+                    return Err(Refusal::precondition(format!(
+                        "key {} is already revoked",
+                        k.key_id
+                    )))
+                }
+                Some(_) => {}
+            },
+            EventBody::Custody(_) => {}
+        }
+        Ok(())
+    }
+
+    /// `apply` records a validated event logged at `index`.
+    ///
+    /// # Panics
+    ///
+    /// Never for an event that passed [`Registry::validate`]; a registry
+    /// event that did not is a bug in the caller and is ignored.
+    pub fn apply(&mut self, event: &Event, index: u64) {
+        match &event.body {
+            EventBody::PartyRegistered(p) => {
+                self.parties.insert(
+                    p.party_id.clone(),
+                    PartyRecord {
+                        kind: p.kind,
+                        acts_on_behalf_of: p.acts_on_behalf_of.clone(),
+                        registered_at: index,
+                    },
+                );
+            }
+            EventBody::KeyAdded(k) => {
+                if let Ok(public_key) = VerifyingKey::from_bytes(&k.public_key) {
+                    self.keys.insert(
+                        key_id_of(&k.public_key),
+                        KeyRecord {
+                            party_id: k.party_id.clone(),
+                            public_key,
+                            valid_from: k.valid_from,
+                            valid_to: k.valid_to,
+                            added_at: index,
+                            revoked_at: None,
+                        },
+                    );
+                } else {
+                    debug_assert!(false, "bug: KEY_ADDED with a bad key passed validation");
+                }
+            }
+            EventBody::KeyRevoked(k) => {
+                if let Some(r) = self.keys.get_mut(&k.key_id) {
+                    r.revoked_at = Some(index);
+                }
+            }
+            EventBody::Custody(_) => {}
+        }
+    }
+}

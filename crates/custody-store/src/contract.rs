@@ -1,0 +1,91 @@
+//! Contract tests every [`LogStore`] backend must pass. Backends call
+//! [`check_all`] from their own tests with a fresh store.
+
+use crate::{Commit, DedupRecord, LogStore, StoreError};
+
+fn batch(first: u64, n: u64) -> Commit {
+    Commit {
+        first_index: first,
+        entries: (first..first + n).map(|i| format!("entry {i}").into_bytes()).collect(),
+        hashes: (first..first + n).map(|i| (i * 2, [i as u8; 32])).collect(),
+        dedup: (first..first + n)
+            .map(|i| {
+                (
+                    format!("id-{i}"),
+                    DedupRecord {
+                        index: i,
+                        digest: [i as u8 ^ 0x55; 32],
+                    },
+                )
+            })
+            .collect(),
+        registry: (first..first + n).filter(|i| i % 3 == 0).collect(),
+    }
+}
+
+/// `check_all` runs every contract check against `store`, which must be
+/// empty.
+///
+/// # Panics
+///
+/// Panics, naming the broken clause, if the store breaks the contract.
+pub fn check_all<S: LogStore>(store: &S) {
+    assert_eq!(store.tree_size().unwrap(), 0, "a new store is empty");
+    assert!(store.latest_checkpoint().unwrap().is_none());
+
+    store.commit(&batch(0, 5)).unwrap();
+    store.commit(&batch(5, 3)).unwrap();
+    assert_eq!(store.tree_size().unwrap(), 8);
+
+    // Out-of-order commits are refused and leave nothing behind.
+    for first in [0, 7, 9] {
+        match store.commit(&batch(first, 2)) {
+            Err(StoreError::OutOfOrder { want: 8, got }) => assert_eq!(got, first),
+            other => panic!("commit at {first} over size 8 gave {other:?}"),
+        }
+    }
+    assert_eq!(store.tree_size().unwrap(), 8);
+    assert!(store.dedup("id-9").unwrap().is_none(), "refused commit left a dedup record");
+
+    // Entries: exactly end - start, in order, or an error.
+    let e = store.read_entries(2, 6).unwrap();
+    assert_eq!(e.len(), 4);
+    assert_eq!(e[0], b"entry 2");
+    assert_eq!(e[3], b"entry 5");
+    assert!(store.read_entries(6, 9).is_err(), "read past the end");
+    assert_eq!(store.read_entries(8, 8).unwrap().len(), 0);
+
+    // Hashes: exactly as many as asked, in the order asked.
+    let h = store.read_hashes(&[14, 0, 6]).unwrap();
+    assert_eq!(h, vec![[7u8; 32], [0u8; 32], [3u8; 32]]);
+    assert!(store.read_hashes(&[0, 1]).is_err(), "absent hash read as present");
+
+    // Dedup and registry.
+    assert_eq!(
+        store.dedup("id-6").unwrap(),
+        Some(DedupRecord {
+            index: 6,
+            digest: [6 ^ 0x55; 32]
+        })
+    );
+    assert!(store.dedup("id-99").unwrap().is_none());
+    assert_eq!(store.registry_indexes().unwrap(), vec![0, 3, 6]);
+
+    // Checkpoints, by size, latest by size.
+    store.put_checkpoint(5, b"cp5").unwrap();
+    store.put_checkpoint(8, b"cp8").unwrap();
+    assert_eq!(store.checkpoint(5).unwrap().as_deref(), Some(&b"cp5"[..]));
+    assert!(store.checkpoint(6).unwrap().is_none());
+    assert_eq!(
+        store.latest_checkpoint().unwrap(),
+        Some((8, b"cp8".to_vec()))
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_store_meets_the_contract() {
+        super::check_all(&crate::MemoryStore::default());
+    }
+}

@@ -1,0 +1,98 @@
+//! An in-memory [`LogStore`]: the reference backend for contract tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::{Commit, DedupRecord, LogStore, StoreError};
+
+/// `MemoryStore` keeps everything in maps behind one mutex. "Durable" means
+/// "in the map"; it exists to pin the trait's contract, not for production.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: Vec<Vec<u8>>,
+    hashes: HashMap<u64, [u8; 32]>,
+    dedup: HashMap<String, DedupRecord>,
+    registry: Vec<u64>,
+    checkpoints: BTreeMap<u64, Vec<u8>>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        self.inner
+            .lock()
+            .map_err(|_| StoreError::Engine("memory store mutex poisoned".into()))
+    }
+}
+
+impl LogStore for MemoryStore {
+    fn tree_size(&self) -> Result<u64, StoreError> {
+        Ok(self.lock()?.entries.len() as u64)
+    }
+
+    fn commit(&self, batch: &Commit) -> Result<(), StoreError> {
+        let mut g = self.lock()?;
+        let size = g.entries.len() as u64;
+        if batch.first_index != size {
+            return Err(StoreError::OutOfOrder {
+                want: size,
+                got: batch.first_index,
+            });
+        }
+        g.entries.extend(batch.entries.iter().cloned());
+        g.hashes.extend(batch.hashes.iter().copied());
+        g.dedup.extend(batch.dedup.iter().cloned());
+        g.registry.extend(batch.registry.iter().copied());
+        Ok(())
+    }
+
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+        let g = self.lock()?;
+        indexes
+            .iter()
+            .map(|i| {
+                g.hashes
+                    .get(i)
+                    .copied()
+                    .ok_or_else(|| StoreError::NotFound(format!("stored hash {i}")))
+            })
+            .collect()
+    }
+
+    fn read_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let g = self.lock()?;
+        if start > end || end > g.entries.len() as u64 {
+            return Err(StoreError::NotFound(format!("entries {start}..{end}")));
+        }
+        Ok(g.entries[start as usize..end as usize].to_vec())
+    }
+
+    fn dedup(&self, event_id: &str) -> Result<Option<DedupRecord>, StoreError> {
+        Ok(self.lock()?.dedup.get(event_id).copied())
+    }
+
+    fn registry_indexes(&self) -> Result<Vec<u64>, StoreError> {
+        Ok(self.lock()?.registry.clone())
+    }
+
+    fn put_checkpoint(&self, size: u64, note: &[u8]) -> Result<(), StoreError> {
+        self.lock()?.checkpoints.insert(size, note.to_vec());
+        Ok(())
+    }
+
+    fn checkpoint(&self, size: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock()?.checkpoints.get(&size).cloned())
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()?
+            .checkpoints
+            .last_key_value()
+            .map(|(k, v)| (*k, v.clone())))
+    }
+}

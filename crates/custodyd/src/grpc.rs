@@ -1,0 +1,247 @@
+//! The `custody.v1.CustodyLog` gRPC service. Wire types are converted to
+//! domain types here and nowhere deeper.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use custody_domain::{Refusal, RefusalKind};
+use custody_log::{prove_consistency, prove_inclusion};
+use custody_proto::envelope_from_proto;
+use custody_proto::v1::{self, custody_log_server::CustodyLog};
+use futures::{Stream, StreamExt as _};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::sequencer::SequencerHandle;
+use crate::state::LogState;
+
+/// Most entries one `GetEntries` call returns.
+pub const MAX_ENTRIES_PER_CALL: u64 = 1000;
+/// Most requests of one `AppendStream` in flight at once.
+pub const STREAM_WINDOW: usize = 1024;
+
+/// `status_of` is the one mapping from domain refusals to gRPC statuses.
+pub fn status_of(r: Refusal) -> Status {
+    let msg = match r.field {
+        Some(f) if !r.message.contains(f) => format!("{f}: {}", r.message),
+        _ => r.message,
+    };
+    match r.kind {
+        RefusalKind::InvalidArgument => Status::invalid_argument(msg),
+        RefusalKind::PermissionDenied => Status::permission_denied(msg),
+        RefusalKind::FailedPrecondition => Status::failed_precondition(msg),
+        RefusalKind::AlreadyExists => Status::already_exists(msg),
+        RefusalKind::ResourceExhausted => Status::resource_exhausted(msg),
+        _ => Status::internal(msg),
+    }
+}
+
+fn internal(context: &str, e: impl std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "{context}");
+    Status::internal(format!("{context}: {e}"))
+}
+
+/// `CustodyLogService` implements the gRPC service.
+pub struct CustodyLogService {
+    /// Shared state.
+    state: Arc<LogState>,
+    /// Where appends go.
+    sequencer: SequencerHandle,
+}
+
+impl CustodyLogService {
+    /// `new` makes the service.
+    pub fn new(state: Arc<LogState>, sequencer: SequencerHandle) -> Self {
+        Self { state, sequencer }
+    }
+}
+
+async fn append_one(
+    state: Arc<LogState>,
+    sequencer: SequencerHandle,
+    req: v1::AppendRequest,
+) -> Result<v1::AppendResponse, Status> {
+    let Some(event) = req.event else {
+        return Err(Status::invalid_argument("event: missing signed event"));
+    };
+    let envelope = envelope_from_proto(event).map_err(status_of)?;
+    let appended = sequencer.submit(envelope).await.map_err(status_of)?;
+    let mut resp = v1::AppendResponse {
+        index: appended.index,
+        duplicate: appended.duplicate,
+        ..Default::default()
+    };
+    if req.wait_for_checkpoint {
+        let mut rx = state.checkpoint.subscribe();
+        let cp = rx
+            .wait_for(|cp| cp.size > appended.index)
+            .await
+            .map_err(|e| internal("wait for checkpoint", e))?
+            .clone();
+        let proof = prove_inclusion(cp.size, appended.index, &state.hashes())
+            .map_err(|e| internal("inclusion proof", e))?;
+        resp.checkpoint = cp.note.clone();
+        resp.inclusion_proof = proof.into_iter().map(|h| h.0.to_vec()).collect();
+    }
+    Ok(resp)
+}
+
+type AppendStreamOut = Pin<Box<dyn Stream<Item = Result<v1::AppendResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl CustodyLog for CustodyLogService {
+    async fn append(
+        &self,
+        request: Request<v1::AppendRequest>,
+    ) -> Result<Response<v1::AppendResponse>, Status> {
+        append_one(self.state.clone(), self.sequencer.clone(), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type AppendStreamStream = AppendStreamOut;
+
+    async fn append_stream(
+        &self,
+        request: Request<Streaming<v1::AppendRequest>>,
+    ) -> Result<Response<Self::AppendStreamStream>, Status> {
+        let state = self.state.clone();
+        let sequencer = self.sequencer.clone();
+        // One response per request, in request order; refusals are
+        // reported in-band so one bad event does not end the stream.
+        let out = request
+            .into_inner()
+            .map(move |req| {
+                let state = state.clone();
+                let sequencer = sequencer.clone();
+                async move {
+                    let req = match req {
+                        Ok(r) => r,
+                        Err(s) => return Err(s),
+                    };
+                    Ok(match append_one(state, sequencer, req).await {
+                        Ok(r) => r,
+                        Err(s) => v1::AppendResponse {
+                            error_code: s.code() as i32,
+                            error_message: s.message().to_owned(),
+                            ..Default::default()
+                        },
+                    })
+                }
+            })
+            .buffered(STREAM_WINDOW);
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        request: Request<v1::GetCheckpointRequest>,
+    ) -> Result<Response<v1::GetCheckpointResponse>, Status> {
+        let size = request.into_inner().tree_size;
+        let note = if size == 0 {
+            self.state.latest().note.clone()
+        } else {
+            self.state
+                .store
+                .checkpoint(size)
+                .map_err(|e| internal("read checkpoint", e))?
+                .ok_or_else(|| {
+                    Status::not_found(format!("no checkpoint of size {size} was published"))
+                })?
+        };
+        Ok(Response::new(v1::GetCheckpointResponse { checkpoint: note }))
+    }
+
+    async fn get_entries(
+        &self,
+        request: Request<v1::GetEntriesRequest>,
+    ) -> Result<Response<v1::GetEntriesResponse>, Status> {
+        let r = request.into_inner();
+        let size = self.state.latest().size;
+        if r.start >= r.end || r.end > size {
+            return Err(Status::out_of_range(format!(
+                "entries {}..{} are not within the latest checkpoint of size {size}",
+                r.start, r.end
+            )));
+        }
+        let end = r.end.min(r.start + MAX_ENTRIES_PER_CALL);
+        let entries = self
+            .state
+            .store
+            .read_entries(r.start, end)
+            .map_err(|e| internal("read entries", e))?;
+        Ok(Response::new(v1::GetEntriesResponse { entries }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<v1::GetInclusionProofRequest>,
+    ) -> Result<Response<v1::GetInclusionProofResponse>, Status> {
+        let r = request.into_inner();
+        let (size, note) = self.checkpoint_at(r.tree_size)?;
+        if r.index >= size {
+            return Err(Status::out_of_range(format!(
+                "index {} is not in the tree of size {size}",
+                r.index
+            )));
+        }
+        let proof = prove_inclusion(size, r.index, &self.state.hashes())
+            .map_err(|e| internal("inclusion proof", e))?;
+        let entry = self
+            .state
+            .store
+            .read_entries(r.index, r.index + 1)
+            .map_err(|e| internal("read entry", e))?
+            .pop()
+            .unwrap_or_default();
+        Ok(Response::new(v1::GetInclusionProofResponse {
+            index: r.index,
+            tree_size: size,
+            proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
+            entry,
+            checkpoint: note,
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<v1::GetConsistencyProofRequest>,
+    ) -> Result<Response<v1::GetConsistencyProofResponse>, Status> {
+        let r = request.into_inner();
+        let (new_size, _) = self.checkpoint_at(r.new_size)?;
+        if r.old_size == 0 || r.old_size > new_size {
+            return Err(Status::invalid_argument(format!(
+                "old_size must be between 1 and the new size {new_size}; got {}",
+                r.old_size
+            )));
+        }
+        let proof = prove_consistency(r.old_size, new_size, &self.state.hashes())
+            .map_err(|e| internal("consistency proof", e))?;
+        Ok(Response::new(v1::GetConsistencyProofResponse {
+            old_size: r.old_size,
+            new_size,
+            proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
+        }))
+    }
+}
+
+impl CustodyLogService {
+    /// The published checkpoint of `size` (0: the latest).
+    fn checkpoint_at(&self, size: u64) -> Result<(u64, Vec<u8>), Status> {
+        let latest = self.state.latest();
+        if size == 0 || size == latest.size {
+            return Ok((latest.size, latest.note.clone()));
+        }
+        let note = self
+            .state
+            .store
+            .checkpoint(size)
+            .map_err(|e| internal("read checkpoint", e))?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no checkpoint of size {size} was published; the latest is {}",
+                    latest.size
+                ))
+            })?;
+        Ok((size, note))
+    }
+}

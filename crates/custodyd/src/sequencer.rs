@@ -1,0 +1,350 @@
+//! Stage 1 of the append path: verify, validate, sequence, commit.
+//!
+//! Contract:
+//! - The sequencer MUST NOT resolve a submission's reply with an index
+//!   until the entry is durable (its `WriteBatch` was fsync'd).
+//! - It MUST NOT write any part of a refused submission.
+//! - The queue in front of it is bounded; when full, submitters get
+//!   `RESOURCE_EXHAUSTED` at once and nothing is buffered.
+//! - Entries, their tree hashes, dedup records and registry marks are
+//!   committed in one batch, so a crash leaves all or none of them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use custody_domain::{
+    verify_signatures, Event, Refusal, Registry, SignatureCheck, SignedEnvelope,
+};
+use custody_log::{append_leaves, leaf_hash};
+use custody_proto::{decode_entry, decode_event, envelope_to_proto, v1, Entry};
+use custody_store::{Commit, DedupRecord, LogStore};
+use prost::Message as _;
+use rayon::prelude::*;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::init::now_nanos;
+use crate::state::{LogState, StoreHashes};
+
+/// `Appended` is the acknowledgement of a durable entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    /// The entry's index.
+    pub index: u64,
+    /// True when the same event was already logged there.
+    pub duplicate: bool,
+}
+
+/// `Submission` is one event waiting to be sequenced.
+pub struct Submission {
+    /// The envelope, shape-checked.
+    pub envelope: SignedEnvelope,
+    /// Where the verdict goes.
+    pub reply: oneshot::Sender<Result<Appended, Refusal>>,
+}
+
+/// `SequencerHandle` submits events to the sequencer.
+#[derive(Clone)]
+pub struct SequencerHandle {
+    tx: mpsc::Sender<Submission>,
+}
+
+impl SequencerHandle {
+    /// `submit` queues an envelope and waits for its verdict.
+    ///
+    /// # Errors
+    ///
+    /// The event's [`Refusal`]; `ResourceExhausted` when the queue is full.
+    pub async fn submit(&self, envelope: SignedEnvelope) -> Result<Appended, Refusal> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .try_send(Submission { envelope, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => Refusal::exhausted(
+                    "the append queue is full; retry with backoff or use fewer concurrent writers",
+                ),
+                mpsc::error::TrySendError::Closed(_) => {
+                    Refusal::exhausted("the server is shutting down; retry shortly")
+                }
+            })?;
+        rx.await
+            .map_err(|_| Refusal::exhausted("the sequencer stopped before this event was logged; retry"))?
+    }
+}
+
+/// `Sequencer` owns the registry and the right to append.
+pub struct Sequencer {
+    /// Shared state: store and durable-size notifier.
+    state: Arc<LogState>,
+    /// The registry at the durable tree size.
+    registry: Registry,
+    /// Durable tree size.
+    size: u64,
+    /// Last integrated time, so integrated times never decrease.
+    last_time: i64,
+    /// Largest number of submissions taken into one batch.
+    max_batch: usize,
+}
+
+/// `load_registry` rebuilds the registry from the genesis entry and the
+/// registry entries the store lists.
+///
+/// # Errors
+///
+/// If the store cannot be read or holds entries this code did not write.
+pub fn load_registry(store: &dyn LogStore) -> anyhow::Result<Registry> {
+    let genesis = match store.read_entries(0, 1)?.first().map(|e| decode_entry(e)) {
+        Some(Ok(Entry::Genesis(g))) => g,
+        _ => anyhow::bail!("entry 0 is not a genesis entry: is this a custodyd database?"),
+    };
+    let mut registry = Registry::new(&genesis).map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
+    for i in store.registry_indexes()? {
+        let bytes = store.read_entries(i, i + 1)?;
+        let Some(Ok(Entry::Event { envelope, .. })) = bytes.first().map(|e| decode_entry(e)) else {
+            anyhow::bail!("registry entry {i} does not decode");
+        };
+        let event = decode_event(&envelope.body).map_err(|e| anyhow::anyhow!("registry entry {i}: {e}"))?;
+        registry.apply(&event, i);
+    }
+    Ok(registry)
+}
+
+/// One submission after the parallel stage.
+enum Checked {
+    /// Decoded, and every signature whose key was known verified.
+    Ready { event: Event, unknown_keys: bool },
+    Refused(Refusal),
+}
+
+impl Sequencer {
+    /// `start` spawns the sequencer on its own thread and returns the handle
+    /// to submit to. `queue` bounds the submissions waiting.
+    ///
+    /// # Errors
+    ///
+    /// If the registry cannot be rebuilt from the store.
+    pub fn start(
+        state: Arc<LogState>,
+        queue: usize,
+        max_batch: usize,
+    ) -> anyhow::Result<SequencerHandle> {
+        let registry = load_registry(state.store.as_ref())?;
+        let size = state.store.tree_size()?;
+        let last_time = match state.store.read_entries(size - 1, size)?.first() {
+            Some(e) => v1::LogEntry::decode(e.as_slice())
+                .map(|e| e.integrated_time_unix_nanos)
+                .unwrap_or(0),
+            None => 0,
+        };
+        let (tx, rx) = mpsc::channel(queue);
+        let mut seq = Sequencer {
+            state,
+            registry,
+            size,
+            last_time,
+            max_batch,
+        };
+        std::thread::Builder::new()
+            .name("sequencer".into())
+            .spawn(move || seq.run(rx))?;
+        Ok(SequencerHandle { tx })
+    }
+
+    fn run(&mut self, mut rx: mpsc::Receiver<Submission>) {
+        let mut batch = Vec::with_capacity(self.max_batch);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(s) => batch.push(s),
+                    Err(_) => break,
+                }
+            }
+            self.process(std::mem::take(&mut batch));
+        }
+        tracing::info!("sequencer stopped: all submitters gone");
+    }
+
+    /// The parallel stage: decode, look keys up in the registry as it
+    /// stood at the batch start, and verify those signatures in batches.
+    fn check_parallel(&self, batch: &[Submission]) -> Vec<Checked> {
+        let decoded: Vec<(Vec<u8>, Result<Event, Refusal>)> = batch
+            .par_iter()
+            .map(|s| (s.envelope.signing_bytes(), decode_event(&s.envelope.body)))
+            .collect();
+        // Collect the checks whose key is already known.
+        let mut checks = Vec::new();
+        let mut owner = Vec::new();
+        let mut unknown = vec![false; batch.len()];
+        for (i, (s, (msg, ev))) in batch.iter().zip(&decoded).enumerate() {
+            if ev.is_err() {
+                continue;
+            }
+            for sig in &s.envelope.signatures {
+                match self.registry.key(&sig.key_id) {
+                    Some(k) => {
+                        checks.push(SignatureCheck {
+                            message: msg,
+                            signature: ed25519_dalek::Signature::from_bytes(&sig.sig),
+                            key: k.public_key,
+                        });
+                        owner.push(i);
+                    }
+                    None => unknown[i] = true,
+                }
+            }
+        }
+        let verdicts = verify_signatures(&checks);
+        let mut bad = vec![false; batch.len()];
+        for (i, ok) in owner.into_iter().zip(verdicts) {
+            if !ok {
+                bad[i] = true;
+            }
+        }
+        decoded
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, ev))| match ev {
+                Err(r) => Checked::Refused(r),
+                Ok(_) if bad[i] => Checked::Refused(Refusal::denied(
+                    "a signature does not verify over the event: sign PAE(payload_type, body) with the key named by key_id",
+                )),
+                Ok(event) => Checked::Ready {
+                    event,
+                    unknown_keys: unknown[i],
+                },
+            })
+            .collect()
+    }
+
+    fn process(&mut self, batch: Vec<Submission>) {
+        let checked = self.check_parallel(&batch);
+        let now = now_nanos();
+        let time = now.max(self.last_time);
+
+        // The sequential stage, in arrival order. Registry changes apply as
+        // we go so a key added earlier in the batch can sign later in it;
+        // they are only kept if the commit succeeds.
+        let snapshot = self.registry.clone();
+        let mut in_batch: HashMap<String, (u64, [u8; 32])> = HashMap::new();
+        let mut commit = Commit {
+            first_index: self.size,
+            ..Commit::default()
+        };
+        let mut verdicts: Vec<Result<Appended, Refusal>> = Vec::with_capacity(batch.len());
+        for (sub, c) in batch.iter().zip(checked) {
+            let verdict = match c {
+                Checked::Refused(r) => Err(r),
+                Checked::Ready { event, unknown_keys } => {
+                    self.admit(&sub.envelope, &event, unknown_keys, now, time, &mut in_batch, &mut commit)
+                }
+            };
+            verdicts.push(verdict);
+        }
+
+        if !commit.entries.is_empty() {
+            let leaf_hashes: Vec<_> = commit.entries.iter().map(|e| leaf_hash(e)).collect();
+            let result = append_leaves(self.size, &leaf_hashes, &StoreHashes(self.state.store.as_ref()))
+                .map_err(anyhow::Error::from)
+                .and_then(|hashes| {
+                    commit.hashes = hashes.into_iter().map(|(i, h)| (i, h.0)).collect();
+                    self.state.store.commit(&commit).map_err(anyhow::Error::from)
+                });
+            if let Err(e) = result {
+                tracing::error!(error = %e, "commit failed; refusing the batch");
+                self.registry = snapshot;
+                for (sub, _) in batch.into_iter().zip(verdicts) {
+                    let _ = sub.reply.send(Err(Refusal::exhausted(
+                        "the log could not make this batch durable; nothing was logged, retry",
+                    )));
+                }
+                return;
+            }
+            self.size += commit.entries.len() as u64;
+            self.last_time = time;
+            self.state.durable.send_replace(self.size);
+        }
+        for (sub, v) in batch.into_iter().zip(verdicts) {
+            // The submitter may have gone away; the entry stays logged.
+            let _ = sub.reply.send(v);
+        }
+    }
+
+    /// Validates one event in sequence and, if accepted, adds it to the
+    /// commit.
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &mut self,
+        envelope: &SignedEnvelope,
+        event: &Event,
+        unknown_keys: bool,
+        now: i64,
+        time: i64,
+        in_batch: &mut HashMap<String, (u64, [u8; 32])>,
+        commit: &mut Commit,
+    ) -> Result<Appended, Refusal> {
+        // Dedup first: a resubmission is answered even if its key has
+        // since been revoked.
+        let digest = envelope.digest();
+        let seen = match in_batch.get(&event.event_id) {
+            Some((index, d)) => Some((*index, *d)),
+            None => self
+                .state
+                .store
+                .dedup(&event.event_id)
+                .map_err(|e| Refusal::exhausted(format!("dedup lookup failed: {e}; retry")))?
+                .map(|r| (r.index, r.digest)),
+        };
+        if let Some((index, d)) = seen {
+            if d == digest {
+                return Ok(Appended { index, duplicate: true });
+            }
+            return Err(Refusal::exists(format!(
+                "event_id {} is already logged at index {index} with different content",
+                event.event_id
+            )));
+        }
+
+        let msg = envelope.signing_bytes();
+        let mut reporter_signed = false;
+        for sig in &envelope.signatures {
+            let key = self.registry.check_signer(&sig.key_id, &event.reporter, now)?;
+            if unknown_keys {
+                // Not verified in the parallel stage: the key arrived in
+                // this batch. Verify it now.
+                let s = ed25519_dalek::Signature::from_bytes(&sig.sig);
+                if key.public_key.verify_strict(&msg, &s).is_err() {
+                    return Err(Refusal::denied(format!(
+                        "signature by key {} does not verify over the event",
+                        sig.key_id
+                    )));
+                }
+            }
+            reporter_signed = true;
+        }
+        if !reporter_signed {
+            return Err(Refusal::denied("event carries no signature by its reporter"));
+        }
+        self.registry.validate(event)?;
+
+        let index = commit.first_index + commit.entries.len() as u64;
+        let entry = v1::LogEntry {
+            content: Some(v1::log_entry::Content::Event(envelope_to_proto(envelope))),
+            integrated_time_unix_nanos: time,
+        }
+        .encode_to_vec();
+        if entry.len() > custody_domain::MAX_ENTRY_BYTES {
+            return Err(Refusal::invalid(
+                "event",
+                format!("the entry would be {} bytes; the limit is 65535", entry.len()),
+            ));
+        }
+        if event.body.is_registry() {
+            commit.registry.push(index);
+        }
+        self.registry.apply(event, index);
+        in_batch.insert(event.event_id.clone(), (index, digest));
+        commit.dedup.push((event.event_id.clone(), DedupRecord { index, digest }));
+        commit.entries.push(entry);
+        Ok(Appended { index, duplicate: false })
+    }
+}
