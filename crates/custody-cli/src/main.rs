@@ -1,1 +1,374 @@
-fn main() {}
+//! `custody`: the command-line tool for reporters and auditors.
+
+mod event_json;
+mod keys;
+mod load;
+mod monitor;
+mod proofs;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context as _};
+use clap::{Parser, Subcommand};
+use custody_domain::SignedEnvelope;
+use custody_log::LogVerifier;
+use custody_proto::v1::custody_log_client::CustodyLogClient;
+use custody_proto::{envelope_to_proto, v1};
+use prost::Message as _;
+
+#[derive(Parser)]
+#[command(
+    name = "custody",
+    version,
+    about = "Custody Ledger client and auditor tool"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make an Ed25519 key pair: PREFIX.key (mode 0600) and PREFIX.pub.
+    Keygen {
+        #[arg(long)]
+        out: String,
+    },
+    /// Sign an event given as JSON and submit it.
+    Append {
+        /// gRPC server, e.g. http://127.0.0.1:7100.
+        #[arg(long)]
+        server: String,
+        /// The reporter's secret key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The event as JSON (see `event_json.rs`); `-` for stdin.
+        #[arg(long)]
+        event: PathBuf,
+        /// Wait for a checkpoint and verify the inclusion proof.
+        #[arg(long)]
+        wait: bool,
+        /// Pinned log key, to verify the checkpoint with `--wait`.
+        #[arg(long)]
+        log_key: Option<PathBuf>,
+    },
+    /// Fetch a proof from the server into a file for offline verification.
+    Prove {
+        #[command(subcommand)]
+        what: ProveWhat,
+    },
+    /// Check a checkpoint or proof file offline against a pinned log key.
+    Verify {
+        /// A checkpoint note or a proof file from `custody prove`.
+        file: PathBuf,
+        /// File holding the log's verifier key string.
+        #[arg(long)]
+        log_key: PathBuf,
+    },
+    /// Follow a log's checkpoints over its tile API; alert on any split
+    /// view or rollback.
+    Monitor {
+        /// HTTP base URL of the tile API.
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        log_key: PathBuf,
+        /// Where the last checkpoint seen is kept.
+        #[arg(long)]
+        state: PathBuf,
+        /// Check once and exit.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between checks.
+        #[arg(long, default_value_t = 5)]
+        interval: u64,
+    },
+    /// Generate load against a freshly initialised server.
+    Load {
+        #[arg(long)]
+        server: String,
+        /// The data owner's secret key (to register the load party).
+        #[arg(long)]
+        owner_key: PathBuf,
+        #[arg(long)]
+        events: usize,
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Use AppendStream instead of unary Append.
+        #[arg(long)]
+        stream: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProveWhat {
+    /// Inclusion of entry INDEX in the latest (or a given) checkpoint.
+    Inclusion {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        index: u64,
+        #[arg(long, default_value_t = 0)]
+        tree_size: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Consistency of the checkpoint of size OLD with the latest (or NEW).
+    Consistency {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        old: u64,
+        #[arg(long, default_value_t = 0)]
+        new: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Exit status for a proven log misbehaviour (`monitor`).
+const EXIT_ALARM: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("custody: {}", chain.join(": "));
+            if e.downcast_ref::<monitor::Alarm>().is_some() {
+                ExitCode::from(EXIT_ALARM)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn connect(server: &str) -> anyhow::Result<CustodyLogClient<tonic::transport::Channel>> {
+    let ch = tonic::transport::Channel::from_shared(server.to_owned())
+        .map_err(|e| anyhow!("server url {server:?}: {e}"))?
+        .connect()
+        .await
+        .with_context(|| format!("connect {server}"))?;
+    Ok(CustodyLogClient::new(ch))
+}
+
+fn read_vkey(path: &PathBuf) -> anyhow::Result<LogVerifier> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    Ok(LogVerifier::new(&text).with_context(|| format!("log key {}", path.display()))?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Keygen { out } => {
+            let k = keys::generate(&out)?;
+            println!(
+                "wrote {out}.key and {out}.pub (key id {})",
+                custody_domain::key_id_of(&k.verifying_key().to_bytes())
+            );
+            Ok(())
+        }
+        Command::Append {
+            server,
+            key,
+            event,
+            wait,
+            log_key,
+        } => {
+            let key = keys::load_secret(&key)?;
+            let text = if event.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&event)
+                    .with_context(|| format!("read {}", event.display()))?
+            };
+            let json: event_json::EventJson = serde_json::from_str(&text).context("event JSON")?;
+            let ev = json.into_proto()?;
+            let env = SignedEnvelope::sign(ev.encode_to_vec(), &[&key]);
+            let verifier = log_key.as_ref().map(read_vkey).transpose()?;
+            runtime()?.block_on(async move {
+                let mut c = connect(&server).await?;
+                let r = c
+                    .append(v1::AppendRequest {
+                        event: Some(envelope_to_proto(&env)),
+                        wait_for_checkpoint: wait,
+                    })
+                    .await
+                    .map_err(|s| anyhow!("append refused ({:?}): {}", s.code(), s.message()))?
+                    .into_inner();
+                let dup = if r.duplicate {
+                    " (duplicate of an earlier submission)"
+                } else {
+                    ""
+                };
+                println!("index {} event_id {}{dup}", r.index, ev.event_id);
+                if let Some(v) = verifier {
+                    if wait {
+                        let cp = v.verify(&r.checkpoint).context("checkpoint")?;
+                        let entry = c
+                            .get_entries(v1::GetEntriesRequest {
+                                start: r.index,
+                                end: r.index + 1,
+                            })
+                            .await
+                            .map_err(|s| anyhow!("read entry: {}", s.message()))?
+                            .into_inner()
+                            .entries
+                            .pop()
+                            .ok_or_else(|| anyhow!("entry {} missing", r.index))?;
+                        let proof: Vec<custody_log::Hash> = r
+                            .inclusion_proof
+                            .iter()
+                            .map(|h| h.as_slice().try_into().map(custody_log::Hash))
+                            .collect::<Result<_, _>>()
+                            .map_err(|_| anyhow!("malformed proof hash"))?;
+                        custody_log::verify_inclusion(
+                            &proof,
+                            cp.size,
+                            &cp.root,
+                            r.index,
+                            &custody_log::leaf_hash(&entry),
+                        )
+                        .map_err(|e| anyhow!("inclusion proof: {e}"))?;
+                        println!("included in checkpoint of size {} (verified)", cp.size);
+                    }
+                }
+                Ok(())
+            })
+        }
+        Command::Prove { what } => runtime()?.block_on(prove(what)),
+        Command::Verify { file, log_key } => {
+            let v = read_vkey(&log_key)?;
+            let bytes = std::fs::read(&file).with_context(|| format!("read {}", file.display()))?;
+            let msg = proofs::verify_file(&bytes, &v)
+                .with_context(|| format!("{} does not verify", file.display()))?;
+            println!("{msg}");
+            Ok(())
+        }
+        Command::Monitor {
+            url,
+            log_key,
+            state,
+            once,
+            interval,
+        } => {
+            let v = read_vkey(&log_key)?;
+            loop {
+                let msg = monitor::check_once(&url, &v, &state)?;
+                println!("{msg}");
+                if once {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_secs(interval));
+            }
+        }
+        Command::Load {
+            server,
+            owner_key,
+            events,
+            concurrency,
+            stream,
+            json,
+        } => {
+            if events == 0 || concurrency == 0 {
+                anyhow::bail!("--events and --concurrency must be at least 1");
+            }
+            let owner_key = keys::load_secret(&owner_key)?;
+            let report = runtime()?.block_on(load::run(load::LoadOptions {
+                server,
+                owner_key,
+                events,
+                concurrency,
+                stream,
+            }))?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{} events ({} x{}) in {:.2}s: {:.0} events/s; durable ack p50 {:.1} ms p99 {:.1} ms; checkpoint inclusion p50 {:.0} ms p99 {:.0} ms; refused {}",
+                    report.events, report.mode, report.concurrency, report.seconds, report.events_per_sec,
+                    report.ack_p50_ms, report.ack_p99_ms, report.checkpoint_p50_ms, report.checkpoint_p99_ms, report.refused
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn prove(what: ProveWhat) -> anyhow::Result<()> {
+    let (file, out) = match what {
+        ProveWhat::Inclusion {
+            server,
+            index,
+            tree_size,
+            out,
+        } => {
+            let mut c = connect(&server).await?;
+            let r = c
+                .get_inclusion_proof(v1::GetInclusionProofRequest { index, tree_size })
+                .await
+                .map_err(|s| anyhow!("inclusion proof ({:?}): {}", s.code(), s.message()))?
+                .into_inner();
+            use base64::Engine as _;
+            (
+                proofs::ProofFile::Inclusion {
+                    checkpoint: String::from_utf8(r.checkpoint)
+                        .context("checkpoint is not text")?,
+                    index,
+                    entry: base64::engine::general_purpose::STANDARD.encode(&r.entry),
+                    proof: proofs::b64_hashes(&r.proof),
+                },
+                out,
+            )
+        }
+        ProveWhat::Consistency {
+            server,
+            old,
+            new,
+            out,
+        } => {
+            let mut c = connect(&server).await?;
+            let r = c
+                .get_consistency_proof(v1::GetConsistencyProofRequest {
+                    old_size: old,
+                    new_size: new,
+                })
+                .await
+                .map_err(|s| anyhow!("consistency proof ({:?}): {}", s.code(), s.message()))?
+                .into_inner();
+            let note = |size| {
+                let mut c = c.clone();
+                async move {
+                    let r = c
+                        .get_checkpoint(v1::GetCheckpointRequest { tree_size: size })
+                        .await
+                        .map_err(|s| anyhow!("checkpoint {size}: {}", s.message()))?;
+                    String::from_utf8(r.into_inner().checkpoint).context("checkpoint is not text")
+                }
+            };
+            (
+                proofs::ProofFile::Consistency {
+                    old_checkpoint: note(r.old_size).await?,
+                    new_checkpoint: note(r.new_size).await?,
+                    proof: proofs::b64_hashes(&r.proof),
+                },
+                out,
+            )
+        }
+    };
+    std::fs::write(&out, serde_json::to_vec_pretty(&file)?)
+        .with_context(|| format!("write {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(())
+}

@@ -163,3 +163,23 @@ impl SignedEnvelope {
         h.finalize().into()
     }
 }
+
+impl SignedEnvelope {
+    /// `sign` makes an envelope of `body` signed by each of `keys`.
+    pub fn sign(body: Vec<u8>, keys: &[&ed25519_dalek::SigningKey]) -> Self {
+        use ed25519_dalek::Signer as _;
+        let msg = pae(PAYLOAD_TYPE, &body);
+        let signatures = keys
+            .iter()
+            .map(|k| EventSignature {
+                key_id: key_id_of(&k.verifying_key().to_bytes()),
+                sig: k.sign(&msg).to_bytes(),
+            })
+            .collect();
+        Self {
+            payload_type: PAYLOAD_TYPE.to_owned(),
+            body,
+            signatures,
+        }
+    }
+}

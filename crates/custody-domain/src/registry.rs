@@ -72,11 +72,17 @@ impl Registry {
         if !crate::is_valid_id(&genesis.owner_party_id) {
             return Err(Refusal::invalid(
                 "genesis.owner_party_id",
-                format!("owner party id {:?} is not an opaque id", genesis.owner_party_id),
+                format!(
+                    "owner party id {:?} is not an opaque id",
+                    genesis.owner_party_id
+                ),
             ));
         }
         let public_key = VerifyingKey::from_bytes(&genesis.owner_public_key).map_err(|_| {
-            Refusal::invalid("genesis.owner_public_key", "owner key is not an Ed25519 key")
+            Refusal::invalid(
+                "genesis.owner_public_key",
+                "owner key is not an Ed25519 key",
+            )
         })?;
         let mut parties = HashMap::new();
         parties.insert(

@@ -18,7 +18,10 @@ pub fn envelope_from_proto(e: v1::SignedEvent) -> Result<SignedEnvelope, Refusal
     SignedEnvelope::from_parts(
         e.payload_type,
         e.body.to_vec(),
-        e.signatures.into_iter().map(|s| (s.key_id, s.sig)).collect(),
+        e.signatures
+            .into_iter()
+            .map(|s| (s.key_id, s.sig))
+            .collect(),
     )
 }
 
@@ -51,10 +54,16 @@ fn time(field: &'static str, ns: i64) -> Result<i64, Refusal> {
 ///
 /// An `InvalidArgument` [`Refusal`] if the body is not a valid `Event`.
 pub fn decode_event(body: &[u8]) -> Result<Event, Refusal> {
-    let e = v1::Event::decode(body)
-        .map_err(|e| Refusal::invalid("event.body", format!("body is not a custody.v1.Event: {e}")))?;
+    let e = v1::Event::decode(body).map_err(|e| {
+        Refusal::invalid("event.body", format!("body is not a custody.v1.Event: {e}"))
+    })?;
     let body = match e.body {
-        None => return Err(Refusal::invalid("event.body", "event has no kind (set one of party_registered, key_added, key_revoked, custody)")),
+        None => {
+            return Err(Refusal::invalid(
+                "event.body",
+                "event has no kind (set one of party_registered, key_added, key_revoked, custody)",
+            ))
+        }
         Some(v1::event::Body::PartyRegistered(p)) => EventBody::PartyRegistered(PartyRegistered {
             kind: party_kind(p.kind)?,
             party_id: p.party_id,
@@ -62,7 +71,10 @@ pub fn decode_event(body: &[u8]) -> Result<Event, Refusal> {
         }),
         Some(v1::event::Body::KeyAdded(k)) => EventBody::KeyAdded(KeyAdded {
             public_key: k.public_key.as_slice().try_into().map_err(|_| {
-                Refusal::invalid("key_added.public_key", format!("public key is {} bytes; want 32", k.public_key.len()))
+                Refusal::invalid(
+                    "key_added.public_key",
+                    format!("public key is {} bytes; want 32", k.public_key.len()),
+                )
             })?,
             party_id: k.party_id,
             valid_from: time("key_added.valid_from", k.valid_from_unix_nanos)?,
@@ -73,14 +85,23 @@ pub fn decode_event(body: &[u8]) -> Result<Event, Refusal> {
         }),
         Some(v1::event::Body::KeyRevoked(k)) => EventBody::KeyRevoked(KeyRevoked {
             key_id: KeyId(k.key_id.as_slice().try_into().map_err(|_| {
-                Refusal::invalid("key_revoked.key_id", format!("key id is {} bytes; want 16", k.key_id.len()))
+                Refusal::invalid(
+                    "key_revoked.key_id",
+                    format!("key id is {} bytes; want 16", k.key_id.len()),
+                )
             })?),
             party_id: k.party_id,
         }),
         Some(v1::event::Body::Custody(c)) => EventBody::Custody(CustodyAction {
             action: action_kind(c.action)?,
             asset_digest: c.asset_digest.as_slice().try_into().map_err(|_| {
-                Refusal::invalid("custody.asset_digest", format!("asset digest is {} bytes; want a 32-byte SHA-256", c.asset_digest.len()))
+                Refusal::invalid(
+                    "custody.asset_digest",
+                    format!(
+                        "asset digest is {} bytes; want a 32-byte SHA-256",
+                        c.asset_digest.len()
+                    ),
+                )
             })?,
             actor: c.actor,
             on_behalf_of: c.on_behalf_of,
@@ -108,7 +129,12 @@ fn party_kind(k: i32) -> Result<PartyKind, Refusal> {
         Ok(v1::PartyKind::Partner) => PartyKind::Partner,
         Ok(v1::PartyKind::Device) => PartyKind::Device,
         Ok(v1::PartyKind::Software) => PartyKind::Software,
-        _ => return Err(Refusal::invalid("party_registered.kind", format!("party kind {k} is not one of AGENCY..SOFTWARE"))),
+        _ => {
+            return Err(Refusal::invalid(
+                "party_registered.kind",
+                format!("party kind {k} is not one of AGENCY..SOFTWARE"),
+            ))
+        }
     })
 }
 
@@ -121,7 +147,12 @@ fn action_kind(k: i32) -> Result<CustodyActionKind, Refusal> {
         Ok(v1::CustodyActionKind::Access) => CustodyActionKind::Access,
         Ok(v1::CustodyActionKind::Derive) => CustodyActionKind::Derive,
         Ok(v1::CustodyActionKind::Delete) => CustodyActionKind::Delete,
-        _ => return Err(Refusal::invalid("custody.action", format!("custody action {k} is not a known kind"))),
+        _ => {
+            return Err(Refusal::invalid(
+                "custody.action",
+                format!("custody action {k} is not a known kind"),
+            ))
+        }
     })
 }
 

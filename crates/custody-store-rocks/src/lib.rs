@@ -17,7 +17,14 @@ const CF_CHECKPOINTS: &str = "checkpoints";
 const CF_DEDUP: &str = "dedup";
 const CF_REGISTRY: &str = "registry";
 const CF_META: &str = "meta";
-const ALL_CFS: [&str; 6] = [CF_ENTRIES, CF_HASHES, CF_CHECKPOINTS, CF_DEDUP, CF_REGISTRY, CF_META];
+const ALL_CFS: [&str; 6] = [
+    CF_ENTRIES,
+    CF_HASHES,
+    CF_CHECKPOINTS,
+    CF_DEDUP,
+    CF_REGISTRY,
+    CF_META,
+];
 
 /// Key of the tree size in the meta column family.
 const META_TREE_SIZE: &[u8] = b"tree_size";
@@ -59,7 +66,11 @@ impl RocksStore {
     }
 
     fn get_u64(&self, cf: &str, key: &[u8]) -> Result<Option<u64>, StoreError> {
-        match self.db.get_cf(self.cf(cf)?, key).map_err(|e| engine("get", e))? {
+        match self
+            .db
+            .get_cf(self.cf(cf)?, key)
+            .map_err(|e| engine("get", e))?
+        {
             None => Ok(None),
             Some(v) => {
                 let b: [u8; 8] = v
@@ -117,10 +128,9 @@ impl LogStore for RocksStore {
             let v = r
                 .map_err(|e| engine("read hashes", e))?
                 .ok_or_else(|| StoreError::NotFound(format!("stored hash {i}")))?;
-            let h: [u8; 32] = v
-                .as_slice()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt(format!("stored hash {i} of {} bytes", v.len())))?;
+            let h: [u8; 32] = v.as_slice().try_into().map_err(|_| {
+                StoreError::Corrupt(format!("stored hash {i} of {} bytes", v.len()))
+            })?;
             out.push(h);
         }
         Ok(out)
@@ -165,7 +175,10 @@ impl LogStore for RocksStore {
 
     fn registry_indexes(&self) -> Result<Vec<u64>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_REGISTRY)?, IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_REGISTRY)?, IteratorMode::Start)
+        {
             let (k, _) = item.map_err(|e| engine("registry", e))?;
             let b: [u8; 8] = k
                 .as_ref()
@@ -191,7 +204,9 @@ impl LogStore for RocksStore {
     }
 
     fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        let mut it = self.db.iterator_cf(self.cf(CF_CHECKPOINTS)?, IteratorMode::End);
+        let mut it = self
+            .db
+            .iterator_cf(self.cf(CF_CHECKPOINTS)?, IteratorMode::End);
         match it.next() {
             None => Ok(None),
             Some(item) => {

@@ -6,7 +6,9 @@ use crate::{Commit, DedupRecord, LogStore, StoreError};
 fn batch(first: u64, n: u64) -> Commit {
     Commit {
         first_index: first,
-        entries: (first..first + n).map(|i| format!("entry {i}").into_bytes()).collect(),
+        entries: (first..first + n)
+            .map(|i| format!("entry {i}").into_bytes())
+            .collect(),
         hashes: (first..first + n).map(|i| (i * 2, [i as u8; 32])).collect(),
         dedup: (first..first + n)
             .map(|i| {
@@ -45,7 +47,10 @@ pub fn check_all<S: LogStore>(store: &S) {
         }
     }
     assert_eq!(store.tree_size().unwrap(), 8);
-    assert!(store.dedup("id-9").unwrap().is_none(), "refused commit left a dedup record");
+    assert!(
+        store.dedup("id-9").unwrap().is_none(),
+        "refused commit left a dedup record"
+    );
 
     // Entries: exactly end - start, in order, or an error.
     let e = store.read_entries(2, 6).unwrap();
@@ -58,7 +63,10 @@ pub fn check_all<S: LogStore>(store: &S) {
     // Hashes: exactly as many as asked, in the order asked.
     let h = store.read_hashes(&[14, 0, 6]).unwrap();
     assert_eq!(h, vec![[7u8; 32], [0u8; 32], [3u8; 32]]);
-    assert!(store.read_hashes(&[0, 1]).is_err(), "absent hash read as present");
+    assert!(
+        store.read_hashes(&[0, 1]).is_err(),
+        "absent hash read as present"
+    );
 
     // Dedup and registry.
     assert_eq!(

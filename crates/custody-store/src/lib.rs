@@ -15,8 +15,8 @@
 //! assert_eq!(s.read_entries(0, 1).unwrap(), vec![b"e0".to_vec()]);
 //! ```
 
-mod memory;
 pub mod contract;
+mod memory;
 
 pub use memory::MemoryStore;
 

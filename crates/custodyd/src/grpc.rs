@@ -93,9 +93,13 @@ impl CustodyLog for CustodyLogService {
         &self,
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
-        append_one(self.state.clone(), self.sequencer.clone(), request.into_inner())
-            .await
-            .map(Response::new)
+        append_one(
+            self.state.clone(),
+            self.sequencer.clone(),
+            request.into_inner(),
+        )
+        .await
+        .map(Response::new)
     }
 
     type AppendStreamStream = AppendStreamOut;
@@ -148,7 +152,9 @@ impl CustodyLog for CustodyLogService {
                     Status::not_found(format!("no checkpoint of size {size} was published"))
                 })?
         };
-        Ok(Response::new(v1::GetCheckpointResponse { checkpoint: note }))
+        Ok(Response::new(v1::GetCheckpointResponse {
+            checkpoint: note,
+        }))
     }
 
     async fn get_entries(

@@ -64,7 +64,9 @@ async fn tile(
 ) -> Result<Response, HttpError> {
     let id = TileId::parse(&path).map_err(|e| HttpError::BadRequest(e.to_string()))?;
     let size = state.latest().size;
-    let available = TileId::in_tree(id.kind, id.index, size).map(|t| t.width).unwrap_or(0);
+    let available = TileId::in_tree(id.kind, id.index, size)
+        .map(|t| t.width)
+        .unwrap_or(0);
     if available < id.width || (id.is_full() && available != TILE_WIDTH) {
         return Err(HttpError::NotFound(format!(
             "{} is not in the tree of size {size}",

@@ -93,8 +93,8 @@ pub fn run(data: &Path, origin: &str, owner_key: &Path, owner_id: &str) -> anyho
     custody_domain::Registry::new(&genesis).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     std::fs::create_dir_all(data).with_context(|| format!("create {}", data.display()))?;
-    let (signer, skey) = LogSigner::generate(origin, &mut rand_core::OsRng)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (signer, skey) =
+        LogSigner::generate(origin, &mut rand_core::OsRng).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -69,8 +69,7 @@ struct ServeArgs {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -99,13 +98,20 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let paths = Paths::new(&args.data);
-    let skey = std::fs::read_to_string(&paths.key)
-        .with_context(|| format!("read log key {} (run `custodyd init` first)", paths.key.display()))?;
+    let skey = std::fs::read_to_string(&paths.key).with_context(|| {
+        format!(
+            "read log key {} (run `custodyd init` first)",
+            paths.key.display()
+        )
+    })?;
     let signer = LogSigner::from_key_string(&skey)?;
     let store = Arc::new(RocksStore::open(&paths.db)?);
     let size = custody_store::LogStore::tree_size(store.as_ref())?;
     if size == 0 {
-        anyhow::bail!("{} holds no genesis entry: run `custodyd init`", paths.db.display());
+        anyhow::bail!(
+            "{} holds no genesis entry: run `custodyd init`",
+            paths.db.display()
+        );
     }
 
     // Re-sign the durable tree if it is ahead of the last stored checkpoint
@@ -113,7 +119,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let latest = match custody_store::LogStore::latest_checkpoint(store.as_ref())? {
         Some((s, note)) if s == size => {
             let cp = LogVerifier::new(signer.verifier_key())?.verify(&note)?;
-            PublishedCheckpoint { size, root: cp.root, note }
+            PublishedCheckpoint {
+                size,
+                root: cp.root,
+                note,
+            }
         }
         _ => {
             let root = tree_root(size, &StoreHashes(store.as_ref()))?;
@@ -131,7 +141,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         checkpoint,
     });
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(state, args))
 }
 
@@ -205,13 +217,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

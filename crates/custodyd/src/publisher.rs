@@ -31,7 +31,11 @@ pub fn publish(state: &LogState, size: u64) -> anyhow::Result<Arc<PublishedCheck
 
 /// `run` publishes a checkpoint every `interval` while the durable tree has
 /// grown past the latest checkpoint. It returns when `shutdown` resolves.
-pub async fn run(state: Arc<LogState>, interval: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(
+    state: Arc<LogState>,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let mut durable = state.durable.subscribe();
     loop {
         // Wait for growth, then give the batch window `interval` to fill.

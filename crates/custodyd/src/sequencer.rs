@@ -12,9 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use custody_domain::{
-    verify_signatures, Event, Refusal, Registry, SignatureCheck, SignedEnvelope,
-};
+use custody_domain::{verify_signatures, Event, Refusal, Registry, SignatureCheck, SignedEnvelope};
 use custody_log::{append_leaves, leaf_hash};
 use custody_proto::{decode_entry, decode_event, envelope_to_proto, v1, Entry};
 use custody_store::{Commit, DedupRecord, LogStore};
@@ -66,8 +64,9 @@ impl SequencerHandle {
                     Refusal::exhausted("the server is shutting down; retry shortly")
                 }
             })?;
-        rx.await
-            .map_err(|_| Refusal::exhausted("the sequencer stopped before this event was logged; retry"))?
+        rx.await.map_err(|_| {
+            Refusal::exhausted("the sequencer stopped before this event was logged; retry")
+        })?
     }
 }
 
@@ -102,7 +101,8 @@ pub fn load_registry(store: &dyn LogStore) -> anyhow::Result<Registry> {
         let Some(Ok(Entry::Event { envelope, .. })) = bytes.first().map(|e| decode_entry(e)) else {
             anyhow::bail!("registry entry {i} does not decode");
         };
-        let event = decode_event(&envelope.body).map_err(|e| anyhow::anyhow!("registry entry {i}: {e}"))?;
+        let event =
+            decode_event(&envelope.body).map_err(|e| anyhow::anyhow!("registry entry {i}: {e}"))?;
         registry.apply(&event, i);
     }
     Ok(registry)
@@ -111,7 +111,10 @@ pub fn load_registry(store: &dyn LogStore) -> anyhow::Result<Registry> {
 /// One submission after the parallel stage.
 enum Checked {
     /// Decoded, and every signature whose key was known verified.
-    Ready { event: Event, unknown_keys: bool },
+    Ready {
+        event: Event,
+        unknown_keys: bool,
+    },
     Refused(Refusal),
 }
 
@@ -234,21 +237,37 @@ impl Sequencer {
         for (sub, c) in batch.iter().zip(checked) {
             let verdict = match c {
                 Checked::Refused(r) => Err(r),
-                Checked::Ready { event, unknown_keys } => {
-                    self.admit(&sub.envelope, &event, unknown_keys, now, time, &mut in_batch, &mut commit)
-                }
+                Checked::Ready {
+                    event,
+                    unknown_keys,
+                } => self.admit(
+                    &sub.envelope,
+                    &event,
+                    unknown_keys,
+                    now,
+                    time,
+                    &mut in_batch,
+                    &mut commit,
+                ),
             };
             verdicts.push(verdict);
         }
 
         if !commit.entries.is_empty() {
             let leaf_hashes: Vec<_> = commit.entries.iter().map(|e| leaf_hash(e)).collect();
-            let result = append_leaves(self.size, &leaf_hashes, &StoreHashes(self.state.store.as_ref()))
-                .map_err(anyhow::Error::from)
-                .and_then(|hashes| {
-                    commit.hashes = hashes.into_iter().map(|(i, h)| (i, h.0)).collect();
-                    self.state.store.commit(&commit).map_err(anyhow::Error::from)
-                });
+            let result = append_leaves(
+                self.size,
+                &leaf_hashes,
+                &StoreHashes(self.state.store.as_ref()),
+            )
+            .map_err(anyhow::Error::from)
+            .and_then(|hashes| {
+                commit.hashes = hashes.into_iter().map(|(i, h)| (i, h.0)).collect();
+                self.state
+                    .store
+                    .commit(&commit)
+                    .map_err(anyhow::Error::from)
+            });
             if let Err(e) = result {
                 tracing::error!(error = %e, "commit failed; refusing the batch");
                 self.registry = snapshot;
@@ -296,7 +315,10 @@ impl Sequencer {
         };
         if let Some((index, d)) = seen {
             if d == digest {
-                return Ok(Appended { index, duplicate: true });
+                return Ok(Appended {
+                    index,
+                    duplicate: true,
+                });
             }
             return Err(Refusal::exists(format!(
                 "event_id {} is already logged at index {index} with different content",
@@ -307,7 +329,9 @@ impl Sequencer {
         let msg = envelope.signing_bytes();
         let mut reporter_signed = false;
         for sig in &envelope.signatures {
-            let key = self.registry.check_signer(&sig.key_id, &event.reporter, now)?;
+            let key = self
+                .registry
+                .check_signer(&sig.key_id, &event.reporter, now)?;
             if unknown_keys {
                 // Not verified in the parallel stage: the key arrived in
                 // this batch. Verify it now.
@@ -322,7 +346,9 @@ impl Sequencer {
             reporter_signed = true;
         }
         if !reporter_signed {
-            return Err(Refusal::denied("event carries no signature by its reporter"));
+            return Err(Refusal::denied(
+                "event carries no signature by its reporter",
+            ));
         }
         self.registry.validate(event)?;
 
@@ -335,7 +361,10 @@ impl Sequencer {
         if entry.len() > custody_domain::MAX_ENTRY_BYTES {
             return Err(Refusal::invalid(
                 "event",
-                format!("the entry would be {} bytes; the limit is 65535", entry.len()),
+                format!(
+                    "the entry would be {} bytes; the limit is 65535",
+                    entry.len()
+                ),
             ));
         }
         if event.body.is_registry() {
@@ -343,8 +372,13 @@ impl Sequencer {
         }
         self.registry.apply(event, index);
         in_batch.insert(event.event_id.clone(), (index, digest));
-        commit.dedup.push((event.event_id.clone(), DedupRecord { index, digest }));
+        commit
+            .dedup
+            .push((event.event_id.clone(), DedupRecord { index, digest }));
         commit.entries.push(entry);
-        Ok(Appended { index, duplicate: false })
+        Ok(Appended {
+            index,
+            duplicate: false,
+        })
     }
 }

@@ -49,11 +49,6 @@ impl HashSource for StoreHashes<'_> {
     type Error = StoreError;
 
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
-        Ok(self
-            .0
-            .read_hashes(indexes)?
-            .into_iter()
-            .map(Hash)
-            .collect())
+        Ok(self.0.read_hashes(indexes)?.into_iter().map(Hash).collect())
     }
 }

@@ -1,0 +1,378 @@
+//! `custody load`: a load generator for benchmarks.
+//!
+//! It registers its own test party (signed with the data owner's key),
+//! signs every event before the clock starts, then submits them over unary
+//! calls or streams and reports throughput, time to durable ack, and time
+//! to checkpoint inclusion.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use custody_domain::SignedEnvelope;
+use custody_proto::v1::custody_log_client::CustodyLogClient;
+use custody_proto::{decode_entry, envelope_to_proto, v1, Entry};
+use ed25519_dalek::SigningKey;
+use prost::Message as _;
+use serde::Serialize;
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+
+/// `LoadOptions` are `custody load`'s options.
+pub struct LoadOptions {
+    pub server: String,
+    pub owner_key: SigningKey,
+    pub events: usize,
+    pub concurrency: usize,
+    pub stream: bool,
+}
+
+/// `LoadReport` is what `--json` prints.
+#[derive(Serialize)]
+pub struct LoadReport {
+    pub events: usize,
+    pub mode: &'static str,
+    pub concurrency: usize,
+    pub seconds: f64,
+    pub events_per_sec: f64,
+    pub ack_p50_ms: f64,
+    pub ack_p99_ms: f64,
+    pub checkpoint_p50_ms: f64,
+    pub checkpoint_p99_ms: f64,
+    pub refused: usize,
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn envelope(event: v1::Event, key: &SigningKey) -> v1::SignedEvent {
+    envelope_to_proto(&SignedEnvelope::sign(event.encode_to_vec(), &[key]))
+}
+
+async fn append(
+    client: &mut CustodyLogClient<Channel>,
+    event: v1::Event,
+    key: &SigningKey,
+) -> anyhow::Result<u64> {
+    let r = client
+        .append(v1::AppendRequest {
+            event: Some(envelope(event, key)),
+            wait_for_checkpoint: true,
+        })
+        .await
+        .map_err(|s| anyhow!("{}: {}", s.code(), s.message()))?;
+    Ok(r.into_inner().index)
+}
+
+/// `register_party` registers a fresh party with a fresh key, signed by
+/// the data owner, and returns its id and key.
+///
+/// # Errors
+///
+/// If the log refuses, e.g. because `owner` is not the data owner's key.
+pub async fn register_party(
+    client: &mut CustodyLogClient<Channel>,
+    owner: &SigningKey,
+    kind: v1::PartyKind,
+) -> anyhow::Result<(String, SigningKey)> {
+    let genesis = client
+        .get_entries(v1::GetEntriesRequest { start: 0, end: 1 })
+        .await
+        .map_err(|s| anyhow!("read genesis entry: {}", s.message()))?
+        .into_inner();
+    let owner_id = match genesis.entries.first().map(|e| decode_entry(e)) {
+        Some(Ok(Entry::Genesis(g))) => g.owner_party_id,
+        _ => bail!("entry 0 of the log is not a genesis entry"),
+    };
+    let party = format!("load-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let key = SigningKey::generate(&mut rand_core::OsRng);
+    let now = crate::event_json::now_nanos();
+    let reg = v1::Event {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        event_time_unix_nanos: now,
+        reporter: owner_id.clone(),
+        reporter_seq: 0,
+        body: Some(v1::event::Body::PartyRegistered(v1::PartyRegistered {
+            party_id: party.clone(),
+            kind: kind as i32,
+            acts_on_behalf_of: owner_id.clone(),
+        })),
+    };
+    append(client, reg, owner).await.context("register party")?;
+    let add = v1::Event {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        event_time_unix_nanos: now,
+        reporter: owner_id,
+        reporter_seq: 0,
+        body: Some(v1::event::Body::KeyAdded(v1::KeyAdded {
+            party_id: party.clone(),
+            public_key: key.verifying_key().to_bytes().to_vec(),
+            valid_from_unix_nanos: 0,
+            valid_to_unix_nanos: 0,
+        })),
+    };
+    append(client, add, owner).await.context("add key")?;
+    Ok((party, key))
+}
+
+/// `capture_events` signs `n` CAPTURE events from `party`.
+pub fn capture_events(party: &str, key: &SigningKey, n: usize) -> Vec<v1::SignedEvent> {
+    use rayon_free::par_map;
+    par_map(n, |i| {
+        let mut digest = [0u8; 32];
+        digest[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        digest[8..24].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        let e = v1::Event {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            event_time_unix_nanos: crate::event_json::now_nanos(),
+            reporter: party.to_owned(),
+            reporter_seq: i as u64 + 1,
+            body: Some(v1::event::Body::Custody(v1::CustodyAction {
+                action: v1::CustodyActionKind::Capture as i32,
+                actor: party.to_owned(),
+                on_behalf_of: String::new(),
+                asset_digest: digest.to_vec(),
+                from_system: String::new(),
+                to_system: "lane-1-camera".into(),
+                grant_id: String::new(),
+            })),
+        };
+        envelope(e, key)
+    })
+}
+
+/// Signs on all cores with plain threads.
+mod rayon_free {
+    pub fn par_map<T: Send, F: Fn(usize) -> T + Sync>(n: usize, f: F) -> Vec<T> {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let chunk = n.div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .step_by(chunk)
+                .map(|start| {
+                    let f = &f;
+                    s.spawn(move || (start..(start + chunk).min(n)).map(f).collect::<Vec<T>>())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    }
+}
+
+/// One acknowledged event: when it was sent, acked, and its index.
+struct Ack {
+    sent: Instant,
+    acked: Instant,
+    index: u64,
+}
+
+/// `run` runs the load and reports.
+///
+/// # Errors
+///
+/// If the server cannot be reached or refuses the set-up.
+pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
+    let channel = Channel::from_shared(opts.server.clone())
+        .map_err(|e| anyhow!("server url: {e}"))?
+        .connect()
+        .await
+        .with_context(|| format!("connect {}", opts.server))?;
+    let mut client = CustodyLogClient::new(channel.clone()).max_decoding_message_size(64 << 20);
+    let (party, key) = register_party(&mut client, &opts.owner_key, v1::PartyKind::Device).await?;
+    eprintln!(
+        "load: registered party {party}; signing {} events",
+        opts.events
+    );
+    let events = capture_events(&party, &key, opts.events);
+
+    // Watch checkpoints: (time first seen, size).
+    let seen: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let seen = seen.clone();
+        let stop = stop.clone();
+        let mut c = CustodyLogClient::new(channel.clone());
+        tokio::spawn(async move {
+            let mut last = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(r) = c
+                    .get_checkpoint(v1::GetCheckpointRequest { tree_size: 0 })
+                    .await
+                {
+                    let note = r.into_inner().checkpoint;
+                    if let Some(size) = checkpoint_size(&note) {
+                        if size > last {
+                            last = size;
+                            seen.lock().await.push((Instant::now(), size));
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+
+    eprintln!("load: sending");
+    let start = Instant::now();
+    let per_worker = opts.events.div_ceil(opts.concurrency.max(1)).max(1);
+    let mut chunks: Vec<Vec<v1::SignedEvent>> = Vec::new();
+    let mut it = events.into_iter().peekable();
+    while it.peek().is_some() {
+        chunks.push(it.by_ref().take(per_worker).collect());
+    }
+    let mut tasks = Vec::new();
+    for chunk in chunks {
+        let client = CustodyLogClient::new(channel.clone());
+        tasks.push(tokio::spawn(if opts.stream {
+            Box::pin(stream_worker(client, chunk))
+                as std::pin::Pin<
+                    Box<dyn std::future::Future<Output = anyhow::Result<(Vec<Ack>, usize)>> + Send>,
+                >
+        } else {
+            Box::pin(unary_worker(client, chunk))
+        }));
+    }
+    let mut acks = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        let (a, r) = t.await.map_err(|e| anyhow!("worker: {e}"))??;
+        acks.extend(a);
+        refused += r;
+    }
+    let elapsed = start.elapsed();
+    let max_index = acks.iter().map(|a| a.index).max().unwrap_or(0);
+    // Wait for a checkpoint covering everything.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if seen
+            .lock()
+            .await
+            .last()
+            .is_some_and(|(_, s)| *s > max_index)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = watcher.await;
+    let seen = seen.lock().await.clone();
+
+    let mut ack_ms: Vec<f64> = acks
+        .iter()
+        .map(|a| (a.acked - a.sent).as_secs_f64() * 1e3)
+        .collect();
+    let mut cp_ms: Vec<f64> = acks
+        .iter()
+        .filter_map(|a| {
+            let i = seen.partition_point(|(_, s)| *s <= a.index);
+            seen.get(i)
+                .map(|(t, _)| t.saturating_duration_since(a.sent).as_secs_f64() * 1e3)
+        })
+        .collect();
+    ack_ms.sort_by(f64::total_cmp);
+    cp_ms.sort_by(f64::total_cmp);
+    Ok(LoadReport {
+        events: acks.len(),
+        mode: if opts.stream { "stream" } else { "unary" },
+        concurrency: opts.concurrency,
+        seconds: elapsed.as_secs_f64(),
+        events_per_sec: acks.len() as f64 / elapsed.as_secs_f64(),
+        ack_p50_ms: quantile(&ack_ms, 0.5),
+        ack_p99_ms: quantile(&ack_ms, 0.99),
+        checkpoint_p50_ms: quantile(&cp_ms, 0.5),
+        checkpoint_p99_ms: quantile(&cp_ms, 0.99),
+        refused,
+    })
+}
+
+fn checkpoint_size(note: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(note).ok()?;
+    text.lines().nth(1)?.parse().ok()
+}
+
+async fn unary_worker(
+    mut client: CustodyLogClient<Channel>,
+    events: Vec<v1::SignedEvent>,
+) -> anyhow::Result<(Vec<Ack>, usize)> {
+    let mut acks = Vec::with_capacity(events.len());
+    let mut refused = 0;
+    for e in events {
+        let sent = Instant::now();
+        match client
+            .append(v1::AppendRequest {
+                event: Some(e),
+                wait_for_checkpoint: false,
+            })
+            .await
+        {
+            Ok(r) => acks.push(Ack {
+                sent,
+                acked: Instant::now(),
+                index: r.into_inner().index,
+            }),
+            Err(_) => refused += 1,
+        }
+    }
+    Ok((acks, refused))
+}
+
+async fn stream_worker(
+    mut client: CustodyLogClient<Channel>,
+    events: Vec<v1::SignedEvent>,
+) -> anyhow::Result<(Vec<Ack>, usize)> {
+    let n = events.len();
+    let sent_at: Arc<std::sync::Mutex<Vec<Instant>>> =
+        Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
+    let sent2 = sent_at.clone();
+    let requests = tokio_stream::iter(events.into_iter().map(move |e| {
+        if let Ok(mut s) = sent2.lock() {
+            s.push(Instant::now());
+        }
+        v1::AppendRequest {
+            event: Some(e),
+            wait_for_checkpoint: false,
+        }
+    }));
+    let mut responses = client
+        .append_stream(requests)
+        .await
+        .map_err(|s| anyhow!("open stream: {}", s.message()))?
+        .into_inner();
+    let mut acks = Vec::with_capacity(n);
+    let mut refused = 0;
+    let mut i = 0;
+    while let Some(r) = responses
+        .message()
+        .await
+        .map_err(|s| anyhow!("stream: {}", s.message()))?
+    {
+        let acked = Instant::now();
+        let sent = sent_at
+            .lock()
+            .ok()
+            .and_then(|s| s.get(i).copied())
+            .unwrap_or(acked);
+        i += 1;
+        if r.error_code != 0 {
+            refused += 1;
+            continue;
+        }
+        acks.push(Ack {
+            sent,
+            acked,
+            index: r.index,
+        });
+    }
+    Ok((acks, refused))
+}
