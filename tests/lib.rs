@@ -1,1 +1,292 @@
+//! Harness for the end-to-end suites: builds nothing, starts the real
+//! `custodyd` and `custody` binaries (built by `cargo build --workspace
+//! --bins`, which `.ci/run` does first) on temp directories and ports
+//! chosen by the OS.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use custody_domain::SignedEnvelope;
+use custody_proto::v1::custody_log_client::CustodyLogClient;
+use custody_proto::{envelope_to_proto, v1};
+use ed25519_dalek::SigningKey;
+use prost::Message as _;
+use tonic::transport::Channel;
+
+/// `bin` is the path of a workspace binary next to the test executable.
+///
+/// # Panics
+///
+/// If the binary was not built: run `cargo build --workspace --bins`.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the end-to-end tests",
+        p.display()
+    );
+    p
+}
+
+/// `custody` runs the CLI and returns its output.
+pub fn custody(args: &[&str]) -> Output {
+    Command::new(bin("custody"))
+        .args(args)
+        .output()
+        .expect("run custody")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `Log` is an initialised data directory plus, while running, a server.
+pub struct Log {
+    /// Keeps the temp directory alive.
+    pub dir: tempfile::TempDir,
+    /// The data directory.
+    pub data: PathBuf,
+    /// The data owner's key.
+    pub owner: SigningKey,
+    /// The owner's secret key file.
+    pub owner_key: PathBuf,
+    /// The log's verifier key file.
+    pub vkey: PathBuf,
+    /// The owner's party id.
+    pub owner_id: String,
+    /// The running server, if any.
+    pub child: Option<Child>,
+    /// gRPC URL of the running server.
+    pub grpc: String,
+    /// HTTP URL of the running server.
+    pub http: String,
+}
+
+impl Log {
+    /// `init` runs `custody keygen` and `custodyd init` in a new temp dir.
+    pub fn init() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let prefix = dir.path().join("owner");
+        let out = custody(&["keygen", "--out", prefix.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let data = dir.path().join("data");
+        let out = Command::new(bin("custodyd"))
+            .args([
+                "init",
+                "--data",
+                data.to_str().unwrap(),
+                "--origin",
+                "e2e.test/custody",
+            ])
+            .args([
+                "--owner-key",
+                prefix.with_extension("pub").to_str().unwrap(),
+            ])
+            .output()
+            .expect("custodyd init");
+        assert!(
+            out.status.success(),
+            "init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let vkey_printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let vkey = data.join("log.vkey");
+        assert_eq!(std::fs::read_to_string(&vkey).unwrap().trim(), vkey_printed);
+        let owner_key = prefix.with_extension("key");
+        let text = std::fs::read_to_string(&owner_key).unwrap();
+        use base64::Engine as _;
+        let seed = base64::engine::general_purpose::STANDARD
+            .decode(text.trim().strip_prefix("ed25519-secret:").unwrap())
+            .unwrap();
+        let owner = SigningKey::from_bytes(&seed.try_into().unwrap());
+        Self {
+            dir,
+            data,
+            owner,
+            owner_key,
+            vkey,
+            owner_id: "data-owner".into(),
+            child: None,
+            grpc: String::new(),
+            http: String::new(),
+        }
+    }
+
+    /// `start` starts `custodyd serve` and waits until it answers.
+    pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// `start_with` starts the server with extra flags.
+    pub fn start_with(&mut self, extra: &[&str]) {
+        let (g, h) = (free_port(), free_port());
+        let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
+        let child = Command::new(bin("custodyd"))
+            .args(["serve", "--data", self.data.to_str().unwrap()])
+            .args(["--grpc-addr", &format!("127.0.0.1:{g}")])
+            .args(["--http-addr", &format!("127.0.0.1:{h}")])
+            .args(["--checkpoint-interval-ms", "50"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn custodyd");
+        self.child = Some(child);
+        self.grpc = format!("http://127.0.0.1:{g}");
+        self.http = format!("http://127.0.0.1:{h}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = std::net::TcpStream::connect(("127.0.0.1", g)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", h)).is_ok();
+            if up {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("custodyd exited with {status}: {}", self.server_log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "custodyd did not start: {}",
+                self.server_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `server_log` is what the server wrote to stderr.
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// `kill` sends SIGKILL and reaps the server.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `client` connects a gRPC client.
+    pub async fn client(&self) -> CustodyLogClient<Channel> {
+        CustodyLogClient::connect(self.grpc.clone())
+            .await
+            .expect("connect gRPC")
+    }
+
+    /// `path` is a path inside the temp dir.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `now` is the wall clock in Unix nanoseconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+/// `event` builds an event with a fresh id.
+pub fn event(reporter: &str, body: v1::event::Body) -> v1::Event {
+    v1::Event {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        event_time_unix_nanos: now(),
+        reporter: reporter.to_owned(),
+        reporter_seq: 1,
+        body: Some(body),
+    }
+}
+
+/// `capture` is a CAPTURE event body for a random asset.
+pub fn capture(actor: &str) -> v1::event::Body {
+    v1::event::Body::Custody(v1::CustodyAction {
+        action: v1::CustodyActionKind::Capture as i32,
+        actor: actor.to_owned(),
+        asset_digest: uuid::Uuid::new_v4().as_bytes().repeat(2),
+        to_system: "lane-1".into(),
+        ..Default::default()
+    })
+}
+
+/// `signed` signs an event with `keys`.
+pub fn signed(e: &v1::Event, keys: &[&SigningKey]) -> v1::SignedEvent {
+    envelope_to_proto(&SignedEnvelope::sign(e.encode_to_vec(), keys))
+}
+
+/// `append` submits one event, waiting for a checkpoint.
+pub async fn append(
+    c: &mut CustodyLogClient<Channel>,
+    e: &v1::Event,
+    keys: &[&SigningKey],
+) -> Result<v1::AppendResponse, tonic::Status> {
+    c.append(v1::AppendRequest {
+        event: Some(signed(e, keys)),
+        wait_for_checkpoint: true,
+    })
+    .await
+    .map(|r| r.into_inner())
+}
+
+/// `register` registers `party` (acting for the owner) with a new key
+/// valid over `[from, to)` (`to` 0: open-ended) and returns the key.
+pub async fn register(
+    log: &Log,
+    c: &mut CustodyLogClient<Channel>,
+    party: &str,
+    from: i64,
+    to: i64,
+) -> SigningKey {
+    let reg = event(
+        &log.owner_id,
+        v1::event::Body::PartyRegistered(v1::PartyRegistered {
+            party_id: party.into(),
+            kind: v1::PartyKind::Device as i32,
+            acts_on_behalf_of: log.owner_id.clone(),
+        }),
+    );
+    append(c, &reg, &[&log.owner])
+        .await
+        .expect("register party");
+    add_key(log, c, party, from, to).await
+}
+
+/// `add_key` adds a new key for `party`.
+pub async fn add_key(
+    log: &Log,
+    c: &mut CustodyLogClient<Channel>,
+    party: &str,
+    from: i64,
+    to: i64,
+) -> SigningKey {
+    let key = SigningKey::generate(&mut rand_core::OsRng);
+    let add = event(
+        &log.owner_id,
+        v1::event::Body::KeyAdded(v1::KeyAdded {
+            party_id: party.into(),
+            public_key: key.verifying_key().to_bytes().to_vec(),
+            valid_from_unix_nanos: from,
+            valid_to_unix_nanos: to,
+        }),
+    );
+    append(c, &add, &[&log.owner]).await.expect("add key");
+    key
+}

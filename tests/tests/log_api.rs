@@ -1,0 +1,350 @@
+//! The log's APIs on a real server: unary and streaming appends, proofs
+//! checked by the CLI's offline verifier, the C2SP tile API, dedup, and the
+//! standard health and reflection services.
+
+use custody_e2e::{append, capture, custody, event, register, signed, Log};
+use custody_log::{decode_entry_bundle, leaf_hash, verify_inclusion, Hash, LogVerifier};
+use custody_proto::v1;
+use tonic::Code;
+
+fn vkey(log: &Log) -> LogVerifier {
+    LogVerifier::new(&std::fs::read_to_string(&log.vkey).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unary_append_returns_a_durable_index_and_a_verifiable_inclusion_proof() {
+    let mut log = Log::init();
+    log.start();
+    let mut c = log.client().await;
+    let key = register(&log, &mut c, "lane-1-cam", 0, 0).await;
+    let e = event("lane-1-cam", capture("lane-1-cam"));
+    let r = append(&mut c, &e, &[&key]).await.unwrap();
+    assert_eq!(r.index, 3, "genesis, party, key, then this event");
+    assert!(!r.duplicate);
+    let cp = vkey(&log).verify(&r.checkpoint).unwrap();
+    assert!(cp.size > r.index);
+    let entry = c
+        .get_entries(v1::GetEntriesRequest {
+            start: r.index,
+            end: r.index + 1,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .remove(0);
+    let proof: Vec<Hash> = r
+        .inclusion_proof
+        .iter()
+        .map(|h| Hash(h.as_slice().try_into().unwrap()))
+        .collect();
+    verify_inclusion(&proof, cp.size, &cp.root, r.index, &leaf_hash(&entry)).unwrap();
+    // The leaf is the exact LogEntry bytes, holding the exact signed body.
+    let decoded = <v1::LogEntry as prost::Message>::decode(entry.as_slice()).unwrap();
+    let Some(v1::log_entry::Content::Event(ev)) = decoded.content else {
+        panic!("not an event")
+    };
+    assert_eq!(ev.body, signed(&e, &[&key]).body);
+    assert!(decoded.integrated_time_unix_nanos > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streaming_appends_answer_in_order_and_report_refusals_in_band() {
+    let mut log = Log::init();
+    log.start();
+    let mut c = log.client().await;
+    let key = register(&log, &mut c, "lane-2-cam", 0, 0).await;
+    let stranger = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    let mut reqs = Vec::new();
+    for i in 0..300 {
+        let e = event("lane-2-cam", capture("lane-2-cam"));
+        // Every 50th is signed by an unknown key and must be refused alone.
+        let k = if i % 50 == 49 { &stranger } else { &key };
+        reqs.push(v1::AppendRequest {
+            event: Some(signed(&e, &[k])),
+            wait_for_checkpoint: false,
+        });
+    }
+    let mut out = c
+        .append_stream(tokio_stream::iter(reqs))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut indexes = Vec::new();
+    let mut refused = 0;
+    while let Some(r) = out.message().await.unwrap() {
+        if r.error_code != 0 {
+            assert_eq!(
+                r.error_code,
+                Code::PermissionDenied as i32,
+                "{}",
+                r.error_message
+            );
+            assert!(
+                r.error_message.contains("unknown key"),
+                "{}",
+                r.error_message
+            );
+            refused += 1;
+        } else {
+            indexes.push(r.index);
+        }
+    }
+    assert_eq!(refused, 6);
+    assert_eq!(indexes.len(), 294);
+    let mut sorted = indexes.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 294, "every accepted event has its own index");
+    assert_eq!(indexes, sorted, "responses come back in request order");
+    assert_eq!(*indexes.first().unwrap(), 3);
+    assert_eq!(*indexes.last().unwrap(), 3 + 293);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resubmitting_the_same_bytes_returns_the_original_index() {
+    let mut log = Log::init();
+    log.start();
+    let mut c = log.client().await;
+    let key = register(&log, &mut c, "cam", 0, 0).await;
+    let e = event("cam", capture("cam"));
+    let first = append(&mut c, &e, &[&key]).await.unwrap();
+    let again = append(&mut c, &e, &[&key]).await.unwrap();
+    assert_eq!(again.index, first.index);
+    assert!(again.duplicate);
+    // The same id with other bytes is a conflict, and nothing is appended.
+    let mut other = event("cam", capture("cam"));
+    other.event_id = e.event_id.clone();
+    let size = c
+        .get_checkpoint(v1::GetCheckpointRequest { tree_size: 0 })
+        .await
+        .unwrap();
+    let err = append(&mut c, &other, &[&key]).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists, "{}", err.message());
+    assert!(
+        err.message().contains(&first.index.to_string()),
+        "{}",
+        err.message()
+    );
+    let after = c
+        .get_checkpoint(v1::GetCheckpointRequest { tree_size: 0 })
+        .await
+        .unwrap();
+    assert_eq!(size.into_inner().checkpoint, after.into_inner().checkpoint);
+    // Dedup survives a restart.
+    log.kill();
+    log.start();
+    let mut c = log.client().await;
+    let again = append(&mut c, &e, &[&key]).await.unwrap();
+    assert_eq!((again.index, again.duplicate), (first.index, true));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_proofs_verify_offline_and_fail_on_a_tampered_file() {
+    let mut log = Log::init();
+    log.start();
+    let mut c = log.client().await;
+    let key = register(&log, &mut c, "cam", 0, 0).await;
+    for _ in 0..20 {
+        append(&mut c, &event("cam", capture("cam")), &[&key])
+            .await
+            .unwrap();
+    }
+    let vk = log.vkey.to_str().unwrap().to_owned();
+    let inc = log.path("inc.json");
+    let out = custody(&[
+        "prove",
+        "inclusion",
+        "--server",
+        &log.grpc,
+        "--index",
+        "7",
+        "--out",
+        inc.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = custody(&["verify", inc.to_str().unwrap(), "--log-key", &vk]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("inclusion verified: entry 7"));
+
+    let con = log.path("con.json");
+    let out = custody(&[
+        "prove",
+        "consistency",
+        "--server",
+        &log.grpc,
+        "--old",
+        "2",
+        "--out",
+        con.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = custody(&["verify", con.to_str().unwrap(), "--log-key", &vk]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Tamper with the entry: the proof must fail, with a one-line reason.
+    let mut f: serde_json::Value = serde_json::from_slice(&std::fs::read(&inc).unwrap()).unwrap();
+    f["index"] = serde_json::json!(8);
+    std::fs::write(&inc, serde_json::to_vec(&f).unwrap()).unwrap();
+    let out = custody(&["verify", inc.to_str().unwrap(), "--log-key", &vk]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("inclusion proof of entry 8: invalid proof"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tile_api_serves_c2sp_tiles_that_rebuild_the_signed_root() {
+    let mut log = Log::init();
+    log.start();
+    let mut c = log.client().await;
+    let key = register(&log, &mut c, "cam", 0, 0).await;
+    let reqs: Vec<_> = (0..600)
+        .map(|_| v1::AppendRequest {
+            event: Some(signed(&event("cam", capture("cam")), &[&key])),
+            wait_for_checkpoint: false,
+        })
+        .collect();
+    let mut out = c
+        .append_stream(tokio_stream::iter(reqs))
+        .await
+        .unwrap()
+        .into_inner();
+    while out.message().await.unwrap().is_some() {}
+    // Wait for a checkpoint covering everything.
+    let http = reqwest::Client::new();
+    let cp = loop {
+        let note = http
+            .get(format!("{}/checkpoint", log.http))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let cp = vkey(&log).verify(&note).unwrap();
+        if cp.size >= 603 {
+            break cp;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let size = cp.size;
+    let get = |path: String| {
+        let http = http.clone();
+        let url = format!("{}/{path}", log.http);
+        async move {
+            let r = http.get(&url).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.headers()
+                    .get("cache-control")
+                    .map(|v| v.to_str().unwrap().to_owned()),
+                r.bytes().await.unwrap().to_vec(),
+            )
+        }
+    };
+    // Entry bundles: two full tiles and a partial one.
+    let mut leaves = Vec::new();
+    for n in 0..size.div_ceil(256) {
+        let w = (size - n * 256).min(256);
+        let id = custody_log::TileId {
+            kind: custody_log::TileKind::Entries,
+            index: n,
+            width: w as u32,
+        };
+        let (status, cache, body) = get(id.path()).await;
+        assert_eq!(status, 200, "{}", id.path());
+        if w == 256 {
+            assert!(cache.unwrap().contains("immutable"));
+        }
+        let entries = decode_entry_bundle(&body).unwrap();
+        assert_eq!(entries.len() as u64, w);
+        leaves.extend(entries.iter().map(|e| leaf_hash(e)));
+    }
+    // Level-0 hash tiles hold exactly the leaf hashes.
+    let (status, _, t0) = get("tile/0/000".into()).await;
+    assert_eq!(status, 200);
+    assert_eq!(t0.len(), 256 * 32);
+    for (i, h) in t0.chunks(32).enumerate() {
+        assert_eq!(h, leaves[i].0, "leaf {i}");
+    }
+    // The root rebuilt from the leaves matches the signed checkpoint.
+    let mut mem = custody_log::MemoryHashes::default();
+    mem.insert_all(custody_log::append_leaves(0, &leaves, &mem).unwrap());
+    assert_eq!(custody_log::tree_root(size, &mem).unwrap(), cp.root);
+    // Beyond the checkpoint, wrong widths, and bad paths are refused.
+    let w = size % 256;
+    assert_eq!(get(format!("tile/0/002.p/{}", w + 1)).await.0, 404);
+    assert_eq!(get("tile/0/003".into()).await.0, 404);
+    assert_eq!(get("tile/1/000".into()).await.0, 404);
+    assert_eq!(get("tile/8/0/000".into()).await.0, 400);
+    assert_eq!(get(format!("tile/0/002.p/{w}")).await.0, 200);
+    assert_eq!(
+        get("tile/0/001.p/3".into()).await.0,
+        200,
+        "prefix of a full tile"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_reflection_are_served() {
+    let mut log = Log::init();
+    log.start();
+    let ch = tonic::transport::Channel::from_shared(log.grpc.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+    let r = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "custody.v1.CustodyLog".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let mut refl = ServerReflectionClient::new(ch);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut resp = refl
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let m = resp.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(l)) = m.message_response else {
+        panic!("unexpected reflection answer")
+    };
+    let names: Vec<_> = l.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"custody.v1.CustodyLog"), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+}
