@@ -164,9 +164,9 @@ async fn connect(server: &str) -> anyhow::Result<CustodyLogClient<tonic::transpo
     Ok(CustodyLogClient::new(ch))
 }
 
-fn read_vkey(path: &PathBuf) -> anyhow::Result<LogVerifier> {
+fn read_vkey(path: &std::path::Path) -> anyhow::Result<LogVerifier> {
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    Ok(LogVerifier::new(&text).with_context(|| format!("log key {}", path.display()))?)
+    LogVerifier::new(&text).with_context(|| format!("log key {}", path.display()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -196,7 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let json: event_json::EventJson = serde_json::from_str(&text).context("event JSON")?;
             let ev = json.into_proto()?;
             let env = SignedEnvelope::sign(ev.encode_to_vec(), &[&key]);
-            let verifier = log_key.as_ref().map(read_vkey).transpose()?;
+            let verifier = log_key.as_deref().map(read_vkey).transpose()?;
             runtime()?.block_on(async move {
                 let mut c = connect(&server).await?;
                 let r = c

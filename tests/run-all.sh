@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace: formatting, clippy with
+# -D warnings, then all unit, property, end-to-end, crash and Go interop
+# tests. Installs missing system packages first. One build profile (dev).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash deploy/install-deps.sh --test
+
+# Build outputs are a cache; keep them outside the clone so fresh clones
+# reuse them. A fresh machine simply builds from scratch.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/custody-ledger/target}"
+export CARGO_TERM_COLOR=never
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== build binaries for the end-to-end suites"
+cargo build --workspace --bins --locked
+echo "== cargo test"
+cargo test --workspace --locked
