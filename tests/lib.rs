@@ -106,11 +106,7 @@ impl Log {
         assert_eq!(std::fs::read_to_string(&vkey).unwrap().trim(), vkey_printed);
         let owner_key = prefix.with_extension("key");
         let text = std::fs::read_to_string(&owner_key).unwrap();
-        use base64::Engine as _;
-        let seed = base64::engine::general_purpose::STANDARD
-            .decode(text.trim().strip_prefix("ed25519-secret:").unwrap())
-            .unwrap();
-        let owner = SigningKey::from_bytes(&seed.try_into().unwrap());
+        let owner = custody_domain::keyfile::parse_secret(&text).unwrap();
         Self {
             dir,
             data,
@@ -289,4 +285,28 @@ pub async fn add_key(
     );
     append(c, &add, &[&log.owner]).await.expect("add key");
     key
+}
+
+/// `stream_captures` streams `n` CAPTURE events from `party` and waits for
+/// every answer, asserting none was refused.
+pub async fn stream_captures(
+    c: &mut CustodyLogClient<Channel>,
+    party: &str,
+    key: &SigningKey,
+    n: usize,
+) {
+    let reqs: Vec<_> = (0..n)
+        .map(|_| v1::AppendRequest {
+            event: Some(signed(&event(party, capture(party)), &[key])),
+            wait_for_checkpoint: false,
+        })
+        .collect();
+    let mut out = c
+        .append_stream(tokio_stream::iter(reqs))
+        .await
+        .expect("open stream")
+        .into_inner();
+    while let Some(r) = out.message().await.expect("stream") {
+        assert_eq!(r.error_code, 0, "refused: {}", r.error_message);
+    }
 }

@@ -50,20 +50,7 @@ async fn go_sumdb_verifies_our_checkpoints_tiles_and_proofs() {
     let mut c = log.client().await;
     let key = register(&log, &mut c, "cam", 0, 0).await;
     // Enough entries for full and partial tiles at level 0.
-    for _ in 0..3 {
-        let reqs: Vec<_> = (0..200)
-            .map(|_| custody_proto::v1::AppendRequest {
-                event: Some(custody_e2e::signed(&event("cam", capture("cam")), &[&key])),
-                wait_for_checkpoint: false,
-            })
-            .collect();
-        let mut out = c
-            .append_stream(tokio_stream::iter(reqs))
-            .await
-            .unwrap()
-            .into_inner();
-        while out.message().await.unwrap().is_some() {}
-    }
+    custody_e2e::stream_captures(&mut c, "cam", &key, 600).await;
     let last = append(&mut c, &event("cam", capture("cam")), &[&key])
         .await
         .unwrap();

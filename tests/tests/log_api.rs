@@ -218,18 +218,7 @@ async fn tile_api_serves_c2sp_tiles_that_rebuild_the_signed_root() {
     log.start();
     let mut c = log.client().await;
     let key = register(&log, &mut c, "cam", 0, 0).await;
-    let reqs: Vec<_> = (0..600)
-        .map(|_| v1::AppendRequest {
-            event: Some(signed(&event("cam", capture("cam")), &[&key])),
-            wait_for_checkpoint: false,
-        })
-        .collect();
-    let mut out = c
-        .append_stream(tokio_stream::iter(reqs))
-        .await
-        .unwrap()
-        .into_inner();
-    while out.message().await.unwrap().is_some() {}
+    custody_e2e::stream_captures(&mut c, "cam", &key, 600).await;
     // Wait for a checkpoint covering everything.
     let http = reqwest::Client::new();
     let cp = loop {

@@ -13,6 +13,7 @@
 
 mod envelope;
 mod event;
+pub mod keyfile;
 mod refusal;
 mod registry;
 mod verify;

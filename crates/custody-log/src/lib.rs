@@ -33,8 +33,8 @@ mod tree;
 pub use checkpoint::{CheckpointError, LogSigner, LogVerifier, VerifiedCheckpoint};
 pub use proof::{verify_consistency, verify_inclusion, ProofError, MAX_PROOF_LEN};
 pub use tile::{
-    decode_entry_bundle, encode_entry_bundle, TileId, TileKind, TilePathError, TILE_HEIGHT,
-    TILE_WIDTH,
+    decode_entry_bundle, encode_entry_bundle, EntryTooLarge, TileId, TileKind, TilePathError,
+    TILE_HEIGHT, TILE_WIDTH,
 };
 pub use tlog_tiles::{Hash, HASH_SIZE};
 pub use tree::{

@@ -148,28 +148,33 @@ impl TileId {
     }
 }
 
+/// `EntryTooLarge` is an entry that cannot be framed in an entry bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("entry of {0} bytes is over the 65535-byte entry bundle limit")]
+pub struct EntryTooLarge(pub usize);
+
 /// `encode_entry_bundle` concatenates entries, each prefixed by its length
 /// as a big-endian uint16 (C2SP tlog-tiles "entry bundles").
 ///
-/// # Panics
+/// # Errors
 ///
-/// Panics if an entry is over 65535 bytes; the write path refuses such
-/// entries, so reaching this is a bug.
-pub fn encode_entry_bundle<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+/// [`EntryTooLarge`] if an entry is over 65535 bytes. The write path refuses
+/// such entries, so this means the store holds something it never wrote.
+pub fn encode_entry_bundle<'a>(
+    entries: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<u8>, EntryTooLarge> {
     let mut out = Vec::new();
     for e in entries {
-        let len = u16::try_from(e.len()).expect("bug: log entry over 64 KiB reached a tile");
+        let len = u16::try_from(e.len()).map_err(|_| EntryTooLarge(e.len()))?;
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(e);
     }
-    out
+    Ok(out)
 }
 
 /// `decode_entry_bundle` splits an entry bundle into its entries.
 ///
-/// # Errors
-///
-/// [`TilePathError`]-free: returns `None` if the bundle is truncated.
+/// Returns `None` if the bundle is truncated.
 pub fn decode_entry_bundle(mut data: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     while !data.is_empty() {
@@ -246,7 +251,11 @@ mod tests {
     #[test]
     fn entry_bundles_round_trip_and_truncation_is_detected() {
         let entries: Vec<Vec<u8>> = vec![vec![], vec![1, 2, 3], vec![9; 300]];
-        let b = encode_entry_bundle(entries.iter().map(|e| e.as_slice()));
+        let b = encode_entry_bundle(entries.iter().map(|e| e.as_slice())).unwrap();
+        assert_eq!(
+            encode_entry_bundle([vec![0u8; 65_536].as_slice()]),
+            Err(EntryTooLarge(65_536))
+        );
         assert_eq!(decode_entry_bundle(&b).unwrap(), entries);
         assert!(decode_entry_bundle(&b[..b.len() - 1]).is_none());
         assert!(decode_entry_bundle(&[0]).is_none());

@@ -84,7 +84,8 @@ async fn tile(
                     .store
                     .read_entries(start, start + u64::from(id.width))
                     .map_err(|e| HttpError::Internal(e.to_string()))?;
-                Ok(encode_entry_bundle(entries.iter().map(|e| e.as_slice())))
+                encode_entry_bundle(entries.iter().map(|e| e.as_slice()))
+                    .map_err(|e| HttpError::Internal(e.to_string()))
             }
         }
     })

@@ -44,31 +44,8 @@ impl Paths {
 pub fn read_public_key(path: &Path) -> anyhow::Result<[u8; 32]> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("read public key {}", path.display()))?;
-    custody_domain_keyfile::parse_public(&text)
+    custody_domain::keyfile::parse_public(&text)
         .with_context(|| format!("public key {}", path.display()))
-}
-
-/// Key file formats shared with the CLI.
-pub mod custody_domain_keyfile {
-    use anyhow::{anyhow, bail};
-    use base64::Engine as _;
-
-    /// `parse_public` parses `ed25519:<base64 of 32 bytes>`.
-    ///
-    /// # Errors
-    ///
-    /// If the text is not in that form.
-    pub fn parse_public(text: &str) -> anyhow::Result<[u8; 32]> {
-        let Some(b64) = text.trim().strip_prefix("ed25519:") else {
-            bail!("want a line \"ed25519:<base64>\" as written by `custody keygen`");
-        };
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|e| anyhow!("bad base64: {e}"))?;
-        raw.as_slice()
-            .try_into()
-            .map_err(|_| anyhow!("key is {} bytes; want 32", raw.len()))
-    }
 }
 
 /// `run` initialises a new log in `data`. It prints the verifier key.

@@ -132,7 +132,11 @@ impl Sequencer {
     ) -> anyhow::Result<SequencerHandle> {
         let registry = load_registry(state.store.as_ref())?;
         let size = state.store.tree_size()?;
-        let last_time = match state.store.read_entries(size - 1, size)?.first() {
+        let last_time = match state
+            .store
+            .read_entries(size.saturating_sub(1), size)?
+            .first()
+        {
             Some(e) => v1::LogEntry::decode(e.as_slice())
                 .map(|e| e.integrated_time_unix_nanos)
                 .unwrap_or(0),
