@@ -10,6 +10,7 @@ use custody_proto::envelope_from_proto;
 use custody_proto::v1::{self, custody_log_server::CustodyLog};
 use futures::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status, Streaming};
+use tonic_types::{ErrorDetails, StatusExt as _};
 
 use crate::sequencer::SequencerHandle;
 use crate::state::LogState;
@@ -20,13 +21,22 @@ pub const MAX_ENTRIES_PER_CALL: u64 = 1000;
 pub const STREAM_WINDOW: usize = 1024;
 
 /// `status_of` is the one mapping from domain refusals to gRPC statuses.
+/// `INVALID_ARGUMENT` carries the offending field as a `google.rpc.BadRequest`
+/// field violation, so clients can point at it without parsing text.
 pub fn status_of(r: Refusal) -> Status {
     let msg = match r.field {
         Some(f) if !r.message.contains(f) => format!("{f}: {}", r.message),
-        _ => r.message,
+        _ => r.message.clone(),
     };
     match r.kind {
-        RefusalKind::InvalidArgument => Status::invalid_argument(msg),
+        RefusalKind::InvalidArgument => match r.field {
+            Some(field) => {
+                let mut details = ErrorDetails::new();
+                details.add_bad_request_violation(field, r.message);
+                Status::with_error_details(tonic::Code::InvalidArgument, msg, details)
+            }
+            None => Status::invalid_argument(msg),
+        },
         RefusalKind::PermissionDenied => Status::permission_denied(msg),
         RefusalKind::FailedPrecondition => Status::failed_precondition(msg),
         RefusalKind::AlreadyExists => Status::already_exists(msg),
