@@ -6,6 +6,7 @@
 #
 #   tests/bench/load.sh            # all configurations
 #   RUNS=1 tests/bench/load.sh     # quicker
+#   ONLY=stream-c1-half-load tests/bench/load.sh   # one configuration
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/custody-ledger/target}"
@@ -15,6 +16,7 @@ RUNS="${RUNS:-3}"
 
 run() { # name events concurrency [--stream]
   local name=$1 events=$2 conc=$3; shift 3
+  if [ -n "${ONLY:-}" ] && [ "$ONLY" != "$name" ]; then return; fi
   for r in $(seq "$RUNS"); do
     local d; d=$(mktemp -d)
     "$BIN/custody" keygen --out "$d/owner" >/dev/null
@@ -36,3 +38,5 @@ run unary-c16 30000 16
 run unary-c64 60000 64
 run stream-c1 200000 1 --stream
 run stream-c4 200000 4 --stream
+# About half the saturated streaming rate, for DESIGN §9's ack p99 target.
+run stream-c1-half-load 200000 1 --stream --rate 20000

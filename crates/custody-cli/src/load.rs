@@ -25,6 +25,9 @@ pub struct LoadOptions {
     pub events: usize,
     pub concurrency: usize,
     pub stream: bool,
+    /// Offered load in events/s over all streams; `None` sends as fast as
+    /// the server accepts (open loop at saturation).
+    pub rate: Option<f64>,
 }
 
 /// `LoadReport` is what `--json` prints.
@@ -40,6 +43,8 @@ pub struct LoadReport {
     pub checkpoint_p50_ms: f64,
     pub checkpoint_p99_ms: f64,
     pub refused: usize,
+    /// The offered rate, if one was set.
+    pub offered_rate: Option<f64>,
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -234,7 +239,8 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
     for chunk in chunks {
         let client = CustodyLogClient::new(channel.clone());
         tasks.push(tokio::spawn(if opts.stream {
-            Box::pin(stream_worker(client, chunk))
+            let per_stream = opts.rate.map(|r| r / opts.concurrency as f64);
+            Box::pin(stream_worker(client, chunk, per_stream))
                 as std::pin::Pin<
                     Box<dyn std::future::Future<Output = anyhow::Result<(Vec<Ack>, usize)>> + Send>,
                 >
@@ -293,6 +299,7 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
         checkpoint_p50_ms: quantile(&cp_ms, 0.5),
         checkpoint_p99_ms: quantile(&cp_ms, 0.99),
         refused,
+        offered_rate: opts.rate,
     })
 }
 
@@ -330,20 +337,32 @@ async fn unary_worker(
 async fn stream_worker(
     mut client: CustodyLogClient<Channel>,
     events: Vec<v1::SignedEvent>,
+    rate: Option<f64>,
 ) -> anyhow::Result<(Vec<Ack>, usize)> {
+    use futures::StreamExt as _;
     let n = events.len();
     let sent_at: Arc<std::sync::Mutex<Vec<Instant>>> =
         Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
     let sent2 = sent_at.clone();
-    let requests = tokio_stream::iter(events.into_iter().map(move |e| {
-        if let Ok(mut s) = sent2.lock() {
-            s.push(Instant::now());
+    // With a rate, event i is due at start + i / rate; its send time is
+    // taken when the stream yields it, so client-side queueing is counted.
+    let start = Instant::now();
+    let requests = futures::stream::iter(events.into_iter().enumerate()).then(move |(i, e)| {
+        let sent2 = sent2.clone();
+        async move {
+            if let Some(r) = rate {
+                let due = start + Duration::from_secs_f64(i as f64 / r);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            if let Ok(mut s) = sent2.lock() {
+                s.push(Instant::now());
+            }
+            v1::AppendRequest {
+                event: Some(e),
+                wait_for_checkpoint: false,
+            }
         }
-        v1::AppendRequest {
-            event: Some(e),
-            wait_for_checkpoint: false,
-        }
-    }));
+    });
     let mut responses = client
         .append_stream(requests)
         .await

@@ -98,6 +98,10 @@ enum Command {
         /// Use AppendStream instead of unary Append.
         #[arg(long)]
         stream: bool,
+        /// With --stream: offer this many events/s in total (default: as
+        /// fast as the server accepts).
+        #[arg(long)]
+        rate: Option<f64>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -279,10 +283,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             events,
             concurrency,
             stream,
+            rate,
             json,
         } => {
             if events == 0 || concurrency == 0 {
                 anyhow::bail!("--events and --concurrency must be at least 1");
+            }
+            if rate.is_some() && !stream {
+                anyhow::bail!("--rate needs --stream");
+            }
+            if rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+                anyhow::bail!("--rate must be a positive number of events per second");
             }
             let owner_key = keys::load_secret(&owner_key)?;
             let report = runtime()?.block_on(load::run(load::LoadOptions {
@@ -291,6 +302,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 events,
                 concurrency,
                 stream,
+                rate,
             }))?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
