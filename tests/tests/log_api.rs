@@ -337,3 +337,61 @@ async fn health_and_reflection_are_served() {
     assert!(names.contains(&"custody.v1.CustodyLog"), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_registered_earlier_in_a_stream_signs_later_events_in_it() {
+    // The four requests usually land in one sequencer batch, where the new
+    // key is unknown to the parallel verification stage and must be
+    // verified in sequence; the verdicts must not depend on batching.
+    let mut log = Log::init();
+    log.start();
+    let mut c = log.client().await;
+    let key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    let reg = event(
+        &log.owner_id,
+        v1::event::Body::PartyRegistered(v1::PartyRegistered {
+            party_id: "usb-gw".into(),
+            kind: v1::PartyKind::Device as i32,
+            acts_on_behalf_of: log.owner_id.clone(),
+        }),
+    );
+    let add = event(
+        &log.owner_id,
+        v1::event::Body::KeyAdded(v1::KeyAdded {
+            party_id: "usb-gw".into(),
+            public_key: key.verifying_key().to_bytes().to_vec(),
+            valid_from_unix_nanos: 0,
+            valid_to_unix_nanos: 0,
+        }),
+    );
+    let good = signed(&event("usb-gw", capture("usb-gw")), &[&key]);
+    let mut bad = signed(&event("usb-gw", capture("usb-gw")), &[&key]);
+    bad.signatures[0].sig[0] ^= 1;
+    let reqs: Vec<_> = [
+        signed(&reg, &[&log.owner]),
+        signed(&add, &[&log.owner]),
+        good,
+        bad,
+    ]
+    .into_iter()
+    .map(|e| v1::AppendRequest {
+        event: Some(e),
+        wait_for_checkpoint: false,
+    })
+    .collect();
+    let mut out = c
+        .append_stream(tokio_stream::iter(reqs))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = Vec::new();
+    while let Some(r) = out.message().await.unwrap() {
+        got.push((r.error_code, r.index, r.error_message));
+    }
+    assert_eq!(got.len(), 4);
+    assert_eq!((got[0].0, got[0].1), (0, 1), "{:?}", got[0]);
+    assert_eq!((got[1].0, got[1].1), (0, 2), "{:?}", got[1]);
+    assert_eq!((got[2].0, got[2].1), (0, 3), "{:?}", got[2]);
+    assert_eq!(got[3].0, Code::PermissionDenied as i32, "{:?}", got[3]);
+    assert!(got[3].2.contains("does not verify"), "{:?}", got[3]);
+}

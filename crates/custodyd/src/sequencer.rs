@@ -109,13 +109,14 @@ pub fn load_registry(store: &dyn LogStore) -> anyhow::Result<Registry> {
 }
 
 /// One submission after the parallel stage.
-enum Checked {
-    /// Decoded, and every signature whose key was known verified.
-    Ready {
-        event: Event,
-        unknown_keys: bool,
-    },
-    Refused(Refusal),
+struct Checked {
+    /// The signed bytes, PAE(payload type, body).
+    message: Vec<u8>,
+    /// The envelope digest, for dedup.
+    digest: [u8; 32],
+    /// The decoded event, and whether some signature's key was unknown at
+    /// the batch start (and so is still unverified); or the refusal.
+    event: Result<(Event, bool), Refusal>,
 }
 
 impl Sequencer {
@@ -174,23 +175,29 @@ impl Sequencer {
     /// The parallel stage: decode, look keys up in the registry as it
     /// stood at the batch start, and verify those signatures in batches.
     fn check_parallel(&self, batch: &[Submission]) -> Vec<Checked> {
-        let decoded: Vec<(Vec<u8>, Result<Event, Refusal>)> = batch
+        // Everything per event that needs no registry runs here, on all
+        // cores, so the sequential stage only validates and sequences.
+        let decoded: Vec<Checked> = batch
             .par_iter()
-            .map(|s| (s.envelope.signing_bytes(), decode_event(&s.envelope.body)))
+            .map(|s| Checked {
+                message: s.envelope.signing_bytes(),
+                digest: s.envelope.digest(),
+                event: decode_event(&s.envelope.body).map(|e| (e, false)),
+            })
             .collect();
         // Collect the checks whose key is already known.
         let mut checks = Vec::new();
         let mut owner = Vec::new();
         let mut unknown = vec![false; batch.len()];
-        for (i, (s, (msg, ev))) in batch.iter().zip(&decoded).enumerate() {
-            if ev.is_err() {
+        for (i, (s, c)) in batch.iter().zip(&decoded).enumerate() {
+            if c.event.is_err() {
                 continue;
             }
             for sig in &s.envelope.signatures {
                 match self.registry.key(&sig.key_id) {
                     Some(k) => {
                         checks.push(SignatureCheck {
-                            message: msg,
+                            message: &c.message,
                             signature: ed25519_dalek::Signature::from_bytes(&sig.sig),
                             key: k.public_key,
                         });
@@ -210,15 +217,15 @@ impl Sequencer {
         decoded
             .into_iter()
             .enumerate()
-            .map(|(i, (_, ev))| match ev {
-                Err(r) => Checked::Refused(r),
-                Ok(_) if bad[i] => Checked::Refused(Refusal::denied(
-                    "a signature does not verify over the event: sign PAE(payload_type, body) with the key named by key_id",
-                )),
-                Ok(event) => Checked::Ready {
-                    event,
-                    unknown_keys: unknown[i],
-                },
+            .map(|(i, mut c)| {
+                c.event = match c.event {
+                    Err(r) => Err(r),
+                    Ok(_) if bad[i] => Err(Refusal::denied(
+                        "a signature does not verify over the event: sign PAE(payload_type, body) with the key named by key_id",
+                    )),
+                    Ok((event, _)) => Ok((event, unknown[i])),
+                };
+                c
             })
             .collect()
     }
@@ -239,15 +246,13 @@ impl Sequencer {
         };
         let mut verdicts: Vec<Result<Appended, Refusal>> = Vec::with_capacity(batch.len());
         for (sub, c) in batch.iter().zip(checked) {
-            let verdict = match c {
-                Checked::Refused(r) => Err(r),
-                Checked::Ready {
-                    event,
-                    unknown_keys,
-                } => self.admit(
+            let verdict = match c.event {
+                Err(r) => Err(r),
+                Ok((event, unknown_keys)) => self.admit(
                     &sub.envelope,
                     &event,
-                    unknown_keys,
+                    unknown_keys.then_some(c.message.as_slice()),
+                    c.digest,
                     now,
                     time,
                     &mut in_batch,
@@ -299,7 +304,8 @@ impl Sequencer {
         &mut self,
         envelope: &SignedEnvelope,
         event: &Event,
-        unknown_keys: bool,
+        unverified: Option<&[u8]>,
+        digest: [u8; 32],
         now: i64,
         time: i64,
         in_batch: &mut HashMap<String, (u64, [u8; 32])>,
@@ -307,7 +313,6 @@ impl Sequencer {
     ) -> Result<Appended, Refusal> {
         // Dedup first: a resubmission is answered even if its key has
         // since been revoked.
-        let digest = envelope.digest();
         let seen = match in_batch.get(&event.event_id) {
             Some((index, d)) => Some((*index, *d)),
             None => self
@@ -330,17 +335,16 @@ impl Sequencer {
             )));
         }
 
-        let msg = envelope.signing_bytes();
         let mut reporter_signed = false;
         for sig in &envelope.signatures {
             let key = self
                 .registry
                 .check_signer(&sig.key_id, &event.reporter, now)?;
-            if unknown_keys {
+            if let Some(msg) = unverified {
                 // Not verified in the parallel stage: the key arrived in
                 // this batch. Verify it now.
                 let s = ed25519_dalek::Signature::from_bytes(&sig.sig);
-                if key.public_key.verify_strict(&msg, &s).is_err() {
+                if key.public_key.verify_strict(msg, &s).is_err() {
                     return Err(Refusal::denied(format!(
                         "signature by key {} does not verify over the event",
                         sig.key_id
