@@ -251,14 +251,7 @@ pub async fn register(
     from: i64,
     to: i64,
 ) -> SigningKey {
-    let reg = event(
-        &log.owner_id,
-        v1::event::Body::PartyRegistered(v1::PartyRegistered {
-            party_id: party.into(),
-            kind: v1::PartyKind::Device as i32,
-            acts_on_behalf_of: log.owner_id.clone(),
-        }),
-    );
+    let reg = event(&log.owner_id, party_registered(party, &log.owner_id));
     append(c, &reg, &[&log.owner])
         .await
         .expect("register party");
@@ -274,15 +267,7 @@ pub async fn add_key(
     to: i64,
 ) -> SigningKey {
     let key = SigningKey::generate(&mut rand_core::OsRng);
-    let add = event(
-        &log.owner_id,
-        v1::event::Body::KeyAdded(v1::KeyAdded {
-            party_id: party.into(),
-            public_key: key.verifying_key().to_bytes().to_vec(),
-            valid_from_unix_nanos: from,
-            valid_to_unix_nanos: to,
-        }),
-    );
+    let add = event(&log.owner_id, key_added(party, &key, from, to));
     append(c, &add, &[&log.owner]).await.expect("add key");
     key
 }
@@ -309,4 +294,23 @@ pub async fn stream_captures(
     while let Some(r) = out.message().await.expect("stream") {
         assert_eq!(r.error_code, 0, "refused: {}", r.error_message);
     }
+}
+
+/// `party_registered` is a PARTY_REGISTERED body: a device acting for `owner`.
+pub fn party_registered(party: &str, owner: &str) -> v1::event::Body {
+    v1::event::Body::PartyRegistered(v1::PartyRegistered {
+        party_id: party.into(),
+        kind: v1::PartyKind::Device as i32,
+        acts_on_behalf_of: owner.into(),
+    })
+}
+
+/// `key_added` is a KEY_ADDED body for `key`, valid over `[from, to)`.
+pub fn key_added(party: &str, key: &SigningKey, from: i64, to: i64) -> v1::event::Body {
+    v1::event::Body::KeyAdded(v1::KeyAdded {
+        party_id: party.into(),
+        public_key: key.verifying_key().to_bytes().to_vec(),
+        valid_from_unix_nanos: from,
+        valid_to_unix_nanos: to,
+    })
 }

@@ -349,21 +349,9 @@ async fn a_key_registered_earlier_in_a_stream_signs_later_events_in_it() {
     let key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
     let reg = event(
         &log.owner_id,
-        v1::event::Body::PartyRegistered(v1::PartyRegistered {
-            party_id: "usb-gw".into(),
-            kind: v1::PartyKind::Device as i32,
-            acts_on_behalf_of: log.owner_id.clone(),
-        }),
+        custody_e2e::party_registered("usb-gw", &log.owner_id),
     );
-    let add = event(
-        &log.owner_id,
-        v1::event::Body::KeyAdded(v1::KeyAdded {
-            party_id: "usb-gw".into(),
-            public_key: key.verifying_key().to_bytes().to_vec(),
-            valid_from_unix_nanos: 0,
-            valid_to_unix_nanos: 0,
-        }),
-    );
+    let add = event(&log.owner_id, custody_e2e::key_added("usb-gw", &key, 0, 0));
     let good = signed(&event("usb-gw", capture("usb-gw")), &[&key]);
     let mut bad = signed(&event("usb-gw", capture("usb-gw")), &[&key]);
     bad.signatures[0].sig[0] ^= 1;

@@ -119,11 +119,7 @@ async fn keys_that_may_not_sign_are_refused_with_permission_denied() {
     // Registry events by anyone but the data owner.
     let sneaky = event(
         "other",
-        v1::event::Body::PartyRegistered(v1::PartyRegistered {
-            party_id: "usb-gw".into(),
-            kind: v1::PartyKind::Device as i32,
-            acts_on_behalf_of: log.owner_id.clone(),
-        }),
+        custody_e2e::party_registered("usb-gw", &log.owner_id),
     );
     refused(
         &mut c,
@@ -229,11 +225,7 @@ async fn registry_preconditions_are_refused_with_failed_precondition() {
     register(&log, &mut c, "cam", 0, 0).await;
     let dup = event(
         &log.owner_id,
-        v1::event::Body::PartyRegistered(v1::PartyRegistered {
-            party_id: "cam".into(),
-            kind: v1::PartyKind::Device as i32,
-            acts_on_behalf_of: log.owner_id.clone(),
-        }),
+        custody_e2e::party_registered("cam", &log.owner_id),
     );
     refused(
         &mut c,
@@ -243,15 +235,7 @@ async fn registry_preconditions_are_refused_with_failed_precondition() {
     )
     .await;
     let k = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
-    let orphan = event(
-        &log.owner_id,
-        v1::event::Body::KeyAdded(v1::KeyAdded {
-            party_id: "nobody".into(),
-            public_key: k.verifying_key().to_bytes().to_vec(),
-            valid_from_unix_nanos: 0,
-            valid_to_unix_nanos: 0,
-        }),
-    );
+    let orphan = event(&log.owner_id, custody_e2e::key_added("nobody", &k, 0, 0));
     refused(
         &mut c,
         req(signed(&orphan, &[&log.owner])),
