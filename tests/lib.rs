@@ -212,14 +212,34 @@ pub fn event(reporter: &str, body: v1::event::Body) -> v1::Event {
     }
 }
 
-/// `capture` is a CAPTURE event body for a random asset.
+/// `capture` is a CAPTURE event body for a random asset, into the system
+/// [`register`] gave `actor`.
 pub fn capture(actor: &str) -> v1::event::Body {
     v1::event::Body::Custody(v1::CustodyAction {
         action: v1::CustodyActionKind::Capture as i32,
         actor: actor.to_owned(),
         asset_digest: uuid::Uuid::new_v4().as_bytes().repeat(2),
-        to_system: "lane-1".into(),
+        to_system: system_of(actor),
+        modality: v1::Modality::FaceImage as i32,
+        subject_class: v1::SubjectClass::Citizen as i32,
         ..Default::default()
+    })
+}
+
+/// `system_of` is the system [`register`] registers for `party`.
+pub fn system_of(party: &str) -> String {
+    format!("{party}-sys")
+}
+
+/// `system_registered` is a SYSTEM_REGISTERED body.
+pub fn system_registered(system: &str, owner: &str, inside: bool, removable: bool) -> v1::event::Body {
+    v1::event::Body::SystemRegistered(v1::SystemRegistered {
+        system_id: system.to_owned(),
+        owner_party: owner.to_owned(),
+        inside_boundary: inside,
+        accredited: inside,
+        encrypted_at_rest: inside,
+        removable_media: removable,
     })
 }
 
@@ -243,7 +263,8 @@ pub async fn append(
 }
 
 /// `register` registers `party` (acting for the owner) with a new key
-/// valid over `[from, to)` (`to` 0: open-ended) and returns the key.
+/// valid over `[from, to)` (`to` 0: open-ended), and a system
+/// [`system_of`] it owns, and returns the key.
 pub async fn register(
     log: &Log,
     c: &mut CustodyLogClient<Channel>,
@@ -255,6 +276,13 @@ pub async fn register(
     append(c, &reg, &[&log.owner])
         .await
         .expect("register party");
+    let sys = event(
+        &log.owner_id,
+        system_registered(&system_of(party), party, true, false),
+    );
+    append(c, &sys, &[&log.owner])
+        .await
+        .expect("register system");
     add_key(log, c, party, from, to).await
 }
 

@@ -19,7 +19,7 @@ async fn unary_append_returns_a_durable_index_and_a_verifiable_inclusion_proof()
     let key = register(&log, &mut c, "lane-1-cam", 0, 0).await;
     let e = event("lane-1-cam", capture("lane-1-cam"));
     let r = append(&mut c, &e, &[&key]).await.unwrap();
-    assert_eq!(r.index, 3, "genesis, party, key, then this event");
+    assert_eq!(r.index, 4, "genesis, party, its system, key, then this event");
     assert!(!r.duplicate);
     let cp = vkey(&log).verify(&r.checkpoint).unwrap();
     assert!(cp.size > r.index);
@@ -97,8 +97,8 @@ async fn streaming_appends_answer_in_order_and_report_refusals_in_band() {
     sorted.dedup();
     assert_eq!(sorted.len(), 294, "every accepted event has its own index");
     assert_eq!(indexes, sorted, "responses come back in request order");
-    assert_eq!(*indexes.first().unwrap(), 3);
-    assert_eq!(*indexes.last().unwrap(), 3 + 293);
+    assert_eq!(*indexes.first().unwrap(), 4);
+    assert_eq!(*indexes.last().unwrap(), 4 + 293);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -340,7 +340,7 @@ async fn health_and_reflection_are_served() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_registered_earlier_in_a_stream_signs_later_events_in_it() {
-    // The four requests usually land in one sequencer batch, where the new
+    // The five requests usually land in one sequencer batch, where the new
     // key is unknown to the parallel verification stage and must be
     // verified in sequence; the verdicts must not depend on batching.
     let mut log = Log::init();
@@ -351,12 +351,17 @@ async fn a_key_registered_earlier_in_a_stream_signs_later_events_in_it() {
         &log.owner_id,
         custody_e2e::party_registered("usb-gw", &log.owner_id),
     );
+    let sys = event(
+        &log.owner_id,
+        custody_e2e::system_registered("usb-gw-sys", "usb-gw", false, true),
+    );
     let add = event(&log.owner_id, custody_e2e::key_added("usb-gw", &key, 0, 0));
     let good = signed(&event("usb-gw", capture("usb-gw")), &[&key]);
     let mut bad = signed(&event("usb-gw", capture("usb-gw")), &[&key]);
     bad.signatures[0].sig[0] ^= 1;
     let reqs: Vec<_> = [
         signed(&reg, &[&log.owner]),
+        signed(&sys, &[&log.owner]),
         signed(&add, &[&log.owner]),
         good,
         bad,
@@ -376,10 +381,10 @@ async fn a_key_registered_earlier_in_a_stream_signs_later_events_in_it() {
     while let Some(r) = out.message().await.unwrap() {
         got.push((r.error_code, r.index, r.error_message));
     }
-    assert_eq!(got.len(), 4);
-    assert_eq!((got[0].0, got[0].1), (0, 1), "{:?}", got[0]);
-    assert_eq!((got[1].0, got[1].1), (0, 2), "{:?}", got[1]);
-    assert_eq!((got[2].0, got[2].1), (0, 3), "{:?}", got[2]);
-    assert_eq!(got[3].0, Code::PermissionDenied as i32, "{:?}", got[3]);
-    assert!(got[3].2.contains("does not verify"), "{:?}", got[3]);
+    assert_eq!(got.len(), 5);
+    for (i, g) in got[..4].iter().enumerate() {
+        assert_eq!((g.0, g.1), (0, i as u64 + 1), "{g:?}");
+    }
+    assert_eq!(got[4].0, Code::PermissionDenied as i32, "{:?}", got[4]);
+    assert!(got[4].2.contains("does not verify"), "{:?}", got[4]);
 }

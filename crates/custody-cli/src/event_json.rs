@@ -18,7 +18,23 @@ pub struct EventJson {
     pub party_registered: Option<PartyJson>,
     pub key_added: Option<KeyAddedJson>,
     pub key_revoked: Option<KeyRevokedJson>,
+    pub system_registered: Option<SystemJson>,
     pub custody: Option<CustodyJson>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemJson {
+    pub system_id: String,
+    pub owner_party: String,
+    #[serde(default)]
+    pub inside_boundary: bool,
+    #[serde(default)]
+    pub accredited: bool,
+    #[serde(default)]
+    pub encrypted_at_rest: bool,
+    #[serde(default)]
+    pub removable_media: bool,
 }
 
 #[derive(Deserialize)]
@@ -54,19 +70,47 @@ pub struct KeyRevokedJson {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CustodyJson {
-    /// CAPTURE, COPY, MOVE, RECEIPT, ACCESS, DERIVE or DELETE.
+    /// CAPTURE, COPY, MOVE, RECEIPT, ACCESS, USE, DERIVE or DELETE.
     pub action: String,
     pub actor: String,
     #[serde(default)]
     pub on_behalf_of: String,
-    /// Hex SHA-256 of the asset.
+    /// Hex SHA-256 of the asset (or set manifest_root and manifest_count).
+    #[serde(default)]
     pub asset_digest: String,
+    #[serde(default)]
+    pub manifest_root: String,
+    #[serde(default)]
+    pub manifest_count: u64,
+    /// FACE_IMAGE, PLATE_IMAGE, SCENE_IMAGE, FACE_TEMPLATE or OTHER.
+    #[serde(default)]
+    pub modality: Option<String>,
+    /// CITIZEN, PERMANENT_RESIDENT, NON_CITIZEN or UNKNOWN.
+    #[serde(default)]
+    pub subject_class: Option<String>,
+    /// BORDER_INSPECTION, MAINTENANCE, ... (see `Purpose` in the proto).
+    #[serde(default)]
+    pub purpose: Option<String>,
+    /// RECEIPT: log index of the COPY or MOVE.
+    #[serde(default)]
+    pub receipt_of: u64,
+    /// DELETE: LOGICAL, CRYPTO_ERASE, OVERWRITE or PHYSICAL_DESTRUCTION.
+    #[serde(default)]
+    pub delete_method: Option<String>,
+    /// DERIVE: hex digests of the parents (derived_from).
+    #[serde(default)]
+    pub parents: Vec<String>,
     #[serde(default)]
     pub from_system: String,
     #[serde(default)]
     pub to_system: String,
     #[serde(default)]
     pub grant_id: String,
+}
+
+/// `named` parses an enumerated code by name, listing the choices on error.
+fn named(field: &str, s: &str, parse: fn(&str) -> Option<u8>) -> anyhow::Result<u8> {
+    parse(s).ok_or_else(|| anyhow!("{field}: {s:?} is not a known code"))
 }
 
 /// `now_nanos` is the wall clock in Unix nanoseconds.
@@ -88,10 +132,11 @@ impl EventJson {
             self.party_registered.is_some(),
             self.key_added.is_some(),
             self.key_revoked.is_some(),
+            self.system_registered.is_some(),
             self.custody.is_some(),
         ];
         if kinds.iter().filter(|k| **k).count() != 1 {
-            bail!("set exactly one of party_registered, key_added, key_revoked, custody");
+            bail!("set exactly one of party_registered, key_added, key_revoked, system_registered, custody");
         }
         let body = if let Some(p) = self.party_registered {
             let kind = match p.kind.as_str() {
@@ -122,26 +167,65 @@ impl EventJson {
                 party_id: k.party_id,
                 key_id: hex::decode(&k.key_id).map_err(|e| anyhow!("key_revoked.key_id: {e}"))?,
             })
+        } else if let Some(s) = self.system_registered {
+            v1::event::Body::SystemRegistered(v1::SystemRegistered {
+                system_id: s.system_id,
+                owner_party: s.owner_party,
+                inside_boundary: s.inside_boundary,
+                accredited: s.accredited,
+                encrypted_at_rest: s.encrypted_at_rest,
+                removable_media: s.removable_media,
+            })
         } else if let Some(c) = self.custody {
-            let action = match c.action.as_str() {
-                "CAPTURE" => v1::CustodyActionKind::Capture,
-                "COPY" => v1::CustodyActionKind::Copy,
-                "MOVE" => v1::CustodyActionKind::Move,
-                "RECEIPT" => v1::CustodyActionKind::Receipt,
-                "ACCESS" => v1::CustodyActionKind::Access,
-                "DERIVE" => v1::CustodyActionKind::Derive,
-                "DELETE" => v1::CustodyActionKind::Delete,
-                a => bail!("custody action {a:?} is not one of CAPTURE COPY MOVE RECEIPT ACCESS DERIVE DELETE"),
+            use custody_domain as d;
+            let action = named("custody.action", &c.action, |s| {
+                d::CustodyActionKind::from_name(s).map(d::CustodyActionKind::code)
+            })?;
+            let code = |field: &str, v: &Option<String>, f: fn(&str) -> Option<u8>| {
+                v.as_deref().map_or(Ok(0), |s| named(field, s, f).map(i32::from))
             };
             v1::event::Body::Custody(v1::CustodyAction {
-                action: action as i32,
+                action: i32::from(action),
                 actor: c.actor,
                 on_behalf_of: c.on_behalf_of,
                 asset_digest: hex::decode(&c.asset_digest)
                     .map_err(|e| anyhow!("custody.asset_digest: {e}"))?,
+                manifest: if c.manifest_root.is_empty() {
+                    None
+                } else {
+                    Some(v1::Manifest {
+                        root: hex::decode(&c.manifest_root)
+                            .map_err(|e| anyhow!("custody.manifest_root: {e}"))?,
+                        count: c.manifest_count,
+                    })
+                },
                 from_system: c.from_system,
                 to_system: c.to_system,
                 grant_id: c.grant_id,
+                modality: code("custody.modality", &c.modality, |s| {
+                    d::Modality::from_name(s).map(d::Modality::code)
+                })?,
+                subject_class: code("custody.subject_class", &c.subject_class, |s| {
+                    d::SubjectClass::from_name(s).map(d::SubjectClass::code)
+                })?,
+                purpose: code("custody.purpose", &c.purpose, |s| {
+                    d::Purpose::from_name(s).map(d::Purpose::code)
+                })?,
+                delete_method: code("custody.delete_method", &c.delete_method, |s| {
+                    d::DeleteMethod::from_name(s).map(d::DeleteMethod::code)
+                })?,
+                receipt_of: c.receipt_of,
+                parents: c
+                    .parents
+                    .iter()
+                    .map(|p| {
+                        Ok(v1::Parent {
+                            digest: hex::decode(p).map_err(|e| anyhow!("custody.parents: {e}"))?,
+                            relationship: v1::Relationship::DerivedFrom as i32,
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+                ..Default::default()
             })
         } else {
             bail!("no event kind set");

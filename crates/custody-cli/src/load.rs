@@ -112,7 +112,7 @@ pub async fn register_party(
     let add = v1::Event {
         event_id: uuid::Uuid::new_v4().to_string(),
         event_time_unix_nanos: now,
-        reporter: owner_id,
+        reporter: owner_id.clone(),
         reporter_seq: 0,
         body: Some(v1::event::Body::KeyAdded(v1::KeyAdded {
             party_id: party.clone(),
@@ -122,7 +122,29 @@ pub async fn register_party(
         })),
     };
     append(client, add, owner).await.context("add key")?;
+    let owner_id_for_system = owner_id;
+    let sys = v1::Event {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        event_time_unix_nanos: now,
+        reporter: owner_id_for_system,
+        reporter_seq: 0,
+        body: Some(v1::event::Body::SystemRegistered(v1::SystemRegistered {
+            system_id: system_of(&party),
+            owner_party: party.clone(),
+            inside_boundary: true,
+            accredited: true,
+            encrypted_at_rest: true,
+            removable_media: false,
+        })),
+    };
+    append(client, sys, owner).await.context("register system")?;
     Ok((party, key))
+}
+
+/// `system_of` is the system `register_party` registers for a load party;
+/// its captures rest there.
+pub fn system_of(party: &str) -> String {
+    format!("{party}-store")
 }
 
 /// `capture_events` signs `n` CAPTURE events from `party`.
@@ -140,11 +162,12 @@ pub fn capture_events(party: &str, key: &SigningKey, n: usize) -> Vec<v1::Signed
             body: Some(v1::event::Body::Custody(v1::CustodyAction {
                 action: v1::CustodyActionKind::Capture as i32,
                 actor: party.to_owned(),
-                on_behalf_of: String::new(),
                 asset_digest: digest.to_vec(),
-                from_system: String::new(),
-                to_system: "lane-1-camera".into(),
-                grant_id: String::new(),
+                to_system: system_of(party),
+                modality: v1::Modality::FaceImage as i32,
+                subject_class: v1::SubjectClass::Unknown as i32,
+                purpose: v1::Purpose::BorderInspection as i32,
+                ..Default::default()
             })),
         };
         envelope(e, key)

@@ -70,20 +70,186 @@ pub struct KeyRevoked {
     pub key_id: crate::KeyId,
 }
 
-/// `CustodyActionKind` is what happened to an asset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub enum CustodyActionKind {
-    Capture,
-    Copy,
-    Move,
-    Receipt,
-    Access,
-    Derive,
-    Delete,
+/// `Digest` is the SHA-256 of an asset's bytes: the asset's only identity.
+pub type Digest = [u8; 32];
+
+macro_rules! code_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $code:literal => $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[allow(missing_docs)]
+        pub enum $name { $($variant = $code),+ }
+
+        impl $name {
+            /// `ALL` lists every value.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// `code` is the value's stable number (its wire and storage
+            /// code; 0 is reserved for "unspecified").
+            pub fn code(self) -> u8 {
+                self as u8
+            }
+
+            /// `from_code` is the inverse of [`Self::code`].
+            pub fn from_code(code: u8) -> Option<Self> {
+                match code {
+                    $($code => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+
+            /// `name` is the value's upper-case name, as in messages and JSON.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// `from_name` parses [`Self::name`].
+            pub fn from_name(s: &str) -> Option<Self> {
+                match s {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-/// `CustodyAction` is a custody event about one asset.
+code_enum!(
+    /// `CustodyActionKind` is what happened to an asset.
+    CustodyActionKind {
+        Capture = 1 => "CAPTURE",
+        Copy = 2 => "COPY",
+        Move = 3 => "MOVE",
+        Receipt = 4 => "RECEIPT",
+        Access = 5 => "ACCESS",
+        Derive = 6 => "DERIVE",
+        Delete = 7 => "DELETE",
+        Use = 8 => "USE",
+    }
+);
+
+code_enum!(
+    /// `Modality` is what kind of record an asset is.
+    Modality {
+        FaceImage = 1 => "FACE_IMAGE",
+        PlateImage = 2 => "PLATE_IMAGE",
+        SceneImage = 3 => "SCENE_IMAGE",
+        FaceTemplate = 4 => "FACE_TEMPLATE",
+        Other = 5 => "OTHER",
+    }
+);
+
+code_enum!(
+    /// `SubjectClass` is the class of person an asset is about; it selects
+    /// the retention rule.
+    SubjectClass {
+        Citizen = 1 => "CITIZEN",
+        PermanentResident = 2 => "PERMANENT_RESIDENT",
+        NonCitizen = 3 => "NON_CITIZEN",
+        Unknown = 4 => "UNKNOWN",
+    }
+);
+
+code_enum!(
+    /// `Purpose` is why data is used or moved.
+    Purpose {
+        BorderInspection = 1 => "BORDER_INSPECTION",
+        Maintenance = 2 => "MAINTENANCE",
+        QualityAssurance = 3 => "QUALITY_ASSURANCE",
+        Investigation = 4 => "INVESTIGATION",
+        Backup = 5 => "BACKUP",
+        Training = 6 => "TRAINING",
+        RecordsRetention = 7 => "RECORDS_RETENTION",
+    }
+);
+
+code_enum!(
+    /// `Outcome` is whether the reported action succeeded.
+    Outcome {
+        Success = 1 => "SUCCESS",
+        Failure = 2 => "FAILURE",
+    }
+);
+
+code_enum!(
+    /// `DeleteMethod` is how a copy was destroyed.
+    DeleteMethod {
+        Logical = 1 => "LOGICAL",
+        CryptoErase = 2 => "CRYPTO_ERASE",
+        Overwrite = 3 => "OVERWRITE",
+        PhysicalDestruction = 4 => "PHYSICAL_DESTRUCTION",
+    }
+);
+
+code_enum!(
+    /// `Relationship` is how a derived asset relates to a parent (PROV).
+    Relationship {
+        DerivedFrom = 1 => "DERIVED_FROM",
+        ComponentOf = 2 => "COMPONENT_OF",
+    }
+);
+
+code_enum!(
+    /// `RetentionAuthority` is what a retention rule rests on.
+    RetentionAuthority {
+        Sorn = 1 => "SORN",
+        Pia = 2 => "PIA",
+        RecordsSchedule = 3 => "RECORDS_SCHEDULE",
+    }
+);
+
+code_enum!(
+    /// `RetentionClock` is what starts a retention rule's clock.
+    RetentionClock {
+        Capture = 1 => "CAPTURE",
+        CustodyStart = 2 => "CUSTODY_START",
+    }
+);
+
+/// `ManifestRef` names a bulk set of assets: the RFC 6962 root over the
+/// sorted, distinct digests, and their count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ManifestRef {
+    /// The Merkle root.
+    pub root: Digest,
+    /// How many members.
+    pub count: u64,
+}
+
+/// `AssetRef` is one asset or a manifest of many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AssetRef {
+    /// A single asset.
+    One(Digest),
+    /// A bulk set.
+    Manifest(ManifestRef),
+}
+
+/// `CaptureContext` is where an asset was captured, as opaque ids (each may
+/// be empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaptureContext {
+    /// Port of entry.
+    pub port: String,
+    /// Lane.
+    pub lane: String,
+    /// Device.
+    pub device: String,
+}
+
+/// `Parent` is a parent of a derived asset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parent {
+    /// The parent's digest.
+    pub digest: Digest,
+    /// How the child relates to it.
+    pub relationship: Relationship,
+}
+
+/// `CustodyAction` is a custody event: CAPTURE, COPY, MOVE, RECEIPT,
+/// ACCESS, USE, DERIVE or DELETE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustodyAction {
     /// What happened.
@@ -92,14 +258,175 @@ pub struct CustodyAction {
     pub actor: String,
     /// For whom, if not the actor itself.
     pub on_behalf_of: String,
-    /// SHA-256 of the asset's bytes.
-    pub asset_digest: [u8; 32],
+    /// The asset or manifest; `None` only for a RECEIPT, which names its
+    /// transfer instead.
+    pub asset: Option<AssetRef>,
     /// Source system id, if any.
     pub from_system: String,
     /// Destination system id, if any.
     pub to_system: String,
     /// Grant relied on; empty when there is none (still recordable).
     pub grant_id: String,
+    /// CAPTURE, DERIVE: the new asset's modality.
+    pub modality: Option<Modality>,
+    /// CAPTURE, DERIVE: the new asset's subject class.
+    pub subject_class: Option<SubjectClass>,
+    /// CAPTURE: where.
+    pub capture: CaptureContext,
+    /// DERIVE: the parents.
+    pub parents: Vec<Parent>,
+    /// Why.
+    pub purpose: Option<Purpose>,
+    /// Whether it succeeded.
+    pub outcome: Option<Outcome>,
+    /// RECEIPT: the log index of the COPY or MOVE acknowledged.
+    pub receipt_of: Option<u64>,
+    /// DELETE: how.
+    pub delete_method: Option<DeleteMethod>,
+    /// DELETE: who attests it; empty for the actor.
+    pub attested_by: String,
+}
+
+impl CustodyAction {
+    /// `new` is an action with only its kind, actor and asset set.
+    pub fn new(action: CustodyActionKind, actor: &str, asset: Option<AssetRef>) -> Self {
+        Self {
+            action,
+            actor: actor.to_owned(),
+            on_behalf_of: String::new(),
+            asset,
+            from_system: String::new(),
+            to_system: String::new(),
+            grant_id: String::new(),
+            modality: None,
+            subject_class: None,
+            capture: CaptureContext::default(),
+            parents: Vec::new(),
+            purpose: None,
+            outcome: None,
+            receipt_of: None,
+            delete_method: None,
+            attested_by: String::new(),
+        }
+    }
+}
+
+/// `MaintenanceSession` is a vendor's access to a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceSession {
+    /// Opaque session id.
+    pub session_id: String,
+    /// The vendor party.
+    pub actor: String,
+    /// For whom.
+    pub on_behalf_of: String,
+    /// The device's system.
+    pub system_id: String,
+    /// Grant relied on, if any.
+    pub grant_id: String,
+    /// Why.
+    pub purpose: Option<Purpose>,
+    /// Start.
+    pub start: Timestamp,
+    /// End; `None` while open.
+    pub end: Option<Timestamp>,
+}
+
+/// `CustodyAttestation` is a party's signed statement of what it holds on a
+/// system: exactly the manifest, or nothing when its count is zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustodyAttestation {
+    /// The system.
+    pub system_id: String,
+    /// What is held.
+    pub holdings: ManifestRef,
+}
+
+/// `SystemRegistered` adds a system, a place where data can rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemRegistered {
+    /// The system's id.
+    pub system_id: String,
+    /// The party that holds what rests on it.
+    pub owner_party: String,
+    /// Inside the data owner's boundary.
+    pub inside_boundary: bool,
+    /// Accredited.
+    pub accredited: bool,
+    /// Encrypted at rest.
+    pub encrypted_at_rest: bool,
+    /// Removable media (USB and the like).
+    pub removable_media: bool,
+}
+
+/// `GrantIssued` is an authorisation from the data owner. Empty lists mean
+/// "any".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantIssued {
+    /// The grant's id.
+    pub grant_id: String,
+    /// Who it authorises.
+    pub grantee: String,
+    /// Contract or task-order reference (opaque id; may be empty).
+    pub contract_ref: String,
+    /// Permitted actions.
+    pub actions: Vec<CustodyActionKind>,
+    /// Permitted purposes.
+    pub purposes: Vec<Purpose>,
+    /// Permitted systems.
+    pub systems: Vec<String>,
+    /// Permitted modalities.
+    pub modalities: Vec<Modality>,
+    /// Permitted subject classes.
+    pub subject_classes: Vec<SubjectClass>,
+    /// How many onward transfers are allowed.
+    pub max_onward_transfers: u32,
+    /// Start of validity.
+    pub valid_from: Timestamp,
+    /// End of validity (exclusive), if any.
+    pub valid_to: Option<Timestamp>,
+}
+
+/// `GrantRevoked` ends a grant from its integration on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRevoked {
+    /// The grant.
+    pub grant_id: String,
+}
+
+/// `RetentionRule` is a published retention rule. `None` / empty selector
+/// fields match anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionRule {
+    /// The rule's id.
+    pub rule_id: String,
+    /// What it rests on.
+    pub authority: RetentionAuthority,
+    /// Opaque id of the SORN, PIA or schedule item.
+    pub authority_ref: String,
+    /// Selector: modality.
+    pub modality: Option<Modality>,
+    /// Selector: subject class.
+    pub subject_class: Option<SubjectClass>,
+    /// Selector: system.
+    pub system_id: String,
+    /// How long a copy may be kept, in nanoseconds.
+    pub max_age: i64,
+    /// What starts the clock.
+    pub clock: RetentionClock,
+}
+
+/// `LegalHold` suspends retention for some assets or a whole system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegalHold {
+    /// The hold's id.
+    pub hold_id: String,
+    /// The assets held, if the hold names assets.
+    pub assets: Option<AssetRef>,
+    /// The system held, if the hold names a system.
+    pub system_id: String,
+    /// True when this releases the hold.
+    pub released: bool,
 }
 
 /// `EventBody` is the kind-specific part of an event.
@@ -109,14 +436,24 @@ pub enum EventBody {
     PartyRegistered(PartyRegistered),
     KeyAdded(KeyAdded),
     KeyRevoked(KeyRevoked),
+    SystemRegistered(SystemRegistered),
+    GrantIssued(GrantIssued),
+    GrantRevoked(GrantRevoked),
+    RetentionRulePublished(RetentionRule),
+    LegalHold(LegalHold),
     Custody(CustodyAction),
+    MaintenanceSession(MaintenanceSession),
+    CustodyAttestation(CustodyAttestation),
 }
 
 impl EventBody {
     /// `is_registry` is whether the event changes the registry (and so must
     /// be signed by the data owner).
     pub fn is_registry(&self) -> bool {
-        !matches!(self, EventBody::Custody(_))
+        !matches!(
+            self,
+            EventBody::Custody(_) | EventBody::MaintenanceSession(_) | EventBody::CustodyAttestation(_)
+        )
     }
 
     /// `code` is the event kind's name as used in messages.
@@ -125,7 +462,14 @@ impl EventBody {
             EventBody::PartyRegistered(_) => "PARTY_REGISTERED",
             EventBody::KeyAdded(_) => "KEY_ADDED",
             EventBody::KeyRevoked(_) => "KEY_REVOKED",
-            EventBody::Custody(_) => "CUSTODY",
+            EventBody::SystemRegistered(_) => "SYSTEM_REGISTERED",
+            EventBody::GrantIssued(_) => "GRANT_ISSUED",
+            EventBody::GrantRevoked(_) => "GRANT_REVOKED",
+            EventBody::RetentionRulePublished(_) => "RETENTION_RULE_PUBLISHED",
+            EventBody::LegalHold(_) => "LEGAL_HOLD",
+            EventBody::Custody(c) => c.action.name(),
+            EventBody::MaintenanceSession(_) => "MAINTENANCE_SESSION",
+            EventBody::CustodyAttestation(_) => "CUSTODY_ATTESTATION",
         }
     }
 }
@@ -191,6 +535,49 @@ impl Event {
                 }
             }
             EventBody::KeyRevoked(k) => check_id("key_revoked.party_id", &k.party_id)?,
+            EventBody::SystemRegistered(r) => {
+                check_id("system_registered.system_id", &r.system_id)?;
+                check_id("system_registered.owner_party", &r.owner_party)?;
+            }
+            EventBody::GrantIssued(g) => {
+                check_id("grant_issued.grant_id", &g.grant_id)?;
+                check_id("grant_issued.grantee", &g.grantee)?;
+                check_opt_id("grant_issued.contract_ref", &g.contract_ref)?;
+                for s in &g.systems {
+                    check_id("grant_issued.systems", s)?;
+                }
+                if let Some(to) = g.valid_to {
+                    if to <= g.valid_from {
+                        return Err(Refusal::invalid(
+                            "grant_issued.valid_to",
+                            "valid_to must be after valid_from (or 0 for open-ended)",
+                        ));
+                    }
+                }
+            }
+            EventBody::GrantRevoked(g) => check_id("grant_revoked.grant_id", &g.grant_id)?,
+            EventBody::RetentionRulePublished(r) => {
+                check_id("retention_rule.rule_id", &r.rule_id)?;
+                check_opt_id("retention_rule.authority_ref", &r.authority_ref)?;
+                check_opt_id("retention_rule.system_id", &r.system_id)?;
+                if r.max_age <= 0 {
+                    return Err(Refusal::invalid(
+                        "retention_rule.max_age",
+                        "max_age must be a positive duration in nanoseconds",
+                    ));
+                }
+            }
+            EventBody::LegalHold(h) => {
+                check_id("legal_hold.hold_id", &h.hold_id)?;
+                check_opt_id("legal_hold.system_id", &h.system_id)?;
+                if h.assets.is_none() && h.system_id.is_empty() {
+                    return Err(Refusal::invalid(
+                        "legal_hold.assets",
+                        "a legal hold must name assets (a digest or manifest) or a system",
+                    ));
+                }
+                check_manifest_ref("legal_hold.assets", h.assets.as_ref())?;
+            }
             EventBody::Custody(c) => {
                 check_id("custody.actor", &c.actor)?;
                 for (field, v) in [
@@ -198,15 +585,90 @@ impl Event {
                     ("custody.from_system", &c.from_system),
                     ("custody.to_system", &c.to_system),
                     ("custody.grant_id", &c.grant_id),
+                    ("custody.attested_by", &c.attested_by),
+                    ("custody.capture.port", &c.capture.port),
+                    ("custody.capture.lane", &c.capture.lane),
+                    ("custody.capture.device", &c.capture.device),
                 ] {
-                    if !v.is_empty() {
-                        check_id(field, v)?;
+                    check_opt_id(field, v)?;
+                }
+                check_manifest_ref("custody.manifest", c.asset.as_ref())?;
+                if c.parents.len() > MAX_PARENTS {
+                    return Err(Refusal::invalid(
+                        "custody.parents",
+                        format!("at most {MAX_PARENTS} parents; use a manifest-backed DERIVE per batch"),
+                    ));
+                }
+            }
+            EventBody::MaintenanceSession(m) => {
+                check_id("maintenance_session.session_id", &m.session_id)?;
+                check_id("maintenance_session.actor", &m.actor)?;
+                check_id("maintenance_session.system_id", &m.system_id)?;
+                check_opt_id("maintenance_session.on_behalf_of", &m.on_behalf_of)?;
+                check_opt_id("maintenance_session.grant_id", &m.grant_id)?;
+                if m.start <= 0 {
+                    return Err(Refusal::invalid(
+                        "maintenance_session.start",
+                        "start must be a positive Unix time in nanoseconds",
+                    ));
+                }
+                if let Some(end) = m.end {
+                    if end < m.start {
+                        return Err(Refusal::invalid(
+                            "maintenance_session.end",
+                            "end must not be before start (or 0 while open)",
+                        ));
                     }
+                }
+            }
+            EventBody::CustodyAttestation(a) => {
+                check_id("custody_attestation.system_id", &a.system_id)?;
+                if a.holdings.count > MAX_MANIFEST_MEMBERS {
+                    return Err(Refusal::invalid(
+                        "custody_attestation.holdings",
+                        format!("a manifest has at most {MAX_MANIFEST_MEMBERS} members"),
+                    ));
                 }
             }
         }
         Ok(())
     }
+}
+
+/// `MAX_PARENTS` bounds the parents one DERIVE may name.
+pub const MAX_PARENTS: usize = 64;
+
+/// `EMPTY_MANIFEST_ROOT` is the root of the empty manifest, the RFC 6962
+/// hash of an empty list: SHA-256 of no bytes.
+pub const EMPTY_MANIFEST_ROOT: Digest = [
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+];
+
+/// `MAX_MANIFEST_MEMBERS` bounds a manifest.
+pub const MAX_MANIFEST_MEMBERS: u64 = 1_000_000;
+
+fn check_opt_id(field: &'static str, v: &str) -> Result<(), Refusal> {
+    if v.is_empty() {
+        Ok(())
+    } else {
+        check_id(field, v)
+    }
+}
+
+fn check_manifest_ref(field: &'static str, a: Option<&AssetRef>) -> Result<(), Refusal> {
+    if let Some(AssetRef::Manifest(m)) = a {
+        if m.count == 0 || m.count > MAX_MANIFEST_MEMBERS {
+            return Err(Refusal::invalid(
+                field,
+                format!(
+                    "a manifest names 1 to {MAX_MANIFEST_MEMBERS} assets, not {}",
+                    m.count
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_id(field: &'static str, v: &str) -> Result<(), Refusal> {

@@ -11,6 +11,7 @@
 //! assert!(bytes.starts_with(b"DSSEv1 "));
 //! ```
 
+mod custody;
 mod envelope;
 mod event;
 pub mod keyfile;
@@ -21,12 +22,19 @@ mod verify;
 pub use envelope::{
     key_id_of, pae, EventSignature, KeyId, SignedEnvelope, MAX_SIGNATURES, PAYLOAD_TYPE,
 };
+pub use custody::{hex, plan, AssetMeta, CustodyView, Effects, Interval, Overlay, Transfer};
 pub use event::{
-    is_valid_id, is_valid_uuid, CustodyAction, CustodyActionKind, Event, EventBody, KeyAdded,
-    KeyRevoked, PartyKind, PartyRegistered, Timestamp,
+    is_valid_id, is_valid_uuid, AssetRef, CaptureContext, CustodyAction, CustodyActionKind,
+    CustodyAttestation, DeleteMethod, Digest, Event, EventBody, GrantIssued, GrantRevoked,
+    KeyAdded, KeyRevoked, LegalHold, MaintenanceSession, ManifestRef, Modality, Outcome, Parent,
+    PartyKind, PartyRegistered, Purpose, Relationship, RetentionAuthority, RetentionClock,
+    RetentionRule, SubjectClass, SystemRegistered, Timestamp, EMPTY_MANIFEST_ROOT, MAX_MANIFEST_MEMBERS,
+    MAX_PARENTS,
 };
 pub use refusal::{Refusal, RefusalKind};
-pub use registry::{Genesis, KeyRecord, PartyRecord, Registry};
+pub use registry::{
+    Genesis, GrantRecord, HoldRecord, KeyRecord, PartyRecord, Registry, RuleRecord, SystemRecord,
+};
 pub use verify::{verify_signatures, SignatureCheck};
 
 /// `MAX_ENTRY_BYTES` is the largest log entry: C2SP entry bundles prefix

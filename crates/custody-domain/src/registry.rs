@@ -8,7 +8,10 @@ use std::collections::HashMap;
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::{key_id_of, Event, EventBody, KeyId, PartyKind, Refusal, Timestamp};
+use crate::{
+    key_id_of, Event, EventBody, GrantIssued, KeyId, LegalHold, PartyKind, Refusal, RetentionRule,
+    SystemRegistered, Timestamp,
+};
 
 /// `Genesis` is the content of log entry 0: the root of trust.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +52,46 @@ pub struct KeyRecord {
     pub revoked_at: Option<u64>,
 }
 
+/// `SystemRecord` is a registered system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemRecord {
+    /// The registration.
+    pub system: SystemRegistered,
+    /// Log index of the registration.
+    pub registered_at: u64,
+}
+
+/// `GrantRecord` is an issued grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// The grant.
+    pub grant: GrantIssued,
+    /// Log index of its issue.
+    pub issued_at: u64,
+    /// Log index of its revocation, if any.
+    pub revoked_at: Option<u64>,
+}
+
+/// `RuleRecord` is a published retention rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRecord {
+    /// The rule.
+    pub rule: RetentionRule,
+    /// Log index of its publication.
+    pub published_at: u64,
+}
+
+/// `HoldRecord` is a legal hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRecord {
+    /// The hold as placed.
+    pub hold: LegalHold,
+    /// Log index where it was placed.
+    pub placed_at: u64,
+    /// Log index where it was released, if it was.
+    pub released_at: Option<u64>,
+}
+
 /// `Registry` is the registry as it stands at some log size.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -58,6 +101,14 @@ pub struct Registry {
     parties: HashMap<String, PartyRecord>,
     /// Keys by id.
     keys: HashMap<KeyId, KeyRecord>,
+    /// Systems by id.
+    systems: HashMap<String, SystemRecord>,
+    /// Grants by id.
+    grants: HashMap<String, GrantRecord>,
+    /// Retention rules by id.
+    rules: HashMap<String, RuleRecord>,
+    /// Legal holds by id.
+    holds: HashMap<String, HoldRecord>,
 }
 
 impl Registry {
@@ -109,6 +160,10 @@ impl Registry {
             owner: genesis.owner_party_id.clone(),
             parties,
             keys,
+            systems: HashMap::new(),
+            grants: HashMap::new(),
+            rules: HashMap::new(),
+            holds: HashMap::new(),
         })
     }
 
@@ -125,6 +180,77 @@ impl Registry {
     /// `party` looks a party up by id.
     pub fn party(&self, id: &str) -> Option<&PartyRecord> {
         self.parties.get(id)
+    }
+
+    /// `system` looks a system up by id.
+    pub fn system(&self, id: &str) -> Option<&SystemRecord> {
+        self.systems.get(id)
+    }
+
+    /// `systems` lists every registered system.
+    pub fn systems(&self) -> impl Iterator<Item = (&String, &SystemRecord)> {
+        self.systems.iter()
+    }
+
+    /// `grant` looks a grant up by id.
+    pub fn grant(&self, id: &str) -> Option<&GrantRecord> {
+        self.grants.get(id)
+    }
+
+    /// `rules` lists every retention rule.
+    pub fn rules(&self) -> impl Iterator<Item = &RuleRecord> {
+        self.rules.values()
+    }
+
+    /// `holds` lists every legal hold, released or not.
+    pub fn holds(&self) -> impl Iterator<Item = &HoldRecord> {
+        self.holds.values()
+    }
+
+    /// `acts_for` says whether `agent` is `principal` or acts on its behalf,
+    /// directly or through a chain of `acts_on_behalf_of`.
+    pub fn acts_for(&self, agent: &str, principal: &str) -> bool {
+        let mut at = agent;
+        // A chain is at most as long as the registry; the bound also stops
+        // a cycle, which validation never lets in.
+        for _ in 0..=self.parties.len() {
+            if at == principal {
+                return true;
+            }
+            match self.parties.get(at) {
+                Some(p) if !p.acts_on_behalf_of.is_empty() => at = &p.acts_on_behalf_of,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// `require_party` is a `FailedPrecondition` unless `id` is registered.
+    ///
+    /// # Errors
+    ///
+    /// A `FailedPrecondition` [`Refusal`] naming the role `what`.
+    pub fn require_party(&self, what: &str, id: &str) -> Result<(), Refusal> {
+        if self.parties.contains_key(id) {
+            Ok(())
+        } else {
+            Err(Refusal::precondition(format!(
+                "{what} {id} is not a registered party: register it with PARTY_REGISTERED first"
+            )))
+        }
+    }
+
+    /// `require_system` is the system's record, or a `FailedPrecondition`.
+    ///
+    /// # Errors
+    ///
+    /// A `FailedPrecondition` [`Refusal`] naming the role `what`.
+    pub fn require_system(&self, what: &str, id: &str) -> Result<&SystemRecord, Refusal> {
+        self.systems.get(id).ok_or_else(|| {
+            Refusal::precondition(format!(
+                "{what} {id} is not a registered system: register it with SYSTEM_REGISTERED first"
+            ))
+        })
     }
 
     /// `check_signer` decides whether key `id` may sign for `reporter` at
@@ -247,7 +373,82 @@ impl Registry {
                 }
                 Some(_) => {}
             },
-            EventBody::Custody(_) => {}
+            EventBody::SystemRegistered(r) => {
+                if self.systems.contains_key(&r.system_id) {
+                    return Err(Refusal::precondition(format!(
+                        "system {} is already registered",
+                        r.system_id
+                    )));
+                }
+                self.require_party("owner party", &r.owner_party)?;
+            }
+            EventBody::GrantIssued(g) => {
+                if self.grants.contains_key(&g.grant_id) {
+                    return Err(Refusal::precondition(format!(
+                        "grant {} is already issued; issue a new grant id",
+                        g.grant_id
+                    )));
+                }
+                self.require_party("grantee", &g.grantee)?;
+                for s in &g.systems {
+                    self.require_system("granted system", s)?;
+                }
+            }
+            EventBody::GrantRevoked(g) => match self.grants.get(&g.grant_id) {
+                None => {
+                    return Err(Refusal::precondition(format!(
+                        "grant {} was never issued",
+                        g.grant_id
+                    )))
+                }
+                Some(r) if r.revoked_at.is_some() => {
+                    return Err(Refusal::precondition(format!(
+                        "grant {} is already revoked",
+                        g.grant_id
+                    )))
+                }
+                Some(_) => {}
+            },
+            EventBody::RetentionRulePublished(r) => {
+                if self.rules.contains_key(&r.rule_id) {
+                    return Err(Refusal::precondition(format!(
+                        "retention rule {} is already published; publish a new rule id",
+                        r.rule_id
+                    )));
+                }
+                if !r.system_id.is_empty() {
+                    self.require_system("rule system", &r.system_id)?;
+                }
+            }
+            EventBody::LegalHold(h) => {
+                match (self.holds.get(&h.hold_id), h.released) {
+                    (Some(r), false) => {
+                        return Err(Refusal::precondition(format!(
+                            "legal hold {} was already placed by entry {}",
+                            h.hold_id, r.placed_at
+                        )))
+                    }
+                    (None, true) => {
+                        return Err(Refusal::precondition(format!(
+                            "legal hold {} cannot be released: it was never placed",
+                            h.hold_id
+                        )))
+                    }
+                    (Some(r), true) if r.released_at.is_some() => {
+                        return Err(Refusal::precondition(format!(
+                            "legal hold {} is already released",
+                            h.hold_id
+                        )))
+                    }
+                    _ => {}
+                }
+                if !h.system_id.is_empty() {
+                    self.require_system("held system", &h.system_id)?;
+                }
+            }
+            EventBody::Custody(_)
+            | EventBody::MaintenanceSession(_)
+            | EventBody::CustodyAttestation(_) => {}
         }
         Ok(())
     }
@@ -292,7 +493,58 @@ impl Registry {
                     r.revoked_at = Some(index);
                 }
             }
-            EventBody::Custody(_) => {}
+            EventBody::SystemRegistered(r) => {
+                self.systems.insert(
+                    r.system_id.clone(),
+                    SystemRecord {
+                        system: r.clone(),
+                        registered_at: index,
+                    },
+                );
+            }
+            EventBody::GrantIssued(g) => {
+                self.grants.insert(
+                    g.grant_id.clone(),
+                    GrantRecord {
+                        grant: g.clone(),
+                        issued_at: index,
+                        revoked_at: None,
+                    },
+                );
+            }
+            EventBody::GrantRevoked(g) => {
+                if let Some(r) = self.grants.get_mut(&g.grant_id) {
+                    r.revoked_at = Some(index);
+                }
+            }
+            EventBody::RetentionRulePublished(r) => {
+                self.rules.insert(
+                    r.rule_id.clone(),
+                    RuleRecord {
+                        rule: r.clone(),
+                        published_at: index,
+                    },
+                );
+            }
+            EventBody::LegalHold(h) => {
+                if h.released {
+                    if let Some(r) = self.holds.get_mut(&h.hold_id) {
+                        r.released_at = Some(index);
+                    }
+                } else {
+                    self.holds.insert(
+                        h.hold_id.clone(),
+                        HoldRecord {
+                            hold: h.clone(),
+                            placed_at: index,
+                            released_at: None,
+                        },
+                    );
+                }
+            }
+            EventBody::Custody(_)
+            | EventBody::MaintenanceSession(_)
+            | EventBody::CustodyAttestation(_) => {}
         }
     }
 }

@@ -2,8 +2,11 @@
 //! one place that knows both.
 
 use custody_domain::{
-    CustodyAction, CustodyActionKind, Event, EventBody, Genesis, KeyAdded, KeyId, KeyRevoked,
-    PartyKind, PartyRegistered, Refusal, SignedEnvelope,
+    AssetRef, CaptureContext, CustodyAction, CustodyActionKind, CustodyAttestation, DeleteMethod,
+    Digest, Event, EventBody, Genesis, GrantIssued, GrantRevoked, KeyAdded, KeyId, KeyRevoked,
+    LegalHold, MaintenanceSession, ManifestRef, Modality, Outcome, Parent, PartyKind,
+    PartyRegistered, Purpose, Refusal, Relationship, RetentionAuthority, RetentionClock,
+    RetentionRule, SignedEnvelope, SubjectClass, SystemRegistered,
 };
 use prost::Message;
 
@@ -61,7 +64,7 @@ pub fn decode_event(body: &[u8]) -> Result<Event, Refusal> {
         None => {
             return Err(Refusal::invalid(
                 "event.body",
-                "event has no kind (set one of party_registered, key_added, key_revoked, custody)",
+                "event has no kind (set one of its body fields, e.g. custody or system_registered)",
             ))
         }
         Some(v1::event::Body::PartyRegistered(p)) => EventBody::PartyRegistered(PartyRegistered {
@@ -92,23 +95,109 @@ pub fn decode_event(body: &[u8]) -> Result<Event, Refusal> {
             })?),
             party_id: k.party_id,
         }),
-        Some(v1::event::Body::Custody(c)) => EventBody::Custody(CustodyAction {
-            action: action_kind(c.action)?,
-            asset_digest: c.asset_digest.as_slice().try_into().map_err(|_| {
-                Refusal::invalid(
-                    "custody.asset_digest",
-                    format!(
-                        "asset digest is {} bytes; want a 32-byte SHA-256",
-                        c.asset_digest.len()
-                    ),
-                )
-            })?,
-            actor: c.actor,
-            on_behalf_of: c.on_behalf_of,
-            from_system: c.from_system,
-            to_system: c.to_system,
-            grant_id: c.grant_id,
+        Some(v1::event::Body::SystemRegistered(r)) => EventBody::SystemRegistered(SystemRegistered {
+            system_id: r.system_id,
+            owner_party: r.owner_party,
+            inside_boundary: r.inside_boundary,
+            accredited: r.accredited,
+            encrypted_at_rest: r.encrypted_at_rest,
+            removable_media: r.removable_media,
         }),
+        Some(v1::event::Body::GrantIssued(g)) => EventBody::GrantIssued(GrantIssued {
+            actions: g
+                .actions
+                .iter()
+                .map(|a| code("grant_issued.actions", *a, CustodyActionKind::from_code))
+                .collect::<Result<_, _>>()?,
+            purposes: g
+                .purposes
+                .iter()
+                .map(|a| code("grant_issued.purposes", *a, Purpose::from_code))
+                .collect::<Result<_, _>>()?,
+            modalities: g
+                .modalities
+                .iter()
+                .map(|a| code("grant_issued.modalities", *a, Modality::from_code))
+                .collect::<Result<_, _>>()?,
+            subject_classes: g
+                .subject_classes
+                .iter()
+                .map(|a| code("grant_issued.subject_classes", *a, SubjectClass::from_code))
+                .collect::<Result<_, _>>()?,
+            grant_id: g.grant_id,
+            grantee: g.grantee,
+            contract_ref: g.contract_ref,
+            systems: g.systems,
+            max_onward_transfers: g.max_onward_transfers,
+            valid_from: time("grant_issued.valid_from", g.valid_from_unix_nanos)?,
+            valid_to: match time("grant_issued.valid_to", g.valid_to_unix_nanos)? {
+                0 => None,
+                t => Some(t),
+            },
+        }),
+        Some(v1::event::Body::GrantRevoked(g)) => EventBody::GrantRevoked(GrantRevoked {
+            grant_id: g.grant_id,
+        }),
+        Some(v1::event::Body::RetentionRulePublished(r)) => {
+            EventBody::RetentionRulePublished(RetentionRule {
+                authority: code(
+                    "retention_rule.authority",
+                    r.authority,
+                    RetentionAuthority::from_code,
+                )?,
+                modality: opt_code("retention_rule.modality", r.modality, Modality::from_code)?,
+                subject_class: opt_code(
+                    "retention_rule.subject_class",
+                    r.subject_class,
+                    SubjectClass::from_code,
+                )?,
+                clock: code("retention_rule.clock", r.clock, RetentionClock::from_code)?,
+                rule_id: r.rule_id,
+                authority_ref: r.authority_ref,
+                system_id: r.system_id,
+                max_age: r.max_age_nanos,
+            })
+        }
+        Some(v1::event::Body::LegalHold(h)) => EventBody::LegalHold(LegalHold {
+            assets: match h.assets.and_then(|a| a.r#ref) {
+                None => None,
+                Some(v1::asset_ref::Ref::Digest(d)) => Some(AssetRef::One(digest("legal_hold.assets", &d)?)),
+                Some(v1::asset_ref::Ref::Manifest(m)) => {
+                    Some(AssetRef::Manifest(manifest("legal_hold.assets", &m)?))
+                }
+            },
+            hold_id: h.hold_id,
+            system_id: h.system_id,
+            released: h.released,
+        }),
+        Some(v1::event::Body::Custody(c)) => EventBody::Custody(custody_action(c)?),
+        Some(v1::event::Body::MaintenanceSession(m)) => {
+            EventBody::MaintenanceSession(MaintenanceSession {
+                purpose: opt_code("maintenance_session.purpose", m.purpose, Purpose::from_code)?,
+                start: time("maintenance_session.start", m.start_unix_nanos)?,
+                end: match time("maintenance_session.end", m.end_unix_nanos)? {
+                    0 => None,
+                    t => Some(t),
+                },
+                session_id: m.session_id,
+                actor: m.actor,
+                on_behalf_of: m.on_behalf_of,
+                system_id: m.system_id,
+                grant_id: m.grant_id,
+            })
+        }
+        Some(v1::event::Body::CustodyAttestation(a)) => {
+            EventBody::CustodyAttestation(CustodyAttestation {
+                holdings: match &a.holdings {
+                    Some(m) if m.count > 0 => manifest("custody_attestation.holdings", m)?,
+                    _ => ManifestRef {
+                        root: custody_domain::EMPTY_MANIFEST_ROOT,
+                        count: 0,
+                    },
+                },
+                system_id: a.system_id,
+            })
+        }
     };
     let event = Event {
         event_id: e.event_id,
@@ -119,6 +208,91 @@ pub fn decode_event(body: &[u8]) -> Result<Event, Refusal> {
     };
     event.check_shape()?;
     Ok(event)
+}
+
+fn digest(field: &'static str, b: &[u8]) -> Result<Digest, Refusal> {
+    b.try_into().map_err(|_| {
+        Refusal::invalid(
+            field,
+            format!("{field} is {} bytes; want a 32-byte SHA-256", b.len()),
+        )
+    })
+}
+
+fn manifest(field: &'static str, m: &v1::Manifest) -> Result<ManifestRef, Refusal> {
+    Ok(ManifestRef {
+        root: digest(field, &m.root)?,
+        count: m.count,
+    })
+}
+
+/// A required enumerated code: 0 (unspecified) and unknown values are
+/// refused.
+fn code<T>(field: &'static str, v: i32, from: fn(u8) -> Option<T>) -> Result<T, Refusal> {
+    u8::try_from(v)
+        .ok()
+        .filter(|c| *c != 0)
+        .and_then(from)
+        .ok_or_else(|| Refusal::invalid(field, format!("{field}: {v} is not a known code")))
+}
+
+/// An optional enumerated code: 0 means unset.
+fn opt_code<T>(field: &'static str, v: i32, from: fn(u8) -> Option<T>) -> Result<Option<T>, Refusal> {
+    if v == 0 {
+        Ok(None)
+    } else {
+        code(field, v, from).map(Some)
+    }
+}
+
+fn custody_action(c: v1::CustodyAction) -> Result<CustodyAction, Refusal> {
+    let asset = match (c.asset_digest.is_empty(), &c.manifest) {
+        (true, None) => None,
+        (false, None) => Some(AssetRef::One(digest("custody.asset_digest", &c.asset_digest)?)),
+        (true, Some(m)) => Some(AssetRef::Manifest(manifest("custody.manifest", m)?)),
+        (false, Some(_)) => {
+            return Err(Refusal::invalid(
+                "custody.manifest",
+                "set asset_digest or manifest, not both",
+            ))
+        }
+    };
+    let capture = c.capture.unwrap_or_default();
+    Ok(CustodyAction {
+        action: code("custody.action", c.action, CustodyActionKind::from_code)?,
+        actor: c.actor,
+        on_behalf_of: c.on_behalf_of,
+        asset,
+        from_system: c.from_system,
+        to_system: c.to_system,
+        grant_id: c.grant_id,
+        modality: opt_code("custody.modality", c.modality, Modality::from_code)?,
+        subject_class: opt_code("custody.subject_class", c.subject_class, SubjectClass::from_code)?,
+        capture: CaptureContext {
+            port: capture.port,
+            lane: capture.lane,
+            device: capture.device,
+        },
+        parents: c
+            .parents
+            .iter()
+            .map(|p| {
+                Ok(Parent {
+                    digest: digest("custody.parents.digest", &p.digest)?,
+                    relationship: code(
+                        "custody.parents.relationship",
+                        p.relationship,
+                        Relationship::from_code,
+                    )?,
+                })
+            })
+            .collect::<Result<_, Refusal>>()?,
+        purpose: opt_code("custody.purpose", c.purpose, Purpose::from_code)?,
+        outcome: opt_code("custody.outcome", c.outcome, Outcome::from_code)?,
+        receipt_of: (c.receipt_of != 0).then_some(c.receipt_of),
+        delete_method: opt_code("custody.delete_method", c.delete_method, DeleteMethod::from_code)?,
+        attested_by: c.attested_by,
+    })
 }
 
 fn party_kind(k: i32) -> Result<PartyKind, Refusal> {
@@ -133,24 +307,6 @@ fn party_kind(k: i32) -> Result<PartyKind, Refusal> {
             return Err(Refusal::invalid(
                 "party_registered.kind",
                 format!("party kind {k} is not one of AGENCY..SOFTWARE"),
-            ))
-        }
-    })
-}
-
-fn action_kind(k: i32) -> Result<CustodyActionKind, Refusal> {
-    Ok(match v1::CustodyActionKind::try_from(k) {
-        Ok(v1::CustodyActionKind::Capture) => CustodyActionKind::Capture,
-        Ok(v1::CustodyActionKind::Copy) => CustodyActionKind::Copy,
-        Ok(v1::CustodyActionKind::Move) => CustodyActionKind::Move,
-        Ok(v1::CustodyActionKind::Receipt) => CustodyActionKind::Receipt,
-        Ok(v1::CustodyActionKind::Access) => CustodyActionKind::Access,
-        Ok(v1::CustodyActionKind::Derive) => CustodyActionKind::Derive,
-        Ok(v1::CustodyActionKind::Delete) => CustodyActionKind::Delete,
-        _ => {
-            return Err(Refusal::invalid(
-                "custody.action",
-                format!("custody action {k} is not a known kind"),
             ))
         }
     })

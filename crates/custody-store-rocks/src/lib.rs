@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use custody_store::{Commit, DedupRecord, LogStore, StoreError};
+use custody_store::{Commit, DedupRecord, IndexCf, KvWrite, LogStore, StoreError};
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 /// Column family names.
@@ -53,7 +53,9 @@ impl RocksStore {
         opts.increase_parallelism(2);
         let cfs = ALL_CFS
             .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+            .copied()
+            .chain(IndexCf::ALL.iter().map(|c| c.name()))
+            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)
             .map_err(|e| engine(&format!("open {}", path.display()), e))?;
         Ok(Self { db })
@@ -63,6 +65,17 @@ impl RocksStore {
         self.db
             .cf_handle(name)
             .ok_or_else(|| StoreError::Corrupt(format!("column family {name} missing")))
+    }
+
+    fn put_index(&self, wb: &mut WriteBatch, writes: &[KvWrite]) -> Result<(), StoreError> {
+        for w in writes {
+            let cf = self.cf(w.cf.name())?;
+            match &w.value {
+                Some(v) => wb.put_cf(cf, &w.key, v),
+                None => wb.delete_cf(cf, &w.key),
+            }
+        }
+        Ok(())
     }
 
     fn get_u64(&self, cf: &str, key: &[u8]) -> Result<Option<u64>, StoreError> {
@@ -113,6 +126,7 @@ impl LogStore for RocksStore {
         for i in &batch.registry {
             wb.put_cf(registry, i.to_be_bytes(), []);
         }
+        self.put_index(&mut wb, &batch.index)?;
         let new_size = size + batch.entries.len() as u64;
         wb.put_cf(self.cf(CF_META)?, META_TREE_SIZE, new_size.to_be_bytes());
         let mut wo = WriteOptions::default();
@@ -187,6 +201,40 @@ impl LogStore for RocksStore {
             out.push(u64::from_be_bytes(b));
         }
         Ok(out)
+    }
+
+    fn index_get(&self, cf: IndexCf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db
+            .get_cf(self.cf(cf.name())?, key)
+            .map_err(|e| engine("index get", e))
+    }
+
+    fn index_scan(
+        &self,
+        cf: IndexCf,
+        prefix: &[u8],
+        start: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let iter = self.db.iterator_cf(
+            self.cf(cf.name())?,
+            IteratorMode::From(start, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item.map_err(|e| engine("index scan", e))?;
+            if !k.starts_with(prefix) || !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn index_write(&self, writes: &[KvWrite]) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        self.put_index(&mut wb, writes)?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo).map_err(|e| engine("index write", e))
     }
 
     fn put_checkpoint(&self, size: u64, note: &[u8]) -> Result<(), StoreError> {

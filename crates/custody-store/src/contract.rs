@@ -1,7 +1,7 @@
 //! Contract tests every [`LogStore`] backend must pass. Backends call
 //! [`check_all`] from their own tests with a fresh store.
 
-use crate::{Commit, DedupRecord, LogStore, StoreError};
+use crate::{Commit, DedupRecord, IndexCf, KvWrite, LogStore, StoreError};
 
 fn batch(first: u64, n: u64) -> Commit {
     Commit {
@@ -22,7 +22,25 @@ fn batch(first: u64, n: u64) -> Commit {
             })
             .collect(),
         registry: (first..first + n).filter(|i| i % 3 == 0).collect(),
+        index: (first..first + n)
+            .map(|i| KvWrite {
+                cf: IndexCf::AssetEntries,
+                key: [b"a".as_slice(), &i.to_be_bytes()].concat(),
+                value: Some(vec![i as u8]),
+            })
+            .collect(),
     }
+}
+
+fn scan(store: &dyn LogStore, cf: IndexCf, prefix: &[u8], start: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    store
+        .index_scan(cf, prefix, start, &mut |k, _| {
+            out.push(k.to_vec());
+            true
+        })
+        .unwrap();
+    out
 }
 
 /// `check_all` runs every contract check against `store`, which must be
@@ -78,6 +96,41 @@ pub fn check_all<S: LogStore>(store: &S) {
     );
     assert!(store.dedup("id-99").unwrap().is_none());
     assert_eq!(store.registry_indexes().unwrap(), vec![0, 3, 6]);
+
+    // Index writes arrive with their commit, and not with a refused one.
+    let keys = scan(store, IndexCf::AssetEntries, b"a", b"a");
+    assert_eq!(keys.len(), 8, "one index key per committed entry");
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "scan is in key order");
+    assert_eq!(
+        store
+            .index_get(IndexCf::AssetEntries, &[b"a".as_slice(), &7u64.to_be_bytes()].concat())
+            .unwrap(),
+        Some(vec![7])
+    );
+    // Scans start at `start`, stop at the prefix's end and when told to.
+    let from5 = scan(store, IndexCf::AssetEntries, b"a", &[b"a".as_slice(), &5u64.to_be_bytes()].concat());
+    assert_eq!(from5.len(), 3);
+    store
+        .index_write(&[
+            KvWrite { cf: IndexCf::AssetEntries, key: b"b0".to_vec(), value: Some(vec![]) },
+            KvWrite { cf: IndexCf::PartyEntries, key: b"a9".to_vec(), value: Some(vec![]) },
+            KvWrite {
+                cf: IndexCf::AssetEntries,
+                key: [b"a".as_slice(), &0u64.to_be_bytes()].concat(),
+                value: None,
+            },
+        ])
+        .unwrap();
+    assert_eq!(scan(store, IndexCf::AssetEntries, b"a", b"a").len(), 7, "delete, and prefix bound");
+    assert_eq!(scan(store, IndexCf::PartyEntries, b"a", b"a").len(), 1, "families are separate");
+    let mut seen = 0;
+    store
+        .index_scan(IndexCf::AssetEntries, b"a", b"a", &mut |_, _| {
+            seen += 1;
+            seen < 2
+        })
+        .unwrap();
+    assert_eq!(seen, 2, "the visitor stops the scan");
 
     // Checkpoints, by size, latest by size.
     store.put_checkpoint(5, b"cp5").unwrap();

@@ -16,8 +16,10 @@
 //! ```
 
 pub mod contract;
+pub mod index;
 mod memory;
 
+pub use index::{IndexCf, KvWrite};
 pub use memory::MemoryStore;
 
 /// `DedupRecord` is what the log remembers of an event id: where it was
@@ -73,6 +75,8 @@ pub struct Commit {
     pub dedup: Vec<(String, DedupRecord)>,
     /// Indexes of new entries that change the registry.
     pub registry: Vec<u64>,
+    /// Index writes for the new entries, applied in order (see [`index`]).
+    pub index: Vec<KvWrite>,
 }
 
 /// `StoreError` is a storage failure.
@@ -108,6 +112,10 @@ pub enum StoreError {
 ///   error.
 /// - `read_entries(start, end)` returns exactly `end - start` entries, or
 ///   an error.
+/// - `index_scan` visits keys of one family that start with `prefix`, from
+///   the first key `>= start`, in ascending byte order, until the visitor
+///   returns false.
+/// - `index_write` applies its writes atomically and durably.
 /// - Checkpoints are kept by tree size; a later `put_checkpoint` of the
 ///   same size replaces the earlier one only with identical bytes.
 pub trait LogStore: Send + Sync + 'static {
@@ -154,6 +162,35 @@ pub trait LogStore: Send + Sync + 'static {
     ///
     /// [`StoreError`] on engine failure.
     fn registry_indexes(&self) -> Result<Vec<u64>, StoreError>;
+
+    /// `index_get` reads one index value.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on engine failure.
+    fn index_get(&self, cf: IndexCf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// `index_scan` visits `(key, value)` pairs of `cf` whose key starts
+    /// with `prefix`, from the first key `>= start`, until `f` returns false.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on engine failure.
+    fn index_scan(
+        &self,
+        cf: IndexCf,
+        prefix: &[u8],
+        start: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
+
+    /// `index_write` durably applies index writes that belong to no log
+    /// commit (uploaded manifests).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on engine failure, with nothing written.
+    fn index_write(&self, writes: &[KvWrite]) -> Result<(), StoreError>;
 
     /// `put_checkpoint` durably stores the signed checkpoint of `size`.
     ///

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::{Commit, DedupRecord, LogStore, StoreError};
+use crate::{Commit, DedupRecord, IndexCf, KvWrite, LogStore, StoreError};
 
 /// `MemoryStore` keeps everything in maps behind one mutex. "Durable" means
 /// "in the map"; it exists to pin the trait's contract, not for production.
@@ -19,6 +19,22 @@ struct Inner {
     dedup: HashMap<String, DedupRecord>,
     registry: Vec<u64>,
     checkpoints: BTreeMap<u64, Vec<u8>>,
+    index: BTreeMap<(IndexCf, Vec<u8>), Vec<u8>>,
+}
+
+impl Inner {
+    fn write(&mut self, writes: &[KvWrite]) {
+        for w in writes {
+            match &w.value {
+                Some(v) => {
+                    self.index.insert((w.cf, w.key.clone()), v.clone());
+                }
+                None => {
+                    self.index.remove(&(w.cf, w.key.clone()));
+                }
+            }
+        }
+    }
 }
 
 impl MemoryStore {
@@ -47,6 +63,32 @@ impl LogStore for MemoryStore {
         g.hashes.extend(batch.hashes.iter().copied());
         g.dedup.extend(batch.dedup.iter().cloned());
         g.registry.extend(batch.registry.iter().copied());
+        g.write(&batch.index);
+        Ok(())
+    }
+
+    fn index_get(&self, cf: IndexCf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock()?.index.get(&(cf, key.to_vec())).cloned())
+    }
+
+    fn index_scan(
+        &self,
+        cf: IndexCf,
+        prefix: &[u8],
+        start: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let g = self.lock()?;
+        for ((c, k), v) in g.index.range((cf, start.to_vec())..) {
+            if *c != cf || !k.starts_with(prefix) || !f(k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn index_write(&self, writes: &[KvWrite]) -> Result<(), StoreError> {
+        self.lock()?.write(writes);
         Ok(())
     }
 

@@ -238,6 +238,24 @@ impl CustodyLog for CustodyLogService {
             proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
         }))
     }
+
+    async fn put_manifest(
+        &self,
+        request: Request<Streaming<v1::PutManifestRequest>>,
+    ) -> Result<Response<v1::PutManifestResponse>, Status> {
+        crate::grpc_query::put_manifest(self.state.clone(), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_manifest(
+        &self,
+        request: Request<v1::GetManifestRequest>,
+    ) -> Result<Response<v1::GetManifestResponse>, Status> {
+        crate::grpc_query::get_manifest(self.state.clone(), request.into_inner())
+            .await
+            .map(Response::new)
+    }
 }
 
 impl CustodyLogService {

@@ -98,8 +98,7 @@ pub fn run(data: &Path, origin: &str, owner_key: &Path, owner_id: &str) -> anyho
         first_index: 0,
         entries: vec![entry],
         hashes: hashes.into_iter().map(|(i, h)| (i, h.0)).collect(),
-        dedup: Vec::new(),
-        registry: Vec::new(),
+        ..Commit::default()
     })?;
     let root = tree_root(1, &StoreHashes(&store))?;
     store.put_checkpoint(1, &signer.sign(1, &root)?)?;

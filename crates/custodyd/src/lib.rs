@@ -17,9 +17,11 @@
 //! finds the same tree and its next checkpoint extends every earlier one.
 
 pub mod grpc;
+pub mod grpc_query;
 pub mod http;
 pub mod init;
 pub mod publisher;
+pub mod query;
 pub mod sequencer;
 pub mod state;
 

@@ -12,7 +12,7 @@ use custody_log::{tree_root, LogSigner, LogVerifier};
 use custody_store_rocks::RocksStore;
 use custodyd::init::Paths;
 use custodyd::state::{LogState, PublishedCheckpoint, StoreHashes};
-use custodyd::{grpc, http, publisher, sequencer};
+use custodyd::{grpc, grpc_query, http, publisher, sequencer};
 use tokio::sync::watch;
 
 #[derive(Parser)]
@@ -134,10 +134,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let (durable, _) = watch::channel(size);
     let (checkpoint, _) = watch::channel(Arc::new(latest));
+    let (registry, _) = watch::channel(Arc::new(sequencer::load_registry(store.as_ref())?));
     let state = Arc::new(LogState {
         store,
         signer,
         durable,
+        registry,
         checkpoint,
     });
 
@@ -175,6 +177,10 @@ async fn run(state: Arc<LogState>, args: ServeArgs) -> anyhow::Result<()> {
         grpc::CustodyLogService::new(state.clone(), sequencer),
     )
     .max_decoding_message_size(256 * 1024);
+    let query = custody_proto::v1::custody_query_server::CustodyQueryServer::new(
+        grpc_query::CustodyQueryService::new(state.clone()),
+    )
+    .max_encoding_message_size(64 << 20);
 
     tracing::info!(
         grpc = %grpc_listener.local_addr()?,
@@ -189,6 +195,7 @@ async fn run(state: Arc<LogState>, args: ServeArgs) -> anyhow::Result<()> {
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
+        .add_service(query)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
             async move {

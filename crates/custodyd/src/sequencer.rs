@@ -6,15 +6,20 @@
 //! - It MUST NOT write any part of a refused submission.
 //! - The queue in front of it is bounded; when full, submitters get
 //!   `RESOURCE_EXHAUSTED` at once and nothing is buffered.
-//! - Entries, their tree hashes, dedup records and registry marks are
-//!   committed in one batch, so a crash leaves all or none of them.
+//! - Entries, their tree hashes, dedup records, registry marks and custody
+//!   index updates are committed in one batch, so a crash leaves all or
+//!   none of them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use custody_domain::{verify_signatures, Event, Refusal, Registry, SignatureCheck, SignedEnvelope};
+use custody_domain::{
+    plan, verify_signatures, CustodyView, Event, Overlay, Refusal, Registry, SignatureCheck,
+    SignedEnvelope,
+};
 use custody_log::{append_leaves, leaf_hash};
 use custody_proto::{decode_entry, decode_event, envelope_to_proto, v1, Entry};
+use custody_store::index::{index_writes, StoreView};
 use custody_store::{Commit, DedupRecord, LogStore};
 use prost::Message as _;
 use rayon::prelude::*;
@@ -125,13 +130,13 @@ impl Sequencer {
     ///
     /// # Errors
     ///
-    /// If the registry cannot be rebuilt from the store.
+    /// If the store cannot be read.
     pub fn start(
         state: Arc<LogState>,
         queue: usize,
         max_batch: usize,
     ) -> anyhow::Result<SequencerHandle> {
-        let registry = load_registry(state.store.as_ref())?;
+        let registry = state.registry().as_ref().clone();
         let size = state.store.tree_size()?;
         let last_time = match state
             .store
@@ -244,6 +249,8 @@ impl Sequencer {
             first_index: self.size,
             ..Commit::default()
         };
+        let store = self.state.store.clone();
+        let mut custody = Overlay::new(StoreView(store.as_ref()));
         let mut verdicts: Vec<Result<Appended, Refusal>> = Vec::with_capacity(batch.len());
         for (sub, c) in batch.iter().zip(checked) {
             let verdict = match c.event {
@@ -256,6 +263,7 @@ impl Sequencer {
                     now,
                     time,
                     &mut in_batch,
+                    &mut custody,
                     &mut commit,
                 ),
             };
@@ -289,6 +297,11 @@ impl Sequencer {
             }
             self.size += commit.entries.len() as u64;
             self.last_time = time;
+            if !commit.registry.is_empty() {
+                self.state
+                    .registry
+                    .send_replace(Arc::new(self.registry.clone()));
+            }
             self.state.durable.send_replace(self.size);
         }
         for (sub, v) in batch.into_iter().zip(verdicts) {
@@ -309,6 +322,7 @@ impl Sequencer {
         now: i64,
         time: i64,
         in_batch: &mut HashMap<String, (u64, [u8; 32])>,
+        custody: &mut Overlay<impl CustodyView>,
         commit: &mut Commit,
     ) -> Result<Appended, Refusal> {
         // Dedup first: a resubmission is answered even if its key has
@@ -375,9 +389,19 @@ impl Sequencer {
                 ),
             ));
         }
+        // Custody rules last: they may read state, and see this batch's
+        // earlier entries through the overlay.
+        let effects = plan(event, index, &self.registry, custody)?;
         if event.body.is_registry() {
             commit.registry.push(index);
         }
+        commit.index.extend(index_writes(
+            index,
+            &event.reporter,
+            event.reporter_seq,
+            &effects,
+        ));
+        custody.apply(&effects);
         self.registry.apply(event, index);
         in_batch.insert(event.event_id.clone(), (index, digest));
         commit

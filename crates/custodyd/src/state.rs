@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use custody_domain::Registry;
 use custody_log::{Hash, HashSource, LogSigner};
 use custody_store::{LogStore, StoreError};
 use tokio::sync::watch;
@@ -28,12 +29,21 @@ pub struct LogState {
     /// The latest published checkpoint; readers serve from it, so they
     /// only ever show checkpointed data.
     pub checkpoint: watch::Sender<Arc<PublishedCheckpoint>>,
+    /// The registry at the durable tree size, replaced by the sequencer
+    /// after each commit that changes it; queries read keys and system
+    /// owners from it.
+    pub registry: watch::Sender<Arc<Registry>>,
 }
 
 impl LogState {
     /// `latest` is the latest published checkpoint.
     pub fn latest(&self) -> Arc<PublishedCheckpoint> {
         self.checkpoint.borrow().clone()
+    }
+
+    /// `registry` is the registry at the durable tree size.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.borrow().clone()
     }
 
     /// `hashes` adapts the store for the log core's tree math.

@@ -1,0 +1,517 @@
+//! Custody state: custody intervals, and the rules a custody event must
+//! meet to be logged.
+//!
+//! A custody interval is (asset, party, system, from, to): the asset rested
+//! on the system, held by the system's owner, from one event until another.
+//! CAPTURE, COPY, MOVE and DERIVE open intervals at their destination;
+//! DELETE and MOVE close them at their source. Bulk events act on every
+//! member of their manifest.
+//!
+//! [`plan`] decides whether an event may be logged and what it changes. It
+//! refuses only what is malformed or contradicts the log (a DELETE of a
+//! copy that is not there, a RECEIPT of a transfer that never happened).
+//! What breaks *policy* (no grant, a system outside the boundary) is
+//! accepted: it is the evidence that findings are made from.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::{
+    AssetRef, CustodyAction, CustodyActionKind, Digest, Event, EventBody, ManifestRef, Modality,
+    Refusal, Registry, SubjectClass, Timestamp,
+};
+
+/// `Interval` is one custody interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interval {
+    /// The asset.
+    pub asset: Digest,
+    /// Where it rested.
+    pub system: String,
+    /// Who held it: the system's owner.
+    pub party: String,
+    /// Event time of the opening event.
+    pub from: Timestamp,
+    /// Event time of the closing event; `None` while open.
+    pub to: Option<Timestamp>,
+    /// Log index of the opening event.
+    pub opened_by: u64,
+    /// Log index of the closing event.
+    pub closed_by: Option<u64>,
+    /// The asset's modality, if the log knows it.
+    pub modality: Option<Modality>,
+    /// The asset's subject class, if the log knows it.
+    pub subject_class: Option<SubjectClass>,
+}
+
+impl Interval {
+    /// `holds_at` is whether the interval covers time `t`: `from <= t < to`.
+    pub fn holds_at(&self, t: Timestamp) -> bool {
+        self.from <= t && self.to.is_none_or(|to| t < to)
+    }
+
+    /// `overlaps` is whether the interval covers any moment of the closed
+    /// window `[a, b]`.
+    pub fn overlaps(&self, a: Timestamp, b: Timestamp) -> bool {
+        self.from <= b && self.to.is_none_or(|to| to > a)
+    }
+}
+
+/// `AssetMeta` is what the log knows about an asset from its creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AssetMeta {
+    /// Its modality.
+    pub modality: Modality,
+    /// Its subject class.
+    pub subject_class: SubjectClass,
+    /// Log index of the CAPTURE or DERIVE that created it.
+    pub created_by: u64,
+    /// Event time of its creation.
+    pub created_at: Timestamp,
+}
+
+/// `Transfer` is a logged COPY or MOVE, as a RECEIPT needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// The destination system.
+    pub to_system: String,
+    /// The destination's owner: the party that must acknowledge.
+    pub recipient: String,
+    /// What was transferred.
+    pub asset: AssetRef,
+    /// Log index of the RECEIPT, once acknowledged.
+    pub receipt: Option<u64>,
+}
+
+/// `CustodyView` is read access to custody state, as of the entries
+/// sequenced so far.
+pub trait CustodyView {
+    /// `open_interval` is the open interval of `asset` on `system`, if any.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn open_interval(&self, asset: &Digest, system: &str) -> Result<Option<Interval>, Refusal>;
+
+    /// `asset_meta` is what is known of an asset's creation.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn asset_meta(&self, asset: &Digest) -> Result<Option<AssetMeta>, Refusal>;
+
+    /// `transfer` is the COPY or MOVE logged at `index`, if that entry is one.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn transfer(&self, index: u64) -> Result<Option<Transfer>, Refusal>;
+
+    /// `manifest` is the members of an uploaded manifest, if its root and
+    /// count were uploaded.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn manifest(&self, m: &ManifestRef) -> Result<Option<Arc<Vec<Digest>>>, Refusal>;
+}
+
+/// `Effects` is what one accepted event changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// The assets the entry is about (for the asset → entries index).
+    pub assets: Vec<Digest>,
+    /// The parties it names (for the party → entries index).
+    pub parties: Vec<String>,
+    /// Intervals it opens.
+    pub opened: Vec<Interval>,
+    /// Intervals it closes, with `to` and `closed_by` set.
+    pub closed: Vec<Interval>,
+    /// Assets it creates.
+    pub created: Vec<(Digest, AssetMeta)>,
+    /// The transfer it records (COPY, MOVE), or the transfer it
+    /// acknowledges with its receipt set (RECEIPT), keyed by log index.
+    pub transfer: Option<(u64, Transfer)>,
+}
+
+/// `plan` checks an event whose signatures and registry rules were already
+/// checked, against custody state, and says what it changes if logged at
+/// `index`.
+///
+/// # Errors
+///
+/// `InvalidArgument` for a malformed event, `PermissionDenied` when the
+/// reporter may not report for the actor or acknowledge the transfer,
+/// `FailedPrecondition` when it contradicts the log (unregistered parties
+/// or systems, a manifest not uploaded, a DELETE of a copy that is not
+/// there, a RECEIPT of no transfer), `ResourceExhausted` when storage fails.
+pub fn plan(
+    event: &Event,
+    index: u64,
+    registry: &Registry,
+    view: &dyn CustodyView,
+) -> Result<Effects, Refusal> {
+    let mut fx = Effects::default();
+    push_party(&mut fx, &event.reporter);
+    match &event.body {
+        EventBody::Custody(c) => plan_custody(event, c, index, registry, view, &mut fx)?,
+        EventBody::MaintenanceSession(m) => {
+            check_agency(registry, &event.reporter, &m.actor)?;
+            registry.require_party("actor", &m.actor)?;
+            if !m.on_behalf_of.is_empty() {
+                registry.require_party("on_behalf_of", &m.on_behalf_of)?;
+                push_party(&mut fx, &m.on_behalf_of);
+            }
+            let sys = registry.require_system("maintained system", &m.system_id)?;
+            push_party(&mut fx, &m.actor);
+            push_party(&mut fx, &sys.system.owner_party);
+        }
+        EventBody::CustodyAttestation(a) => {
+            let sys = registry.require_system("attested system", &a.system_id)?;
+            if !registry.acts_for(&event.reporter, &sys.system.owner_party) {
+                return Err(Refusal::denied(format!(
+                    "only the owner of system {} ({}) or a party acting for it may attest its holdings, not {}",
+                    a.system_id, sys.system.owner_party, event.reporter
+                )));
+            }
+            if a.holdings.count > 0 {
+                members(view, &AssetRef::Manifest(a.holdings))?;
+            }
+        }
+        EventBody::PartyRegistered(p) => push_party(&mut fx, &p.party_id),
+        EventBody::KeyAdded(k) => push_party(&mut fx, &k.party_id),
+        EventBody::KeyRevoked(k) => push_party(&mut fx, &k.party_id),
+        EventBody::SystemRegistered(s) => push_party(&mut fx, &s.owner_party),
+        EventBody::GrantIssued(g) => push_party(&mut fx, &g.grantee),
+        EventBody::GrantRevoked(_)
+        | EventBody::RetentionRulePublished(_)
+        | EventBody::LegalHold(_) => {}
+    }
+    Ok(fx)
+}
+
+fn push_party(fx: &mut Effects, p: &str) {
+    if !p.is_empty() && !fx.parties.iter().any(|q| q == p) {
+        fx.parties.push(p.to_owned());
+    }
+}
+
+/// The reporter must be the actor, act on its behalf, or be a party the
+/// actor acts for (a principal reporting its agent's actions).
+fn check_agency(registry: &Registry, reporter: &str, actor: &str) -> Result<(), Refusal> {
+    if registry.acts_for(reporter, actor) || registry.acts_for(actor, reporter) {
+        Ok(())
+    } else {
+        Err(Refusal::denied(format!(
+            "reporter {reporter} may report only its own actions, those of a party it acts for, or those of its agents; actor {actor} is none of these"
+        )))
+    }
+}
+
+fn require<T>(v: Option<T>, field: &'static str, what: &str) -> Result<T, Refusal> {
+    v.ok_or_else(|| Refusal::invalid(field, what.to_owned()))
+}
+
+fn members(view: &dyn CustodyView, a: &AssetRef) -> Result<Arc<Vec<Digest>>, Refusal> {
+    match a {
+        AssetRef::One(d) => Ok(Arc::new(vec![*d])),
+        AssetRef::Manifest(m) => view.manifest(m)?.ok_or_else(|| {
+            Refusal::precondition(format!(
+                "manifest {} with {} members was not uploaded: send its members with PutManifest first",
+                hex(&m.root),
+                m.count
+            ))
+        }),
+    }
+}
+
+/// `hex` is lower-case hex, for messages.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn plan_custody(
+    event: &Event,
+    c: &CustodyAction,
+    index: u64,
+    registry: &Registry,
+    view: &dyn CustodyView,
+    fx: &mut Effects,
+) -> Result<(), Refusal> {
+    use CustodyActionKind as K;
+    registry.require_party("actor", &c.actor)?;
+    check_agency(registry, &event.reporter, &c.actor)?;
+    push_party(fx, &c.actor);
+    if !c.on_behalf_of.is_empty() {
+        registry.require_party("on_behalf_of", &c.on_behalf_of)?;
+        push_party(fx, &c.on_behalf_of);
+    }
+    if !c.attested_by.is_empty() {
+        registry.require_party("attested_by", &c.attested_by)?;
+        push_party(fx, &c.attested_by);
+    }
+    let from = if c.from_system.is_empty() {
+        None
+    } else {
+        Some(registry.require_system("from_system", &c.from_system)?)
+    };
+    let to = if c.to_system.is_empty() {
+        None
+    } else {
+        Some(registry.require_system("to_system", &c.to_system)?)
+    };
+    for s in [from, to].into_iter().flatten() {
+        push_party(fx, &s.system.owner_party);
+    }
+    let t = event.event_time;
+
+    match c.action {
+        K::Capture | K::Derive => {
+            let asset = require(
+                c.asset,
+                "custody.asset_digest",
+                "a CAPTURE or DERIVE names the new asset: set asset_digest (or a manifest)",
+            )?;
+            let to = require(to, "custody.to_system", "a new asset must rest somewhere: set to_system")?;
+            if from.is_some() {
+                return Err(Refusal::invalid(
+                    "custody.from_system",
+                    format!("{} creates an asset; it has no from_system", c.action.name()),
+                ));
+            }
+            let modality = require(c.modality, "custody.modality", "set the new asset's modality")?;
+            let subject_class =
+                require(c.subject_class, "custody.subject_class", "set the new asset's subject class")?;
+            if c.action == K::Derive {
+                if c.parents.is_empty() {
+                    return Err(Refusal::invalid(
+                        "custody.parents",
+                        "DERIVE names the parents the asset was made from",
+                    ));
+                }
+                if matches!(asset, AssetRef::Manifest(_)) {
+                    return Err(Refusal::invalid(
+                        "custody.manifest",
+                        "DERIVE makes one asset; name it by asset_digest",
+                    ));
+                }
+                fx.assets.extend(c.parents.iter().map(|p| p.digest));
+            } else if !c.parents.is_empty() {
+                return Err(Refusal::invalid("custody.parents", "only DERIVE has parents"));
+            }
+            let all = members(view, &asset)?;
+            for d in all.iter() {
+                fx.assets.push(*d);
+                if view.asset_meta(d)?.is_none() {
+                    fx.created.push((
+                        *d,
+                        AssetMeta {
+                            modality,
+                            subject_class,
+                            created_by: index,
+                            created_at: t,
+                        },
+                    ));
+                }
+                if view.open_interval(d, &to.system.system_id)?.is_none() {
+                    fx.opened.push(Interval {
+                        asset: *d,
+                        system: to.system.system_id.clone(),
+                        party: to.system.owner_party.clone(),
+                        from: t,
+                        to: None,
+                        opened_by: index,
+                        closed_by: None,
+                        modality: Some(modality),
+                        subject_class: Some(subject_class),
+                    });
+                }
+            }
+        }
+        K::Copy | K::Move => {
+            let asset = require(c.asset, "custody.asset_digest", "name the asset or manifest transferred")?;
+            let from = require(from, "custody.from_system", "a transfer has a source: set from_system")?;
+            let to = require(to, "custody.to_system", "a transfer has a destination: set to_system")?;
+            if from.system.system_id == to.system.system_id {
+                return Err(Refusal::invalid(
+                    "custody.to_system",
+                    "from_system and to_system are the same system",
+                ));
+            }
+            let all = members(view, &asset)?;
+            for d in all.iter() {
+                fx.assets.push(*d);
+                let meta = view.asset_meta(d)?;
+                if view.open_interval(d, &to.system.system_id)?.is_none() {
+                    fx.opened.push(Interval {
+                        asset: *d,
+                        system: to.system.system_id.clone(),
+                        party: to.system.owner_party.clone(),
+                        from: t,
+                        to: None,
+                        opened_by: index,
+                        closed_by: None,
+                        modality: meta.map(|m| m.modality),
+                        subject_class: meta.map(|m| m.subject_class),
+                    });
+                }
+                if c.action == K::Move {
+                    if let Some(open) = view.open_interval(d, &from.system.system_id)? {
+                        fx.closed.push(close(open, t, index)?);
+                    }
+                }
+            }
+            fx.transfer = Some((
+                index,
+                Transfer {
+                    to_system: to.system.system_id.clone(),
+                    recipient: to.system.owner_party.clone(),
+                    asset,
+                    receipt: None,
+                },
+            ));
+        }
+        K::Receipt => {
+            let of = require(c.receipt_of, "custody.receipt_of", "RECEIPT names the log index of the COPY or MOVE it acknowledges")?;
+            let Some(mut tr) = view.transfer(of)? else {
+                return Err(Refusal::precondition(format!(
+                    "entry {of} is not a logged COPY or MOVE, so there is nothing to acknowledge"
+                )));
+            };
+            if !registry.acts_for(&event.reporter, &tr.recipient) {
+                return Err(Refusal::denied(format!(
+                    "the transfer at entry {of} went to {} on system {}; only that party (or one acting for it) may acknowledge it, not {}",
+                    tr.recipient, tr.to_system, event.reporter
+                )));
+            }
+            if let Some(r) = tr.receipt {
+                return Err(Refusal::precondition(format!(
+                    "the transfer at entry {of} was already acknowledged by entry {r}"
+                )));
+            }
+            if let Some(a) = c.asset {
+                if a != tr.asset {
+                    return Err(Refusal::invalid(
+                        "custody.asset_digest",
+                        format!("entry {of} transferred other assets than this RECEIPT names"),
+                    ));
+                }
+            }
+            fx.assets.extend(members(view, &tr.asset)?.iter().copied());
+            push_party(fx, &tr.recipient);
+            tr.receipt = Some(index);
+            fx.transfer = Some((of, tr));
+        }
+        K::Access | K::Use => {
+            let asset = require(c.asset, "custody.asset_digest", "name the asset or manifest used")?;
+            if from.is_none() {
+                return Err(Refusal::invalid(
+                    "custody.from_system",
+                    format!("{} happens on a system: set from_system", c.action.name()),
+                ));
+            }
+            require(c.purpose, "custody.purpose", "an access or use states its purpose")?;
+            fx.assets.extend(members(view, &asset)?.iter().copied());
+        }
+        K::Delete => {
+            let asset = require(c.asset, "custody.asset_digest", "name the asset or manifest deleted")?;
+            let from = require(from, "custody.from_system", "a DELETE names the system the copy was on: set from_system")?;
+            require(c.delete_method, "custody.delete_method", "a DELETE records its method")?;
+            for d in members(view, &asset)?.iter() {
+                let Some(open) = view.open_interval(d, &from.system.system_id)? else {
+                    return Err(Refusal::precondition(format!(
+                        "asset {} has no open custody interval on system {}: nothing to delete",
+                        hex(d),
+                        from.system.system_id
+                    )));
+                };
+                fx.assets.push(*d);
+                fx.closed.push(close(open, t, index)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn close(mut open: Interval, t: Timestamp, index: u64) -> Result<Interval, Refusal> {
+    if t < open.from {
+        return Err(Refusal::precondition(format!(
+            "asset {} came to system {} at {} ns (entry {}); it cannot leave earlier, at {t} ns",
+            hex(&open.asset),
+            open.system,
+            open.from,
+            open.opened_by
+        )));
+    }
+    open.to = Some(t);
+    open.closed_by = Some(index);
+    Ok(open)
+}
+
+/// `Overlay` is custody state changed by entries sequenced but not yet
+/// committed, over a base view of what is committed.
+pub struct Overlay<V> {
+    /// What is committed.
+    pub base: V,
+    /// Open intervals opened (`Some`) or closed (`None`) since.
+    open: HashMap<(Digest, String), Option<Interval>>,
+    /// Assets created since.
+    assets: HashMap<Digest, AssetMeta>,
+    /// Transfers recorded or acknowledged since.
+    transfers: HashMap<u64, Transfer>,
+}
+
+impl<V: CustodyView> Overlay<V> {
+    /// `new` is an empty overlay on `base`.
+    pub fn new(base: V) -> Self {
+        Self {
+            base,
+            open: HashMap::new(),
+            assets: HashMap::new(),
+            transfers: HashMap::new(),
+        }
+    }
+
+    /// `apply` records an accepted event's effects.
+    pub fn apply(&mut self, fx: &Effects) {
+        for i in &fx.closed {
+            self.open.insert((i.asset, i.system.clone()), None);
+        }
+        for i in &fx.opened {
+            self.open.insert((i.asset, i.system.clone()), Some(i.clone()));
+        }
+        for (d, m) in &fx.created {
+            self.assets.insert(*d, *m);
+        }
+        if let Some((i, t)) = &fx.transfer {
+            self.transfers.insert(*i, t.clone());
+        }
+    }
+}
+
+impl<V: CustodyView> CustodyView for Overlay<V> {
+    fn open_interval(&self, asset: &Digest, system: &str) -> Result<Option<Interval>, Refusal> {
+        match self.open.get(&(*asset, system.to_owned())) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.open_interval(asset, system),
+        }
+    }
+
+    fn asset_meta(&self, asset: &Digest) -> Result<Option<AssetMeta>, Refusal> {
+        match self.assets.get(asset) {
+            Some(m) => Ok(Some(*m)),
+            None => self.base.asset_meta(asset),
+        }
+    }
+
+    fn transfer(&self, index: u64) -> Result<Option<Transfer>, Refusal> {
+        match self.transfers.get(&index) {
+            Some(t) => Ok(Some(t.clone())),
+            None => self.base.transfer(index),
+        }
+    }
+
+    fn manifest(&self, m: &ManifestRef) -> Result<Option<Arc<Vec<Digest>>>, Refusal> {
+        self.base.manifest(m)
+    }
+}

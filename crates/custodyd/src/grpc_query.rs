@@ -1,0 +1,615 @@
+//! The `custody.v1.CustodyQuery` service and the manifest RPCs: custody
+//! answers from the indexes, each with [`v1::Evidence`] against the latest
+//! checkpoint.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use custody_domain::{
+    AssetRef, CustodyView as _, Digest, EventBody, Interval, ManifestRef, Registry,
+    MAX_MANIFEST_MEMBERS,
+};
+use custody_log::{append_leaves, leaf_hash, prove_inclusion, tree_root, Hash, HashSource, MemoryHashes};
+use custody_proto::v1::{self, custody_query_server::CustodyQuery};
+use custody_proto::{decode_entry, decode_event, Entry};
+use custody_store::index::{self, StoreView};
+use custody_store::{LogStore, StoreError};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::query::{AsOf, HoldingsCursor};
+use crate::state::{LogState, PublishedCheckpoint};
+
+/// Default and largest page sizes.
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+/// Largest page of manifest members.
+const MAX_MEMBERS_PAGE: u32 = 10_000;
+
+fn internal(context: &str, e: impl std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "{context}");
+    Status::internal(format!("{context}: {e}"))
+}
+
+fn digest(field: &str, b: &[u8]) -> Result<Digest, Status> {
+    b.try_into().map_err(|_| {
+        Status::invalid_argument(format!(
+            "{field}: want a 32-byte SHA-256 digest, got {} bytes",
+            b.len()
+        ))
+    })
+}
+
+fn page_size(n: u32) -> Result<usize, Status> {
+    match n {
+        0 => Ok(DEFAULT_PAGE as usize),
+        n if n <= MAX_PAGE => Ok(n as usize),
+        n => Err(Status::invalid_argument(format!(
+            "page_size: at most {MAX_PAGE}, got {n}"
+        ))),
+    }
+}
+
+fn bad_token() -> Status {
+    Status::invalid_argument("page_token: not a token this server issued; start again without one")
+}
+
+/// `ManifestHashes` is a stored manifest's tree, for the log core's proofs.
+struct ManifestHashes<'a> {
+    store: &'a dyn LogStore,
+    root: Digest,
+}
+
+impl HashSource for ManifestHashes<'_> {
+    type Error = StoreError;
+
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        Ok(index::manifest_hashes(self.store, &self.root, indexes)?
+            .into_iter()
+            .map(Hash)
+            .collect())
+    }
+}
+
+/// `membership` proves that `asset` is in manifest `m`, or says it is not.
+fn membership(
+    store: &dyn LogStore,
+    m: &ManifestRef,
+    asset: &Digest,
+) -> Result<Option<v1::MembershipProof>, Status> {
+    // Members are stored sorted by ordinal: binary search them.
+    let (mut lo, mut hi) = (0u64, m.count);
+    let mut found = None;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let d = index::manifest_member(store, &m.root, mid)
+            .map_err(|e| internal("read manifest", e))?
+            .ok_or_else(|| internal("read manifest", "member missing"))?;
+        match d.cmp(asset) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => {
+                found = Some(mid);
+                break;
+            }
+        }
+    }
+    let Some(ordinal) = found else {
+        return Ok(None);
+    };
+    let proof = prove_inclusion(
+        m.count,
+        ordinal,
+        &ManifestHashes {
+            store,
+            root: m.root,
+        },
+    )
+    .map_err(|e| internal("manifest proof", e))?;
+    Ok(Some(v1::MembershipProof {
+        manifest_root: m.root.to_vec(),
+        count: m.count,
+        asset: asset.to_vec(),
+        index: ordinal,
+        proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
+    }))
+}
+
+/// `EvidenceBuilder` collects what an answer cites, then proves it all
+/// against one checkpoint.
+struct EvidenceBuilder<'a> {
+    store: &'a dyn LogStore,
+    cp: &'a PublishedCheckpoint,
+    registry: &'a Registry,
+    /// Cited entries, decoded once.
+    entries: BTreeMap<u64, (Vec<u8>, Option<AssetRef>, Vec<custody_domain::KeyId>)>,
+    /// (asset, manifest) pairs needing a membership proof.
+    members: BTreeSet<(Digest, [u8; 32], u64)>,
+}
+
+impl<'a> EvidenceBuilder<'a> {
+    fn new(state: &'a LogState, cp: &'a PublishedCheckpoint, registry: &'a Registry) -> Self {
+        Self {
+            store: state.store.as_ref(),
+            cp,
+            registry,
+            entries: BTreeMap::new(),
+            members: BTreeSet::new(),
+        }
+    }
+
+    /// `cite` adds entry `index`, and the membership of `asset` if the entry
+    /// is a bulk event.
+    fn cite(&mut self, index: u64, asset: Option<&Digest>) -> Result<(), Status> {
+        if index >= self.cp.size {
+            return Ok(());
+        }
+        if !self.entries.contains_key(&index) {
+            let bytes = self
+                .store
+                .read_entries(index, index + 1)
+                .map_err(|e| internal("read entry", e))?
+                .pop()
+                .unwrap_or_default();
+            let (asset_ref, keys) = match decode_entry(&bytes) {
+                Ok(Entry::Event { envelope, .. }) => {
+                    let keys = envelope.signatures.iter().map(|s| s.key_id).collect();
+                    let a = match decode_event(&envelope.body).map(|e| e.body) {
+                        Ok(EventBody::Custody(c)) => c.asset,
+                        _ => None,
+                    };
+                    (a, keys)
+                }
+                _ => (None, Vec::new()),
+            };
+            self.entries.insert(index, (bytes, asset_ref, keys));
+        }
+        if let (Some(asset), Some((_, Some(AssetRef::Manifest(m)), _))) =
+            (asset, self.entries.get(&index))
+        {
+            self.members.insert((*asset, m.root, m.count));
+        }
+        Ok(())
+    }
+
+    fn cite_interval(&mut self, i: &Interval) -> Result<(), Status> {
+        self.cite(i.opened_by, Some(&i.asset))?;
+        if let Some(c) = i.closed_by {
+            self.cite(c, Some(&i.asset))?;
+        }
+        Ok(())
+    }
+
+    fn proven(&self, index: u64, entry: Vec<u8>) -> Result<v1::ProvenEntry, Status> {
+        let proof = prove_inclusion(self.cp.size, index, &crate::state::StoreHashes(self.store))
+            .map_err(|e| internal("inclusion proof", e))?;
+        Ok(v1::ProvenEntry {
+            index,
+            entry,
+            proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
+        })
+    }
+
+    fn build(self) -> Result<v1::Evidence, Status> {
+        // The registry entries behind every signature: genesis (the owner's
+        // key) and the KEY_ADDED of each signing key.
+        let mut registry: BTreeSet<u64> = BTreeSet::from([0]);
+        for (_, _, keys) in self.entries.values() {
+            for k in keys {
+                if let Some(r) = self.registry.key(k) {
+                    registry.insert(r.added_at);
+                }
+            }
+        }
+        let mut out = v1::Evidence {
+            checkpoint: self.cp.note.clone(),
+            tree_size: self.cp.size,
+            ..Default::default()
+        };
+        for i in registry.into_iter().filter(|i| *i < self.cp.size) {
+            let e = self
+                .store
+                .read_entries(i, i + 1)
+                .map_err(|e| internal("read registry entry", e))?
+                .pop()
+                .unwrap_or_default();
+            out.registry.push(self.proven(i, e)?);
+        }
+        for (i, (bytes, _, _)) in &self.entries {
+            out.entries.push(self.proven(*i, bytes.clone())?);
+        }
+        for (asset, root, count) in &self.members {
+            let m = ManifestRef {
+                root: *root,
+                count: *count,
+            };
+            if let Some(p) = membership(self.store, &m, asset)? {
+                out.memberships.push(p);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `interval_to_proto` is the wire form of an interval.
+pub fn interval_to_proto(i: &Interval) -> v1::CustodyInterval {
+    v1::CustodyInterval {
+        asset: i.asset.to_vec(),
+        party: i.party.clone(),
+        system_id: i.system.clone(),
+        from_unix_nanos: i.from,
+        to_unix_nanos: i.to.unwrap_or(0),
+        opened_by: i.opened_by,
+        closed_by: i.closed_by.unwrap_or(0),
+        modality: i.modality.map_or(0, |m| m.code() as i32),
+        subject_class: i.subject_class.map_or(0, |m| m.code() as i32),
+    }
+}
+
+/// `CustodyQueryService` answers custody queries.
+pub struct CustodyQueryService {
+    /// Shared state.
+    state: Arc<LogState>,
+}
+
+impl CustodyQueryService {
+    /// `new` makes the service.
+    pub fn new(state: Arc<LogState>) -> Self {
+        Self { state }
+    }
+}
+
+#[tonic::async_trait]
+impl CustodyQuery for CustodyQueryService {
+    async fn asset_history(
+        &self,
+        request: Request<v1::AssetHistoryRequest>,
+    ) -> Result<Response<v1::AssetHistoryResponse>, Status> {
+        let r = request.into_inner();
+        let asset = digest("asset", &r.asset)?;
+        let limit = page_size(r.page_size)?;
+        let after = match r.page_token.len() {
+            0 => None,
+            8 => Some(u64::from_be_bytes(r.page_token.try_into().map_err(|_| bad_token())?)),
+            _ => return Err(bad_token()),
+        };
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            let cp = state.latest();
+            let registry = state.registry();
+            let q = AsOf {
+                store: state.store.as_ref(),
+                size: cp.size,
+            };
+            let (indexes, more) = q
+                .asset_history(&asset, after, limit)
+                .map_err(|e| internal("asset history", e))?;
+            let mut ev = EvidenceBuilder::new(&state, &cp, &registry);
+            for i in &indexes {
+                ev.cite(*i, Some(&asset))?;
+            }
+            Ok(Response::new(v1::AssetHistoryResponse {
+                next_page_token: match (more, indexes.last()) {
+                    (true, Some(l)) => l.to_be_bytes().to_vec(),
+                    _ => Vec::new(),
+                },
+                indexes,
+                evidence: Some(ev.build()?),
+            }))
+        })
+        .await
+        .map_err(|e| internal("query task", e))?
+    }
+
+    async fn holders_at(
+        &self,
+        request: Request<v1::HoldersAtRequest>,
+    ) -> Result<Response<v1::HoldersAtResponse>, Status> {
+        let r = request.into_inner();
+        let asset = digest("asset", &r.asset)?;
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            let cp = state.latest();
+            let registry = state.registry();
+            let q = AsOf {
+                store: state.store.as_ref(),
+                size: cp.size,
+            };
+            let intervals = q
+                .holders_at(&asset, r.time_unix_nanos)
+                .map_err(|e| internal("holders", e))?;
+            let mut ev = EvidenceBuilder::new(&state, &cp, &registry);
+            for i in &intervals {
+                ev.cite_interval(i)?;
+            }
+            Ok(Response::new(v1::HoldersAtResponse {
+                intervals: intervals.iter().map(interval_to_proto).collect(),
+                evidence: Some(ev.build()?),
+            }))
+        })
+        .await
+        .map_err(|e| internal("query task", e))?
+    }
+
+    async fn holdings(
+        &self,
+        request: Request<v1::HoldingsRequest>,
+    ) -> Result<Response<v1::HoldingsResponse>, Status> {
+        let r = request.into_inner();
+        let limit = page_size(r.page_size)?;
+        let registry = self.state.registry();
+        let systems: Vec<String> = match r.holder {
+            Some(v1::holdings_request::Holder::SystemId(s)) => {
+                if registry.system(&s).is_none() {
+                    return Err(Status::not_found(format!("system {s} is not registered")));
+                }
+                vec![s]
+            }
+            Some(v1::holdings_request::Holder::Party(p)) => {
+                if registry.party(&p).is_none() {
+                    return Err(Status::not_found(format!("party {p} is not registered")));
+                }
+                let mut v: Vec<String> = registry
+                    .systems()
+                    .filter(|(_, s)| s.system.owner_party == p)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                v.sort();
+                v
+            }
+            None => {
+                return Err(Status::invalid_argument(
+                    "holder: set party or system_id",
+                ))
+            }
+        };
+        let after = decode_holdings_token(&r.page_token)?;
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            let cp = state.latest();
+            let q = AsOf {
+                store: state.store.as_ref(),
+                size: cp.size,
+            };
+            let (intervals, next) = q
+                .holdings(&systems, r.time_unix_nanos, after, limit)
+                .map_err(|e| internal("holdings", e))?;
+            let mut ev = EvidenceBuilder::new(&state, &cp, &registry);
+            for i in &intervals {
+                ev.cite_interval(i)?;
+            }
+            Ok(Response::new(v1::HoldingsResponse {
+                intervals: intervals.iter().map(interval_to_proto).collect(),
+                evidence: Some(ev.build()?),
+                next_page_token: next.map(encode_holdings_token).unwrap_or_default(),
+            }))
+        })
+        .await
+        .map_err(|e| internal("query task", e))?
+    }
+
+    async fn breach_scope(
+        &self,
+        request: Request<v1::BreachScopeRequest>,
+    ) -> Result<Response<v1::BreachScopeResponse>, Status> {
+        let r = request.into_inner();
+        let limit = page_size(r.page_size)?;
+        if r.to_unix_nanos < r.from_unix_nanos {
+            return Err(Status::invalid_argument(
+                "to: the window ends before it starts",
+            ));
+        }
+        let registry = self.state.registry();
+        if registry.system(&r.system_id).is_none() {
+            return Err(Status::not_found(format!(
+                "system {} is not registered",
+                r.system_id
+            )));
+        }
+        let after = match r.page_token.len() {
+            0 => None,
+            32 => Some(digest("page_token", &r.page_token)?),
+            _ => return Err(bad_token()),
+        };
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            let cp = state.latest();
+            let q = AsOf {
+                store: state.store.as_ref(),
+                size: cp.size,
+            };
+            let scope = q
+                .breach_scope(&r.system_id, r.from_unix_nanos, r.to_unix_nanos, after, limit)
+                .map_err(|e| internal("breach scope", e))?;
+            let mut ev = EvidenceBuilder::new(&state, &cp, &registry);
+            for i in &scope.intervals {
+                ev.cite_interval(i)?;
+            }
+            Ok(Response::new(v1::BreachScopeResponse {
+                asset_count: scope.asset_count,
+                by_class: scope
+                    .by_class
+                    .iter()
+                    .map(|((m, s), n)| v1::ScopeCount {
+                        modality: m.map_or(0, |m| m.code() as i32),
+                        subject_class: s.map_or(0, |s| s.code() as i32),
+                        count: *n,
+                    })
+                    .collect(),
+                intervals: scope.intervals.iter().map(interval_to_proto).collect(),
+                evidence: Some(ev.build()?),
+                next_page_token: scope.next.map(|d| d.to_vec()).unwrap_or_default(),
+            }))
+        })
+        .await
+        .map_err(|e| internal("query task", e))?
+    }
+}
+
+fn encode_holdings_token((system, (asset, opened_by)): HoldingsCursor) -> Vec<u8> {
+    let mut t = (system as u32).to_be_bytes().to_vec();
+    t.extend_from_slice(&asset);
+    t.extend_from_slice(&opened_by.to_be_bytes());
+    t
+}
+
+fn decode_holdings_token(t: &[u8]) -> Result<Option<HoldingsCursor>, Status> {
+    if t.is_empty() {
+        return Ok(None);
+    }
+    if t.len() != 44 {
+        return Err(bad_token());
+    }
+    let mut s = [0u8; 4];
+    s.copy_from_slice(&t[..4]);
+    let mut a = [0u8; 32];
+    a.copy_from_slice(&t[4..36]);
+    let mut o = [0u8; 8];
+    o.copy_from_slice(&t[36..]);
+    Ok(Some((
+        u32::from_be_bytes(s) as usize,
+        (a, u64::from_be_bytes(o)),
+    )))
+}
+
+/// `put_manifest` receives a manifest upload, checks it, computes its tree
+/// and stores it.
+///
+/// # Errors
+///
+/// `INVALID_ARGUMENT` for unsorted, duplicate or malformed members, a root
+/// other than `expected_root`, or too many members.
+pub async fn put_manifest(
+    state: Arc<LogState>,
+    mut chunks: Streaming<v1::PutManifestRequest>,
+) -> Result<v1::PutManifestResponse, Status> {
+    let mut members: Vec<Digest> = Vec::new();
+    let mut expected: Option<Digest> = None;
+    while let Some(chunk) = chunks.message().await? {
+        if !chunk.expected_root.is_empty() {
+            expected = Some(digest("expected_root", &chunk.expected_root)?);
+        }
+        for m in chunk.members {
+            let d = digest("members", &m)?;
+            if let Some(last) = members.last() {
+                if *last >= d {
+                    return Err(Status::invalid_argument(format!(
+                        "members: member {} is not greater than the one before it; send distinct digests in ascending order",
+                        members.len()
+                    )));
+                }
+            }
+            if members.len() as u64 >= MAX_MANIFEST_MEMBERS {
+                return Err(Status::invalid_argument(format!(
+                    "members: a manifest has at most {MAX_MANIFEST_MEMBERS} members"
+                )));
+            }
+            members.push(d);
+        }
+    }
+    if members.is_empty() {
+        return Err(Status::invalid_argument(
+            "members: a manifest has at least one member",
+        ));
+    }
+    tokio::task::spawn_blocking(move || {
+        let leaves: Vec<Hash> = members.iter().map(|d| leaf_hash(d)).collect();
+        let memory = MemoryHashes::default();
+        let hashes = append_leaves(0, &leaves, &memory).map_err(|e| internal("manifest tree", e))?;
+        let mut memory = MemoryHashes::default();
+        memory.insert_all(hashes.iter().copied());
+        let root = tree_root(leaves.len() as u64, &memory)
+            .map_err(|e| internal("manifest root", e))?
+            .0;
+        if let Some(want) = expected {
+            if want != root {
+                return Err(Status::invalid_argument(format!(
+                    "expected_root: the members hash to {}, not {}",
+                    custody_domain::hex(&root),
+                    custody_domain::hex(&want)
+                )));
+            }
+        }
+        let count = members.len() as u64;
+        let m = ManifestRef { root, count };
+        let known = StoreView(state.store.as_ref())
+            .manifest(&m)
+            .map_err(|e| internal("read manifest", e))?;
+        if known.is_none() {
+            let stored: Vec<(u64, [u8; 32])> = hashes.into_iter().map(|(i, h)| (i, h.0)).collect();
+            state
+                .store
+                .index_write(&index::manifest_writes(&root, &members, &stored))
+                .map_err(|e| internal("store manifest", e))?;
+        }
+        Ok(v1::PutManifestResponse {
+            manifest: Some(v1::Manifest {
+                root: root.to_vec(),
+                count,
+            }),
+        })
+    })
+    .await
+    .map_err(|e| internal("manifest task", e))?
+}
+
+/// `get_manifest` serves a page of a manifest and, on request, one asset's
+/// membership proof.
+///
+/// # Errors
+///
+/// `NOT_FOUND` for an unknown manifest or an asset not in it;
+/// `INVALID_ARGUMENT` for malformed fields.
+pub async fn get_manifest(
+    state: Arc<LogState>,
+    r: v1::GetManifestRequest,
+) -> Result<v1::GetManifestResponse, Status> {
+    let root = digest("root", &r.root)?;
+    if r.limit > MAX_MEMBERS_PAGE {
+        return Err(Status::invalid_argument(format!(
+            "limit: at most {MAX_MEMBERS_PAGE}"
+        )));
+    }
+    let asset = if r.asset.is_empty() {
+        None
+    } else {
+        Some(digest("asset", &r.asset)?)
+    };
+    tokio::task::spawn_blocking(move || {
+        let store = state.store.as_ref();
+        let count = index::manifest_count(store, &root)
+            .map_err(|e| internal("read manifest", e))?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "manifest {} was never uploaded",
+                    custody_domain::hex(&root)
+                ))
+            })?;
+        let members = if r.limit == 0 {
+            Vec::new()
+        } else {
+            index::manifest_members(store, &root, r.start, r.limit as usize)
+                .map_err(|e| internal("read manifest", e))?
+        };
+        let m = ManifestRef { root, count };
+        let membership = match asset {
+            None => None,
+            Some(a) => Some(membership(store, &m, &a)?.ok_or_else(|| {
+                Status::not_found(format!(
+                    "asset {} is not a member of manifest {}",
+                    custody_domain::hex(&a),
+                    custody_domain::hex(&root)
+                ))
+            })?),
+        };
+        Ok(v1::GetManifestResponse {
+            manifest: Some(v1::Manifest {
+                root: root.to_vec(),
+                count,
+            }),
+            members: members.into_iter().map(|d| d.to_vec()).collect(),
+            membership,
+        })
+    })
+    .await
+    .map_err(|e| internal("manifest task", e))?
+}
