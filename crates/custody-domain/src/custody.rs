@@ -156,13 +156,17 @@ pub fn plan(
     match &event.body {
         EventBody::Custody(c) => plan_custody(event, c, index, registry, view, &mut fx)?,
         EventBody::MaintenanceSession(m) => {
-            check_agency(registry, &event.reporter, &m.actor)?;
             registry.require_party("actor", &m.actor)?;
             if !m.on_behalf_of.is_empty() {
                 registry.require_party("on_behalf_of", &m.on_behalf_of)?;
                 push_party(&mut fx, &m.on_behalf_of);
             }
             let sys = registry.require_system("maintained system", &m.system_id)?;
+            // The device being maintained (acting for its owner) reports
+            // the session, or the vendor itself does.
+            if !registry.acts_for(&event.reporter, &sys.system.owner_party) {
+                check_agency(registry, &event.reporter, &m.actor)?;
+            }
             push_party(&mut fx, &m.actor);
             push_party(&mut fx, &sys.system.owner_party);
         }
@@ -272,16 +276,30 @@ fn plan_custody(
                 "custody.asset_digest",
                 "a CAPTURE or DERIVE names the new asset: set asset_digest (or a manifest)",
             )?;
-            let to = require(to, "custody.to_system", "a new asset must rest somewhere: set to_system")?;
+            let to = require(
+                to,
+                "custody.to_system",
+                "a new asset must rest somewhere: set to_system",
+            )?;
             if from.is_some() {
                 return Err(Refusal::invalid(
                     "custody.from_system",
-                    format!("{} creates an asset; it has no from_system", c.action.name()),
+                    format!(
+                        "{} creates an asset; it has no from_system",
+                        c.action.name()
+                    ),
                 ));
             }
-            let modality = require(c.modality, "custody.modality", "set the new asset's modality")?;
-            let subject_class =
-                require(c.subject_class, "custody.subject_class", "set the new asset's subject class")?;
+            let modality = require(
+                c.modality,
+                "custody.modality",
+                "set the new asset's modality",
+            )?;
+            let subject_class = require(
+                c.subject_class,
+                "custody.subject_class",
+                "set the new asset's subject class",
+            )?;
             if c.action == K::Derive {
                 if c.parents.is_empty() {
                     return Err(Refusal::invalid(
@@ -297,7 +315,10 @@ fn plan_custody(
                 }
                 fx.assets.extend(c.parents.iter().map(|p| p.digest));
             } else if !c.parents.is_empty() {
-                return Err(Refusal::invalid("custody.parents", "only DERIVE has parents"));
+                return Err(Refusal::invalid(
+                    "custody.parents",
+                    "only DERIVE has parents",
+                ));
             }
             let all = members(view, &asset)?;
             for d in all.iter() {
@@ -329,9 +350,21 @@ fn plan_custody(
             }
         }
         K::Copy | K::Move => {
-            let asset = require(c.asset, "custody.asset_digest", "name the asset or manifest transferred")?;
-            let from = require(from, "custody.from_system", "a transfer has a source: set from_system")?;
-            let to = require(to, "custody.to_system", "a transfer has a destination: set to_system")?;
+            let asset = require(
+                c.asset,
+                "custody.asset_digest",
+                "name the asset or manifest transferred",
+            )?;
+            let from = require(
+                from,
+                "custody.from_system",
+                "a transfer has a source: set from_system",
+            )?;
+            let to = require(
+                to,
+                "custody.to_system",
+                "a transfer has a destination: set to_system",
+            )?;
             if from.system.system_id == to.system.system_id {
                 return Err(Refusal::invalid(
                     "custody.to_system",
@@ -372,7 +405,11 @@ fn plan_custody(
             ));
         }
         K::Receipt => {
-            let of = require(c.receipt_of, "custody.receipt_of", "RECEIPT names the log index of the COPY or MOVE it acknowledges")?;
+            let of = require(
+                c.receipt_of,
+                "custody.receipt_of",
+                "RECEIPT names the log index of the COPY or MOVE it acknowledges",
+            )?;
             let Some(mut tr) = view.transfer(of)? else {
                 return Err(Refusal::precondition(format!(
                     "entry {of} is not a logged COPY or MOVE, so there is nothing to acknowledge"
@@ -403,20 +440,40 @@ fn plan_custody(
             fx.transfer = Some((of, tr));
         }
         K::Access | K::Use => {
-            let asset = require(c.asset, "custody.asset_digest", "name the asset or manifest used")?;
+            let asset = require(
+                c.asset,
+                "custody.asset_digest",
+                "name the asset or manifest used",
+            )?;
             if from.is_none() {
                 return Err(Refusal::invalid(
                     "custody.from_system",
                     format!("{} happens on a system: set from_system", c.action.name()),
                 ));
             }
-            require(c.purpose, "custody.purpose", "an access or use states its purpose")?;
+            require(
+                c.purpose,
+                "custody.purpose",
+                "an access or use states its purpose",
+            )?;
             fx.assets.extend(members(view, &asset)?.iter().copied());
         }
         K::Delete => {
-            let asset = require(c.asset, "custody.asset_digest", "name the asset or manifest deleted")?;
-            let from = require(from, "custody.from_system", "a DELETE names the system the copy was on: set from_system")?;
-            require(c.delete_method, "custody.delete_method", "a DELETE records its method")?;
+            let asset = require(
+                c.asset,
+                "custody.asset_digest",
+                "name the asset or manifest deleted",
+            )?;
+            let from = require(
+                from,
+                "custody.from_system",
+                "a DELETE names the system the copy was on: set from_system",
+            )?;
+            require(
+                c.delete_method,
+                "custody.delete_method",
+                "a DELETE records its method",
+            )?;
             for d in members(view, &asset)?.iter() {
                 let Some(open) = view.open_interval(d, &from.system.system_id)? else {
                     return Err(Refusal::precondition(format!(
@@ -478,7 +535,8 @@ impl<V: CustodyView> Overlay<V> {
             self.open.insert((i.asset, i.system.clone()), None);
         }
         for i in &fx.opened {
-            self.open.insert((i.asset, i.system.clone()), Some(i.clone()));
+            self.open
+                .insert((i.asset, i.system.clone()), Some(i.clone()));
         }
         for (d, m) in &fx.created {
             self.assets.insert(*d, *m);
