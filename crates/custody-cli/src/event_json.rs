@@ -182,7 +182,8 @@ impl EventJson {
                 d::CustodyActionKind::from_name(s).map(d::CustodyActionKind::code)
             })?;
             let code = |field: &str, v: &Option<String>, f: fn(&str) -> Option<u8>| {
-                v.as_deref().map_or(Ok(0), |s| named(field, s, f).map(i32::from))
+                v.as_deref()
+                    .map_or(Ok(0), |s| named(field, s, f).map(i32::from))
             };
             v1::event::Body::Custody(v1::CustodyAction {
                 action: i32::from(action),

@@ -137,7 +137,9 @@ pub async fn register_party(
             removable_media: false,
         })),
     };
-    append(client, sys, owner).await.context("register system")?;
+    append(client, sys, owner)
+        .await
+        .context("register system")?;
     Ok((party, key))
 }
 

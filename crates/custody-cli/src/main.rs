@@ -1,6 +1,8 @@
 //! `custody`: the command-line tool for reporters and auditors.
 
 mod event_json;
+mod evidence;
+mod inspect;
 mod keys;
 mod load;
 mod monitor;
@@ -83,6 +85,11 @@ enum Command {
         /// Seconds between checks.
         #[arg(long, default_value_t = 5)]
         interval: u64,
+    },
+    /// Ask who held what, when: history, holders, holdings, breach-scope.
+    Inspect {
+        #[command(subcommand)]
+        query: inspect::Query,
     },
     /// Generate load against a freshly initialised server.
     Load {
@@ -252,6 +259,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Prove { what } => runtime()?.block_on(prove(what)),
+        Command::Inspect { query } => runtime()?.block_on(inspect::run(query)),
         Command::Verify { file, log_key } => {
             let v = read_vkey(&log_key)?;
             let bytes = std::fs::read(&file).with_context(|| format!("read {}", file.display()))?;

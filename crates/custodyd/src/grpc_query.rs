@@ -9,7 +9,9 @@ use custody_domain::{
     AssetRef, CustodyView as _, Digest, EventBody, Interval, ManifestRef, Registry,
     MAX_MANIFEST_MEMBERS,
 };
-use custody_log::{append_leaves, leaf_hash, prove_inclusion, tree_root, Hash, HashSource, MemoryHashes};
+use custody_log::{
+    append_leaves, leaf_hash, prove_inclusion, tree_root, Hash, HashSource, MemoryHashes,
+};
 use custody_proto::v1::{self, custody_query_server::CustodyQuery};
 use custody_proto::{decode_entry, decode_event, Entry};
 use custody_store::index::{self, StoreView};
@@ -17,7 +19,7 @@ use custody_store::{LogStore, StoreError};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::query::{AsOf, HoldingsCursor};
-use crate::state::{LogState, PublishedCheckpoint};
+use crate::state::LogState;
 
 /// Default and largest page sizes.
 const DEFAULT_PAGE: u32 = 100;
@@ -114,26 +116,88 @@ fn membership(
     }))
 }
 
+/// `Pinned` is the checkpoint an answer is computed and proven at. Page
+/// tokens carry its size, so every page of one listing is proven against
+/// the same checkpoint.
+struct Pinned {
+    size: u64,
+    note: Vec<u8>,
+}
+
+/// `Token` is a page token: the pinned tree size, then the listing's own
+/// cursor.
+fn split_token(t: &[u8]) -> Result<(Option<u64>, &[u8]), Status> {
+    if t.is_empty() {
+        return Ok((None, t));
+    }
+    if t.len() < 8 {
+        return Err(bad_token());
+    }
+    let mut s = [0u8; 8];
+    s.copy_from_slice(&t[..8]);
+    Ok((Some(u64::from_be_bytes(s)), &t[8..]))
+}
+
+fn join_token(size: u64, cursor: &[u8]) -> Vec<u8> {
+    let mut t = size.to_be_bytes().to_vec();
+    t.extend_from_slice(cursor);
+    t
+}
+
+/// `pin` is the latest checkpoint, or the stored one of `size`.
+fn pin(state: &LogState, size: Option<u64>) -> Result<Pinned, Status> {
+    let latest = state.latest();
+    match size {
+        None => Ok(Pinned {
+            size: latest.size,
+            note: latest.note.clone(),
+        }),
+        Some(s) if s == latest.size => Ok(Pinned {
+            size: s,
+            note: latest.note.clone(),
+        }),
+        Some(s) => {
+            let note = state
+                .store
+                .checkpoint(s)
+                .map_err(|e| internal("read checkpoint", e))?
+                .ok_or_else(bad_token)?;
+            Ok(Pinned { size: s, note })
+        }
+    }
+}
+
+/// `Cited` is a cited entry: its bytes, the asset or manifest it names,
+/// and the keys that signed it.
+struct Cited {
+    bytes: Vec<u8>,
+    asset: Option<AssetRef>,
+    keys: Vec<custody_domain::KeyId>,
+}
+
 /// `EvidenceBuilder` collects what an answer cites, then proves it all
 /// against one checkpoint.
 struct EvidenceBuilder<'a> {
     store: &'a dyn LogStore,
-    cp: &'a PublishedCheckpoint,
+    cp: &'a Pinned,
     registry: &'a Registry,
     /// Cited entries, decoded once.
-    entries: BTreeMap<u64, (Vec<u8>, Option<AssetRef>, Vec<custody_domain::KeyId>)>,
+    entries: BTreeMap<u64, Cited>,
     /// (asset, manifest) pairs needing a membership proof.
     members: BTreeSet<(Digest, [u8; 32], u64)>,
+    /// Systems whose registration (and so owner) the answer relies on.
+    systems: BTreeSet<String>,
 }
 
 impl<'a> EvidenceBuilder<'a> {
-    fn new(state: &'a LogState, cp: &'a PublishedCheckpoint, registry: &'a Registry) -> Self {
+    fn new(state: &'a LogState, cp: &'a Pinned, registry: &'a Registry) -> Self {
         Self {
             store: state.store.as_ref(),
             cp,
             registry,
             entries: BTreeMap::new(),
             members: BTreeSet::new(),
+            systems: BTreeSet::new(),
         }
     }
 
@@ -161,10 +225,22 @@ impl<'a> EvidenceBuilder<'a> {
                 }
                 _ => (None, Vec::new()),
             };
-            self.entries.insert(index, (bytes, asset_ref, keys));
+            self.entries.insert(
+                index,
+                Cited {
+                    bytes,
+                    asset: asset_ref,
+                    keys,
+                },
+            );
         }
-        if let (Some(asset), Some((_, Some(AssetRef::Manifest(m)), _))) =
-            (asset, self.entries.get(&index))
+        if let (
+            Some(asset),
+            Some(Cited {
+                asset: Some(AssetRef::Manifest(m)),
+                ..
+            }),
+        ) = (asset, self.entries.get(&index))
         {
             self.members.insert((*asset, m.root, m.count));
         }
@@ -172,6 +248,9 @@ impl<'a> EvidenceBuilder<'a> {
     }
 
     fn cite_interval(&mut self, i: &Interval) -> Result<(), Status> {
+        if !self.systems.contains(&i.system) {
+            self.systems.insert(i.system.clone());
+        }
         self.cite(i.opened_by, Some(&i.asset))?;
         if let Some(c) = i.closed_by {
             self.cite(c, Some(&i.asset))?;
@@ -191,10 +270,16 @@ impl<'a> EvidenceBuilder<'a> {
 
     fn build(self) -> Result<v1::Evidence, Status> {
         // The registry entries behind every signature: genesis (the owner's
-        // key) and the KEY_ADDED of each signing key.
+        // key) and the KEY_ADDED of each signing key; and the registration
+        // of each system cited, which names its owner (the holder).
         let mut registry: BTreeSet<u64> = BTreeSet::from([0]);
-        for (_, _, keys) in self.entries.values() {
-            for k in keys {
+        for s in &self.systems {
+            if let Some(r) = self.registry.system(s) {
+                registry.insert(r.registered_at);
+            }
+        }
+        for c in self.entries.values() {
+            for k in &c.keys {
                 if let Some(r) = self.registry.key(k) {
                     registry.insert(r.added_at);
                 }
@@ -214,8 +299,8 @@ impl<'a> EvidenceBuilder<'a> {
                 .unwrap_or_default();
             out.registry.push(self.proven(i, e)?);
         }
-        for (i, (bytes, _, _)) in &self.entries {
-            out.entries.push(self.proven(*i, bytes.clone())?);
+        for (i, c) in &self.entries {
+            out.entries.push(self.proven(*i, c.bytes.clone())?);
         }
         for (asset, root, count) in &self.members {
             let m = ManifestRef {
@@ -267,14 +352,17 @@ impl CustodyQuery for CustodyQueryService {
         let r = request.into_inner();
         let asset = digest("asset", &r.asset)?;
         let limit = page_size(r.page_size)?;
-        let after = match r.page_token.len() {
+        let (pinned, cursor) = split_token(&r.page_token)?;
+        let after = match cursor.len() {
             0 => None,
-            8 => Some(u64::from_be_bytes(r.page_token.try_into().map_err(|_| bad_token())?)),
+            8 => Some(u64::from_be_bytes(
+                cursor.try_into().map_err(|_| bad_token())?,
+            )),
             _ => return Err(bad_token()),
         };
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || {
-            let cp = state.latest();
+            let cp = pin(&state, pinned)?;
             let registry = state.registry();
             let q = AsOf {
                 store: state.store.as_ref(),
@@ -289,7 +377,7 @@ impl CustodyQuery for CustodyQueryService {
             }
             Ok(Response::new(v1::AssetHistoryResponse {
                 next_page_token: match (more, indexes.last()) {
-                    (true, Some(l)) => l.to_be_bytes().to_vec(),
+                    (true, Some(l)) => join_token(cp.size, &l.to_be_bytes()),
                     _ => Vec::new(),
                 },
                 indexes,
@@ -308,7 +396,7 @@ impl CustodyQuery for CustodyQueryService {
         let asset = digest("asset", &r.asset)?;
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || {
-            let cp = state.latest();
+            let cp = pin(&state, None)?;
             let registry = state.registry();
             let q = AsOf {
                 store: state.store.as_ref(),
@@ -356,16 +444,13 @@ impl CustodyQuery for CustodyQueryService {
                 v.sort();
                 v
             }
-            None => {
-                return Err(Status::invalid_argument(
-                    "holder: set party or system_id",
-                ))
-            }
+            None => return Err(Status::invalid_argument("holder: set party or system_id")),
         };
-        let after = decode_holdings_token(&r.page_token)?;
+        let (pinned, cursor) = split_token(&r.page_token)?;
+        let after = decode_holdings_token(cursor)?;
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || {
-            let cp = state.latest();
+            let cp = pin(&state, pinned)?;
             let q = AsOf {
                 store: state.store.as_ref(),
                 size: cp.size,
@@ -380,7 +465,9 @@ impl CustodyQuery for CustodyQueryService {
             Ok(Response::new(v1::HoldingsResponse {
                 intervals: intervals.iter().map(interval_to_proto).collect(),
                 evidence: Some(ev.build()?),
-                next_page_token: next.map(encode_holdings_token).unwrap_or_default(),
+                next_page_token: next
+                    .map(|n| join_token(cp.size, &encode_holdings_token(n)))
+                    .unwrap_or_default(),
             }))
         })
         .await
@@ -405,20 +492,27 @@ impl CustodyQuery for CustodyQueryService {
                 r.system_id
             )));
         }
-        let after = match r.page_token.len() {
+        let (pinned, cursor) = split_token(&r.page_token)?;
+        let after = match cursor.len() {
             0 => None,
-            32 => Some(digest("page_token", &r.page_token)?),
+            32 => Some(digest("page_token", cursor)?),
             _ => return Err(bad_token()),
         };
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || {
-            let cp = state.latest();
+            let cp = pin(&state, pinned)?;
             let q = AsOf {
                 store: state.store.as_ref(),
                 size: cp.size,
             };
             let scope = q
-                .breach_scope(&r.system_id, r.from_unix_nanos, r.to_unix_nanos, after, limit)
+                .breach_scope(
+                    &r.system_id,
+                    r.from_unix_nanos,
+                    r.to_unix_nanos,
+                    after,
+                    limit,
+                )
                 .map_err(|e| internal("breach scope", e))?;
             let mut ev = EvidenceBuilder::new(&state, &cp, &registry);
             for i in &scope.intervals {
@@ -437,7 +531,10 @@ impl CustodyQuery for CustodyQueryService {
                     .collect(),
                 intervals: scope.intervals.iter().map(interval_to_proto).collect(),
                 evidence: Some(ev.build()?),
-                next_page_token: scope.next.map(|d| d.to_vec()).unwrap_or_default(),
+                next_page_token: scope
+                    .next
+                    .map(|d| join_token(cp.size, &d))
+                    .unwrap_or_default(),
             }))
         })
         .await
@@ -514,7 +611,8 @@ pub async fn put_manifest(
     tokio::task::spawn_blocking(move || {
         let leaves: Vec<Hash> = members.iter().map(|d| leaf_hash(d)).collect();
         let memory = MemoryHashes::default();
-        let hashes = append_leaves(0, &leaves, &memory).map_err(|e| internal("manifest tree", e))?;
+        let hashes =
+            append_leaves(0, &leaves, &memory).map_err(|e| internal("manifest tree", e))?;
         let mut memory = MemoryHashes::default();
         memory.insert_all(hashes.iter().copied());
         let root = tree_root(leaves.len() as u64, &memory)

@@ -237,8 +237,9 @@ impl Sequencer {
 
     fn process(&mut self, batch: Vec<Submission>) {
         let checked = self.check_parallel(&batch);
-        let now = now_nanos();
-        let time = now.max(self.last_time);
+        // Keys are checked at the integration time, which a verifier can
+        // read from the entry.
+        let time = now_nanos().max(self.last_time);
 
         // The sequential stage, in arrival order. Registry changes apply as
         // we go so a key added earlier in the batch can sign later in it;
@@ -260,7 +261,6 @@ impl Sequencer {
                     &event,
                     unknown_keys.then_some(c.message.as_slice()),
                     c.digest,
-                    now,
                     time,
                     &mut in_batch,
                     &mut custody,
@@ -319,7 +319,6 @@ impl Sequencer {
         event: &Event,
         unverified: Option<&[u8]>,
         digest: [u8; 32],
-        now: i64,
         time: i64,
         in_batch: &mut HashMap<String, (u64, [u8; 32])>,
         custody: &mut Overlay<impl CustodyView>,
@@ -353,7 +352,7 @@ impl Sequencer {
         for sig in &envelope.signatures {
             let key = self
                 .registry
-                .check_signer(&sig.key_id, &event.reporter, now)?;
+                .check_signer(&sig.key_id, &event.reporter, time)?;
             if let Some(msg) = unverified {
                 // Not verified in the parallel stage: the key arrived in
                 // this batch. Verify it now.
