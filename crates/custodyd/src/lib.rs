@@ -16,6 +16,7 @@
 //! follows. Checkpoints are signed only over durable trees, so a restart
 //! finds the same tree and its next checkpoint extends every earlier one.
 
+pub mod demo;
 pub mod grpc;
 pub mod grpc_query;
 pub mod http;

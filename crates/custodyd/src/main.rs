@@ -41,6 +41,20 @@ enum Command {
     },
     /// Serve the log over gRPC and HTTP.
     Serve(ServeArgs),
+    /// Serve a log seeded with the border-crossing scenario (creates DATA
+    /// if it is empty), print its breach scope, and keep serving.
+    Demo {
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// Seed of the scenario generator; the same seed gives the same
+        /// numbers.
+        #[arg(long, default_value_t = 2019)]
+        seed: u64,
+        /// Write the generator's own custody intervals per system here, as
+        /// JSON.
+        #[arg(long)]
+        ground_truth: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -83,7 +97,12 @@ fn main() -> ExitCode {
         } => custodyd::init::run(&data, &origin, &owner_key, &owner_id).map(|vkey| {
             println!("{vkey}");
         }),
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(args, None),
+        Command::Demo {
+            serve: args,
+            seed,
+            ground_truth,
+        } => demo(args, seed, ground_truth),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -96,7 +115,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// `Ready` runs once the server listens, with its gRPC and HTTP addresses.
+type Ready = Box<
+    dyn FnOnce(SocketAddr, SocketAddr) -> futures::future::BoxFuture<'static, anyhow::Result<()>>
+        + Send,
+>;
+
+fn demo(args: ServeArgs, seed: u64, ground_truth: Option<PathBuf>) -> anyhow::Result<()> {
+    let data = args.data.clone();
+    let scenario = custodyd::demo::prepare(&data, seed)?;
+    let ready: Ready = Box::new(move |grpc, http| {
+        Box::pin(async move {
+            match scenario {
+                Some(s) => custodyd::demo::seed(grpc, http, data, s, ground_truth).await,
+                None => custodyd::demo::reprint(grpc, http, data, ground_truth).await,
+            }
+        })
+    });
+    serve(args, Some(ready))
+}
+
+fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
     let paths = Paths::new(&args.data);
     let skey = std::fs::read_to_string(&paths.key).with_context(|| {
         format!(
@@ -146,10 +185,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run(state, args))
+    rt.block_on(run(state, args, ready))
 }
 
-async fn run(state: Arc<LogState>, args: ServeArgs) -> anyhow::Result<()> {
+async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
     let grpc_listener = tokio::net::TcpListener::bind(args.grpc_addr)
         .await
         .with_context(|| format!("bind gRPC {}", args.grpc_addr))?;
@@ -182,9 +221,10 @@ async fn run(state: Arc<LogState>, args: ServeArgs) -> anyhow::Result<()> {
     )
     .max_encoding_message_size(64 << 20);
 
+    let (grpc_addr, http_addr) = (grpc_listener.local_addr()?, http_listener.local_addr()?);
     tracing::info!(
-        grpc = %grpc_listener.local_addr()?,
-        http = %http_listener.local_addr()?,
+        grpc = %grpc_addr,
+        http = %http_addr,
         origin = state.signer.origin(),
         size = state.latest().size,
         "serving"
@@ -210,14 +250,31 @@ async fn run(state: Arc<LogState>, args: ServeArgs) -> anyhow::Result<()> {
     );
     let grpc = tokio::spawn(grpc);
     let http = tokio::spawn(async move { http.await });
+    // A failing `ready` task (the demo's seeding) stops the server with
+    // its error.
+    let (fail_tx, mut fail_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
+    if let Some(ready) = ready {
+        let task = ready(grpc_addr, http_addr);
+        tokio::spawn(async move {
+            if let Err(e) = task.await {
+                let _ = fail_tx.send(e).await;
+            }
+        });
+    }
 
-    shutdown_signal().await;
+    let failed = tokio::select! {
+        _ = shutdown_signal() => None,
+        Some(e) = fail_rx.recv() => Some(e),
+    };
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = grpc.await;
     let _ = http.await;
     let _ = publisher.await;
-    Ok(())
+    match failed {
+        Some(e) => Err(e.context("demo")),
+        None => Ok(()),
+    }
 }
 
 async fn shutdown_signal() {

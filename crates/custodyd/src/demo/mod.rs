@@ -1,0 +1,395 @@
+//! `custodyd demo`: seed the border-crossing scenario into a running
+//! server, over its own gRPC API, and tell an auditor where to start.
+//!
+//! The data directory remembers that it was seeded (`demo.json`); a second
+//! run on it serves what is there and prints the same summary.
+
+pub mod scenario;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context as _};
+use custody_domain::{keyfile, rfc3339, Digest, SignedEnvelope};
+use custody_proto::v1::custody_query_client::CustodyQueryClient;
+use custody_proto::v1::{self, custody_log_client::CustodyLogClient};
+use prost::Message as _;
+use tonic::transport::Channel;
+
+use scenario::{ids, Scenario};
+
+/// The origin line of demo logs.
+pub const ORIGIN: &str = "demo.custody-ledger.example/border-poe";
+
+/// `Marker` is what `demo.json` records of a seeded directory.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Marker {
+    seed: u64,
+    from: String,
+    to: String,
+    events: usize,
+}
+
+fn marker_path(data: &Path) -> PathBuf {
+    data.join("demo.json")
+}
+
+/// `truth_path` is where the demo keeps its ground truth.
+pub fn truth_path(data: &Path) -> PathBuf {
+    data.join("demo-ground-truth.json")
+}
+
+/// `prepare` makes sure `data` holds a log the scenario can be seeded
+/// into: it initialises an empty directory with the scenario's data owner
+/// key. It returns the scenario to seed, or `None` if `data` was already
+/// seeded.
+///
+/// # Errors
+///
+/// If `data` holds a log the demo did not create, or on I/O failure.
+pub fn prepare(data: &Path, seed: u64) -> anyhow::Result<Option<Scenario>> {
+    if marker_path(data).exists() {
+        return Ok(None);
+    }
+    let scenario = Scenario::generate(seed, crate::init::now_nanos());
+    let owner = scenario
+        .keys
+        .get(ids::AGENCY)
+        .ok_or_else(|| anyhow!("bug: scenario has no data owner key"))?;
+    let paths = crate::init::Paths::new(data);
+    if !paths.key.exists() {
+        std::fs::create_dir_all(data).with_context(|| format!("create {}", data.display()))?;
+        let public = data.join("owner.pub");
+        std::fs::write(
+            &public,
+            keyfile::format_public(&owner.verifying_key()) + "\n",
+        )?;
+        write_secret(&data.join("owner.key"), &keyfile::format_secret(owner))?;
+        crate::init::run(data, ORIGIN, &public, ids::AGENCY)?;
+    } else {
+        bail!(
+            "{} holds a log the demo did not seed; give `custodyd demo` an empty or new directory",
+            data.display()
+        );
+    }
+    Ok(Some(scenario))
+}
+
+fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
+    writeln!(f, "{text}")?;
+    Ok(())
+}
+
+async fn channel(grpc: SocketAddr) -> anyhow::Result<Channel> {
+    Channel::from_shared(format!("http://{grpc}"))
+        .map_err(|e| anyhow!("{e}"))?
+        .connect()
+        .await
+        .with_context(|| format!("connect to own gRPC at {grpc}"))
+}
+
+/// `upload` sends a manifest's members and returns its root.
+async fn upload(
+    c: &mut CustodyLogClient<Channel>,
+    members: &[Digest],
+) -> anyhow::Result<v1::Manifest> {
+    let chunks: Vec<v1::PutManifestRequest> = members
+        .chunks(5000)
+        .map(|c| v1::PutManifestRequest {
+            members: c.iter().map(|d| d.to_vec()).collect(),
+            expected_root: Vec::new(),
+        })
+        .collect();
+    c.put_manifest(tokio_stream::iter(chunks))
+        .await
+        .map_err(|s| anyhow!("upload manifest: {}", s.message()))?
+        .into_inner()
+        .manifest
+        .ok_or_else(|| anyhow!("upload manifest: no manifest in the answer"))
+}
+
+/// `submit` streams signed events and returns their indexes, failing on
+/// any refusal (a refusal here is a bug in the scenario).
+async fn submit(
+    c: &mut CustodyLogClient<Channel>,
+    events: Vec<v1::SignedEvent>,
+) -> anyhow::Result<Vec<u64>> {
+    let n = events.len();
+    let reqs: Vec<_> = events
+        .into_iter()
+        .map(|e| v1::AppendRequest {
+            event: Some(e),
+            wait_for_checkpoint: false,
+        })
+        .collect();
+    let mut out = c
+        .append_stream(tokio_stream::iter(reqs))
+        .await
+        .map_err(|s| anyhow!("open append stream: {}", s.message()))?
+        .into_inner();
+    let mut indexes = Vec::with_capacity(n);
+    while let Some(r) = out
+        .message()
+        .await
+        .map_err(|s| anyhow!("append stream: {}", s.message()))?
+    {
+        if r.error_code != 0 {
+            bail!("the log refused a scenario event: {}", r.error_message);
+        }
+        indexes.push(r.index);
+    }
+    if indexes.len() != n {
+        bail!("the append stream answered {} of {n} events", indexes.len());
+    }
+    Ok(indexes)
+}
+
+/// `seed` submits the scenario to the server at `grpc`, writes the ground
+/// truth, and prints the auditor's summary.
+///
+/// # Errors
+///
+/// If the server refuses anything or cannot be reached, or on I/O failure.
+pub async fn seed(
+    grpc: SocketAddr,
+    http: SocketAddr,
+    data: PathBuf,
+    scenario: Scenario,
+    ground_truth: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let ch = channel(grpc).await?;
+    let mut c = CustodyLogClient::new(ch.clone());
+    let mut seqs: HashMap<String, u64> = HashMap::new();
+    let mut sign = |mut e: v1::Event, signer: &str| -> anyhow::Result<v1::SignedEvent> {
+        let seq = seqs.entry(e.reporter.clone()).or_insert(0);
+        *seq += 1;
+        e.reporter_seq = *seq;
+        let key = scenario
+            .keys
+            .get(signer)
+            .ok_or_else(|| anyhow!("bug: no key for {signer}"))?;
+        Ok(custody_proto::envelope_to_proto(&SignedEnvelope::sign(
+            e.encode_to_vec(),
+            &[key],
+        )))
+    };
+
+    let registry: Vec<_> = scenario
+        .registry
+        .iter()
+        .map(|e| sign(e.clone(), ids::AGENCY))
+        .collect::<anyhow::Result<_>>()?;
+    submit(&mut c, registry).await?;
+
+    let total = scenario.events.len();
+    eprintln!(
+        "demo: seeding {total} custody events (seed {})",
+        scenario.seed
+    );
+    let mut roots: HashMap<Vec<Digest>, v1::Manifest> = HashMap::new();
+    let mut index_of: Vec<Option<u64>> = vec![None; total];
+    let mut pending: Vec<(usize, v1::SignedEvent)> = Vec::new();
+    let mut done = 0usize;
+    let mut last_report = 0usize;
+    for (pos, p) in scenario.events.iter().enumerate() {
+        let mut event = p.event.clone();
+        if let Some(target) = p.receipt_of {
+            if index_of[target].is_none() {
+                done += flush(&mut c, &mut pending, &mut index_of).await?;
+            }
+            let Some(Some(ix)) = index_of.get(target) else {
+                bail!("bug: receipt {pos} precedes its transfer {target}");
+            };
+            if let Some(v1::event::Body::Custody(a)) = &mut event.body {
+                a.receipt_of = *ix;
+            }
+        }
+        if let Some(members) = &p.manifest {
+            let m = match roots.get(members) {
+                Some(m) => m.clone(),
+                None => {
+                    let m = upload(&mut c, members).await?;
+                    roots.insert(members.clone(), m.clone());
+                    m
+                }
+            };
+            if let Some(v1::event::Body::Custody(a)) = &mut event.body {
+                a.manifest = Some(m);
+            }
+        }
+        pending.push((pos, sign(event, p.signer)?));
+        if pending.len() >= 1000 {
+            done += flush(&mut c, &mut pending, &mut index_of).await?;
+        }
+        if done >= last_report + total / 10 {
+            last_report = done;
+            eprintln!("demo: {done}/{total} events logged");
+        }
+    }
+    flush(&mut c, &mut pending, &mut index_of).await?;
+    eprintln!("demo: {total}/{total} events logged");
+
+    let truth = scenario.ground_truth();
+    let text = serde_json::to_string_pretty(&truth)?;
+    std::fs::write(truth_path(&data), &text)?;
+    if let Some(path) = &ground_truth {
+        std::fs::write(path, &text).with_context(|| format!("write {}", path.display()))?;
+    }
+    let marker = Marker {
+        seed: scenario.seed,
+        from: truth.from.clone(),
+        to: truth.to.clone(),
+        events: total,
+    };
+    std::fs::write(marker_path(&data), serde_json::to_string_pretty(&marker)?)?;
+    summary(ch, grpc, http, &data, &marker).await
+}
+
+async fn flush(
+    c: &mut CustodyLogClient<Channel>,
+    pending: &mut Vec<(usize, v1::SignedEvent)>,
+    index_of: &mut [Option<u64>],
+) -> anyhow::Result<usize> {
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let (positions, events): (Vec<usize>, Vec<v1::SignedEvent>) = pending.drain(..).unzip();
+    let n = events.len();
+    for (pos, ix) in positions.into_iter().zip(submit(c, events).await?) {
+        index_of[pos] = Some(ix);
+    }
+    Ok(n)
+}
+
+/// `reprint` prints the summary of an already seeded directory and copies
+/// its ground truth where asked.
+///
+/// # Errors
+///
+/// If the directory's demo files are unreadable or the server unreachable.
+pub async fn reprint(
+    grpc: SocketAddr,
+    http: SocketAddr,
+    data: PathBuf,
+    ground_truth: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let marker: Marker =
+        serde_json::from_slice(&std::fs::read(marker_path(&data))?).context("read demo.json")?;
+    if let Some(path) = &ground_truth {
+        std::fs::copy(truth_path(&data), path)
+            .with_context(|| format!("copy ground truth to {}", path.display()))?;
+    }
+    eprintln!(
+        "demo: {} was seeded before (seed {}); serving it as it is",
+        data.display(),
+        marker.seed
+    );
+    summary(channel(grpc).await?, grpc, http, &data, &marker).await
+}
+
+async fn summary(
+    ch: Channel,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    data: &Path,
+    marker: &Marker,
+) -> anyhow::Result<()> {
+    let from = custody_domain::parse_rfc3339(&marker.from).map_err(|e| anyhow!(e))?;
+    let to = custody_domain::parse_rfc3339(&marker.to).map_err(|e| anyhow!(e))?;
+    // Wait for a checkpoint that covers everything seeded.
+    let mut log = CustodyLogClient::new(ch.clone());
+    let size = loop {
+        let cp = log
+            .get_checkpoint(v1::GetCheckpointRequest { tree_size: 0 })
+            .await
+            .map_err(|s| anyhow!("checkpoint: {}", s.message()))?
+            .into_inner()
+            .checkpoint;
+        let size: u64 = std::str::from_utf8(&cp)
+            .ok()
+            .and_then(|t| t.lines().nth(1))
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        if size as usize > marker.events {
+            break size;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let mut q = CustodyQueryClient::new(ch).max_decoding_message_size(256 << 20);
+    let scope = q
+        .breach_scope(v1::BreachScopeRequest {
+            system_id: ids::SUBCO_NET.to_owned(),
+            from_unix_nanos: from,
+            to_unix_nanos: to,
+            page_size: 1,
+            page_token: Vec::new(),
+        })
+        .await
+        .map_err(|s| anyhow!("breach scope: {}", s.message()))?
+        .into_inner();
+    let server = format!("http://{grpc}");
+    let vkey = data.join("log.vkey");
+    let mut out = String::new();
+    out += &format!(
+        "\nCustody Ledger demo: the border crossing, seed {} — {} custody events, log size {size}\n\n",
+        marker.seed, marker.events
+    );
+    out += &format!(
+        "Breach scope of {} (the subcontractor's corporate network, outside the boundary)\nfrom {} to {}: {} distinct images\n",
+        ids::SUBCO_NET,
+        marker.from,
+        marker.to,
+        scope.asset_count
+    );
+    for c in &scope.by_class {
+        let m = u8::try_from(c.modality)
+            .ok()
+            .and_then(custody_domain::Modality::from_code)
+            .map_or("UNKNOWN", |m| m.name());
+        let s = u8::try_from(c.subject_class)
+            .ok()
+            .and_then(custody_domain::SubjectClass::from_code)
+            .map_or("UNKNOWN", |s| s.name());
+        out += &format!("  {m:<14} {s:<20} {:>6}\n", c.count);
+    }
+    let example = scope
+        .intervals
+        .first()
+        .map(|i| (custody_domain::hex(&i.asset), rfc3339(i.from_unix_nanos)));
+    out += "\nInspect further (every answer is proven against a signed checkpoint):\n";
+    out += &format!(
+        "  custody inspect breach-scope --server {server} --system {} --from {} --to {} --verify --log-key {}\n",
+        ids::SUBCO_NET,
+        marker.from,
+        marker.to,
+        vkey.display()
+    );
+    if let Some((asset, at)) = example {
+        out += &format!(
+            "  custody inspect holders --server {server} --asset {asset} --at {at} --verify --log-key {}\n",
+            vkey.display()
+        );
+        out += &format!("  custody inspect history --server {server} --asset {asset}\n");
+    }
+    out += &format!(
+        "  custody inspect holdings --server {server} --party {} --at {}\n",
+        ids::SUBCO,
+        marker.to
+    );
+    out += &format!(
+        "  custody monitor --url http://{http} --log-key {} --state {} --once\n",
+        vkey.display(),
+        data.join("monitor.state").display()
+    );
+    println!("{out}");
+    Ok(())
+}
