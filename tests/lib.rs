@@ -232,7 +232,12 @@ pub fn system_of(party: &str) -> String {
 }
 
 /// `system_registered` is a SYSTEM_REGISTERED body.
-pub fn system_registered(system: &str, owner: &str, inside: bool, removable: bool) -> v1::event::Body {
+pub fn system_registered(
+    system: &str,
+    owner: &str,
+    inside: bool,
+    removable: bool,
+) -> v1::event::Body {
     v1::event::Body::SystemRegistered(v1::SystemRegistered {
         system_id: system.to_owned(),
         owner_party: owner.to_owned(),

@@ -19,7 +19,10 @@ async fn unary_append_returns_a_durable_index_and_a_verifiable_inclusion_proof()
     let key = register(&log, &mut c, "lane-1-cam", 0, 0).await;
     let e = event("lane-1-cam", capture("lane-1-cam"));
     let r = append(&mut c, &e, &[&key]).await.unwrap();
-    assert_eq!(r.index, 4, "genesis, party, its system, key, then this event");
+    assert_eq!(
+        r.index, 4,
+        "genesis, party, its system, key, then this event"
+    );
     assert!(!r.duplicate);
     let cp = vkey(&log).verify(&r.checkpoint).unwrap();
     assert!(cp.size > r.index);

@@ -452,7 +452,9 @@ impl EventBody {
     pub fn is_registry(&self) -> bool {
         !matches!(
             self,
-            EventBody::Custody(_) | EventBody::MaintenanceSession(_) | EventBody::CustodyAttestation(_)
+            EventBody::Custody(_)
+                | EventBody::MaintenanceSession(_)
+                | EventBody::CustodyAttestation(_)
         )
     }
 
@@ -596,7 +598,9 @@ impl Event {
                 if c.parents.len() > MAX_PARENTS {
                     return Err(Refusal::invalid(
                         "custody.parents",
-                        format!("at most {MAX_PARENTS} parents; use a manifest-backed DERIVE per batch"),
+                        format!(
+                            "at most {MAX_PARENTS} parents; use a manifest-backed DERIVE per batch"
+                        ),
                     ));
                 }
             }

@@ -95,14 +95,16 @@ pub fn decode_event(body: &[u8]) -> Result<Event, Refusal> {
             })?),
             party_id: k.party_id,
         }),
-        Some(v1::event::Body::SystemRegistered(r)) => EventBody::SystemRegistered(SystemRegistered {
-            system_id: r.system_id,
-            owner_party: r.owner_party,
-            inside_boundary: r.inside_boundary,
-            accredited: r.accredited,
-            encrypted_at_rest: r.encrypted_at_rest,
-            removable_media: r.removable_media,
-        }),
+        Some(v1::event::Body::SystemRegistered(r)) => {
+            EventBody::SystemRegistered(SystemRegistered {
+                system_id: r.system_id,
+                owner_party: r.owner_party,
+                inside_boundary: r.inside_boundary,
+                accredited: r.accredited,
+                encrypted_at_rest: r.encrypted_at_rest,
+                removable_media: r.removable_media,
+            })
+        }
         Some(v1::event::Body::GrantIssued(g)) => EventBody::GrantIssued(GrantIssued {
             actions: g
                 .actions
@@ -161,7 +163,9 @@ pub fn decode_event(body: &[u8]) -> Result<Event, Refusal> {
         Some(v1::event::Body::LegalHold(h)) => EventBody::LegalHold(LegalHold {
             assets: match h.assets.and_then(|a| a.r#ref) {
                 None => None,
-                Some(v1::asset_ref::Ref::Digest(d)) => Some(AssetRef::One(digest("legal_hold.assets", &d)?)),
+                Some(v1::asset_ref::Ref::Digest(d)) => {
+                    Some(AssetRef::One(digest("legal_hold.assets", &d)?))
+                }
                 Some(v1::asset_ref::Ref::Manifest(m)) => {
                     Some(AssetRef::Manifest(manifest("legal_hold.assets", &m)?))
                 }
@@ -237,7 +241,11 @@ fn code<T>(field: &'static str, v: i32, from: fn(u8) -> Option<T>) -> Result<T, 
 }
 
 /// An optional enumerated code: 0 means unset.
-fn opt_code<T>(field: &'static str, v: i32, from: fn(u8) -> Option<T>) -> Result<Option<T>, Refusal> {
+fn opt_code<T>(
+    field: &'static str,
+    v: i32,
+    from: fn(u8) -> Option<T>,
+) -> Result<Option<T>, Refusal> {
     if v == 0 {
         Ok(None)
     } else {
@@ -248,7 +256,10 @@ fn opt_code<T>(field: &'static str, v: i32, from: fn(u8) -> Option<T>) -> Result
 fn custody_action(c: v1::CustodyAction) -> Result<CustodyAction, Refusal> {
     let asset = match (c.asset_digest.is_empty(), &c.manifest) {
         (true, None) => None,
-        (false, None) => Some(AssetRef::One(digest("custody.asset_digest", &c.asset_digest)?)),
+        (false, None) => Some(AssetRef::One(digest(
+            "custody.asset_digest",
+            &c.asset_digest,
+        )?)),
         (true, Some(m)) => Some(AssetRef::Manifest(manifest("custody.manifest", m)?)),
         (false, Some(_)) => {
             return Err(Refusal::invalid(
@@ -267,7 +278,11 @@ fn custody_action(c: v1::CustodyAction) -> Result<CustodyAction, Refusal> {
         to_system: c.to_system,
         grant_id: c.grant_id,
         modality: opt_code("custody.modality", c.modality, Modality::from_code)?,
-        subject_class: opt_code("custody.subject_class", c.subject_class, SubjectClass::from_code)?,
+        subject_class: opt_code(
+            "custody.subject_class",
+            c.subject_class,
+            SubjectClass::from_code,
+        )?,
         capture: CaptureContext {
             port: capture.port,
             lane: capture.lane,
@@ -290,7 +305,11 @@ fn custody_action(c: v1::CustodyAction) -> Result<CustodyAction, Refusal> {
         purpose: opt_code("custody.purpose", c.purpose, Purpose::from_code)?,
         outcome: opt_code("custody.outcome", c.outcome, Outcome::from_code)?,
         receipt_of: (c.receipt_of != 0).then_some(c.receipt_of),
-        delete_method: opt_code("custody.delete_method", c.delete_method, DeleteMethod::from_code)?,
+        delete_method: opt_code(
+            "custody.delete_method",
+            c.delete_method,
+            DeleteMethod::from_code,
+        )?,
         attested_by: c.attested_by,
     })
 }

@@ -234,7 +234,9 @@ impl LogStore for RocksStore {
         self.put_index(&mut wb, writes)?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(wb, &wo).map_err(|e| engine("index write", e))
+        self.db
+            .write_opt(wb, &wo)
+            .map_err(|e| engine("index write", e))
     }
 
     fn put_checkpoint(&self, size: u64, note: &[u8]) -> Result<(), StoreError> {

@@ -103,17 +103,33 @@ pub fn check_all<S: LogStore>(store: &S) {
     assert!(keys.windows(2).all(|w| w[0] < w[1]), "scan is in key order");
     assert_eq!(
         store
-            .index_get(IndexCf::AssetEntries, &[b"a".as_slice(), &7u64.to_be_bytes()].concat())
+            .index_get(
+                IndexCf::AssetEntries,
+                &[b"a".as_slice(), &7u64.to_be_bytes()].concat()
+            )
             .unwrap(),
         Some(vec![7])
     );
     // Scans start at `start`, stop at the prefix's end and when told to.
-    let from5 = scan(store, IndexCf::AssetEntries, b"a", &[b"a".as_slice(), &5u64.to_be_bytes()].concat());
+    let from5 = scan(
+        store,
+        IndexCf::AssetEntries,
+        b"a",
+        &[b"a".as_slice(), &5u64.to_be_bytes()].concat(),
+    );
     assert_eq!(from5.len(), 3);
     store
         .index_write(&[
-            KvWrite { cf: IndexCf::AssetEntries, key: b"b0".to_vec(), value: Some(vec![]) },
-            KvWrite { cf: IndexCf::PartyEntries, key: b"a9".to_vec(), value: Some(vec![]) },
+            KvWrite {
+                cf: IndexCf::AssetEntries,
+                key: b"b0".to_vec(),
+                value: Some(vec![]),
+            },
+            KvWrite {
+                cf: IndexCf::PartyEntries,
+                key: b"a9".to_vec(),
+                value: Some(vec![]),
+            },
             KvWrite {
                 cf: IndexCf::AssetEntries,
                 key: [b"a".as_slice(), &0u64.to_be_bytes()].concat(),
@@ -121,8 +137,16 @@ pub fn check_all<S: LogStore>(store: &S) {
             },
         ])
         .unwrap();
-    assert_eq!(scan(store, IndexCf::AssetEntries, b"a", b"a").len(), 7, "delete, and prefix bound");
-    assert_eq!(scan(store, IndexCf::PartyEntries, b"a", b"a").len(), 1, "families are separate");
+    assert_eq!(
+        scan(store, IndexCf::AssetEntries, b"a", b"a").len(),
+        7,
+        "delete, and prefix bound"
+    );
+    assert_eq!(
+        scan(store, IndexCf::PartyEntries, b"a", b"a").len(),
+        1,
+        "families are separate"
+    );
     let mut seen = 0;
     store
         .index_scan(IndexCf::AssetEntries, b"a", b"a", &mut |_, _| {

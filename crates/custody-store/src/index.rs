@@ -103,7 +103,10 @@ fn put(cf: IndexCf, key: Vec<u8>, value: Vec<u8>) -> KvWrite {
 
 fn lp(out: &mut Vec<u8>, s: &str) {
     // Ids are validated to at most 64 bytes before they get here.
-    debug_assert!(s.len() <= 255, "bug: id longer than 255 bytes reached the index");
+    debug_assert!(
+        s.len() <= 255,
+        "bug: id longer than 255 bytes reached the index"
+    );
     out.push(s.len().min(255) as u8);
     out.extend_from_slice(&s.as_bytes()[..s.len().min(255)]);
 }
@@ -469,7 +472,9 @@ pub fn manifest_members(
         !bad && out.len() < limit
     })?;
     if bad {
-        return Err(StoreError::Corrupt("manifest member is not 32 bytes".into()));
+        return Err(StoreError::Corrupt(
+            "manifest member is not 32 bytes".into(),
+        ));
     }
     Ok(out)
 }

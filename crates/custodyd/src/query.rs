@@ -143,16 +143,17 @@ impl AsOf<'_> {
         // The scan is in asset order, so one asset's intervals are adjacent.
         let mut current: Option<(Digest, ScopeClass)> = None;
         let mut listed = 0usize;
-        let finish =
-            |scope: &mut BreachScope, cur: &mut Option<(Digest, ScopeClass)>, listed: &mut usize| {
-                if let Some((asset, class)) = cur.take() {
-                    scope.asset_count += 1;
-                    *scope.by_class.entry(class).or_default() += 1;
-                    if after.is_none_or(|a| asset > a) {
-                        *listed += 1;
-                    }
+        let finish = |scope: &mut BreachScope,
+                      cur: &mut Option<(Digest, ScopeClass)>,
+                      listed: &mut usize| {
+            if let Some((asset, class)) = cur.take() {
+                scope.asset_count += 1;
+                *scope.by_class.entry(class).or_default() += 1;
+                if after.is_none_or(|a| asset > a) {
+                    *listed += 1;
                 }
-            };
+            }
+        };
         index::scan_system_intervals(self.store, system, None, &mut |i| {
             let Some(i) = self.visible(i) else {
                 return true;
