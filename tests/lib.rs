@@ -347,3 +347,106 @@ pub fn key_added(party: &str, key: &SigningKey, from: i64, to: i64) -> v1::event
         valid_to_unix_nanos: to,
     })
 }
+
+/// `Demo` is a running `custodyd demo` that has finished seeding.
+pub struct Demo {
+    /// Keeps the temp directory alive.
+    pub dir: tempfile::TempDir,
+    /// The data directory.
+    pub data: PathBuf,
+    /// The server.
+    pub child: Child,
+    /// gRPC URL.
+    pub grpc: String,
+    /// HTTP URL.
+    pub http: String,
+    /// The generator's ground truth, parsed.
+    pub truth: serde_json::Value,
+    /// What the demo printed on stdout.
+    pub stdout: PathBuf,
+}
+
+impl Demo {
+    /// `start` runs `custodyd demo --seed SEED --ground-truth FILE` on a new
+    /// directory and waits until it has seeded (up to 5 minutes).
+    pub fn start(seed: u64) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let truth_file = dir.path().join("truth.json");
+        let (g, h) = (free_port(), free_port());
+        let stdout = dir.path().join("demo.out");
+        let child = Command::new(bin("custodyd"))
+            .args(["demo", "--data", data.to_str().unwrap()])
+            .args(["--grpc-addr", &format!("127.0.0.1:{g}")])
+            .args(["--http-addr", &format!("127.0.0.1:{h}")])
+            .args(["--seed", &seed.to_string()])
+            .args(["--ground-truth", truth_file.to_str().unwrap()])
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("demo.err")).unwrap())
+            .spawn()
+            .expect("spawn custodyd demo");
+        let mut demo = Self {
+            dir,
+            data,
+            child,
+            grpc: format!("http://127.0.0.1:{g}"),
+            http: format!("http://127.0.0.1:{h}"),
+            truth: serde_json::Value::Null,
+            stdout,
+        };
+        let deadline = Instant::now() + Duration::from_secs(300);
+        // The summary is printed last, after the ground truth is written.
+        while !std::fs::read_to_string(&demo.stdout)
+            .unwrap_or_default()
+            .contains("Inspect further")
+        {
+            if let Ok(Some(status)) = demo.child.try_wait() {
+                panic!("custodyd demo exited with {status}: {}", demo.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "demo did not finish seeding: {}",
+                demo.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let text = std::fs::read_to_string(&truth_file).expect("ground truth written");
+        demo.truth = serde_json::from_str(&text).expect("ground truth is JSON");
+        demo
+    }
+
+    /// `log` is what the demo wrote to stderr.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("demo.err")).unwrap_or_default()
+    }
+
+    /// `vkey` is the path of the log's verifier key.
+    pub fn vkey(&self) -> PathBuf {
+        self.data.join("log.vkey")
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `inspect_json` runs `custody inspect ARGS --json` and parses its output.
+///
+/// # Panics
+///
+/// If the command fails or prints no JSON.
+pub fn inspect_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["inspect"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = custody(&all);
+    assert!(
+        out.status.success(),
+        "custody {all:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("inspect printed JSON")
+}
