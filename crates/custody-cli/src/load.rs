@@ -47,7 +47,7 @@ pub struct LoadReport {
     pub offered_rate: Option<f64>,
 }
 
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -55,11 +55,11 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn envelope(event: v1::Event, key: &SigningKey) -> v1::SignedEvent {
+pub(crate) fn envelope(event: v1::Event, key: &SigningKey) -> v1::SignedEvent {
     envelope_to_proto(&SignedEnvelope::sign(event.encode_to_vec(), &[key]))
 }
 
-async fn append(
+pub(crate) async fn append(
     client: &mut CustodyLogClient<Channel>,
     event: v1::Event,
     key: &SigningKey,

@@ -1,5 +1,6 @@
 //! `custody`: the command-line tool for reporters and auditors.
 
+mod bench_queries;
 mod event_json;
 mod evidence;
 mod inspect;
@@ -90,6 +91,21 @@ enum Command {
     Inspect {
         #[command(subcommand)]
         query: inspect::Query,
+    },
+    /// Measure custody query latency against a freshly initialised server
+    /// (sets up a 10,000-event asset and a system of bulk assets first).
+    BenchQueries {
+        #[arg(long)]
+        server: String,
+        /// The data owner's secret key (to register the bench party).
+        #[arg(long)]
+        owner_key: PathBuf,
+        /// Assets to put on one system, in bulk captures of 100,000.
+        #[arg(long, default_value_t = 1_000_000)]
+        bulk_assets: usize,
+        /// Times each query runs (BreachScope: at most 20).
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
     },
     /// Generate load against a freshly initialised server.
     Load {
@@ -260,6 +276,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Prove { what } => runtime()?.block_on(prove(what)),
         Command::Inspect { query } => runtime()?.block_on(inspect::run(query)),
+        Command::BenchQueries {
+            server,
+            owner_key,
+            bulk_assets,
+            iterations,
+        } => {
+            let owner = keys::load_secret(&owner_key)?;
+            let report = runtime()?.block_on(bench_queries::run(
+                &server,
+                &owner,
+                bulk_assets,
+                iterations.max(1),
+            ))?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         Command::Verify { file, log_key } => {
             let v = read_vkey(&log_key)?;
             let bytes = std::fs::read(&file).with_context(|| format!("read {}", file.display()))?;

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Ingest with the custody indexes on (this checkout) against the foundation
+# build without them (commit $FOUNDATION, default the last commit of the
+# foundation issue), in the same run: both release builds, alternating
+# runs on fresh servers, same load configurations. Prints one JSON line per
+# run; quote medians and the ratio current/foundation.
+#
+#   tests/bench/ingest-vs-foundation.sh
+#   RUNS=5 FOUNDATION=<commit> tests/bench/ingest-vs-foundation.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/custody-ledger/target}"
+FOUNDATION="${FOUNDATION:-2637c33}"
+RUNS="${RUNS:-3}"
+
+# The foundation's binaries, built once from a worktree in the same target
+# dir (RocksDB's build is shared) and kept beside it.
+FBIN="$CARGO_TARGET_DIR/foundation-$FOUNDATION"
+if [ ! -x "$FBIN/custodyd" ]; then
+  wt=$(mktemp -d)
+  git worktree add --detach "$wt/src" "$FOUNDATION" >&2
+  (cd "$wt/src" && cargo build --release --bins --locked >&2)
+  mkdir -p "$FBIN"
+  cp "$CARGO_TARGET_DIR/release/custodyd" "$CARGO_TARGET_DIR/release/custody" "$FBIN/"
+  git worktree remove --force "$wt/src"
+fi
+cargo build --release --bins --locked >&2
+CBIN="$CARGO_TARGET_DIR/release"
+
+run() { # build-label bin-dir name events concurrency [--stream]
+  local label=$1 bin=$2 name=$3 events=$4 conc=$5; shift 5
+  local d; d=$(mktemp -d)
+  "$bin/custody" keygen --out "$d/owner" >/dev/null
+  "$bin/custodyd" init --data "$d/data" --origin bench.example/log --owner-key "$d/owner.pub" >/dev/null
+  "$bin/custodyd" serve --data "$d/data" --grpc-addr 127.0.0.1:17300 --http-addr 127.0.0.1:17380 2>"$d/server.log" &
+  local pid=$!
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:17380/checkpoint >/dev/null && break; sleep 0.1; done
+  printf '{"build":"%s","config":"%s","result":' "$label" "$name"
+  "$bin/custody" load --server http://127.0.0.1:17300 --owner-key "$d/owner.key" \
+    --events "$events" --concurrency "$conc" "$@" --json | tr -d '\n'
+  echo '}'
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  rm -rf "$d"
+}
+
+for r in $(seq "$RUNS"); do
+  for b in foundation current; do
+    bin=$CBIN; [ "$b" = foundation ] && bin=$FBIN
+    run "$b" "$bin" stream-c1 200000 1 --stream
+    run "$b" "$bin" unary-c64 60000 64
+  done
+done
