@@ -685,3 +685,29 @@ fn check_id(field: &'static str, v: &str) -> Result<(), Refusal> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_manifest_root_is_the_rfc6962_hash_of_no_leaves() {
+        use sha2::Digest as _;
+        let h: [u8; 32] = sha2::Sha256::digest([]).into();
+        assert_eq!(EMPTY_MANIFEST_ROOT, h);
+    }
+
+    #[test]
+    fn codes_and_names_round_trip_and_zero_is_unspecified() {
+        for m in Modality::ALL {
+            assert_eq!(Modality::from_code(m.code()), Some(*m));
+            assert_eq!(Modality::from_name(m.name()), Some(*m));
+        }
+        for k in CustodyActionKind::ALL {
+            assert_eq!(CustodyActionKind::from_code(k.code()), Some(*k));
+        }
+        assert_eq!(Modality::from_code(0), None);
+        assert_eq!(SubjectClass::from_code(0), None);
+        assert_eq!(Purpose::from_name("training"), None, "names are upper case");
+    }
+}
