@@ -6,6 +6,7 @@
 #
 #   tests/bench/queries.sh
 #   BULK=100000 ITERATIONS=50 tests/bench/queries.sh
+#   MANIFEST=1000000 tests/bench/queries.sh   # one bulk capture of 1,000,000
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/custody-ledger/target}"
@@ -19,7 +20,8 @@ trap 'rm -rf "$d"' EXIT
 pid=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:17390/checkpoint >/dev/null && break; sleep 0.1; done
 "$BIN/custody" bench-queries --server http://127.0.0.1:17310 --owner-key "$d/owner.key" \
-  --bulk-assets "${BULK:-1000000}" --iterations "${ITERATIONS:-200}"
+  --bulk-assets "${BULK:-1000000}" --manifest-size "${MANIFEST:-100000}" \
+  --iterations "${ITERATIONS:-200}"
 printf '{"server_peak_rss_kib":%s,"data_dir_bytes":%s}\n' \
   "$(awk '/VmHWM/ {print $2}' /proc/$pid/status)" "$(du -sb "$d/data" | cut -f1)"
 kill "$pid"; wait "$pid" 2>/dev/null || true

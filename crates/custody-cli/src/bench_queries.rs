@@ -4,8 +4,8 @@
 //! Set-up (not timed): one asset with 10,000 events (a capture, then
 //! alternating COPY to a second system and DELETE there, so the asset has
 //! 5,000 custody intervals), and one system holding `--bulk-assets` assets
-//! (1,000,000 by default) captured in bulk events of 100,000 through
-//! manifests. Then each query runs `--iterations` times, one at a time, and
+//! (1,000,000 by default) captured in bulk events of `--manifest-size`
+//! members (100,000 by default) through manifests. Then each query runs `--iterations` times, one at a time, and
 //! the latencies' median and p99 are reported.
 
 use std::time::Instant;
@@ -36,6 +36,7 @@ pub struct QueryLatency {
 pub struct BenchReport {
     pub asset_events: usize,
     pub bulk_assets: usize,
+    pub manifest_size: usize,
     pub setup_seconds: f64,
     pub queries: Vec<QueryLatency>,
 }
@@ -116,8 +117,10 @@ pub async fn run(
     server: &str,
     owner: &SigningKey,
     bulk_assets: usize,
+    manifest_size: usize,
     iterations: usize,
 ) -> anyhow::Result<BenchReport> {
+    let manifest_size = manifest_size.clamp(1, 1_000_000);
     let ch = Channel::from_shared(server.to_owned())
         .map_err(|e| anyhow!("server url: {e}"))?
         .connect()
@@ -214,11 +217,12 @@ pub async fn run(
     eprintln!("bench-queries: {asset_events} events about one asset");
     stream(&mut c, evs).await?;
 
-    // A system holding `bulk_assets` assets, 100,000 per bulk capture.
+    // A system holding `bulk_assets` assets, `manifest_size` per bulk
+    // capture.
     let mut member_probe = None;
     let mut made = 0usize;
     while made < bulk_assets {
-        let n = (bulk_assets - made).min(100_000);
+        let n = (bulk_assets - made).min(manifest_size);
         let mut members: Vec<[u8; 32]> = (0..n)
             .map(|i| {
                 let mut d = [0u8; 32];
@@ -247,7 +251,7 @@ pub async fn run(
         // last one leaves every set-up event checkpointed.
         let e = event(
             &party,
-            (asset_events + made / 100_000 + 1) as u64,
+            (asset_events + made / manifest_size + 1) as u64,
             t0 + 10 * SEC,
             action(v1::CustodyActionKind::Capture, &party, |a| {
                 a.manifest = Some(m);
@@ -335,7 +339,7 @@ pub async fn run(
         })
         .await?;
         queries.push(QueryLatency {
-            query: "HoldersAt on one member of a 100,000-asset bulk capture",
+            query: "HoldersAt on one member of a bulk capture (manifest_size members)",
             iterations,
             p50_ms: p50,
             p99_ms: p99,
@@ -376,6 +380,7 @@ pub async fn run(
     Ok(BenchReport {
         asset_events,
         bulk_assets,
+        manifest_size,
         setup_seconds,
         queries,
     })

@@ -103,6 +103,9 @@ enum Command {
         /// Assets to put on one system, in bulk captures of 100,000.
         #[arg(long, default_value_t = 1_000_000)]
         bulk_assets: usize,
+        /// Members per bulk capture (at most 1,000,000).
+        #[arg(long, default_value_t = 100_000)]
+        manifest_size: usize,
         /// Times each query runs (BreachScope: at most 20).
         #[arg(long, default_value_t = 200)]
         iterations: usize,
@@ -280,6 +283,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             server,
             owner_key,
             bulk_assets,
+            manifest_size,
             iterations,
         } => {
             let owner = keys::load_secret(&owner_key)?;
@@ -287,6 +291,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &server,
                 &owner,
                 bulk_assets,
+                manifest_size,
                 iterations.max(1),
             ))?;
             println!("{}", serde_json::to_string(&report)?);
