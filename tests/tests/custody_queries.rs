@@ -205,7 +205,7 @@ async fn every_query_answers_with_evidence_the_cli_verifies() {
     let vendor = register(&log, &mut c, "vendor", 0, 0).await;
     let t0 = now() - 3600 * SEC;
     let a = [0xaa; 32];
-    let mut bulk = vec![[0x01; 32], [0x02; 32], [0x03; 32]];
+    let mut bulk = [[0x01; 32], [0x02; 32], [0x03; 32]];
     bulk.sort_unstable();
 
     // A: captured, copied to the vendor, deleted there.

@@ -67,7 +67,10 @@ fn action(
     v1::event::Body::Custody(a)
 }
 
-async fn stream(c: &mut CustodyLogClient<Channel>, events: Vec<v1::SignedEvent>) -> anyhow::Result<()> {
+async fn stream(
+    c: &mut CustodyLogClient<Channel>,
+    events: Vec<v1::SignedEvent>,
+) -> anyhow::Result<()> {
     let reqs: Vec<_> = events
         .into_iter()
         .map(|e| v1::AppendRequest {
@@ -159,7 +162,9 @@ pub async fn run(
                 removable_media: false,
             }),
         );
-        append(&mut c, reg, owner).await.context("register system")?;
+        append(&mut c, reg, owner)
+            .await
+            .context("register system")?;
         systems.push(id);
     }
     let (copies, bulk) = (systems[0].clone(), systems[1].clone());

@@ -323,7 +323,21 @@ fn plan_custody(
             let all = members(view, &asset)?;
             for d in all.iter() {
                 fx.assets.push(*d);
-                if view.asset_meta(d)?.is_none() {
+                let known = view.asset_meta(d)?;
+                if let Some(m) = known {
+                    if (m.modality, m.subject_class) != (modality, subject_class) {
+                        return Err(Refusal::precondition(format!(
+                            "asset {} is already logged as {} {} (entry {}); the same bytes cannot be {} {}",
+                            hex(d),
+                            m.modality.name(),
+                            m.subject_class.name(),
+                            m.created_by,
+                            modality.name(),
+                            subject_class.name()
+                        )));
+                    }
+                }
+                if known.is_none() {
                     fx.created.push((
                         *d,
                         AssetMeta {
