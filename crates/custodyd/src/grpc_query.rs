@@ -540,6 +540,20 @@ impl CustodyQuery for CustodyQueryService {
         .await
         .map_err(|e| internal("query task", e))?
     }
+
+    async fn findings(
+        &self,
+        _request: Request<v1::FindingsRequest>,
+    ) -> Result<Response<v1::FindingsResponse>, Status> {
+        Err(Status::unimplemented("findings are not served yet"))
+    }
+
+    async fn export_evidence(
+        &self,
+        _request: Request<v1::ExportEvidenceRequest>,
+    ) -> Result<Response<v1::ExportEvidenceResponse>, Status> {
+        Err(Status::unimplemented("evidence export is not served yet"))
+    }
 }
 
 fn encode_holdings_token((system, (asset, opened_by)): HoldingsCursor) -> Vec<u8> {
