@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not with env!: cargo may reuse a compiled build
+    // script across checkouts of the same workspace (its hash ignores the
+    // absolute path), and env! would bake in the first checkout's path.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [root.join("custody/v1/log.proto")];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
