@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// `Interval` is one custody interval.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Interval {
     /// The asset.
     pub asset: Digest,
@@ -58,7 +58,7 @@ impl Interval {
 }
 
 /// `AssetMeta` is what the log knows about an asset from its creation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AssetMeta {
     /// Its modality.
     pub modality: Modality,
@@ -71,7 +71,7 @@ pub struct AssetMeta {
 }
 
 /// `Transfer` is a logged COPY or MOVE, as a RECEIPT needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Transfer {
     /// The destination system.
     pub to_system: String,
@@ -132,6 +132,10 @@ pub struct Effects {
     /// The transfer it records (COPY, MOVE), or the transfer it
     /// acknowledges with its receipt set (RECEIPT), keyed by log index.
     pub transfer: Option<(u64, Transfer)>,
+    /// Assets acted on from a system where the log shows no custody of
+    /// them (a COPY or MOVE from, or an ACCESS or USE on, that system):
+    /// evidence of unexplained custody.
+    pub unexplained: Vec<(Digest, String)>,
 }
 
 /// `plan` checks an event whose signatures and registry rules were already
@@ -402,10 +406,10 @@ fn plan_custody(
                         subject_class: meta.map(|m| m.subject_class),
                     });
                 }
-                if c.action == K::Move {
-                    if let Some(open) = view.open_interval(d, &from.system.system_id)? {
-                        fx.closed.push(close(open, t, index)?);
-                    }
+                match view.open_interval(d, &from.system.system_id)? {
+                    Some(open) if c.action == K::Move => fx.closed.push(close(open, t, index)?),
+                    Some(_) => {}
+                    None => fx.unexplained.push((*d, from.system.system_id.clone())),
                 }
             }
             fx.transfer = Some((
@@ -459,18 +463,22 @@ fn plan_custody(
                 "custody.asset_digest",
                 "name the asset or manifest used",
             )?;
-            if from.is_none() {
-                return Err(Refusal::invalid(
-                    "custody.from_system",
-                    format!("{} happens on a system: set from_system", c.action.name()),
-                ));
-            }
+            let from = require(
+                from,
+                "custody.from_system",
+                &format!("{} happens on a system: set from_system", c.action.name()),
+            )?;
             require(
                 c.purpose,
                 "custody.purpose",
                 "an access or use states its purpose",
             )?;
-            fx.assets.extend(members(view, &asset)?.iter().copied());
+            for d in members(view, &asset)?.iter() {
+                fx.assets.push(*d);
+                if view.open_interval(d, &from.system.system_id)?.is_none() {
+                    fx.unexplained.push((*d, from.system.system_id.clone()));
+                }
+            }
         }
         K::Delete => {
             let asset = require(

@@ -14,7 +14,9 @@ pub const MAX_SIGNATURES: usize = 4;
 
 /// `KeyId` names a signing key: the first 16 bytes of SHA-256 of its
 /// Ed25519 public key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct KeyId(pub [u8; 16]);
 
 impl std::fmt::Display for KeyId {

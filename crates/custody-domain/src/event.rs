@@ -26,7 +26,7 @@ pub fn is_valid_uuid(s: &str) -> bool {
 }
 
 /// `PartyKind` is what sort of agent a party is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[allow(missing_docs)]
 pub enum PartyKind {
     Agency,
@@ -76,7 +76,10 @@ pub type Digest = [u8; 32];
 macro_rules! code_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident = $code:literal => $text:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
+            serde::Serialize, serde::Deserialize,
+        )]
         #[allow(missing_docs)]
         pub enum $name { $($variant = $code),+ }
 
@@ -210,7 +213,7 @@ code_enum!(
 
 /// `ManifestRef` names a bulk set of assets: the RFC 6962 root over the
 /// sorted, distinct digests, and their count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ManifestRef {
     /// The Merkle root.
     pub root: Digest,
@@ -219,7 +222,7 @@ pub struct ManifestRef {
 }
 
 /// `AssetRef` is one asset or a manifest of many.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum AssetRef {
     /// A single asset.
     One(Digest),
@@ -343,7 +346,7 @@ pub struct CustodyAttestation {
 }
 
 /// `SystemRegistered` adds a system, a place where data can rest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SystemRegistered {
     /// The system's id.
     pub system_id: String,
@@ -361,7 +364,7 @@ pub struct SystemRegistered {
 
 /// `GrantIssued` is an authorisation from the data owner. Empty lists mean
 /// "any".
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GrantIssued {
     /// The grant's id.
     pub grant_id: String,
@@ -396,7 +399,7 @@ pub struct GrantRevoked {
 
 /// `RetentionRule` is a published retention rule. `None` / empty selector
 /// fields match anything.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RetentionRule {
     /// The rule's id.
     pub rule_id: String,
@@ -417,7 +420,7 @@ pub struct RetentionRule {
 }
 
 /// `LegalHold` suspends retention for some assets or a whole system.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LegalHold {
     /// The hold's id.
     pub hold_id: String,

@@ -14,9 +14,11 @@
 mod custody;
 mod envelope;
 mod event;
+pub mod findings;
 pub mod keyfile;
 mod refusal;
 mod registry;
+pub mod replay;
 mod verify;
 
 pub use custody::{hex, plan, AssetMeta, CustodyView, Effects, Interval, Overlay, Transfer};
@@ -35,7 +37,7 @@ pub use refusal::{Refusal, RefusalKind};
 pub use registry::{
     Genesis, GrantRecord, HoldRecord, KeyRecord, PartyRecord, Registry, RuleRecord, SystemRecord,
 };
-pub use verify::{verify_signatures, SignatureCheck};
+pub use verify::{verify_signatures, verify_signatures_by_key, SignatureCheck};
 
 /// `MAX_ENTRY_BYTES` is the largest log entry: C2SP entry bundles prefix
 /// entries with a uint16 length.

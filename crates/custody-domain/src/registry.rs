@@ -13,6 +13,22 @@ use crate::{
     SystemRegistered, Timestamp,
 };
 
+/// `key_bytes` (de)serialises an Ed25519 public key as its 32 bytes, so a
+/// saved registry (for `custody audit --state`) reloads only valid keys.
+mod key_bytes {
+    use ed25519_dalek::VerifyingKey;
+
+    pub fn serialize<S: serde::Serializer>(k: &VerifyingKey, s: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(k.as_bytes(), s)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<VerifyingKey, D::Error> {
+        let b: [u8; 32] = serde::Deserialize::deserialize(d)?;
+        VerifyingKey::from_bytes(&b)
+            .map_err(|_| serde::de::Error::custom("saved key is not an Ed25519 key"))
+    }
+}
+
 /// `Genesis` is the content of log entry 0: the root of trust.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Genesis {
@@ -25,7 +41,7 @@ pub struct Genesis {
 }
 
 /// `PartyRecord` is a registered party.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartyRecord {
     /// Its kind.
     pub kind: PartyKind,
@@ -36,11 +52,12 @@ pub struct PartyRecord {
 }
 
 /// `KeyRecord` is a registered signing key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyRecord {
     /// The party the key signs for.
     pub party_id: String,
     /// The key.
+    #[serde(with = "key_bytes")]
     pub public_key: VerifyingKey,
     /// Start of validity.
     pub valid_from: Timestamp,
@@ -53,7 +70,7 @@ pub struct KeyRecord {
 }
 
 /// `SystemRecord` is a registered system.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SystemRecord {
     /// The registration.
     pub system: SystemRegistered,
@@ -62,7 +79,7 @@ pub struct SystemRecord {
 }
 
 /// `GrantRecord` is an issued grant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GrantRecord {
     /// The grant.
     pub grant: GrantIssued,
@@ -73,7 +90,7 @@ pub struct GrantRecord {
 }
 
 /// `RuleRecord` is a published retention rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RuleRecord {
     /// The rule.
     pub rule: RetentionRule,
@@ -82,7 +99,7 @@ pub struct RuleRecord {
 }
 
 /// `HoldRecord` is a legal hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HoldRecord {
     /// The hold as placed.
     pub hold: LegalHold,
@@ -93,7 +110,7 @@ pub struct HoldRecord {
 }
 
 /// `Registry` is the registry as it stands at some log size.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Registry {
     /// The data owner's party id; registry events must be signed by it.
     owner: String,
