@@ -1,0 +1,1180 @@
+//! Verification of a finding bundle: the finding's fields against the
+//! entries it cites, rule by rule, and a statement that says plainly what
+//! the entries prove and what only a replay of the whole log can.
+//!
+//! A finding rests on two kinds of fact. Some are in the entries it cites
+//! (who copied what where, under which grant, with which purpose, when it
+//! was logged), and these are checked here. Others are absences (no
+//! receipt, no attestation, no earlier transfer, no legal hold) or server
+//! policy (the reporting deadline, the receipt window, the attestation
+//! period); a bundle cannot prove those, and the statement says so.
+
+use std::collections::BTreeSet;
+
+use custody_domain::findings::{Finding, Rule};
+use custody_domain::{
+    hex, rfc3339, AssetRef, CustodyAction, CustodyActionKind as K, Event, EventBody,
+    RetentionClock, Timestamp,
+};
+
+use crate::check::{counted, join_and, Claim};
+use crate::evidence::{Used, VerifiedEvidence};
+use crate::EvidenceError;
+
+const SEC: i64 = 1_000_000_000;
+
+/// `NO_REVOCATION` is what no bundle proves about its signing keys.
+const NO_REVOCATION: &str = "that a signing key was not revoked after it signed";
+
+/// `REPLAY` says how an absence is established.
+const REPLAY: &str = "only a replay of the whole log, custody audit, establishes an absence";
+
+/// `Ctx` is one finding being checked against the verified entries.
+struct Ctx<'a> {
+    f: &'a Finding,
+    ev: &'a VerifiedEvidence,
+    as_of: Timestamp,
+}
+
+/// `Cited` is one verified entry a finding cites.
+struct Cited<'a> {
+    index: u64,
+    event: &'a Event,
+    integrated: Timestamp,
+}
+
+impl Cited<'_> {
+    /// `custody` is the entry's custody action, if it is one of `kinds`.
+    fn custody(&self, kinds: &[K]) -> Option<&CustodyAction> {
+        match &self.event.body {
+            EventBody::Custody(c) if kinds.contains(&c.action) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> Ctx<'a> {
+    fn fail(&self, msg: impl std::fmt::Display) -> EvidenceError {
+        EvidenceError::answer(format!("finding {}: {msg}", self.f.id))
+    }
+
+    /// `entry` is the `n`th cited entry (0-based).
+    fn entry(&self, n: usize) -> Result<Cited<'a>, EvidenceError> {
+        let index = *self
+            .f
+            .entries
+            .get(n)
+            .ok_or_else(|| self.fail(format!("it cites no entry {}", n + 1)))?;
+        let (event, integrated) = self.ev.events.get(&index).ok_or_else(|| {
+            self.fail(format!(
+                "entry {index}, which it cites, is not in the bundle"
+            ))
+        })?;
+        Ok(Cited {
+            index,
+            event,
+            integrated: *integrated,
+        })
+    }
+
+    /// `transfer` is the `n`th cited entry as a custody action of one of
+    /// `kinds`.
+    fn action(
+        &self,
+        n: usize,
+        kinds: &[K],
+    ) -> Result<(Cited<'a>, &'a CustodyAction), EvidenceError> {
+        let e = self.entry(n)?;
+        let c = match &e.event.body {
+            EventBody::Custody(c) if kinds.contains(&c.action) => c,
+            other => {
+                return Err(self.fail(format!(
+                    "entry {} is a {}, not a {}",
+                    e.index,
+                    other.code(),
+                    join_or(kinds)
+                )))
+            }
+        };
+        Ok((e, c))
+    }
+
+    fn count(&self, allowed: std::ops::RangeInclusive<usize>) -> Result<(), EvidenceError> {
+        let n = self.f.entries.len();
+        if !allowed.contains(&n) {
+            return Err(self.fail(format!(
+                "it cites {}, but a {} finding cites {} to {}",
+                counted(n as u64, "entry", "entries"),
+                self.f.rule.name(),
+                allowed.start(),
+                allowed.end()
+            )));
+        }
+        Ok(())
+    }
+
+    /// `same` requires a field of the finding to be what an entry says.
+    fn same<T: PartialEq + std::fmt::Debug>(
+        &self,
+        field: &str,
+        stated: &T,
+        proven: &T,
+        source: &str,
+    ) -> Result<(), EvidenceError> {
+        if stated != proven {
+            return Err(self.fail(format!(
+                "{field} is {stated:?}, but {source} says {proven:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `none` requires the fields a rule never sets to be empty.
+    fn none(&self, fields: &[(&str, bool)]) -> Result<(), EvidenceError> {
+        for (name, set) in fields {
+            if *set {
+                return Err(self.fail(format!(
+                    "{name} is set, but a {} finding has none",
+                    self.f.rule.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `single_asset` is the asset a custody action names directly.
+    fn single_asset(c: &CustodyAction) -> Option<custody_domain::Digest> {
+        match c.asset {
+            Some(AssetRef::One(d)) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// `transfer_fields` checks a finding about a COPY or MOVE: its party
+    /// is the actor, its system the destination, its asset the one the
+    /// entry names directly, its grant the one it names, and its time the
+    /// event's.
+    fn transfer_fields(&self, e: &Cited<'_>, c: &CustodyAction) -> Result<(), EvidenceError> {
+        let src = format!("entry {}", e.index);
+        let f = self.f;
+        self.same("party", &f.party.as_deref(), &Some(c.actor.as_str()), &src)?;
+        self.same(
+            "system",
+            &f.system.as_deref(),
+            &Some(c.to_system.as_str()),
+            &src,
+        )?;
+        self.same(
+            "asset",
+            &f.asset.map(|a| hex(&a)),
+            &Self::single_asset(c).map(|a| hex(&a)),
+            &src,
+        )?;
+        self.same(
+            "grant",
+            &f.grant.as_deref(),
+            &(!c.grant_id.is_empty()).then_some(c.grant_id.as_str()),
+            &src,
+        )?;
+        self.same("at", &rfc3339(f.at), &rfc3339(e.event.event_time), &src)
+    }
+
+    /// `grant` is the `n`th cited entry as the GRANT_ISSUED of `id`, logged
+    /// before entry `before`.
+    fn grant(
+        &self,
+        n: usize,
+        id: &str,
+        before: u64,
+    ) -> Result<(Cited<'a>, &'a custody_domain::GrantIssued), EvidenceError> {
+        let e = self.entry(n)?;
+        match &e.event.body {
+            EventBody::GrantIssued(g) if g.grant_id == id && e.index < before => Ok((e, g)),
+            EventBody::GrantIssued(g) if g.grant_id == id => Err(self.fail(format!(
+                "entry {} issues grant {id} only after entry {before}",
+                e.index
+            ))),
+            other => Err(self.fail(format!(
+                "entry {} is a {}, not the GRANT_ISSUED of grant {id}",
+                e.index,
+                other.code()
+            ))),
+        }
+    }
+
+    /// `owner` requires the bundle's registration of the finding's system
+    /// to name the finding's party as owner, and records it as used.
+    fn owner(&self, system: &str, party: &str, used: &mut Used) -> Result<u64, EvidenceError> {
+        match self.ev.system_owner(system) {
+            Some((owner, at)) if owner == party => {
+                used.registry.insert(at);
+                Ok(at)
+            }
+            Some((owner, at)) => Err(self.fail(format!(
+                "party is {party}, but registry entry {at} registers system {system} to {owner}"
+            ))),
+            None => Err(self.fail(format!(
+                "the bundle lacks the registration of system {system}, which shows its owner"
+            ))),
+        }
+    }
+}
+
+fn join_or(kinds: &[K]) -> String {
+    let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+    match names.as_slice() {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [head @ .., last] => format!("{} or {last}", head.join(", ")),
+    }
+}
+
+/// `secs` is a duration in whole seconds, as findings state them.
+fn secs(d: i64) -> String {
+    format!("{} s", d / SEC)
+}
+
+/// `expected_id` is the id the engine gives a finding of these fields.
+fn expected_id(f: &Finding) -> Option<String> {
+    let first = *f.entries.first()?;
+    Some(match f.rule {
+        Rule::UnexplainedCustody => format!(
+            "unexplained_custody:{first}:{}:{}",
+            hex(&f.asset?),
+            f.system.as_deref()?
+        ),
+        Rule::RetentionOverdue => {
+            let opened = f
+                .entries
+                .len()
+                .checked_sub(2)
+                .and_then(|n| f.entries.get(n))?;
+            format!(
+                "retention_overdue:{opened}:{}:{}",
+                hex(&f.asset?),
+                f.system.as_deref()?
+            )
+        }
+        Rule::MissingAttestation => format!("missing_attestation:{}", f.system.as_deref()?),
+        r => format!("{}:{first}", r.name()),
+    })
+}
+
+/// `check_finding` checks a finding answer against the verified entries
+/// and says what it proves.
+pub(crate) fn check_finding(
+    id: &str,
+    as_of: Timestamp,
+    f: &Finding,
+    ev: &VerifiedEvidence,
+    used: &mut Used,
+) -> Result<Claim, EvidenceError> {
+    let cx = Ctx { f, ev, as_of };
+    if f.id != id {
+        return Err(EvidenceError::answer(format!(
+            "the finding's id {:?} is not the question's id {id:?}",
+            f.id
+        )));
+    }
+    if f.entries.is_empty() {
+        return Err(cx.fail("it cites no entry"));
+    }
+    let mut seen = BTreeSet::new();
+    for i in &f.entries {
+        if !seen.insert(*i) {
+            return Err(cx.fail(format!("it cites entry {i} twice")));
+        }
+        if !ev.events.contains_key(i) {
+            return Err(cx.fail(format!("entry {i}, which it cites, is not in the bundle")));
+        }
+        used.entries.insert(*i);
+    }
+    match expected_id(f) {
+        Some(want) if want == f.id => {}
+        Some(want) => {
+            return Err(cx.fail(format!(
+                "a {} finding of these fields has id {want:?}",
+                f.rule.name()
+            )))
+        }
+        None => {
+            return Err(cx.fail(format!(
+                "it lacks a field a {} finding's id names",
+                f.rule.name()
+            )))
+        }
+    }
+    if f.at > as_of {
+        return Err(cx.fail(format!(
+            "it arose at {}, after the question's time {}",
+            rfc3339(f.at),
+            rfc3339(as_of)
+        )));
+    }
+    // A bulk event names the finding's asset through a membership proof.
+    if let Some(asset) = &f.asset {
+        for i in &f.entries {
+            if let Some((
+                Event {
+                    body: EventBody::Custody(c),
+                    ..
+                },
+                _,
+            )) = ev.events.get(i)
+            {
+                if let Some(a @ AssetRef::Manifest(_)) = &c.asset {
+                    ev.names_asset(a, asset, used);
+                }
+            }
+        }
+    }
+    let (detail, mut limits) = match f.rule {
+        Rule::UnauthorizedTransfer => unauthorized_transfer(&cx)?,
+        Rule::BoundaryViolation => boundary_violation(&cx)?,
+        Rule::PurposeDrift => purpose_drift(&cx)?,
+        Rule::LateReporting => late_reporting(&cx)?,
+        Rule::SequenceGap => sequence_gap(&cx)?,
+        Rule::UnexplainedCustody => unexplained_custody(&cx, used)?,
+        Rule::UnacknowledgedTransfer => unacknowledged_transfer(&cx)?,
+        Rule::MissingAttestation => missing_attestation(&cx, used)?,
+        Rule::RetentionOverdue => retention_overdue(&cx, used)?,
+    };
+    let mut about = Vec::new();
+    if let Some(p) = &f.party {
+        about.push(format!("party {p}"));
+    }
+    if let Some(s) = &f.system {
+        about.push(format!("system {s}"));
+    }
+    if let Some(a) = &f.asset {
+        about.push(format!("asset {}", hex(a)));
+    }
+    let mut lines = vec![format!(
+        "as of {}, finding {} (rule {}) about {}: {} (arose {})",
+        rfc3339(as_of),
+        f.id,
+        f.rule.name(),
+        if about.is_empty() {
+            "the log".to_owned()
+        } else {
+            join_and(&about)
+        },
+        f.detail,
+        rfc3339(f.at)
+    )];
+    lines.extend(detail.into_iter().map(|l| format!("  {l}")));
+    limits.push(NO_REVOCATION.into());
+    Ok(Claim {
+        lines,
+        limits: match limits.split_last() {
+            Some((last, head)) if !head.is_empty() => format!("{}, or {last}", head.join(", ")),
+            _ => limits.join(""),
+        },
+    })
+}
+
+type Checked = (Vec<String>, Vec<String>);
+
+fn action_line(e: &Cited<'_>, c: &CustodyAction) -> String {
+    let mut s = format!("entry {}: {} by {}", e.index, c.action.name(), c.actor);
+    if let Some(a) = &c.asset {
+        match a {
+            AssetRef::One(d) => s += &format!(" of asset {}", hex(d)),
+            AssetRef::Manifest(m) => s += &format!(" of a manifest of {} assets", m.count),
+        }
+    }
+    if !c.from_system.is_empty() {
+        s += &format!(" from {}", c.from_system);
+    }
+    if !c.to_system.is_empty() {
+        s += &format!(" to {}", c.to_system);
+    }
+    s += &format!(" at {}", rfc3339(e.event.event_time));
+    match (c.grant_id.as_str(), c.purpose) {
+        ("", None) => s += ", naming no grant and no purpose",
+        ("", Some(p)) => s += &format!(", naming no grant, for purpose {}", p.name()),
+        (g, None) => s += &format!(", under grant {g}, naming no purpose"),
+        (g, Some(p)) => s += &format!(", under grant {g}, for purpose {}", p.name()),
+    }
+    s
+}
+
+const TRANSFERS: [K; 2] = [K::Copy, K::Move];
+
+fn unauthorized_transfer(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
+    let f = cx.f;
+    cx.count(1..=3)?;
+    cx.none(&[("retention_rule", f.retention_rule.is_some())])?;
+    let (e, c) = cx.action(0, &TRANSFERS)?;
+    cx.transfer_fields(&e, c)?;
+    let mut lines = vec![action_line(&e, c)];
+    let mut limits = vec![format!(
+        "that the transfer was not one the data owner's own agents made between its own systems, which needs no grant (party kinds and agency are in registry entries the bundle does not hold)"
+    )];
+    let d = f.detail.as_str();
+    let t = e.event.event_time;
+    if d == "no grant named" {
+        cx.count(1..=1)?;
+        lines.push("the transfer names no grant".into());
+        return Ok((lines, limits));
+    }
+    if let Some(g) = d
+        .strip_prefix("grant ")
+        .and_then(|r| r.strip_suffix(" was never issued"))
+    {
+        cx.count(1..=1)?;
+        cx.same(
+            "the grant in detail",
+            &g,
+            &c.grant_id.as_str(),
+            &format!("entry {}", e.index),
+        )?;
+        lines.push(format!("the transfer names grant {g}"));
+        limits.push(format!("that grant {g} was never issued ({REPLAY})"));
+        return Ok((lines, limits));
+    }
+    let (ge, g) = cx.grant(1, &c.grant_id, e.index)?;
+    lines.push(format!(
+        "entry {}: GRANT_ISSUED of grant {} to {}: actions {}, purposes {}, systems {}, valid from {}{}",
+        ge.index,
+        g.grant_id,
+        g.grantee,
+        list_or_any(g.actions.iter().map(|a| a.name().to_owned())),
+        list_or_any(g.purposes.iter().map(|p| p.name().to_owned())),
+        list_or_any(g.systems.iter().cloned()),
+        rfc3339(g.valid_from),
+        g.valid_to.map_or(String::new(), |to| format!(" to {}", rfc3339(to)))
+    ));
+    if let Some(r) = d.strip_prefix("grant revoked by entry ") {
+        cx.count(3..=3)?;
+        let re = cx.entry(2)?;
+        if r != re.index.to_string() {
+            return Err(cx.fail(format!(
+                "detail names entry {r}, but it cites entry {} as the revocation",
+                re.index
+            )));
+        }
+        match &re.event.body {
+            EventBody::GrantRevoked(gr) if gr.grant_id == g.grant_id && re.index < e.index => {}
+            _ => {
+                return Err(cx.fail(format!(
+                    "entry {} is not a GRANT_REVOKED of grant {} logged before entry {}",
+                    re.index, g.grant_id, e.index
+                )))
+            }
+        }
+        lines.push(format!(
+            "entry {}: GRANT_REVOKED of grant {}, logged before the transfer",
+            re.index, g.grant_id
+        ));
+        return Ok((lines, limits));
+    }
+    cx.count(2..=2)?;
+    let not_covered = |why: String| cx.fail(format!("detail says {d:?}, but {why}"));
+    if let Some(grantee) = d
+        .strip_prefix("actor is not the grantee ")
+        .and_then(|r| r.strip_suffix(" or its agent"))
+    {
+        if grantee != g.grantee || c.actor == g.grantee {
+            return Err(not_covered(format!(
+                "the grant's grantee is {} and the actor {}",
+                g.grantee, c.actor
+            )));
+        }
+        lines.push(format!(
+            "the actor {} is not the grantee {}",
+            c.actor, g.grantee
+        ));
+        limits.push(format!(
+            "that {} does not act for {} (agency is in PARTY_REGISTERED entries the bundle does not hold)",
+            c.actor, g.grantee
+        ));
+    } else if let Some(k) = d
+        .strip_prefix("action ")
+        .and_then(|r| r.strip_suffix(" not granted"))
+    {
+        if k != c.action.name() || g.actions.is_empty() || g.actions.contains(&c.action) {
+            return Err(not_covered(format!(
+                "the transfer is a {} and the grant's actions are {}",
+                c.action.name(),
+                list_or_any(g.actions.iter().map(|a| a.name().to_owned()))
+            )));
+        }
+        lines.push(format!("the grant does not cover action {k}"));
+    } else if let Some(s) = d
+        .strip_prefix("destination ")
+        .and_then(|r| r.strip_suffix(" not granted"))
+    {
+        if s != c.to_system || g.systems.is_empty() || g.systems.contains(&c.to_system) {
+            return Err(not_covered(format!(
+                "the destination is {} and the grant's systems are {}",
+                c.to_system,
+                list_or_any(g.systems.iter().cloned())
+            )));
+        }
+        lines.push(format!("the grant does not cover destination {s}"));
+    } else if let Some(p) = d
+        .strip_prefix("purpose ")
+        .and_then(|r| r.strip_suffix(" not granted"))
+    {
+        let named = c.purpose.map_or("none", |p| p.name());
+        if p != named || g.purposes.is_empty() || c.purpose.is_some_and(|x| g.purposes.contains(&x))
+        {
+            return Err(not_covered(format!(
+                "the purpose is {named} and the grant's purposes are {}",
+                list_or_any(g.purposes.iter().map(|p| p.name().to_owned()))
+            )));
+        }
+        lines.push(format!("the grant does not cover purpose {p}"));
+    } else if d == "outside the grant's validity" {
+        if !(t < g.valid_from || g.valid_to.is_some_and(|to| t >= to)) {
+            return Err(not_covered(format!(
+                "the transfer at {} is within it",
+                rfc3339(t)
+            )));
+        }
+        lines.push(format!(
+            "the transfer at {} is outside the grant's validity",
+            rfc3339(t)
+        ));
+    } else if d == "onward transfer beyond max_onward_transfers 0" {
+        if g.max_onward_transfers != 0 {
+            return Err(not_covered(format!(
+                "the grant allows {} onward transfers",
+                g.max_onward_transfers
+            )));
+        }
+        lines.push("the grant allows no onward transfer".into());
+        limits.push(format!(
+            "that the source system {} is a vendor's (party kinds are in registry entries the bundle does not hold)",
+            c.from_system
+        ));
+    } else {
+        return Err(cx.fail(format!("detail {d:?} is not a reason the rule gives")));
+    }
+    Ok((lines, limits))
+}
+
+fn list_or_any(items: impl Iterator<Item = String>) -> String {
+    let v: Vec<String> = items.collect();
+    if v.is_empty() {
+        "any".into()
+    } else {
+        v.join(" ")
+    }
+}
+
+fn boundary_violation(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
+    let f = cx.f;
+    cx.count(2..=2)?;
+    cx.none(&[("retention_rule", f.retention_rule.is_some())])?;
+    let (e, c) = cx.action(0, &TRANSFERS)?;
+    cx.transfer_fields(&e, c)?;
+    let r = cx.entry(1)?;
+    let s = match &r.event.body {
+        EventBody::SystemRegistered(s) if s.system_id == c.to_system && r.index < e.index => s,
+        _ => {
+            return Err(cx.fail(format!(
+                "entry {} is not the SYSTEM_REGISTERED of system {} logged before entry {}",
+                r.index, c.to_system, e.index
+            )))
+        }
+    };
+    let mut why = Vec::new();
+    if !s.inside_boundary {
+        why.push("outside_boundary");
+    }
+    if !s.accredited {
+        why.push("unaccredited");
+    }
+    if !s.encrypted_at_rest {
+        why.push("unencrypted");
+    }
+    if s.removable_media {
+        why.push("removable_media");
+    }
+    if why.is_empty() {
+        return Err(cx.fail(format!(
+            "entry {} registers system {} inside the boundary, accredited, encrypted at rest and not removable",
+            r.index, s.system_id
+        )));
+    }
+    cx.same(
+        "detail",
+        &f.detail,
+        &format!("destination {}", why.join(" ")),
+        &format!("entry {}", r.index),
+    )?;
+    let flags = [
+        (
+            s.inside_boundary,
+            "inside the boundary",
+            "outside the boundary",
+        ),
+        (s.accredited, "accredited", "not accredited"),
+        (
+            s.encrypted_at_rest,
+            "encrypted at rest",
+            "not encrypted at rest",
+        ),
+        (!s.removable_media, "not removable media", "removable media"),
+    ]
+    .iter()
+    .map(|(ok, yes, no)| if *ok { *yes } else { *no }.to_owned())
+    .collect::<Vec<_>>();
+    Ok((
+        vec![
+            action_line(&e, c),
+            format!(
+                "entry {}: SYSTEM_REGISTERED of {} (owner {}): {}",
+                r.index,
+                s.system_id,
+                s.owner_party,
+                join_and(&flags)
+            ),
+        ],
+        Vec::new(),
+    ))
+}
+
+fn purpose_drift(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
+    let f = cx.f;
+    cx.count(1..=2)?;
+    cx.none(&[("retention_rule", f.retention_rule.is_some())])?;
+    let (e, c) = cx.action(0, &[K::Access, K::Use])?;
+    let src = format!("entry {}", e.index);
+    cx.same("party", &f.party.as_deref(), &Some(c.actor.as_str()), &src)?;
+    cx.same(
+        "system",
+        &f.system.as_deref(),
+        &Some(c.from_system.as_str()),
+        &src,
+    )?;
+    cx.same(
+        "asset",
+        &f.asset.map(|a| hex(&a)),
+        &Ctx::single_asset(c).map(|a| hex(&a)),
+        &src,
+    )?;
+    cx.same(
+        "grant",
+        &f.grant.as_deref(),
+        &(!c.grant_id.is_empty()).then_some(c.grant_id.as_str()),
+        &src,
+    )?;
+    cx.same("at", &rfc3339(f.at), &rfc3339(e.event.event_time), &src)?;
+    let Some(p) = c.purpose else {
+        return Err(cx.fail(format!("{src} names no purpose")));
+    };
+    cx.same(
+        "detail",
+        &f.detail,
+        &format!("purpose {} is not granted", p.name()),
+        &src,
+    )?;
+    let mut lines = vec![action_line(&e, c)];
+    let mut limits = Vec::new();
+    if f.entries.len() == 2 {
+        let (ge, g) = cx.grant(1, &c.grant_id, e.index)?;
+        if g.purposes.is_empty() || g.purposes.contains(&p) {
+            return Err(cx.fail(format!(
+                "entry {} grants purposes {}, which cover {}",
+                ge.index,
+                list_or_any(g.purposes.iter().map(|p| p.name().to_owned())),
+                p.name()
+            )));
+        }
+        lines.push(format!(
+            "entry {}: GRANT_ISSUED of grant {} to {} for purposes {}, not {}",
+            ge.index,
+            g.grant_id,
+            g.grantee,
+            list_or_any(g.purposes.iter().map(|p| p.name().to_owned())),
+            p.name()
+        ));
+    } else if c.grant_id.is_empty() {
+        lines.push(format!("the {} names no grant", c.action.name()));
+        limits.push(format!(
+            "that {} acts for a vendor, to whom the rule applies (party kinds are in registry entries the bundle does not hold)",
+            c.actor
+        ));
+    } else {
+        limits.push(format!(
+            "that grant {} was never issued ({REPLAY})",
+            c.grant_id
+        ));
+    }
+    Ok((lines, limits))
+}
+
+fn event_line(e: &Cited<'_>) -> String {
+    format!(
+        "entry {}: {} reported by {} (event id {})",
+        e.index,
+        e.event.body.code(),
+        e.event.reporter,
+        e.event.event_id
+    )
+}
+
+fn late_reporting(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
+    let f = cx.f;
+    cx.count(1..=1)?;
+    cx.none(&[
+        ("system", f.system.is_some()),
+        ("asset", f.asset.is_some()),
+        ("grant", f.grant.is_some()),
+        ("retention_rule", f.retention_rule.is_some()),
+    ])?;
+    let e = cx.entry(0)?;
+    let src = format!("entry {}", e.index);
+    cx.same(
+        "party",
+        &f.party.as_deref(),
+        &Some(e.event.reporter.as_str()),
+        &src,
+    )?;
+    let t = e.event.event_time;
+    let delay = e.integrated - t;
+    let deadline = f.at - t;
+    if deadline < 0 || delay <= deadline {
+        return Err(cx.fail(format!(
+            "{src} was logged {} after it happened, within the {} the finding's time allows",
+            secs(delay),
+            secs(deadline.max(0))
+        )));
+    }
+    cx.same(
+        "detail",
+        &f.detail,
+        &format!(
+            "logged {} s after it happened; the deadline is {} s",
+            delay / SEC,
+            deadline / SEC
+        ),
+        &src,
+    )?;
+    Ok((
+        vec![
+            event_line(&e),
+            format!(
+                "it happened at {} and was logged at {}, {} later; the finding applies a reporting deadline of {}",
+                rfc3339(t),
+                rfc3339(e.integrated),
+                secs(delay),
+                secs(deadline)
+            ),
+        ],
+        vec![format!(
+            "that {} is the agreed reporting deadline (it is the server's policy; the log records only the two times)",
+            secs(deadline)
+        )],
+    ))
+}
+
+fn sequence_gap(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
+    let f = cx.f;
+    cx.count(1..=1)?;
+    cx.none(&[
+        ("system", f.system.is_some()),
+        ("asset", f.asset.is_some()),
+        ("grant", f.grant.is_some()),
+        ("retention_rule", f.retention_rule.is_some()),
+    ])?;
+    let e = cx.entry(0)?;
+    let src = format!("entry {}", e.index);
+    cx.same(
+        "party",
+        &f.party.as_deref(),
+        &Some(e.event.reporter.as_str()),
+        &src,
+    )?;
+    cx.same("at", &rfc3339(f.at), &rfc3339(e.event.event_time), &src)?;
+    let seq = e.event.reporter_seq;
+    let last = f
+        .detail
+        .strip_prefix(&format!("sequence number {seq} follows "))
+        .and_then(|r| r.split_once(';'))
+        .and_then(|(l, _)| l.parse::<u64>().ok())
+        .filter(|l| l.saturating_add(1) < seq)
+        .ok_or_else(|| {
+            cx.fail(format!(
+                "detail {:?} does not state a gap before {src}'s sequence number {seq}",
+                f.detail
+            ))
+        })?;
+    cx.same(
+        "detail",
+        &f.detail,
+        &format!(
+            "sequence number {seq} follows {last}; {} missing",
+            seq - last - 1
+        ),
+        &src,
+    )?;
+    Ok((
+        vec![
+            event_line(&e),
+            format!("it carries reporter sequence number {seq}"),
+        ],
+        vec![format!(
+            "that {last} was {}'s highest earlier sequence number and that no entry carries the {} missing ({REPLAY})",
+            e.event.reporter,
+            counted(seq - last - 1, "number", "numbers")
+        )],
+    ))
+}
+
+fn unexplained_custody(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, EvidenceError> {
+    let f = cx.f;
+    cx.count(1..=1)?;
+    cx.none(&[
+        ("grant", f.grant.is_some()),
+        ("retention_rule", f.retention_rule.is_some()),
+    ])?;
+    let e = cx.entry(0)?;
+    let src = format!("entry {}", e.index);
+    let Some(c) = e.custody(K::ALL) else {
+        return Err(cx.fail(format!(
+            "{src} is a {}, not a custody event",
+            e.event.body.code()
+        )));
+    };
+    cx.same("party", &f.party.as_deref(), &Some(c.actor.as_str()), &src)?;
+    cx.same("at", &rfc3339(f.at), &rfc3339(e.event.event_time), &src)?;
+    let (Some(asset), Some(system)) = (&f.asset, &f.system) else {
+        return Err(cx.fail("it names no asset or no system"));
+    };
+    if c.from_system != *system && c.to_system != *system {
+        return Err(cx.fail(format!("{src} does not act on system {system}")));
+    }
+    if !c.asset.is_some_and(|a| cx.ev.names_asset(&a, asset, used)) {
+        return Err(cx.fail(format!("{src} is not proven to name asset {}", hex(asset))));
+    }
+    cx.same(
+        "detail",
+        &f.detail.as_str(),
+        &"acts on an asset the log never showed on this system",
+        "the rule",
+    )?;
+    Ok((
+        vec![action_line(&e, c)],
+        vec![format!(
+            "that the log never showed asset {} on {system} before entry {} ({REPLAY})",
+            hex(asset),
+            e.index
+        )],
+    ))
+}
+
+fn unacknowledged_transfer(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
+    let f = cx.f;
+    cx.count(1..=2)?;
+    cx.none(&[("retention_rule", f.retention_rule.is_some())])?;
+    let (e, c) = cx.action(0, &TRANSFERS)?;
+    let src = format!("entry {}", e.index);
+    cx.same("party", &f.party.as_deref(), &Some(c.actor.as_str()), &src)?;
+    cx.same(
+        "system",
+        &f.system.as_deref(),
+        &Some(c.to_system.as_str()),
+        &src,
+    )?;
+    cx.same(
+        "asset",
+        &f.asset.map(|a| hex(&a)),
+        &Ctx::single_asset(c).map(|a| hex(&a)),
+        &src,
+    )?;
+    cx.none(&[("grant", f.grant.is_some())])?;
+    let t = e.event.event_time;
+    let window = f.at - t;
+    if window <= 0 || f.at >= cx.as_of {
+        return Err(cx.fail(format!(
+            "its receipt deadline {} is not after the transfer at {} and before the question's time",
+            rfc3339(f.at),
+            rfc3339(t)
+        )));
+    }
+    let mut lines = vec![
+        action_line(&e, c),
+        format!(
+            "the receipt window the finding applies ({}) ended at {}, before {}",
+            secs(window),
+            rfc3339(f.at),
+            rfc3339(cx.as_of)
+        ),
+    ];
+    let mut limits = vec![format!(
+        "that {} is the agreed receipt window (it is the server's policy)",
+        secs(window)
+    )];
+    match f.detail.as_str() {
+        "no receipt" => {
+            cx.count(1..=1)?;
+            limits.insert(
+                0,
+                format!(
+                    "that no RECEIPT of entry {} was logged by {} ({REPLAY})",
+                    e.index,
+                    rfc3339(cx.as_of)
+                ),
+            );
+        }
+        "receipt after the window" => {
+            cx.count(2..=2)?;
+            let r = cx.entry(1)?;
+            let late = match r.custody(&[K::Receipt]) {
+                Some(rc) if rc.receipt_of == Some(e.index) => {
+                    r.event.event_time > f.at || r.event.event_time > cx.as_of
+                }
+                _ => {
+                    return Err(cx.fail(format!(
+                        "entry {} is not a RECEIPT of entry {}",
+                        r.index, e.index
+                    )))
+                }
+            };
+            if !late {
+                return Err(cx.fail(format!(
+                    "entry {} acknowledges the transfer at {}, within the window",
+                    r.index,
+                    rfc3339(r.event.event_time)
+                )));
+            }
+            lines.push(format!(
+                "entry {}: RECEIPT of entry {} by {} at {}, after the window",
+                r.index,
+                e.index,
+                r.event.reporter,
+                rfc3339(r.event.event_time)
+            ));
+            limits.insert(
+                0,
+                format!(
+                    "that no earlier RECEIPT of entry {} was logged ({REPLAY})",
+                    e.index
+                ),
+            );
+        }
+        d => return Err(cx.fail(format!("detail {d:?} is not a reason the rule gives"))),
+    }
+    Ok((lines, limits))
+}
+
+const OPENS: [K; 4] = [K::Capture, K::Copy, K::Move, K::Derive];
+
+fn missing_attestation(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, EvidenceError> {
+    let f = cx.f;
+    cx.count(1..=2)?;
+    cx.none(&[
+        ("asset", f.asset.is_some()),
+        ("grant", f.grant.is_some()),
+        ("retention_rule", f.retention_rule.is_some()),
+    ])?;
+    let (Some(system), Some(party)) = (&f.system, &f.party) else {
+        return Err(cx.fail("it names no system or no party"));
+    };
+    let (e, c) = cx.action(0, &OPENS)?;
+    if c.to_system != *system {
+        return Err(cx.fail(format!("entry {} puts nothing on system {system}", e.index)));
+    }
+    let reg = cx.owner(system, party, used)?;
+    let since = e.event.event_time;
+    let mut lines = vec![
+        action_line(&e, c),
+        format!("registry entry {reg}: system {system} is {party}'s"),
+    ];
+    let mut last = since;
+    if f.entries.len() == 2 {
+        let a = cx.entry(1)?;
+        match &a.event.body {
+            EventBody::CustodyAttestation(x) if x.system_id == *system => {}
+            _ => {
+                return Err(cx.fail(format!(
+                    "entry {} is not a CUSTODY_ATTESTATION of system {system}",
+                    a.index
+                )))
+            }
+        }
+        if a.event.event_time <= cx.as_of {
+            last = a.event.event_time;
+        }
+        lines.push(format!(
+            "entry {}: CUSTODY_ATTESTATION of {system} by {} at {}",
+            a.index,
+            a.event.reporter,
+            rfc3339(a.event.event_time)
+        ));
+    }
+    let period = f.at - last;
+    if period <= 0 || f.at >= cx.as_of {
+        return Err(cx.fail(format!(
+            "its deadline {} is not after {} and before the question's time",
+            rfc3339(f.at),
+            rfc3339(last)
+        )));
+    }
+    cx.same(
+        "detail",
+        &f.detail,
+        &format!("no custody attestation for {} s", (cx.as_of - last) / SEC),
+        "the cited entries",
+    )?;
+    lines.push(format!(
+        "from {} to {}, {} passed; the attestation period the finding applies is {}",
+        rfc3339(last),
+        rfc3339(cx.as_of),
+        secs(cx.as_of - last),
+        secs(period)
+    ));
+    Ok((
+        lines,
+        vec![
+            format!(
+                "that no CUSTODY_ATTESTATION of {system} was logged between {} and {} ({REPLAY})",
+                rfc3339(last),
+                rfc3339(cx.as_of)
+            ),
+            format!(
+                "that {} is the agreed attestation period (it is the server's policy)",
+                secs(period)
+            ),
+        ],
+    ))
+}
+
+fn retention_overdue(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, EvidenceError> {
+    let f = cx.f;
+    cx.count(2..=3)?;
+    cx.none(&[("grant", f.grant.is_some())])?;
+    let (Some(system), Some(party), Some(asset), Some(rule_id)) =
+        (&f.system, &f.party, &f.asset, &f.retention_rule)
+    else {
+        return Err(cx.fail("it names no system, party, asset or retention rule"));
+    };
+    let n = f.entries.len();
+    let (o, oc) = cx.action(n - 2, &OPENS)?;
+    if oc.to_system != *system || !oc.asset.is_some_and(|a| cx.ev.names_asset(&a, asset, used)) {
+        return Err(cx.fail(format!(
+            "entry {} is not proven to put asset {} on system {system}",
+            o.index,
+            hex(asset)
+        )));
+    }
+    let r = cx.entry(n - 1)?;
+    let rule = match &r.event.body {
+        EventBody::RetentionRulePublished(x) if x.rule_id == *rule_id => x,
+        other => {
+            return Err(cx.fail(format!(
+                "entry {} is a {}, not the RETENTION_RULE_PUBLISHED of rule {rule_id}",
+                r.index,
+                other.code()
+            )))
+        }
+    };
+    if !rule.system_id.is_empty() && rule.system_id != *system {
+        return Err(cx.fail(format!(
+            "rule {rule_id} applies to system {}, not {system}",
+            rule.system_id
+        )));
+    }
+    let reg = cx.owner(system, party, used)?;
+    let mut lines = vec![action_line(&o, oc)];
+    let mut limits = Vec::new();
+    let born = if n == 3 {
+        let (b, bc) = cx.action(0, &[K::Capture, K::Derive])?;
+        if b.index >= o.index {
+            return Err(cx.fail(format!(
+                "entry {} cannot create the asset after entry {} put it on the system",
+                b.index, o.index
+            )));
+        }
+        lines.insert(0, action_line(&b, bc));
+        // A CAPTURE of the asset states its class; a rule must select it.
+        let names = bc.asset.is_some_and(|a| cx.ev.names_asset(&a, asset, used));
+        if bc.action == K::Capture && names {
+            let (m, s) = (bc.modality, bc.subject_class);
+            if rule.modality.is_some_and(|x| Some(x) != m)
+                || rule.subject_class.is_some_and(|x| Some(x) != s)
+            {
+                return Err(cx.fail(format!(
+                    "rule {rule_id} does not select the class entry {} states",
+                    b.index
+                )));
+            }
+        } else if !names {
+            limits.push(format!(
+                "that asset {} derives from what entry {} created (the DERIVE entries between them are not in the bundle)",
+                hex(asset),
+                b.index
+            ));
+        }
+        b.event.event_time
+    } else {
+        o.event.event_time
+    };
+    let start = match rule.clock {
+        RetentionClock::Capture => born,
+        RetentionClock::CustodyStart => o.event.event_time,
+    };
+    let due = start.saturating_add(rule.max_age);
+    cx.same(
+        "at",
+        &rfc3339(f.at),
+        &rfc3339(due),
+        "the cited entries and rule",
+    )?;
+    if due >= cx.as_of {
+        return Err(cx.fail(format!(
+            "it falls due at {}, not before the question's time",
+            rfc3339(due)
+        )));
+    }
+    cx.same(
+        "detail",
+        &f.detail,
+        &format!("held past max_age {} s", rule.max_age / SEC),
+        &format!("entry {}", r.index),
+    )?;
+    lines.push(format!(
+        "entry {}: RETENTION_RULE_PUBLISHED of rule {rule_id}: max_age {}, counted from {}{}{}",
+        r.index,
+        secs(rule.max_age),
+        match rule.clock {
+            RetentionClock::Capture => "capture",
+            RetentionClock::CustodyStart => "the start of custody",
+        },
+        match (rule.modality, rule.subject_class) {
+            (None, None) => String::new(),
+            (m, s) => format!(
+                ", for {}{}",
+                m.map_or("any modality".to_owned(), |m| m.name().to_owned()),
+                s.map_or(String::new(), |s| format!(" {}", s.name()))
+            ),
+        },
+        if rule.system_id.is_empty() {
+            String::new()
+        } else {
+            format!(", on {}", rule.system_id)
+        }
+    ));
+    lines.push(format!(
+        "registry entry {reg}: system {system} is {party}'s"
+    ));
+    lines.push(format!(
+        "{} + {} = {}, before {}",
+        rfc3339(start),
+        secs(rule.max_age),
+        rfc3339(due),
+        rfc3339(cx.as_of)
+    ));
+    limits.insert(
+        0,
+        format!(
+            "that the asset was still on {system} at {} (the bundle holds no later DELETE or MOVE), that no legal hold covers it, that no other rule applies ({REPLAY})",
+            rfc3339(cx.as_of)
+        ),
+    );
+    Ok((lines, limits))
+}
