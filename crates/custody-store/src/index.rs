@@ -530,6 +530,24 @@ pub fn manifest_hashes(
 /// [`StoreError`] on engine failure or corrupt records.
 pub fn asset_intervals(s: &dyn LogStore, asset: &Digest) -> Result<Vec<Interval>, StoreError> {
     let mut out = Vec::new();
+    scan_asset_intervals(s, asset, &mut |i| {
+        out.push(i);
+        true
+    })?;
+    Ok(out)
+}
+
+/// `scan_asset_intervals` visits the intervals of `asset` in (system,
+/// opened_by) order until `f` returns false.
+///
+/// # Errors
+///
+/// [`StoreError`] on engine failure or corrupt records.
+pub fn scan_asset_intervals(
+    s: &dyn LogStore,
+    asset: &Digest,
+    f: &mut dyn FnMut(Interval) -> bool,
+) -> Result<(), StoreError> {
     let mut err = None;
     s.index_scan(IndexCf::AssetIntervals, asset, asset, &mut |k, v| {
         let r = (|| {
@@ -543,10 +561,7 @@ pub fn asset_intervals(s: &dyn LogStore, asset: &Digest) -> Result<Vec<Interval>
             decode_interval_value(*asset, system, opened_by, v)
         })();
         match r {
-            Ok(i) => {
-                out.push(i);
-                true
-            }
+            Ok(i) => f(i),
             Err(e) => {
                 err = Some(e);
                 false
@@ -555,7 +570,7 @@ pub fn asset_intervals(s: &dyn LogStore, asset: &Digest) -> Result<Vec<Interval>
     })?;
     match err {
         Some(e) => Err(e),
-        None => Ok(out),
+        None => Ok(()),
     }
 }
 

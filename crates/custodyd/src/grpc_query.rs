@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use custody_domain::{
-    AssetRef, CustodyView as _, Digest, EventBody, Interval, ManifestRef, Registry,
-    MAX_MANIFEST_MEMBERS,
+    AssetRef, CustodyActionKind, CustodyView as _, Digest, EventBody, Interval, ManifestRef,
+    Registry, MAX_MANIFEST_MEMBERS,
 };
 use custody_log::{
     append_leaves, leaf_hash, prove_inclusion, tree_root, Hash, HashSource, MemoryHashes,
@@ -27,12 +27,12 @@ const MAX_PAGE: u32 = 1000;
 /// Largest page of manifest members.
 const MAX_MEMBERS_PAGE: u32 = 10_000;
 
-fn internal(context: &str, e: impl std::fmt::Display) -> Status {
+pub(crate) fn internal(context: &str, e: impl std::fmt::Display) -> Status {
     tracing::error!(error = %e, "{context}");
     Status::internal(format!("{context}: {e}"))
 }
 
-fn digest(field: &str, b: &[u8]) -> Result<Digest, Status> {
+pub(crate) fn digest(field: &str, b: &[u8]) -> Result<Digest, Status> {
     b.try_into().map_err(|_| {
         Status::invalid_argument(format!(
             "{field}: want a 32-byte SHA-256 digest, got {} bytes",
@@ -119,9 +119,11 @@ fn membership(
 /// `Pinned` is the checkpoint an answer is computed and proven at. Page
 /// tokens carry its size, so every page of one listing is proven against
 /// the same checkpoint.
-struct Pinned {
-    size: u64,
-    note: Vec<u8>,
+pub(crate) struct Pinned {
+    /// The checkpoint's tree size.
+    pub(crate) size: u64,
+    /// The signed checkpoint note.
+    pub(crate) note: Vec<u8>,
 }
 
 /// `Token` is a page token: the pinned tree size, then the listing's own
@@ -145,7 +147,7 @@ fn join_token(size: u64, cursor: &[u8]) -> Vec<u8> {
 }
 
 /// `pin` is the latest checkpoint, or the stored one of `size`.
-fn pin(state: &LogState, size: Option<u64>) -> Result<Pinned, Status> {
+pub(crate) fn pin(state: &LogState, size: Option<u64>) -> Result<Pinned, Status> {
     let latest = state.latest();
     match size {
         None => Ok(Pinned {
@@ -168,16 +170,19 @@ fn pin(state: &LogState, size: Option<u64>) -> Result<Pinned, Status> {
 }
 
 /// `Cited` is a cited entry: its bytes, the asset or manifest it names,
-/// and the keys that signed it.
+/// the keys that signed it, whether it creates its asset (CAPTURE, DERIVE)
+/// and, for a RECEIPT, the transfer it acknowledges.
 struct Cited {
     bytes: Vec<u8>,
     asset: Option<AssetRef>,
     keys: Vec<custody_domain::KeyId>,
+    creates: bool,
+    receipt_of: Option<u64>,
 }
 
 /// `EvidenceBuilder` collects what an answer cites, then proves it all
 /// against one checkpoint.
-struct EvidenceBuilder<'a> {
+pub(crate) struct EvidenceBuilder<'a> {
     store: &'a dyn LogStore,
     cp: &'a Pinned,
     registry: &'a Registry,
@@ -190,7 +195,7 @@ struct EvidenceBuilder<'a> {
 }
 
 impl<'a> EvidenceBuilder<'a> {
-    fn new(state: &'a LogState, cp: &'a Pinned, registry: &'a Registry) -> Self {
+    pub(crate) fn new(state: &'a LogState, cp: &'a Pinned, registry: &'a Registry) -> Self {
         Self {
             store: state.store.as_ref(),
             cp,
@@ -203,7 +208,7 @@ impl<'a> EvidenceBuilder<'a> {
 
     /// `cite` adds entry `index`, and the membership of `asset` if the entry
     /// is a bulk event.
-    fn cite(&mut self, index: u64, asset: Option<&Digest>) -> Result<(), Status> {
+    pub(crate) fn cite(&mut self, index: u64, asset: Option<&Digest>) -> Result<(), Status> {
         if index >= self.cp.size {
             return Ok(());
         }
@@ -214,16 +219,24 @@ impl<'a> EvidenceBuilder<'a> {
                 .map_err(|e| internal("read entry", e))?
                 .pop()
                 .unwrap_or_default();
-            let (asset_ref, keys) = match decode_entry(&bytes) {
+            let (asset_ref, keys, creates, receipt_of) = match decode_entry(&bytes) {
                 Ok(Entry::Event { envelope, .. }) => {
                     let keys = envelope.signatures.iter().map(|s| s.key_id).collect();
-                    let a = match decode_event(&envelope.body).map(|e| e.body) {
-                        Ok(EventBody::Custody(c)) => c.asset,
-                        _ => None,
-                    };
-                    (a, keys)
+                    match decode_event(&envelope.body).map(|e| e.body) {
+                        Ok(EventBody::Custody(c)) => (
+                            c.asset,
+                            keys,
+                            matches!(
+                                c.action,
+                                CustodyActionKind::Capture | CustodyActionKind::Derive
+                            ),
+                            c.receipt_of
+                                .filter(|_| c.action == CustodyActionKind::Receipt),
+                        ),
+                        _ => (None, keys, false, None),
+                    }
                 }
-                _ => (None, Vec::new()),
+                _ => (None, Vec::new(), false, None),
             };
             self.entries.insert(
                 index,
@@ -231,6 +244,8 @@ impl<'a> EvidenceBuilder<'a> {
                     bytes,
                     asset: asset_ref,
                     keys,
+                    creates,
+                    receipt_of,
                 },
             );
         }
@@ -247,7 +262,48 @@ impl<'a> EvidenceBuilder<'a> {
         Ok(())
     }
 
-    fn cite_interval(&mut self, i: &Interval) -> Result<(), Status> {
+    /// `cite_history` adds entry `index` of `asset`'s history and, for a
+    /// RECEIPT, the transfer it acknowledges, which shows what it is about.
+    pub(crate) fn cite_history(&mut self, index: u64, asset: &Digest) -> Result<(), Status> {
+        self.cite(index, Some(asset))?;
+        if let Some(of) = self.entries.get(&index).and_then(|c| c.receipt_of) {
+            if of < index {
+                self.cite(of, Some(asset))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `cite_class` adds, for an interval whose class the log knows but
+    /// whose opening entry does not create the asset (a COPY or MOVE), the
+    /// entry that created it, which states the class. Call it after
+    /// [`Self::cite_interval`].
+    pub(crate) fn cite_class(&mut self, i: &Interval) -> Result<(), Status> {
+        if i.modality.is_none() || self.entries.get(&i.opened_by).is_none_or(|c| c.creates) {
+            return Ok(());
+        }
+        let meta =
+            index::asset_meta(self.store, &i.asset).map_err(|e| internal("read asset", e))?;
+        if let Some(m) = meta.filter(|m| m.created_by < i.opened_by) {
+            self.cite(m.created_by, Some(&i.asset))?;
+        }
+        Ok(())
+    }
+
+    /// `cite_system` adds the registration of `system`, which names its
+    /// owner.
+    pub(crate) fn cite_system(&mut self, system: &str) {
+        if !self.systems.contains(system) {
+            self.systems.insert(system.to_owned());
+        }
+    }
+
+    /// `cited` is how many entries are cited so far.
+    pub(crate) fn cited(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn cite_interval(&mut self, i: &Interval) -> Result<(), Status> {
         if !self.systems.contains(&i.system) {
             self.systems.insert(i.system.clone());
         }
@@ -268,7 +324,7 @@ impl<'a> EvidenceBuilder<'a> {
         })
     }
 
-    fn build(self) -> Result<v1::Evidence, Status> {
+    pub(crate) fn build(self) -> Result<v1::Evidence, Status> {
         // The registry entries behind every signature: genesis (the owner's
         // key) and the KEY_ADDED of each signing key; and the registration
         // of each system cited, which names its owner (the holder).
@@ -290,13 +346,32 @@ impl<'a> EvidenceBuilder<'a> {
             tree_size: self.cp.size,
             ..Default::default()
         };
-        for i in registry.into_iter().filter(|i| *i < self.cp.size) {
+        // Registry entries are signed too (by the data owner's keys): add
+        // the KEY_ADDED entry of each of their keys, until none is missing.
+        let mut todo: Vec<u64> = registry.iter().copied().collect();
+        let mut read: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        while let Some(i) = todo.pop() {
+            if i >= self.cp.size || read.contains_key(&i) {
+                continue;
+            }
             let e = self
                 .store
                 .read_entries(i, i + 1)
                 .map_err(|e| internal("read registry entry", e))?
                 .pop()
                 .unwrap_or_default();
+            if let Ok(Entry::Event { envelope, .. }) = decode_entry(&e) {
+                for s in &envelope.signatures {
+                    if let Some(r) = self.registry.key(&s.key_id) {
+                        if registry.insert(r.added_at) {
+                            todo.push(r.added_at);
+                        }
+                    }
+                }
+            }
+            read.insert(i, e);
+        }
+        for (i, e) in read {
             out.registry.push(self.proven(i, e)?);
         }
         for (i, c) in &self.entries {
@@ -334,12 +409,30 @@ pub fn interval_to_proto(i: &Interval) -> v1::CustodyInterval {
 pub struct CustodyQueryService {
     /// Shared state.
     state: Arc<LogState>,
+    /// The findings stage, which Findings reads.
+    findings: Arc<crate::findings_stage::Findings>,
 }
 
 impl CustodyQueryService {
     /// `new` makes the service.
-    pub fn new(state: Arc<LogState>) -> Self {
-        Self { state }
+    pub fn new(state: Arc<LogState>, findings: Arc<crate::findings_stage::Findings>) -> Self {
+        Self { state, findings }
+    }
+}
+
+/// `finding_to_proto` is the wire form of a finding.
+pub fn finding_to_proto(f: &custody_domain::findings::Finding) -> v1::Finding {
+    v1::Finding {
+        rule: f.rule.name().to_owned(),
+        entries: f.entries.clone(),
+        party: f.party.clone().unwrap_or_default(),
+        system_id: f.system.clone().unwrap_or_default(),
+        asset: f.asset.map(|a| a.to_vec()).unwrap_or_default(),
+        grant_id: f.grant.clone().unwrap_or_default(),
+        retention_rule_id: f.retention_rule.clone().unwrap_or_default(),
+        at_unix_nanos: f.at,
+        detail: f.detail.clone(),
+        id: f.id.clone(),
     }
 }
 
@@ -373,7 +466,7 @@ impl CustodyQuery for CustodyQueryService {
                 .map_err(|e| internal("asset history", e))?;
             let mut ev = EvidenceBuilder::new(&state, &cp, &registry);
             for i in &indexes {
-                ev.cite(*i, Some(&asset))?;
+                ev.cite_history(*i, &asset)?;
             }
             Ok(Response::new(v1::AssetHistoryResponse {
                 next_page_token: match (more, indexes.last()) {
@@ -543,16 +636,91 @@ impl CustodyQuery for CustodyQueryService {
 
     async fn findings(
         &self,
-        _request: Request<v1::FindingsRequest>,
+        request: Request<v1::FindingsRequest>,
     ) -> Result<Response<v1::FindingsResponse>, Status> {
-        Err(Status::unimplemented("findings are not served yet"))
+        let r = request.into_inner();
+        let limit = page_size(r.page_size)?;
+        let rule = match r.rule.as_str() {
+            "" => None,
+            name => Some(
+                custody_domain::findings::Rule::from_name(name).ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "rule: {name:?} is not a rule; use one of {}",
+                        custody_domain::findings::Rule::ALL
+                            .iter()
+                            .map(|r| r.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?,
+            ),
+        };
+        let (pinned, cursor) = split_token(&r.page_token)?;
+        let offset = match cursor.len() {
+            0 => 0,
+            8 => u64::from_be_bytes(cursor.try_into().map_err(|_| bad_token())?) as usize,
+            _ => return Err(bad_token()),
+        };
+        let as_of = match r.as_of_unix_nanos {
+            0 => crate::init::now_nanos(),
+            t => t,
+        };
+        let cp = pin(&self.state, pinned)?;
+        let all = self
+            .findings
+            .findings(cp.size, as_of)
+            .await
+            .map_err(Status::unavailable)?;
+        let to = if r.to_unix_nanos == 0 {
+            i64::MAX
+        } else {
+            r.to_unix_nanos
+        };
+        let matching: Vec<_> = all
+            .into_iter()
+            .filter(|f| rule.is_none_or(|x| f.rule == x))
+            .filter(|f| r.party.is_empty() || f.party.as_deref() == Some(r.party.as_str()))
+            .filter(|f| r.system_id.is_empty() || f.system.as_deref() == Some(r.system_id.as_str()))
+            .filter(|f| f.at >= r.from_unix_nanos && f.at <= to)
+            .collect();
+        let total = matching.len() as u64;
+        let page: Vec<_> = matching.into_iter().skip(offset).take(limit).collect();
+        let next = offset + page.len();
+        let state = self.state.clone();
+        let registry = state.registry();
+        tokio::task::spawn_blocking(move || {
+            let mut ev = EvidenceBuilder::new(&state, &cp, &registry);
+            for f in &page {
+                for e in &f.entries {
+                    ev.cite(*e, f.asset.as_ref())?;
+                }
+            }
+            Ok(Response::new(v1::FindingsResponse {
+                findings: page.iter().map(finding_to_proto).collect(),
+                total,
+                evidence: Some(ev.build()?),
+                next_page_token: if (next as u64) < total {
+                    join_token(cp.size, &(next as u64).to_be_bytes())
+                } else {
+                    Vec::new()
+                },
+            }))
+        })
+        .await
+        .map_err(|e| internal("query task", e))?
     }
 
     async fn export_evidence(
         &self,
-        _request: Request<v1::ExportEvidenceRequest>,
+        request: Request<v1::ExportEvidenceRequest>,
     ) -> Result<Response<v1::ExportEvidenceResponse>, Status> {
-        Err(Status::unimplemented("evidence export is not served yet"))
+        crate::export::export_evidence(
+            self.state.clone(),
+            Some(self.findings.clone()),
+            request.into_inner(),
+        )
+        .await
+        .map(Response::new)
     }
 }
 

@@ -44,6 +44,8 @@ pub fn router(state: Arc<LogState>) -> Router {
     Router::new()
         .route("/checkpoint", get(checkpoint))
         .route("/tile/{*path}", get(tile))
+        .merge(crate::ui::router(state.clone()))
+        .merge(crate::export_http::router(state.clone()))
         .with_state(state)
 }
 

@@ -17,6 +17,9 @@
 //! finds the same tree and its next checkpoint extends every earlier one.
 
 pub mod demo;
+pub mod export;
+pub mod export_http;
+pub mod findings_stage;
 pub mod grpc;
 pub mod grpc_query;
 pub mod http;
@@ -25,5 +28,6 @@ pub mod publisher;
 pub mod query;
 pub mod sequencer;
 pub mod state;
+pub mod ui;
 
 pub use state::LogState;

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use custody_log::{tree_root, LogSigner, LogVerifier};
 use custody_store_rocks::RocksStore;
 use custodyd::init::Paths;
-use custodyd::state::{LogState, PublishedCheckpoint, StoreHashes};
+use custodyd::state::{IngestSamples, LogState, PublishedCheckpoint, StoreHashes};
 use custodyd::{grpc, grpc_query, http, publisher, sequencer};
 use tokio::sync::watch;
 
@@ -78,6 +78,28 @@ struct ServeArgs {
     /// Largest batch per commit.
     #[arg(long, default_value_t = 8192)]
     max_batch: usize,
+    /// Findings: a transfer must be acknowledged within this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    receipt_window_secs: i64,
+    /// Findings: an event must be logged within this many seconds of
+    /// happening.
+    #[arg(long, default_value_t = 3600)]
+    reporting_deadline_secs: i64,
+    /// Findings: a party holding data on its own systems must attest its
+    /// holdings at least this often, in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    attestation_period_secs: i64,
+}
+
+impl ServeArgs {
+    fn policy(&self) -> custody_domain::findings::Policy {
+        const S: i64 = 1_000_000_000;
+        custody_domain::findings::Policy {
+            receipt_window: self.receipt_window_secs.saturating_mul(S),
+            reporting_deadline: self.reporting_deadline_secs.saturating_mul(S),
+            attestation_period: self.attestation_period_secs.saturating_mul(S),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -121,7 +143,12 @@ type Ready = Box<
         + Send,
 >;
 
-fn demo(args: ServeArgs, seed: u64, ground_truth: Option<PathBuf>) -> anyhow::Result<()> {
+fn demo(mut args: ServeArgs, seed: u64, ground_truth: Option<PathBuf>) -> anyhow::Result<()> {
+    // The demo logs four days of history at once; its log agrees a
+    // reporting deadline long enough for that backfill.
+    args.reporting_deadline_secs = args
+        .reporting_deadline_secs
+        .max(custodyd::demo::REPORTING_DEADLINE_SECS);
     let data = args.data.clone();
     let scenario = custodyd::demo::prepare(&data, seed)?;
     let ready: Ready = Box::new(move |grpc, http| {
@@ -180,6 +207,8 @@ fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
         durable,
         registry,
         checkpoint,
+        ingest: IngestSamples::default(),
+        findings: std::sync::OnceLock::new(),
     });
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -198,6 +227,7 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
     let sequencer = sequencer::Sequencer::start(state.clone(), args.queue, args.max_batch)?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    tokio::spawn(custodyd::state::sample_ingest(state.clone()));
     let publisher = tokio::spawn(publisher::run(
         state.clone(),
         Duration::from_millis(args.checkpoint_interval_ms),
@@ -216,8 +246,11 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
         grpc::CustodyLogService::new(state.clone(), sequencer),
     )
     .max_decoding_message_size(256 * 1024);
+    let findings = custodyd::findings_stage::Findings::start(state.clone(), args.policy());
+    // Set once, here; the web view reads it.
+    let _ = state.findings.set(findings.clone());
     let query = custody_proto::v1::custody_query_server::CustodyQueryServer::new(
-        grpc_query::CustodyQueryService::new(state.clone()),
+        grpc_query::CustodyQueryService::new(state.clone(), findings),
     )
     .max_encoding_message_size(64 << 20);
 
@@ -237,7 +270,10 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
         .add_service(service)
         .add_service(query)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            // TCP_NODELAY: answers span several segments, and Nagle's
+            // algorithm against the client's delayed ACK adds ~40 ms to
+            // every one of them.
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
             async move {
                 let _ = grpc_stop.changed().await;
             },

@@ -74,6 +74,32 @@ impl AsOf<'_> {
         Ok((v, more))
     }
 
+    /// `asset_intervals` is up to `limit` intervals of `asset` on every
+    /// system, in (system, opened_by) order, and whether more exist.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on storage failure.
+    pub fn asset_intervals(
+        &self,
+        asset: &Digest,
+        limit: usize,
+    ) -> Result<(Vec<Interval>, bool), StoreError> {
+        let mut out = Vec::new();
+        let mut more = false;
+        index::scan_asset_intervals(self.store, asset, &mut |i| {
+            if let Some(i) = self.visible(i) {
+                if out.len() == limit {
+                    more = true;
+                    return false;
+                }
+                out.push(i);
+            }
+            true
+        })?;
+        Ok((out, more))
+    }
+
     /// `holders_at` is every interval of `asset` covering time `t`.
     ///
     /// # Errors

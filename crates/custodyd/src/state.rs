@@ -1,6 +1,8 @@
 //! Shared service state.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use custody_domain::Registry;
 use custody_log::{Hash, HashSource, LogSigner};
@@ -33,6 +35,12 @@ pub struct LogState {
     /// after each commit that changes it; queries read keys and system
     /// owners from it.
     pub registry: watch::Sender<Arc<Registry>>,
+    /// The findings stage, once started; the web view's findings page
+    /// reads it (the gRPC service holds its own handle).
+    pub findings: std::sync::OnceLock<Arc<crate::findings_stage::Findings>>,
+    /// Recent (time, size) samples of published checkpoints, so the web
+    /// view can show an ingest rate without reading the log.
+    pub ingest: IngestSamples,
 }
 
 impl LogState {
@@ -52,6 +60,74 @@ impl LogState {
     }
 }
 
+/// `IngestSamples` is a small ring of (time, tree size) samples, at least
+/// [`IngestSamples::SPACING`] apart, from which the recent ingest rate is
+/// computed.
+#[derive(Debug, Default)]
+pub struct IngestSamples {
+    /// The samples, oldest first.
+    ring: Mutex<VecDeque<(Instant, u64)>>,
+}
+
+impl IngestSamples {
+    /// `CAPACITY` is how many samples are kept: with their spacing, a few
+    /// minutes of history.
+    pub const CAPACITY: usize = 128;
+    /// `SPACING` is the least time between two kept samples; a newer sample
+    /// inside it replaces the newest one.
+    pub const SPACING: Duration = Duration::from_secs(1);
+
+    /// `record` notes that the tree had `size` entries at `at`.
+    pub fn record(&self, at: Instant, size: u64) {
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let n = ring.len();
+        if n >= 2 && at.saturating_duration_since(ring[n - 2].0) < Self::SPACING {
+            ring[n - 1] = (at, size);
+            return;
+        }
+        if n >= Self::CAPACITY {
+            ring.pop_front();
+        }
+        ring.push_back((at, size));
+    }
+
+    /// `rate` is the ingest rate in entries per second over about the last
+    /// `window` before `now`, with the span it was measured over, or `None`
+    /// while there is less than a second of samples.
+    pub fn rate(&self, now: Instant, window: Duration) -> Option<(f64, Duration)> {
+        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, newest) = *ring.back()?;
+        let start = now.checked_sub(window);
+        // The last sample at or before the window's start, else the oldest.
+        let base = ring
+            .iter()
+            .rev()
+            .find(|(t, _)| start.is_some_and(|s| *t <= s))
+            .or(ring.front())
+            .copied()?;
+        let span = now.saturating_duration_since(base.0);
+        if span < Duration::from_secs(1) {
+            return None;
+        }
+        let grown = newest.saturating_sub(base.1);
+        Some((grown as f64 / span.as_secs_f64(), span))
+    }
+}
+
+/// `sample_ingest` records the size of every checkpoint `state` publishes
+/// into [`LogState::ingest`], starting with the current one. It runs until
+/// the task is dropped.
+pub async fn sample_ingest(state: Arc<LogState>) {
+    let mut rx = state.checkpoint.subscribe();
+    loop {
+        let size = rx.borrow_and_update().size;
+        state.ingest.record(Instant::now(), size);
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// `StoreHashes` is a [`LogStore`] seen as a [`HashSource`].
 pub struct StoreHashes<'a>(pub &'a dyn LogStore);
 
@@ -60,5 +136,41 @@ impl HashSource for StoreHashes<'_> {
 
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
         Ok(self.0.read_hashes(indexes)?.into_iter().map(Hash).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ingest_rate_is_growth_over_the_recent_window() {
+        let s = IngestSamples::default();
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        assert_eq!(s.rate(t0, Duration::from_secs(60)), None, "no samples");
+        s.record(t0, 100);
+        assert_eq!(s.rate(t0, Duration::from_secs(60)), None, "under a second");
+        for i in 1..=100 {
+            s.record(at(i), 100 + 10 * i);
+        }
+        let (r, span) = s.rate(at(100), Duration::from_secs(60)).unwrap();
+        assert_eq!(span, Duration::from_secs(60));
+        assert!((r - 10.0).abs() < 1e-9, "{r}");
+        // Idle since: the rate decays towards zero.
+        let (r, _) = s.rate(at(160), Duration::from_secs(60)).unwrap();
+        assert_eq!(r, 0.0);
+    }
+
+    #[test]
+    fn samples_closer_than_the_spacing_replace_the_newest() {
+        let s = IngestSamples::default();
+        let t0 = Instant::now();
+        for i in 0..10_000u64 {
+            s.record(t0 + Duration::from_millis(10 * i), i);
+        }
+        let ring = s.ring.lock().unwrap();
+        assert!(ring.len() <= IngestSamples::CAPACITY);
+        assert_eq!(ring.back().map(|(_, n)| *n), Some(9_999), "newest kept");
     }
 }

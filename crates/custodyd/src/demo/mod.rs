@@ -19,6 +19,10 @@ use tonic::transport::Channel;
 
 use scenario::{ids, Scenario};
 
+/// `REPORTING_DEADLINE_SECS` is the demo log's agreed reporting deadline:
+/// it loads four days of history at once, so five days.
+pub const REPORTING_DEADLINE_SECS: i64 = 5 * 86_400;
+
 /// The origin line of demo logs.
 pub const ORIGIN: &str = "demo.custody-ledger.example/border-poe";
 
@@ -169,24 +173,25 @@ pub async fn seed(
     let ch = channel(grpc).await?;
     let mut c = CustodyLogClient::new(ch.clone());
     let mut seqs: HashMap<String, u64> = HashMap::new();
-    let mut sign = |mut e: v1::Event, signer: &str| -> anyhow::Result<v1::SignedEvent> {
-        let seq = seqs.entry(e.reporter.clone()).or_insert(0);
-        *seq += 1;
-        e.reporter_seq = *seq;
-        let key = scenario
-            .keys
-            .get(signer)
-            .ok_or_else(|| anyhow!("bug: no key for {signer}"))?;
-        Ok(custody_proto::envelope_to_proto(&SignedEnvelope::sign(
-            e.encode_to_vec(),
-            &[key],
-        )))
-    };
+    let mut sign =
+        |mut e: v1::Event, signer: &str, skip: bool| -> anyhow::Result<v1::SignedEvent> {
+            let seq = seqs.entry(e.reporter.clone()).or_insert(0);
+            *seq += 1 + u64::from(skip);
+            e.reporter_seq = *seq;
+            let key = scenario
+                .keys
+                .get(signer)
+                .ok_or_else(|| anyhow!("bug: no key for {signer}"))?;
+            Ok(custody_proto::envelope_to_proto(&SignedEnvelope::sign(
+                e.encode_to_vec(),
+                &[key],
+            )))
+        };
 
     let registry: Vec<_> = scenario
         .registry
         .iter()
-        .map(|e| sign(e.clone(), ids::AGENCY))
+        .map(|e| sign(e.clone(), ids::AGENCY, false))
         .collect::<anyhow::Result<_>>()?;
     submit(&mut c, registry).await?;
 
@@ -226,7 +231,7 @@ pub async fn seed(
                 a.manifest = Some(m);
             }
         }
-        pending.push((pos, sign(event, p.signer)?));
+        pending.push((pos, sign(event, p.signer, p.skip_seq)?));
         if pending.len() >= 1000 {
             done += flush(&mut c, &mut pending, &mut index_of).await?;
         }
@@ -384,6 +389,11 @@ async fn summary(
         "  custody inspect holdings --server {server} --party {} --at {}\n",
         ids::SUBCO,
         marker.to
+    );
+    out += &format!(
+        "  custody inspect findings --server {server} --as-of {} --verify --log-key {}\n",
+        marker.to,
+        vkey.display()
     );
     out += &format!(
         "  custody monitor --url http://{http} --log-key {} --state {} --once\n",

@@ -86,6 +86,10 @@ pub struct GroundTruth {
     pub to: String,
     /// For every system id, the custody intervals generated on it.
     pub systems: BTreeMap<String, Vec<TruthInterval>>,
+    /// For each finding rule, how many findings the generator planted.
+    pub findings: BTreeMap<&'static str, usize>,
+    /// The time at which those counts hold: the end of the scenario.
+    pub as_of: String,
 }
 
 /// What a planned event does to custody, in the generator's own terms.
@@ -104,6 +108,8 @@ pub struct Planned {
     pub signer: &'static str,
     /// A manifest the event names, which must be uploaded first.
     pub manifest: Option<Vec<Digest>>,
+    /// Skip one sequence number before this event (a planted gap).
+    pub skip_seq: bool,
     /// The `receipt_of` target: the position (in plan order) of the
     /// transfer this RECEIPT acknowledges, resolved to a log index at
     /// submission.
@@ -125,6 +131,12 @@ pub struct Scenario {
     pub start: Timestamp,
     /// Scenario end.
     pub end: Timestamp,
+    /// Capture time of every citizen's face image (the retention rule's
+    /// clock).
+    citizen_faces: HashMap<Digest, Timestamp>,
+    /// Findings planted by construction, other than retention (counted
+    /// from the intervals in `ground_truth`).
+    planted: BTreeMap<&'static str, usize>,
 }
 
 struct Capture {
@@ -198,6 +210,7 @@ impl Gen {
                 event,
                 signer,
                 manifest,
+                skip_seq: false,
                 receipt_of: None,
                 effect,
             },
@@ -434,6 +447,7 @@ impl Scenario {
         }
 
         // Three maintenance sessions, on days 1..=3, on alternating lanes.
+        let mut on_net: BTreeSet<Digest> = BTreeSet::new();
         for s in 0..3i64 {
             let lane = (s % 2) as usize;
             let at = start
@@ -461,6 +475,7 @@ impl Scenario {
                     event: ev,
                     signer: LANE_CAMS[lane],
                     manifest: None,
+                    skip_seq: false,
                     receipt_of: None,
                     effect: Effect::None,
                 },
@@ -503,6 +518,7 @@ impl Scenario {
             );
             g.events[r].1.receipt_of = Some(to_usb);
             let t_net = t_copy + 3 * HOUR;
+            on_net.extend(batch.iter().copied());
             let to_net = g.custody(
                 t_net,
                 USB_GW,
@@ -545,6 +561,99 @@ impl Scenario {
             }
         }
 
+        // Planted findings beyond the maintenance sessions (each session
+        // made two transfers with no grant to systems outside the boundary,
+        // and one of its transfers went unacknowledged).
+        let mut planted = BTreeMap::new();
+        planted.insert("unauthorized_transfer", 6);
+        planted.insert("boundary_violation", 6);
+        planted.insert("unacknowledged_transfer", 1);
+        // The subcontractor holds data on two systems and never attests.
+        planted.insert("missing_attestation", 2);
+        // Its network agent reads an image no logged transfer brought
+        // there, and uses an exfiltrated image for training.
+        let never_copied = captures
+            .iter()
+            .map(|c| c.digest)
+            .find(|d| !on_net.contains(d));
+        if let (Some(d), Some(used)) = (never_copied, on_net.iter().next().copied()) {
+            let at = end - 2 * HOUR;
+            g.custody(
+                at,
+                SUBCO_AGENT,
+                K::Access,
+                SUBCO,
+                &[d],
+                SUBCO_NET,
+                "",
+                Effect::None,
+                |a| {
+                    a.purpose = v1::Purpose::Maintenance as i32;
+                    a.grant_id = GRANT.to_owned();
+                },
+            );
+            g.custody(
+                at + MINUTE,
+                SUBCO_AGENT,
+                K::Use,
+                SUBCO,
+                &[used],
+                SUBCO_NET,
+                "",
+                Effect::None,
+                |a| {
+                    a.purpose = v1::Purpose::Training as i32;
+                    a.grant_id = GRANT.to_owned();
+                },
+            );
+            planted.insert("unexplained_custody", 1);
+            planted.insert("purpose_drift", 1);
+        }
+        // A maintenance session from before the scenario, reported only
+        // now: later than the log's agreed deadline.
+        let old = end - 6 * 24 * HOUR;
+        let ev = g.event(
+            old,
+            LANE_CAMS[1],
+            v1::event::Body::MaintenanceSession(v1::MaintenanceSession {
+                session_id: "MS-2-0".to_owned(),
+                actor: SUBCO.to_owned(),
+                on_behalf_of: PRIME.to_owned(),
+                system_id: LANE_DEVICES[1].to_owned(),
+                grant_id: GRANT.to_owned(),
+                purpose: v1::Purpose::Maintenance as i32,
+                start_unix_nanos: old,
+                end_unix_nanos: old + HOUR,
+            }),
+        );
+        g.events.push((
+            old,
+            Planned {
+                event: ev,
+                signer: LANE_CAMS[1],
+                manifest: None,
+                skip_seq: false,
+                receipt_of: None,
+                effect: Effect::None,
+            },
+        ));
+        planted.insert("late_reporting", 1);
+        // One of lane 2's reports is missing from its sequence.
+        if let Some((_, p)) = g
+            .events
+            .iter_mut()
+            .filter(|(t, p)| p.signer == LANE_CAMS[1] && *t > start + 30 * HOUR)
+            .min_by_key(|(t, _)| *t)
+        {
+            p.skip_seq = true;
+            planted.insert("sequence_gap", 1);
+        }
+        let citizen_faces = captures
+            .iter()
+            .filter(|c| c.citizen_face)
+            .map(|c| (c.digest, c.at))
+            .collect();
+
         // Event-time order, stable, so receipts follow their transfers;
         // positions in `receipt_of` are remapped to the sorted order.
         let mut order: Vec<usize> = (0..g.events.len()).collect();
@@ -568,6 +677,8 @@ impl Scenario {
             events,
             start,
             end,
+            citizen_faces,
+            planted,
         }
     }
 
@@ -611,7 +722,7 @@ impl Scenario {
         for s in seen {
             systems.insert(s.to_owned(), Vec::new());
         }
-        for (a, sys, from, to) in intervals {
+        for (a, sys, from, to) in intervals.iter().copied() {
             systems
                 .entry(sys.to_owned())
                 .or_default()
@@ -622,11 +733,27 @@ impl Scenario {
                     to: to.map(custody_domain::rfc3339),
                 });
         }
+        // Retention: intervals still open at the end holding a citizen's
+        // face image captured more than 12 hours before it.
+        let overdue = intervals
+            .iter()
+            .filter(|(a, _, _, to)| {
+                to.is_none()
+                    && self
+                        .citizen_faces
+                        .get(a)
+                        .is_some_and(|at| at + CITIZEN_FACE_MAX_AGE < self.end)
+            })
+            .count();
+        let mut findings = self.planted.clone();
+        findings.insert("retention_overdue", overdue);
         GroundTruth {
             seed: self.seed,
             from: custody_domain::rfc3339(self.start),
             to: custody_domain::rfc3339(self.end),
             systems,
+            findings,
+            as_of: custody_domain::rfc3339(self.end),
         }
     }
 }

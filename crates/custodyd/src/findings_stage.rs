@@ -1,0 +1,166 @@
+//! Stage 3 of the append path: findings. It follows the durable log,
+//! replaying each new entry into an in-memory [`Replay`] (registry,
+//! custody state, findings engine), so that asking for findings is cheap.
+//!
+//! Contract:
+//! - It MUST only read durable entries, in log order, each once.
+//! - It MUST use the same domain code as `custody audit` (`Replay`), so a
+//!   replay of the log by anyone gives the same findings.
+//! - It never blocks the write path: it runs on its own task and catches
+//!   up after a restart by replaying from the start.
+
+use std::sync::{Arc, Mutex};
+
+use custody_domain::findings::{Finding, Policy};
+use custody_domain::replay::{ManifestSource, Replay};
+use custody_domain::{Digest, ManifestRef, Refusal};
+use custody_proto::{decode_entry, decode_event, Entry};
+use custody_store::{index, LogStore};
+use tokio::sync::watch;
+
+use crate::state::LogState;
+
+/// `Findings` is the stage's shared state.
+pub struct Findings {
+    /// The replay, as of `processed` entries.
+    replay: Mutex<Option<Replay>>,
+    /// How many entries the replay has applied.
+    pub processed: watch::Sender<u64>,
+    /// Why the stage stopped, if it did.
+    failed: Mutex<Option<String>>,
+}
+
+struct StoreManifests<'a>(&'a dyn LogStore);
+
+impl ManifestSource for StoreManifests<'_> {
+    fn members(&self, m: &ManifestRef) -> Result<Option<Arc<Vec<Digest>>>, Refusal> {
+        let fail = |e: custody_store::StoreError| Refusal::exhausted(format!("read manifest: {e}"));
+        match index::manifest_count(self.0, &m.root).map_err(fail)? {
+            Some(n) if n == m.count => Ok(Some(Arc::new(
+                index::manifest_members(self.0, &m.root, 0, n as usize).map_err(fail)?,
+            ))),
+            _ => Ok(None),
+        }
+    }
+}
+
+impl Findings {
+    /// `start` spawns the stage on the current runtime.
+    pub fn start(state: Arc<LogState>, policy: Policy) -> Arc<Self> {
+        let (processed, _) = watch::channel(0);
+        let me = Arc::new(Self {
+            replay: Mutex::new(None),
+            processed,
+            failed: Mutex::new(None),
+        });
+        let stage = me.clone();
+        tokio::spawn(async move {
+            let mut durable = state.durable.subscribe();
+            loop {
+                let target = *durable.borrow_and_update();
+                let st = state.clone();
+                let stg = stage.clone();
+                let r = tokio::task::spawn_blocking(move || stg.catch_up(&st, target, policy))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r);
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "findings stage stopped");
+                    if let Ok(mut f) = stage.failed.lock() {
+                        *f = Some(e);
+                    }
+                    return;
+                }
+                if durable.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        me
+    }
+
+    fn catch_up(&self, state: &LogState, target: u64, policy: Policy) -> Result<(), String> {
+        let store = state.store.as_ref();
+        let mut guard = self
+            .replay
+            .lock()
+            .map_err(|_| "findings replay lock poisoned".to_owned())?;
+        if guard.is_none() {
+            let genesis = match store
+                .read_entries(0, 1)
+                .map_err(|e| e.to_string())?
+                .first()
+                .map(|e| decode_entry(e))
+            {
+                Some(Ok(Entry::Genesis(g))) => g,
+                _ => return Err("entry 0 is not a genesis entry".into()),
+            };
+            *guard = Some(Replay::new(&genesis, policy).map_err(|e| e.to_string())?);
+        }
+        let Some(replay) = guard.as_mut() else {
+            return Err("findings replay missing".into());
+        };
+        while replay.size < target {
+            let end = target.min(replay.size + 1000);
+            let entries = store
+                .read_entries(replay.size, end)
+                .map_err(|e| e.to_string())?;
+            for (i, bytes) in (replay.size..end).zip(entries) {
+                let Ok(Entry::Event {
+                    envelope,
+                    integrated_time,
+                }) = decode_entry(&bytes)
+                else {
+                    return Err(format!("entry {i} is not a signed event"));
+                };
+                let event = decode_event(&envelope.body).map_err(|e| format!("entry {i}: {e}"))?;
+                replay
+                    .apply(i, &event, integrated_time, &StoreManifests(store))
+                    .map_err(|e| format!("entry {i} does not replay: {e}"))?;
+            }
+            self.processed.send_replace(replay.size);
+        }
+        Ok(())
+    }
+
+    /// `findings` is every finding as of `as_of` whose entries are all
+    /// below `size`, once the stage has applied `size` entries.
+    ///
+    /// # Errors
+    ///
+    /// A message when the stage stopped or is still catching up.
+    pub async fn findings(&self, size: u64, as_of: i64) -> Result<Vec<Finding>, String> {
+        if let Ok(f) = self.failed.lock() {
+            if let Some(e) = f.as_ref() {
+                return Err(format!("the findings stage stopped: {e}"));
+            }
+        }
+        let mut rx = self.processed.subscribe();
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            rx.wait_for(|p| *p >= size),
+        )
+        .await;
+        match waited {
+            Ok(Ok(_)) => {}
+            _ => {
+                return Err(format!(
+                    "findings are still catching up: {} of {size} entries replayed; retry shortly",
+                    *self.processed.borrow()
+                ))
+            }
+        }
+        let guard = self
+            .replay
+            .lock()
+            .map_err(|_| "findings replay lock poisoned".to_owned())?;
+        let Some(replay) = guard.as_ref() else {
+            return Err("findings are not ready yet; retry shortly".into());
+        };
+        Ok(replay
+            .findings(as_of)
+            .into_iter()
+            .filter(|f| f.entries.iter().all(|e| *e < size))
+            .collect())
+    }
+}

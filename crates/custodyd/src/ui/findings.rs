@@ -1,0 +1,227 @@
+//! `/ui/findings?rule=R&party=P&system=S&as_of=T`: policy findings
+//! (DESIGN §6) as of a time, filtered, counted by rule, paged, each with
+//! its evidence bundle.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use custody_domain::findings::{Finding, Rule};
+use custody_domain::{rfc3339, Timestamp};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::layout::{self, digest_link, enc, thousands, time, Nav};
+use super::{given, parse_id, parse_time, parse_u64, Params, UiError};
+use crate::state::LogState;
+
+/// `PAGE` is how many findings one page lists.
+const PAGE: usize = 50;
+
+/// `Query` is the form and the paging.
+#[derive(Deserialize)]
+pub(super) struct Query {
+    rule: Option<String>,
+    party: Option<String>,
+    system: Option<String>,
+    as_of: Option<String>,
+    page: Option<String>,
+}
+
+fn form(rule: Option<Rule>, party: &str, system: &str, as_of: &str) -> Markup {
+    html! {
+        form.query method="get" action="/ui/findings" {
+            label { "Rule"
+                select name="rule" {
+                    option value="" selected[rule.is_none()] { "any rule" }
+                    @for r in Rule::ALL {
+                        option value=(r.name()) selected[rule == Some(r)] { (r.name()) }
+                    }
+                }
+            }
+            label { "Party"
+                input type="text" name="party" value=(party) placeholder="any party" spellcheck="false";
+            }
+            label { "System"
+                input type="text" name="system" value=(system) placeholder="any system" spellcheck="false";
+            }
+            label { "As of (RFC 3339, UTC)"
+                input type="text" name="as_of" value=(as_of) size="24" spellcheck="false";
+            }
+            button type="submit" { "Show findings" }
+        }
+    }
+}
+
+/// `page` serves `/ui/findings`.
+pub(super) async fn page(
+    State(state): State<Arc<LogState>>,
+    Params(q): Params<Query>,
+) -> Result<Response, UiError> {
+    let rule = match given(&q.rule) {
+        None => None,
+        Some(r) => Some(Rule::from_name(r).ok_or_else(|| {
+            UiError::BadRequest(format!(
+                "rule: {:?} is not a rule; choose one from the list",
+                layout::clip(r, 40)
+            ))
+        })?),
+    };
+    let party = given(&q.party).map(|p| parse_id("party", p)).transpose()?;
+    let system = given(&q.system)
+        .map(|s| parse_id("system", s))
+        .transpose()?;
+    let as_of = match given(&q.as_of) {
+        Some(s) => parse_time("as_of", s)?,
+        None => super::now(),
+    };
+    let page_no = given(&q.page)
+        .map(|s| parse_u64("page", s))
+        .transpose()?
+        .unwrap_or(1)
+        .clamp(1, u64::from(u32::MAX));
+    let Some(stage) = state.findings.get() else {
+        return Err(UiError::Internal(
+            "the findings stage is not running".into(),
+        ));
+    };
+    let size = state.latest().size;
+    let all = stage
+        .findings(size, as_of)
+        .await
+        .map_err(UiError::Internal)?;
+    let matching: Vec<Finding> = all
+        .into_iter()
+        .filter(|f| {
+            party
+                .as_deref()
+                .is_none_or(|p| f.party.as_deref() == Some(p))
+        })
+        .filter(|f| {
+            system
+                .as_deref()
+                .is_none_or(|s| f.system.as_deref() == Some(s))
+        })
+        .collect();
+    let mut by_rule: BTreeMap<Rule, u64> = BTreeMap::new();
+    for f in &matching {
+        *by_rule.entry(f.rule).or_default() += 1;
+    }
+    let shown: Vec<&Finding> = matching
+        .iter()
+        .filter(|f| rule.is_none_or(|r| f.rule == r))
+        .collect();
+    let total = shown.len();
+    let start = ((page_no - 1) as usize).saturating_mul(PAGE);
+    let rows: Vec<&Finding> = shown.iter().skip(start).take(PAGE).copied().collect();
+    Ok(render(
+        &state,
+        Filter {
+            rule,
+            party: party.as_deref().unwrap_or(""),
+            system: system.as_deref().unwrap_or(""),
+            as_of,
+        },
+        size,
+        page_no,
+        total,
+        &by_rule,
+        &rows,
+    ))
+}
+
+struct Filter<'a> {
+    rule: Option<Rule>,
+    party: &'a str,
+    system: &'a str,
+    as_of: Timestamp,
+}
+
+impl Filter<'_> {
+    fn query(&self, rule: Option<Rule>) -> String {
+        let mut q = format!("as_of={}", rfc3339(self.as_of));
+        if let Some(r) = rule {
+            q += &format!("&rule={}", r.name());
+        }
+        if !self.party.is_empty() {
+            q += &format!("&party={}", enc(self.party));
+        }
+        if !self.system.is_empty() {
+            q += &format!("&system={}", enc(self.system));
+        }
+        q
+    }
+}
+
+fn render(
+    state: &LogState,
+    filter: Filter<'_>,
+    size: u64,
+    page_no: u64,
+    total: usize,
+    by_rule: &BTreeMap<Rule, u64>,
+    rows: &[&Finding],
+) -> Response {
+    let as_of_s = rfc3339(filter.as_of);
+    let base = format!("/ui/findings?{}", filter.query(filter.rule));
+    let start = (page_no as usize - 1) * PAGE;
+    let next = (start + rows.len() < total).then(|| format!("{base}&page={}", page_no + 1));
+    let first = (page_no > 1).then(|| base.clone());
+    let showing = if rows.is_empty() {
+        "no findings on this page".to_owned()
+    } else {
+        format!(
+            "findings {}–{} of {}",
+            thousands(start as u64 + 1),
+            thousands((start + rows.len()) as u64),
+            thousands(total as u64)
+        )
+    };
+    let body = html! {
+        (form(filter.rule, filter.party, filter.system, &as_of_s))
+        p.sub {
+            "Time-based rules (retention, receipts, attestations) are evaluated as of "
+            (time(filter.as_of)) "; every finding cites log entries proven against checkpoint "
+            strong { (thousands(size)) } "."
+        }
+        table.data #by-rule {
+            thead { tr { th { "Rule" } th.num { "Findings" } } }
+            tbody {
+                @for r in Rule::ALL {
+                    tr {
+                        td { a href=(format!("/ui/findings?{}", filter.query(Some(r)))) { code { (r.name()) } } }
+                        td.num { (thousands(by_rule.get(&r).copied().unwrap_or(0))) }
+                    }
+                }
+            }
+        }
+        (layout::pager(first.as_deref(), next.as_deref(), &showing))
+        table.data #findings {
+            thead { tr {
+                th { "Rule" } th { "Arose" } th { "Party" } th { "System" } th { "Asset" }
+                th { "Entries" } th { "Grant" } th { "Retention rule" } th { "Detail" } th { "Evidence" }
+            } }
+            tbody {
+                @for f in rows {
+                    tr {
+                        td { code { (f.rule.name()) } }
+                        td { (time(f.at)) }
+                        td { @if let Some(p) = &f.party { code { (p) } } }
+                        td { @if let Some(s) = &f.system { code { (s) } } }
+                        td { @if let Some(a) = &f.asset { (digest_link(a)) } }
+                        td.mono { (f.entries.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")) }
+                        td { code { (f.grant.as_deref().unwrap_or("none")) } }
+                        td { code { (f.retention_rule.as_deref().unwrap_or("none")) } }
+                        td { (f.detail) }
+                        td { (layout::evidence(&format!("/evidence/finding?id={}&as_of={}", enc(&f.id), as_of_s), "bundle")) }
+                    }
+                }
+            }
+        }
+        @if first.is_some() || next.is_some() {
+            (layout::pager(first.as_deref(), next.as_deref(), &showing))
+        }
+    };
+    layout::page(state, Nav::Findings, html! { "Findings" }, body)
+}
