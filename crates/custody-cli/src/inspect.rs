@@ -13,7 +13,7 @@ use custody_proto::v1::{self, custody_query_client::CustodyQueryClient};
 use serde_json::{json, Value};
 use tonic::transport::Channel;
 
-use crate::evidence;
+use custody_evidence as evidence;
 
 /// `InspectArgs` are the options every query shares.
 #[derive(clap::Args)]
@@ -69,6 +69,29 @@ pub enum Query {
         system: Option<String>,
         #[arg(long)]
         at: String,
+    },
+    /// Policy findings (DESIGN §6) as of a time, filtered.
+    Findings {
+        #[command(flatten)]
+        common: Common,
+        /// Only this rule, e.g. unauthorized_transfer.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only findings about this party.
+        #[arg(long)]
+        party: Option<String>,
+        /// Only findings about this system.
+        #[arg(long)]
+        system: Option<String>,
+        /// Evaluate time-based rules as of this RFC 3339 time (default now).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Only findings that arose at or after this time.
+        #[arg(long)]
+        from: Option<String>,
+        /// Only findings that arose at or before this time.
+        #[arg(long)]
+        to: Option<String>,
     },
     /// Which assets rested on a system at any moment of a window.
     BreachScope {
@@ -448,6 +471,116 @@ pub async fn run(q: Query) -> anyhow::Result<()> {
                     if more { " (more: add --all)" } else { "" }
                 );
                 print!("{}", interval_table(&rows));
+            }
+        }
+        Query::Findings {
+            common,
+            rule,
+            party,
+            system,
+            as_of,
+            from,
+            to,
+        } => {
+            let as_of = match as_of {
+                Some(t) => time_arg("--as-of", &t)?,
+                None => crate::event_json::now_nanos(),
+            };
+            let from = from
+                .map(|t| time_arg("--from", &t))
+                .transpose()?
+                .unwrap_or(0);
+            let to = to.map(|t| time_arg("--to", &t)).transpose()?.unwrap_or(0);
+            let mut c = connect(&common.server).await?;
+            let mut s = Session::new(&common)?;
+            let mut token = Vec::new();
+            let mut rows = Vec::new();
+            let mut total;
+            loop {
+                let r = c
+                    .findings(v1::FindingsRequest {
+                        rule: rule.clone().unwrap_or_default(),
+                        party: party.clone().unwrap_or_default(),
+                        system_id: system.clone().unwrap_or_default(),
+                        from_unix_nanos: from,
+                        to_unix_nanos: to,
+                        as_of_unix_nanos: as_of,
+                        page_size: common.page_size,
+                        page_token: token,
+                    })
+                    .await
+                    .map_err(|e| status("findings", e))?
+                    .into_inner();
+                if let Some(v) = s.accept(r.evidence.as_ref())? {
+                    for f in &r.findings {
+                        for e in &f.entries {
+                            if !v.events.contains_key(e) {
+                                bail!("finding {}: entry {e} is not in the evidence", f.id);
+                            }
+                        }
+                    }
+                }
+                total = r.total;
+                rows.extend(r.findings);
+                token = r.next_page_token;
+                if token.is_empty() || !common.all {
+                    break;
+                }
+            }
+            let finding_json = |f: &v1::Finding| {
+                json!({
+                    "id": f.id,
+                    "rule": f.rule,
+                    "entries": f.entries,
+                    "party": (!f.party.is_empty()).then_some(&f.party),
+                    "system": (!f.system_id.is_empty()).then_some(&f.system_id),
+                    "asset": (!f.asset.is_empty()).then(|| hex(&f.asset)),
+                    "grant": if f.grant_id.is_empty() { "none" } else { f.grant_id.as_str() },
+                    "retention_rule": if f.retention_rule_id.is_empty() { "none" } else { f.retention_rule_id.as_str() },
+                    "at": rfc3339(f.at_unix_nanos),
+                    "detail": f.detail,
+                })
+            };
+            if common.json {
+                // A JSON array, one object per finding.
+                let arr: Vec<Value> = rows.iter().map(finding_json).collect();
+                println!("{}", serde_json::to_string_pretty(&arr)?);
+            } else {
+                print!("{}", s.header());
+                println!(
+                    "findings as of {}: {total}{}",
+                    rfc3339(as_of),
+                    if (rows.len() as u64) < total {
+                        format!(" ({} listed; add --all)", rows.len())
+                    } else {
+                        String::new()
+                    }
+                );
+                println!(
+                    "{:<24} {:<20} {:<18} {:<16} {:<20} {:<16} DETAIL",
+                    "RULE", "AT", "PARTY", "SYSTEM", "ENTRIES", "GRANT"
+                );
+                for f in &rows {
+                    let mut entries: Vec<String> =
+                        f.entries.iter().take(3).map(|e| e.to_string()).collect();
+                    if f.entries.len() > 3 {
+                        entries.push("…".into());
+                    }
+                    println!(
+                        "{:<24} {:<20} {:<18} {:<16} {:<20} {:<16} {}",
+                        f.rule,
+                        rfc3339(f.at_unix_nanos),
+                        f.party,
+                        f.system_id,
+                        entries.join(","),
+                        if f.grant_id.is_empty() {
+                            "none"
+                        } else {
+                            &f.grant_id
+                        },
+                        f.detail
+                    );
+                }
             }
         }
         Query::BreachScope {

@@ -1,8 +1,9 @@
 //! `custody`: the command-line tool for reporters and auditors.
 
+mod audit;
 mod bench_queries;
 mod event_json;
-mod evidence;
+mod export;
 mod inspect;
 mod keys;
 mod load;
@@ -61,9 +62,11 @@ enum Command {
         #[command(subcommand)]
         what: ProveWhat,
     },
-    /// Check a checkpoint or proof file offline against a pinned log key.
+    /// Check an evidence bundle, a checkpoint or a proof file offline
+    /// against a pinned log key.
     Verify {
-        /// A checkpoint note or a proof file from `custody prove`.
+        /// An evidence bundle from `custody export`, a checkpoint note or a
+        /// proof file from `custody prove`.
         file: PathBuf,
         /// File holding the log's verifier key string.
         #[arg(long)]
@@ -87,6 +90,13 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         interval: u64,
     },
+    /// Fetch one self-contained evidence bundle for a question into a
+    /// file: history, holders, holdings, breach-scope (or finding).
+    Export(export::ExportArgs),
+    /// Replay the whole log from its tile API, verifying every hash and
+    /// signature, rebuild custody state and findings, and compare them with
+    /// the server's answers.
+    Audit(audit::AuditArgs),
     /// Ask who held what, when: history, holders, holdings, breach-scope.
     Inspect {
         #[command(subcommand)]
@@ -279,6 +289,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Prove { what } => runtime()?.block_on(prove(what)),
         Command::Inspect { query } => runtime()?.block_on(inspect::run(query)),
+        Command::Audit(args) => audit::run(args),
+        Command::Export(args) => runtime()?.block_on(export::run(args)),
         Command::BenchQueries {
             server,
             owner_key,

@@ -1,5 +1,6 @@
 //! Proof files: `custody prove` fetches them, `custody verify` checks them
-//! offline against a pinned log key.
+//! offline against a pinned log key, as it does evidence bundles
+//! (`custody export`).
 
 use anyhow::{anyhow, bail, Context as _};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -46,13 +47,17 @@ pub fn b64_hashes(p: &[Vec<u8>]) -> Vec<String> {
     p.iter().map(|h| B64.encode(h)).collect()
 }
 
-/// `verify_file` checks a proof file, or a bare checkpoint note, and
-/// returns a one-paragraph statement of what is proven.
+/// `verify_file` checks an evidence bundle, a proof file or a bare
+/// checkpoint note, and returns a statement of what is proven.
 ///
 /// # Errors
 ///
-/// What failed: the checkpoint signature, or the proof.
+/// What failed: the checkpoint signature, or the proof; for a bundle, the
+/// part of it that failed.
 pub fn verify_file(bytes: &[u8], verifier: &LogVerifier) -> anyhow::Result<String> {
+    if custody_evidence::looks_like_bundle(bytes) {
+        return Ok(custody_evidence::verify_bundle(bytes, verifier)?.statement);
+    }
     let parsed: Result<ProofFile, _> = serde_json::from_slice(bytes);
     let file = match parsed {
         Ok(f) => f,
