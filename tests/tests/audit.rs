@@ -1,0 +1,384 @@
+//! `custody audit` end to end: a clean replay of the demo agrees with the
+//! server and with the generator's ground truth; a resumed audit reads only
+//! the entries logged since and alarms on another log's state, a rollback
+//! and a fork; and an entry rewritten in the server's database is caught
+//! as a mismatch with the signed tree, by index.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use custody_e2e::*;
+use custody_proto::v1;
+use prost::Message as _;
+use serde_json::Value;
+
+/// `REPORTING_DEADLINE_SECS` is the demo server's reporting deadline
+/// (`custodyd::demo::REPORTING_DEADLINE_SECS`): the audit must run the
+/// server's policy to raise the same findings.
+const DEMO_REPORTING_DEADLINE_SECS: &str = "432000";
+
+/// `audit` runs `custody audit ARGS --json` and returns its exit code, the
+/// JSON it printed and its stderr.
+fn audit(args: &[&str]) -> (Option<i32>, Value, String) {
+    let mut all = vec!["audit"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = custody(&all);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("audit printed no JSON ({e}): {err}"));
+    (out.status.code(), json, err)
+}
+
+/// `audit_text` runs `custody audit ARGS` and returns its output.
+fn audit_text(args: &[&str]) -> Output {
+    let mut all = vec!["audit"];
+    all.extend_from_slice(args);
+    custody(&all)
+}
+
+/// `alert_lines` is the lines of stdout that start with `ALERT:`.
+fn alert_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("ALERT:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// `wait_for_size` waits until the tile API's checkpoint covers `size`
+/// entries.
+async fn wait_for_size(http: &str, size: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let note = match reqwest::get(format!("{http}/checkpoint")).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let got: u64 = note
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        if got >= size {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint of size {size}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn a_clean_audit_of_the_demo_agrees_with_the_server_and_the_ground_truth() {
+    let demo = Demo::start(7);
+    let as_of = demo.truth["as_of"].as_str().unwrap().to_owned();
+    let vkey = demo.vkey();
+    let vkey = vkey.to_str().unwrap();
+    let (code, j, err) = audit(&[
+        "--url",
+        &demo.http,
+        "--log-key",
+        vkey,
+        "--server",
+        &demo.grpc,
+        "--as-of",
+        &as_of,
+        "--reporting-deadline-secs",
+        DEMO_REPORTING_DEADLINE_SECS,
+        "--sample",
+        "64",
+    ]);
+    assert_eq!(code, Some(0), "{err}\n{j:#}");
+    assert_eq!(j["ok"], true);
+    assert_eq!(j["processed"], j["checkpoint"]["size"]);
+    assert_eq!(
+        j["signatures"]["this_run"].as_u64().unwrap() + 1,
+        j["size"].as_u64().unwrap()
+    );
+    assert!(j["bulk_events"].as_u64().unwrap() > 0, "{j:#}");
+
+    // Its own findings are the generator's ground truth, rule by rule.
+    let want: BTreeMap<String, u64> = demo.truth["findings"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect();
+    let got: BTreeMap<String, u64> = j["findings"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect();
+    assert_eq!(got, want);
+
+    // And the server's answers agree with it.
+    let c = &j["compare"];
+    assert_eq!(c["findings"]["agree"], true, "{c:#}");
+    assert_eq!(c["findings"]["theirs"], j["findings"]);
+    let systems = c["breach_scope"]["systems"].as_u64().unwrap();
+    assert!(systems >= 3, "{c:#}");
+    assert_eq!(c["breach_scope"]["agreed"].as_u64(), Some(systems), "{c:#}");
+    let asked = c["holders_at"]["compared"].as_u64().unwrap();
+    assert!(asked >= 64, "{c:#}");
+    assert_eq!(c["holders_at"]["agreed"].as_u64(), Some(asked), "{c:#}");
+    assert_eq!(j["differences"], Value::Array(vec![]));
+
+    // Without --server the tile API alone cannot show a bulk event's
+    // members: the custody replay stops at the first one, and says so.
+    let out = audit_text(&["--url", &demo.http, "--log-key", vkey]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("tree: every leaf rehashed; the root of size")
+            && text.contains("INCOMPLETE: the custody replay stopped at entry")
+            && text.contains("cannot be checked without --server"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_audit_reads_only_new_entries_and_alarms_on_rollback_fork_and_another_log() {
+    let mut log = Log::init();
+    log.start();
+    let mut c = log.client().await;
+    let cam = register(&log, &mut c, "cam", 0, 0).await;
+    stream_captures(&mut c, "cam", &cam, 300).await;
+    // Genesis, three registry entries and the captures.
+    let first = 304;
+    wait_for_size(&log.http, first).await;
+    let state = log.path("audit.state");
+    let vkey = log.vkey.to_str().unwrap().to_owned();
+    let args = |log: &Log, state: &Path| {
+        vec![
+            "--url".to_owned(),
+            log.http.clone(),
+            "--log-key".to_owned(),
+            vkey.clone(),
+            "--server".to_owned(),
+            log.grpc.clone(),
+            "--state".to_owned(),
+            state.to_str().unwrap().to_owned(),
+            "--compare".to_owned(),
+            "all".to_owned(),
+        ]
+    };
+    let run = |log: &Log, state: &Path| {
+        let a = args(log, state);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        audit(&a)
+    };
+
+    let (code, j, err) = run(&log, &state);
+    assert_eq!(code, Some(0), "{err}\n{j:#}");
+    assert_eq!(j["resumed_from"], Value::Null);
+    assert_eq!(j["processed"].as_u64(), Some(first));
+    assert_eq!(
+        j["compare"]["holders_at"]["assets"].as_u64(),
+        Some(300),
+        "{j:#}"
+    );
+
+    // More entries: the next audit proves the new checkpoint consistent
+    // with the saved one and reads only what is new.
+    stream_captures(&mut c, "cam", &cam, 200).await;
+    let second = first + 200;
+    wait_for_size(&log.http, second).await;
+    let (code, j, err) = run(&log, &state);
+    assert_eq!(code, Some(0), "{err}\n{j:#}");
+    assert_eq!(j["resumed_from"].as_u64(), Some(first), "{j:#}");
+    assert_eq!(j["processed"].as_u64(), Some(second - first), "{j:#}");
+    assert_eq!(j["signatures"]["this_run"].as_u64(), Some(200));
+    assert_eq!(j["signatures"]["total"].as_u64(), Some(second - 1));
+    assert_eq!(
+        j["compare"]["holders_at"]["assets"].as_u64(),
+        Some(500),
+        "{j:#}"
+    );
+    // Nothing new: nothing read, everything still agrees.
+    let (code, j, err) = run(&log, &state);
+    assert_eq!(code, Some(0), "{err}\n{j:#}");
+    assert_eq!(j["processed"].as_u64(), Some(0));
+
+    // Another log's state file is refused loudly.
+    let mut other = Log::init();
+    other.start();
+    let out = audit_text(&[
+        "--url",
+        &other.http,
+        "--log-key",
+        other.vkey.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let alerts = alert_lines(&out);
+    assert!(
+        alerts.iter().any(|l| l.contains("another log")),
+        "{alerts:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    other.kill();
+
+    // Roll the log back: keep a copy of its data now, grow it and audit,
+    // then serve the copy again.
+    log.kill();
+    let snapshot = log.path("snapshot");
+    copy_dir(&log.data, &snapshot);
+    log.start();
+    let mut c = log.client().await;
+    stream_captures(&mut c, "cam", &cam, 100).await;
+    wait_for_size(&log.http, second + 100).await;
+    let (code, j, err) = run(&log, &state);
+    assert_eq!(code, Some(0), "{err}\n{j:#}");
+    log.kill();
+    copy_dir(&snapshot, &log.data);
+    log.start();
+    wait_for_size(&log.http, second).await;
+    let a = args(&log, &state);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = audit_text(&a);
+    assert_eq!(out.status.code(), Some(2), "rollback not alarmed");
+    let alerts = alert_lines(&out);
+    assert!(
+        alerts.iter().any(|l| l.contains("rolled back from size")),
+        "{alerts:?}"
+    );
+
+    // Fork it: other entries past the saved size, under the same key.
+    let mut c = log.client().await;
+    stream_captures(&mut c, "cam", &cam, 150).await;
+    wait_for_size(&log.http, second + 150).await;
+    let out = audit_text(&a);
+    assert_eq!(out.status.code(), Some(2), "fork not alarmed");
+    let alerts = alert_lines(&out);
+    assert!(
+        alerts
+            .iter()
+            .any(|l| l.contains("is not consistent with the saved one")),
+        "{alerts:?}"
+    );
+    // A fresh audit of the forked log itself is clean: it is the state
+    // that no longer fits.
+    let (code, j, err) = audit(&["--url", &log.http, "--log-key", &vkey]);
+    assert_eq!(code, Some(0), "{err}\n{j:#}");
+}
+
+/// `rewrite` opens a stopped server's RocksDB and applies `f` to the
+/// stored bytes of entry `index`.
+fn rewrite(data: &Path, index: u64, f: impl FnOnce(Vec<u8>) -> Vec<u8>) {
+    let path = data.join("db");
+    let opts = rocksdb::Options::default();
+    let cfs = rocksdb::DB::list_cf(&opts, &path).unwrap();
+    let db = rocksdb::DB::open_cf(&opts, &path, cfs).unwrap();
+    let cf = db.cf_handle("entries").unwrap();
+    let key = index.to_be_bytes();
+    let old = db.get_cf(cf, key).unwrap().expect("entry stored");
+    db.put_cf(cf, key, f(old)).unwrap();
+    db.flush_cf(cf).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_rewritten_in_the_database_is_caught_against_the_signed_tree() {
+    let mut log = Log::init();
+    log.start();
+    let mut c = log.client().await;
+    let cam = register(&log, &mut c, "cam", 0, 0).await;
+    stream_captures(&mut c, "cam", &cam, 600).await;
+    let size = 604;
+    wait_for_size(&log.http, size).await;
+    let vkey = log.vkey.to_str().unwrap().to_owned();
+    let (code, j, err) = audit(&[
+        "--url",
+        &log.http,
+        "--log-key",
+        &vkey,
+        "--server",
+        &log.grpc,
+    ]);
+    assert_eq!(code, Some(0), "{err}\n{j:#}");
+
+    // Flip one bit of entry 300's signature, and replace entry 550 (in the
+    // partial right-edge tile) with entry 551, a valid-looking signed
+    // entry of its own.
+    log.kill();
+    rewrite(&log.data, 300, |bytes| {
+        let mut e = v1::LogEntry::decode(bytes.as_slice()).unwrap();
+        let Some(v1::log_entry::Content::Event(ev)) = &mut e.content else {
+            panic!("entry 300 is not an event");
+        };
+        ev.signatures[0].sig[10] ^= 0x01;
+        e.encode_to_vec()
+    });
+    let path = log.data.join("db");
+    let next = {
+        let opts = rocksdb::Options::default();
+        let cfs = rocksdb::DB::list_cf(&opts, &path).unwrap();
+        let db = rocksdb::DB::open_cf(&opts, &path, cfs).unwrap();
+        let cf = db.cf_handle("entries").unwrap();
+        db.get_cf(cf, 551u64.to_be_bytes()).unwrap().unwrap()
+    };
+    rewrite(&log.data, 550, |_| next);
+    log.start();
+    wait_for_size(&log.http, size).await;
+
+    let out = audit_text(&[
+        "--url",
+        &log.http,
+        "--log-key",
+        &vkey,
+        "--server",
+        &log.grpc,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let alerts = alert_lines(&out);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        alerts[0].contains("entry 300 (in tile/entries/001)")
+            && alerts[0].contains("does not hash to the signed tree of size 604"),
+        "{alerts:?}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ALERT"), "{err}");
+
+    // Undo the first change: the next bad entry is named, in the partial
+    // tile at the tree's right edge.
+    log.kill();
+    rewrite(&log.data, 300, |bytes| {
+        let mut e = v1::LogEntry::decode(bytes.as_slice()).unwrap();
+        let Some(v1::log_entry::Content::Event(ev)) = &mut e.content else {
+            panic!("entry 300 is not an event");
+        };
+        ev.signatures[0].sig[10] ^= 0x01;
+        e.encode_to_vec()
+    });
+    log.start();
+    wait_for_size(&log.http, size).await;
+    let out = audit_text(&["--url", &log.http, "--log-key", &vkey]);
+    assert_eq!(out.status.code(), Some(2));
+    let alerts = alert_lines(&out);
+    assert!(
+        alerts.len() == 1 && alerts[0].contains("entry 550 (in tile/entries/002.p/92)"),
+        "{alerts:?}"
+    );
+}
