@@ -74,6 +74,10 @@ impl RocksStore {
                     let mut b = rocksdb::BlockBasedOptions::default();
                     b.set_bloom_filter(10.0, false);
                     o.set_block_based_table_factory(&b);
+                    // The memtable too: recent keys are where most
+                    // lookups land while entries stream in.
+                    o.set_memtable_whole_key_filtering(true);
+                    o.set_memtable_prefix_bloom_ratio(0.05);
                 }
                 ColumnFamilyDescriptor::new(name, o)
             });
