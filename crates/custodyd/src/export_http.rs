@@ -38,6 +38,8 @@ where
         .route("/evidence/holdings", get(holdings))
         .route("/evidence/breach-scope", get(breach_scope))
         .route("/evidence/finding", get(finding))
+        // Custody data: the same auditor gate as the web view.
+        .route_layer(axum::middleware::from_fn(crate::ui::require_auditor))
         .with_state(state)
 }
 
