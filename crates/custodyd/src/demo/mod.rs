@@ -372,6 +372,12 @@ async fn summary(
         .map(|i| (custody_domain::hex(&i.asset), rfc3339(i.from_unix_nanos)));
     out += "\nInspect further (every answer is proven against a signed checkpoint):\n";
     out += &format!(
+        "  web view (read-only): http://{http}/ui/breach-scope?system={}&from={}&to={}\n",
+        ids::SUBCO_NET,
+        marker.from,
+        marker.to
+    );
+    out += &format!(
         "  custody inspect breach-scope --server {server} --system {} --from {} --to {} --verify --log-key {}\n",
         ids::SUBCO_NET,
         marker.from,
