@@ -524,11 +524,20 @@ impl Event {
             }
             EventBody::KeyAdded(k) => {
                 check_id("key_added.party_id", &k.party_id)?;
-                if ed25519_dalek::VerifyingKey::from_bytes(&k.public_key).is_err() {
-                    return Err(Refusal::invalid(
-                        "key_added.public_key",
-                        "public key is not a valid Ed25519 point",
-                    ));
+                match ed25519_dalek::VerifyingKey::from_bytes(&k.public_key) {
+                    Err(_) => {
+                        return Err(Refusal::invalid(
+                            "key_added.public_key",
+                            "public key is not a valid Ed25519 point",
+                        ))
+                    }
+                    Ok(vk) if !is_strong_key(&vk) => {
+                        return Err(Refusal::invalid(
+                            "key_added.public_key",
+                            "public key is a weak (small- or mixed-order) point; generate a new key with custody keygen",
+                        ))
+                    }
+                    Ok(_) => {}
                 }
                 if let Some(to) = k.valid_to {
                     if to <= k.valid_from {
@@ -642,6 +651,14 @@ impl Event {
     }
 }
 
+/// `is_strong_key` is whether `k` is a prime-order point: not of small
+/// order and with no torsion component. Weak keys let anyone make
+/// signatures that batch verification accepts, so the registry refuses
+/// them.
+pub fn is_strong_key(k: &ed25519_dalek::VerifyingKey) -> bool {
+    !k.is_weak() && k.to_edwards().is_torsion_free()
+}
+
 /// `MAX_PARENTS` bounds the parents one DERIVE may name.
 pub const MAX_PARENTS: usize = 64;
 
@@ -698,6 +715,35 @@ mod tests {
         use sha2::Digest as _;
         let h: [u8; 32] = sha2::Sha256::digest([]).into();
         assert_eq!(EMPTY_MANIFEST_ROOT, h);
+    }
+
+    #[test]
+    fn weak_and_mixed_order_keys_are_refused() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        let strong = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key();
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mixed = (strong.to_edwards() + EIGHT_TORSION[1])
+            .compress()
+            .to_bytes();
+        let event = |public_key: [u8; 32]| Event {
+            event_id: "00000000-0000-4000-8000-000000000001".into(),
+            event_time: 1,
+            reporter: "owner".into(),
+            reporter_seq: 1,
+            body: EventBody::KeyAdded(KeyAdded {
+                party_id: "cam".into(),
+                public_key,
+                valid_from: 0,
+                valid_to: None,
+            }),
+        };
+        assert!(event(strong.to_bytes()).check_shape().is_ok());
+        for weak in [identity, mixed] {
+            let r = event(weak).check_shape().unwrap_err();
+            assert_eq!(r.kind, crate::RefusalKind::InvalidArgument);
+            assert!(r.message.contains("weak"), "{r}");
+        }
     }
 
     #[test]

@@ -26,11 +26,11 @@ pub use envelope::{
     key_id_of, pae, EventSignature, KeyId, SignedEnvelope, MAX_SIGNATURES, PAYLOAD_TYPE,
 };
 pub use event::{
-    is_valid_id, is_valid_uuid, AssetRef, CaptureContext, CustodyAction, CustodyActionKind,
-    CustodyAttestation, DeleteMethod, Digest, Event, EventBody, GrantIssued, GrantRevoked,
-    KeyAdded, KeyRevoked, LegalHold, MaintenanceSession, ManifestRef, Modality, Outcome, Parent,
-    PartyKind, PartyRegistered, Purpose, Relationship, RetentionAuthority, RetentionClock,
-    RetentionRule, SubjectClass, SystemRegistered, Timestamp, EMPTY_MANIFEST_ROOT,
+    is_strong_key, is_valid_id, is_valid_uuid, AssetRef, CaptureContext, CustodyAction,
+    CustodyActionKind, CustodyAttestation, DeleteMethod, Digest, Event, EventBody, GrantIssued,
+    GrantRevoked, KeyAdded, KeyRevoked, LegalHold, MaintenanceSession, ManifestRef, Modality,
+    Outcome, Parent, PartyKind, PartyRegistered, Purpose, Relationship, RetentionAuthority,
+    RetentionClock, RetentionRule, SubjectClass, SystemRegistered, Timestamp, EMPTY_MANIFEST_ROOT,
     MAX_MANIFEST_MEMBERS, MAX_PARENTS,
 };
 pub use refusal::{Refusal, RefusalKind};

@@ -146,12 +146,15 @@ impl Registry {
                 ),
             ));
         }
-        let public_key = VerifyingKey::from_bytes(&genesis.owner_public_key).map_err(|_| {
-            Refusal::invalid(
-                "genesis.owner_public_key",
-                "owner key is not an Ed25519 key",
-            )
-        })?;
+        let public_key = VerifyingKey::from_bytes(&genesis.owner_public_key)
+            .ok()
+            .filter(crate::event::is_strong_key)
+            .ok_or_else(|| {
+                Refusal::invalid(
+                    "genesis.owner_public_key",
+                    "owner key is not a strong Ed25519 key (a prime-order point)",
+                )
+            })?;
         let mut parties = HashMap::new();
         parties.insert(
             genesis.owner_party_id.clone(),
