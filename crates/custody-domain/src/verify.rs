@@ -83,6 +83,16 @@ pub fn verify_signatures_by_key(checks: &[SignatureCheck<'_>]) -> Vec<bool> {
         .collect()
 }
 
+/// `canonical_y` is whether a compressed point's y coordinate is below
+/// p = 2^255 − 19. (The other non-canonical encodings, x = 0 with the sign
+/// bit set, are of the identity and the point of order 2, which are
+/// refused as small-order anyway.)
+fn canonical_y(b: &[u8; 32]) -> bool {
+    // y >= p only if y is one of p..2^255-1: the low byte at least 0xed
+    // and every other bit of the 255 set.
+    !(b[0] >= 0xed && b[1..31].iter().all(|x| *x == 0xff) && b[31] & 0x7f == 0x7f)
+}
+
 /// `batch_by_key` checks the batch equation of [`verify_signatures_by_key`]
 /// over `chunk`; false means some signature may be bad.
 fn batch_by_key(chunk: &[SignatureCheck<'_>]) -> bool {
@@ -112,7 +122,7 @@ fn batch_by_key(chunk: &[SignatureCheck<'_>]) -> bool {
         // verify_strict refuses a small-order or non-canonically encoded R
         // and a weak key; a batch that let them through would accept what
         // the one-at-a-time check (and every offline verifier) refuses.
-        if r.is_small_order() || r.compress().as_bytes() != c.signature.r_bytes() {
+        if r.is_small_order() || !canonical_y(c.signature.r_bytes()) {
             return false;
         }
         if c.key.is_weak() {
@@ -154,6 +164,23 @@ fn batch_by_key(chunk: &[SignatureCheck<'_>]) -> bool {
 mod tests {
     use super::*;
     use ed25519_dalek::{Signer, SigningKey};
+
+    #[test]
+    fn canonical_y_refuses_y_at_or_above_p() {
+        use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+        let p = ED25519_BASEPOINT_POINT.compress().to_bytes();
+        assert!(canonical_y(&p));
+        let mut big = [0xff; 32];
+        big[0] = 0xed;
+        big[31] = 0x7f;
+        assert!(!canonical_y(&big), "y = p");
+        big[0] = 0xec;
+        assert!(canonical_y(&big), "y = p - 1");
+        let mut sign = big;
+        sign[0] = 0xee;
+        sign[31] = 0xff;
+        assert!(!canonical_y(&sign), "y = p + 1 with the sign bit");
+    }
 
     #[test]
     fn one_bad_signature_is_found_among_many() {
