@@ -1,6 +1,8 @@
 //! Conversions between wire types and `custody-domain` types. This is the
 //! one place that knows both.
 
+use custody_domain::findings::Finding;
+use custody_domain::Interval;
 use custody_domain::{
     AssetRef, CaptureContext, CustodyAction, CustodyActionKind, CustodyAttestation, DeleteMethod,
     Digest, Event, EventBody, Genesis, GrantIssued, GrantRevoked, KeyAdded, KeyId, KeyRevoked,
@@ -366,5 +368,36 @@ pub fn decode_entry(bytes: &[u8]) -> Result<Entry, Refusal> {
             integrated_time: e.integrated_time_unix_nanos,
         }),
         None => Err(Refusal::invalid("entry", "entry has no content")),
+    }
+}
+
+/// `interval_to_proto` is the wire form of an interval.
+pub fn interval_to_proto(i: &Interval) -> v1::CustodyInterval {
+    v1::CustodyInterval {
+        asset: i.asset.to_vec(),
+        party: i.party.clone(),
+        system_id: i.system.clone(),
+        from_unix_nanos: i.from,
+        to_unix_nanos: i.to.unwrap_or(0),
+        opened_by: i.opened_by,
+        closed_by: i.closed_by.unwrap_or(0),
+        modality: i.modality.map_or(0, |m| m.code() as i32),
+        subject_class: i.subject_class.map_or(0, |m| m.code() as i32),
+    }
+}
+
+/// `finding_to_proto` is the wire form of a finding.
+pub fn finding_to_proto(f: &Finding) -> v1::Finding {
+    v1::Finding {
+        rule: f.rule.name().to_owned(),
+        entries: f.entries.clone(),
+        party: f.party.clone().unwrap_or_default(),
+        system_id: f.system.clone().unwrap_or_default(),
+        asset: f.asset.map(|a| a.to_vec()).unwrap_or_default(),
+        grant_id: f.grant.clone().unwrap_or_default(),
+        retention_rule_id: f.retention_rule.clone().unwrap_or_default(),
+        at_unix_nanos: f.at,
+        detail: f.detail.clone(),
+        id: f.id.clone(),
     }
 }

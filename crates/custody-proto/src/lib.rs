@@ -9,4 +9,7 @@ pub mod v1 {
 }
 
 mod convert;
-pub use convert::{decode_entry, decode_event, envelope_from_proto, envelope_to_proto, Entry};
+pub use convert::{
+    decode_entry, decode_event, envelope_from_proto, envelope_to_proto, finding_to_proto,
+    interval_to_proto, Entry,
+};

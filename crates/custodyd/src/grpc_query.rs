@@ -13,7 +13,7 @@ use custody_log::{
     append_leaves, leaf_hash, prove_inclusion, tree_root, Hash, HashSource, MemoryHashes,
 };
 use custody_proto::v1::{self, custody_query_server::CustodyQuery};
-use custody_proto::{decode_entry, decode_event, Entry};
+use custody_proto::{decode_entry, decode_event, finding_to_proto, interval_to_proto, Entry};
 use custody_store::index::{self, StoreView};
 use custody_store::{LogStore, StoreError};
 use tonic::{Request, Response, Status, Streaming};
@@ -390,21 +390,6 @@ impl<'a> EvidenceBuilder<'a> {
     }
 }
 
-/// `interval_to_proto` is the wire form of an interval.
-pub fn interval_to_proto(i: &Interval) -> v1::CustodyInterval {
-    v1::CustodyInterval {
-        asset: i.asset.to_vec(),
-        party: i.party.clone(),
-        system_id: i.system.clone(),
-        from_unix_nanos: i.from,
-        to_unix_nanos: i.to.unwrap_or(0),
-        opened_by: i.opened_by,
-        closed_by: i.closed_by.unwrap_or(0),
-        modality: i.modality.map_or(0, |m| m.code() as i32),
-        subject_class: i.subject_class.map_or(0, |m| m.code() as i32),
-    }
-}
-
 /// `CustodyQueryService` answers custody queries.
 pub struct CustodyQueryService {
     /// Shared state.
@@ -417,22 +402,6 @@ impl CustodyQueryService {
     /// `new` makes the service.
     pub fn new(state: Arc<LogState>, findings: Arc<crate::findings_stage::Findings>) -> Self {
         Self { state, findings }
-    }
-}
-
-/// `finding_to_proto` is the wire form of a finding.
-pub fn finding_to_proto(f: &custody_domain::findings::Finding) -> v1::Finding {
-    v1::Finding {
-        rule: f.rule.name().to_owned(),
-        entries: f.entries.clone(),
-        party: f.party.clone().unwrap_or_default(),
-        system_id: f.system.clone().unwrap_or_default(),
-        asset: f.asset.map(|a| a.to_vec()).unwrap_or_default(),
-        grant_id: f.grant.clone().unwrap_or_default(),
-        retention_rule_id: f.retention_rule.clone().unwrap_or_default(),
-        at_unix_nanos: f.at,
-        detail: f.detail.clone(),
-        id: f.id.clone(),
     }
 }
 

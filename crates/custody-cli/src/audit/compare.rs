@@ -85,22 +85,6 @@ fn proven_at(what: &str, ev: Option<&v1::Evidence>, size: u64) -> anyhow::Result
     }
 }
 
-/// `finding_wire` is the wire form of a finding (as the server sends it).
-fn finding_wire(f: &Finding) -> v1::Finding {
-    v1::Finding {
-        rule: f.rule.name().to_owned(),
-        entries: f.entries.clone(),
-        party: f.party.clone().unwrap_or_default(),
-        system_id: f.system.clone().unwrap_or_default(),
-        asset: f.asset.map(|a| a.to_vec()).unwrap_or_default(),
-        grant_id: f.grant.clone().unwrap_or_default(),
-        retention_rule_id: f.retention_rule.clone().unwrap_or_default(),
-        at_unix_nanos: f.at,
-        detail: f.detail.clone(),
-        id: f.id.clone(),
-    }
-}
-
 /// `interval_wire` is the wire form of an interval (as the server sends it).
 fn interval_wire(i: &Interval) -> v1::CustodyInterval {
     v1::CustodyInterval {
@@ -238,7 +222,11 @@ async fn findings(
         }
         token = r.next_page_token;
     }
-    let ours: Vec<v1::Finding> = a.findings.iter().map(finding_wire).collect();
+    let ours: Vec<v1::Finding> = a
+        .findings
+        .iter()
+        .map(custody_proto::finding_to_proto)
+        .collect();
     let count = |v: &[v1::Finding]| {
         let mut m: BTreeMap<String, u64> = Rule::ALL.iter().map(|r| (r.name().into(), 0)).collect();
         for f in v {
