@@ -362,6 +362,24 @@ pub struct SystemRegistered {
     pub removable_media: bool,
 }
 
+impl SystemRegistered {
+    /// `boundary_breaches` names what makes the system unfit to receive
+    /// data (DESIGN §6, boundary violation), as codes in a fixed order:
+    /// `outside_boundary`, `unaccredited`, `unencrypted`, `removable_media`.
+    /// Empty for a system inside the boundary.
+    pub fn boundary_breaches(&self) -> Vec<&'static str> {
+        [
+            (!self.inside_boundary, "outside_boundary"),
+            (!self.accredited, "unaccredited"),
+            (!self.encrypted_at_rest, "unencrypted"),
+            (self.removable_media, "removable_media"),
+        ]
+        .into_iter()
+        .filter_map(|(breach, code)| breach.then_some(code))
+        .collect()
+    }
+}
+
 /// `GrantIssued` is an authorisation from the data owner. Empty lists mean
 /// "any".
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -392,20 +392,7 @@ impl FindingsEngine {
         };
         let dest = registry.system(&c.to_system);
         if let Some(d) = dest {
-            let s = &d.system;
-            let mut why = Vec::new();
-            if !s.inside_boundary {
-                why.push("outside_boundary");
-            }
-            if !s.accredited {
-                why.push("unaccredited");
-            }
-            if !s.encrypted_at_rest {
-                why.push("unencrypted");
-            }
-            if s.removable_media {
-                why.push("removable_media");
-            }
+            let why = d.system.boundary_breaches();
             if !why.is_empty() {
                 self.push(Finding {
                     id: format!("boundary_violation:{index}"),

@@ -580,19 +580,7 @@ fn boundary_violation(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
             )))
         }
     };
-    let mut why = Vec::new();
-    if !s.inside_boundary {
-        why.push("outside_boundary");
-    }
-    if !s.accredited {
-        why.push("unaccredited");
-    }
-    if !s.encrypted_at_rest {
-        why.push("unencrypted");
-    }
-    if s.removable_media {
-        why.push("removable_media");
-    }
+    let why = s.boundary_breaches();
     if why.is_empty() {
         return Err(cx.fail(format!(
             "entry {} registers system {} inside the boundary, accredited, encrypted at rest and not removable",

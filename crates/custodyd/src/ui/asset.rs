@@ -159,10 +159,11 @@ fn render(state: &LogState, asset: &Digest, after: Option<u64>, v: &View) -> Res
     let h = hex(asset);
     let now = super::now();
     let registry = state.registry();
+    // Drawn as the boundary-violation rule judges a destination.
     let outside = |s: &str| {
         registry
             .system(s)
-            .is_some_and(|r| !r.system.inside_boundary || r.system.removable_media)
+            .is_some_and(|r| !r.system.boundary_breaches().is_empty())
     };
     let marks: Vec<Mark> = v
         .events

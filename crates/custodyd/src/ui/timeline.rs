@@ -102,8 +102,8 @@ fn f(x: f64) -> String {
 }
 
 /// `chart` draws `intervals` and the events `marks`; `outside` says whether
-/// a system is outside the boundary or removable media, and `now` is where
-/// open intervals end.
+/// a system is unfit to receive data (outside the boundary, unaccredited,
+/// unencrypted or removable media), and `now` is where open intervals end.
 pub fn chart(
     intervals: &[Interval],
     marks: &[Mark],
@@ -165,7 +165,7 @@ pub fn chart(
                 rect x=(f(LABEL_W)) y="10" width="22" height="12" fill=(INSIDE) {}
                 text x=(f(LABEL_W + 28.0)) y="20" { "inside the boundary" }
                 rect x=(f(LABEL_W + 170.0)) y="10" width="22" height="12" fill=(OUTSIDE) {}
-                text x=(f(LABEL_W + 198.0)) y="20" { "outside the boundary or removable media" }
+                text x=(f(LABEL_W + 198.0)) y="20" { "outside the boundary, unaccredited, unencrypted or removable" }
                 rect x=(f(LABEL_W + 470.0)) y="10" width="22" height="12" fill="#777" {}
                 polygon points={ (f(LABEL_W + 492.0)) ",7 " (f(LABEL_W + 501.0)) ",16 " (f(LABEL_W + 492.0)) ",25" } fill="#777" {}
                 text x=(f(LABEL_W + 508.0)) y="20" { "open: still held, drawn to now" }
