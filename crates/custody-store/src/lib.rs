@@ -15,6 +15,7 @@
 //! assert_eq!(s.read_entries(0, 1).unwrap(), vec![b"e0".to_vec()]);
 //! ```
 
+#[cfg(any(test, feature = "contract"))]
 pub mod contract;
 pub mod index;
 mod memory;
