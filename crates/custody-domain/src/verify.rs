@@ -1,5 +1,8 @@
 //! Batched, parallel Ed25519 verification.
 
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::IsIdentity as _;
 use ed25519_dalek::{Signature, VerifyingKey};
 use rayon::prelude::*;
 
@@ -18,17 +21,16 @@ pub struct SignatureCheck<'a> {
 const BATCH: usize = 64;
 
 /// `verify_signatures` checks every signature, in batches of 64 spread over
-/// all cores, and returns one verdict per check, in order. A batch that
-/// fails is re-checked one signature at a time, so one bad signature costs
-/// only its own batch.
+/// all cores, and returns one verdict per check, in order: exactly
+/// `verify_strict`'s. A batch that fails, or that holds a point the batch
+/// equation cannot judge as `verify_strict` does (see [`batchable_r`] and
+/// [`batchable_key`]), is re-checked one signature at a time with
+/// `verify_strict`, so one bad signature costs only its own batch.
 pub fn verify_signatures(checks: &[SignatureCheck<'_>]) -> Vec<bool> {
     checks
         .par_chunks(BATCH)
         .flat_map_iter(|chunk| {
-            let msgs: Vec<&[u8]> = chunk.iter().map(|c| c.message).collect();
-            let sigs: Vec<Signature> = chunk.iter().map(|c| c.signature).collect();
-            let keys: Vec<VerifyingKey> = chunk.iter().map(|c| c.key).collect();
-            if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
+            if batch(chunk) {
                 vec![true; chunk.len()]
             } else {
                 chunk
@@ -38,6 +40,71 @@ pub fn verify_signatures(checks: &[SignatureCheck<'_>]) -> Vec<bool> {
             }
         })
         .collect()
+}
+
+/// `batch` checks `chunk` with `ed25519_dalek::verify_batch` once every R
+/// and key in it is one the batch equation judges as `verify_strict` does;
+/// false means some signature may be bad.
+fn batch(chunk: &[SignatureCheck<'_>]) -> bool {
+    let mut keys: Vec<&VerifyingKey> = Vec::new();
+    for c in chunk {
+        if batchable_r(&c.signature, torsion_free).is_none() {
+            return false;
+        }
+        if !keys.iter().any(|k| k.as_bytes() == c.key.as_bytes()) {
+            if !batchable_key(&c.key, torsion_free) {
+                return false;
+            }
+            keys.push(&c.key);
+        }
+    }
+    let msgs: Vec<&[u8]> = chunk.iter().map(|c| c.message).collect();
+    let sigs: Vec<Signature> = chunk.iter().map(|c| c.signature).collect();
+    let keys: Vec<VerifyingKey> = chunk.iter().map(|c| c.key).collect();
+    ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok()
+}
+
+/// `torsion_free` is whether `p` lies in the prime-order subgroup, that is
+/// [ℓ]P = 0, computed in variable time (every point checked is public) as
+/// [ℓ − 1]P + P with the double-base multiplication and a zero second
+/// scalar: ℓ − 1 is zero from bit 125 to bit 251, so its width-5 NAF costs
+/// about 253 doublings and 21 additions. Of the ways to compute it, this
+/// is the fastest (`torsion_check_cost` times them) and still costs about
+/// half a `verify_strict` per point.
+fn torsion_free(p: &EdwardsPoint) -> bool {
+    (EdwardsPoint::vartime_double_scalar_mul_basepoint(&-Scalar::ONE, p, &Scalar::ZERO) + p)
+        .is_identity()
+}
+
+/// `batchable_r` is the signature's R, decoded, if the batch equation
+/// judges it as `verify_strict` does: R canonically encoded, not of small
+/// order, and torsion-free (`is_torsion_free` decides the last). Otherwise
+/// `None`, and the signature is left to `verify_strict`.
+///
+/// Why torsion-free: the batch equation is the cofactorless one, summed
+/// with random 128-bit weights z_i. A signature whose R = [r]B + T, with T
+/// of order t in the torsion subgroup, leaves z_i·T in the sum, which
+/// vanishes whenever t divides z_i: it would pass about one batch in t
+/// where `verify_strict` always refuses it. With A torsion-free, every
+/// signature `verify_strict` accepts has R = [s]B − [h]A torsion-free, so
+/// refusing the others here refuses nothing `verify_strict` would accept.
+fn batchable_r(
+    sig: &Signature,
+    is_torsion_free: impl Fn(&EdwardsPoint) -> bool,
+) -> Option<EdwardsPoint> {
+    let bytes = sig.r_bytes();
+    if !canonical_y(bytes) {
+        return None;
+    }
+    let r = CompressedEdwardsY(*bytes).decompress()?;
+    (!r.is_small_order() && is_torsion_free(&r)).then_some(r)
+}
+
+/// `batchable_key` is whether the batch equation judges signatures by `key`
+/// as `verify_strict` does: the key canonically encoded, not weak (of small
+/// order) and torsion-free. (The registry refuses other keys anyway.)
+fn batchable_key(key: &VerifyingKey, is_torsion_free: impl Fn(&EdwardsPoint) -> bool) -> bool {
+    canonical_y(key.as_bytes()) && !key.is_weak() && is_torsion_free(&key.to_edwards())
 }
 
 /// Batches of this size for [`verify_signatures_by_key`]: its
@@ -60,13 +127,10 @@ const KEYED_BATCH: usize = 256;
 /// nothing but the cost. A batch that fails is re-checked one signature at
 /// a time with `verify_strict`, as in [`verify_signatures`].
 ///
-/// Verdicts equal `verify_strict`'s except in one case, which
-/// `ed25519_dalek::verify_batch` shares: a signature whose R has a torsion
-/// component of order t (R = [r]B + T), which only the key's holder can
-/// make, passes a batch with probability about 1/t where `verify_strict`
-/// refuses it. Small-order R, non-canonical R encodings and weak keys are
-/// refused outright (the registry also refuses weak and mixed-order keys),
-/// and a batch that fails falls back to `verify_strict`.
+/// Verdicts are exactly `verify_strict`'s: a batch runs the equation only
+/// over points it judges as `verify_strict` does ([`batchable_r`],
+/// [`batchable_key`]; else the batch falls back), over which a batch
+/// holding a bad signature passes with probability at most 2^-128.
 pub fn verify_signatures_by_key(checks: &[SignatureCheck<'_>]) -> Vec<bool> {
     checks
         .par_chunks(KEYED_BATCH)
@@ -94,12 +158,20 @@ fn canonical_y(b: &[u8; 32]) -> bool {
 }
 
 /// `batch_by_key` checks the batch equation of [`verify_signatures_by_key`]
-/// over `chunk`; false means some signature may be bad.
+/// over `chunk`; false means some signature may be bad, or some R or key
+/// is one the equation cannot judge as `verify_strict` does.
 fn batch_by_key(chunk: &[SignatureCheck<'_>]) -> bool {
+    batch_by_key_with(chunk, torsion_free)
+}
+
+/// `batch_by_key_with` is [`batch_by_key`] with the torsion check given, so
+/// that the timing harness can weigh it.
+fn batch_by_key_with(
+    chunk: &[SignatureCheck<'_>],
+    is_torsion_free: impl Fn(&EdwardsPoint) -> bool,
+) -> bool {
     use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
-    use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
-    use curve25519_dalek::scalar::Scalar;
-    use curve25519_dalek::traits::{IsIdentity as _, VartimeMultiscalarMul as _};
+    use curve25519_dalek::traits::VartimeMultiscalarMul as _;
     use rand_core::{RngCore as _, SeedableRng as _};
     use sha2::{Digest as _, Sha512};
 
@@ -116,18 +188,9 @@ fn batch_by_key(chunk: &[SignatureCheck<'_>]) -> bool {
         else {
             return false;
         };
-        let Some(r) = CompressedEdwardsY(*c.signature.r_bytes()).decompress() else {
+        let Some(r) = batchable_r(&c.signature, &is_torsion_free) else {
             return false;
         };
-        // verify_strict refuses a small-order or non-canonically encoded R
-        // and a weak key; a batch that let them through would accept what
-        // the one-at-a-time check (and every offline verifier) refuses.
-        if r.is_small_order() || !canonical_y(c.signature.r_bytes()) {
-            return false;
-        }
-        if c.key.is_weak() {
-            return false;
-        }
         let h = Scalar::from_bytes_mod_order_wide(
             &Sha512::new()
                 .chain_update(c.signature.r_bytes())
@@ -148,7 +211,12 @@ fn batch_by_key(chunk: &[SignatureCheck<'_>]) -> bool {
             .find(|(k, _)| k.as_bytes() == c.key.as_bytes())
         {
             Some((_, sum)) => *sum += zh,
-            None => keys.push((c.key, zh)),
+            None => {
+                if !batchable_key(&c.key, &is_torsion_free) {
+                    return false;
+                }
+                keys.push((c.key, zh));
+            }
         }
     }
     scalars.push(-b);
@@ -387,23 +455,232 @@ mod tests {
         }
     }
 
-    /// The one divergence from verify_strict that the doc comment states,
-    /// pinned: R with an order-2 torsion component (which only the key's
-    /// holder can make) is refused by verify_strict but passes a batch
-    /// about half the time, as with `ed25519_dalek::verify_batch`. Out of
-    /// 400 independent batches, a count outside 100..=300 has probability
-    /// below 1e-20 if the rate is 1/2.
+    /// Both batch functions' verdicts over `checks`, each three ways: the
+    /// checks alone, each in a batch of its own, and each among good
+    /// signatures (by `good`'s key, over `m`) on both sides.
+    fn verdicts_everywhere(
+        checks: &[SignatureCheck<'_>],
+        m: &[u8],
+        good: &SigningKey,
+    ) -> Vec<(&'static str, usize, Vec<bool>)> {
+        let g = || one(m, good.sign(m), good.verifying_key());
+        let mut out = Vec::new();
+        for (name, f) in [
+            (
+                "verify_signatures",
+                verify_signatures as fn(&[SignatureCheck]) -> Vec<bool>,
+            ),
+            ("verify_signatures_by_key", verify_signatures_by_key),
+        ] {
+            for (i, c) in checks.iter().enumerate() {
+                let case = || one(c.message, c.signature, c.key);
+                out.push((name, i, f(&[case()])));
+                let mut among: Vec<SignatureCheck> = (0..20).map(|_| g()).collect();
+                among.insert(10, case());
+                let v = f(&among);
+                out.push((
+                    name,
+                    i,
+                    vec![v[10], v.iter().enumerate().all(|(j, ok)| j == 10 || *ok)],
+                ));
+            }
+        }
+        out
+    }
+
+    /// R = [r]B + T with T of order 2, 4 or 8 (which only the key's holder
+    /// can make) is refused by verify_strict, and so by both batch
+    /// functions every time, alone and among good signatures; the good
+    /// signatures beside it still pass. Before the torsion check a batch
+    /// let it through about once in ord(T) runs.
     #[test]
-    fn mixed_order_r_passes_a_batch_about_half_the_time() {
+    fn mixed_order_r_is_refused_every_time() {
         let key = SigningKey::generate(&mut rand_core::OsRng);
         let m: &[u8] = b"event";
-        let t = torsion::of_order(2);
-        let sig = torsion::sign_with_r(&key, m, t, None);
-        assert!(key.verifying_key().verify_strict(m, &sig).is_err());
-        let passed = (0..400)
-            .filter(|_| verify_signatures_by_key(&[one(m, sig, key.verifying_key())])[0])
-            .count();
-        assert!((100..=300).contains(&passed), "{passed} of 400");
+        for order in [2, 4, 8] {
+            let sig = torsion::sign_with_r(&key, m, torsion::of_order(order), None);
+            assert!(
+                key.verifying_key().verify_strict(m, &sig).is_err(),
+                "order {order}"
+            );
+            let check = [one(m, sig, key.verifying_key())];
+            for run in 0..200 {
+                for (f, _, v) in verdicts_everywhere(&check, m, &key) {
+                    assert!(
+                        !v[0],
+                        "{f}: R with torsion of order {order} passed run {run}"
+                    );
+                    assert!(
+                        v.get(1).copied().unwrap_or(true),
+                        "{f}: good signature refused"
+                    );
+                }
+            }
+        }
+    }
+
+    /// `torsion_free` agrees with curve25519-dalek's constant-time
+    /// `is_torsion_free` on points with no torsion and with torsion of every
+    /// order, including the small-order points themselves.
+    #[test]
+    fn torsion_free_agrees_with_dalek() {
+        use curve25519_dalek::constants::ED25519_BASEPOINT_POINT as B;
+        use curve25519_dalek::traits::Identity as _;
+        let mut points = vec![EdwardsPoint::identity(), B];
+        for order in [2, 4, 8] {
+            let t = torsion::of_order(order);
+            points.push(t);
+            for _ in 0..20 {
+                let mut wide = [0u8; 64];
+                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut wide);
+                let p = B * Scalar::from_bytes_mod_order_wide(&wide);
+                points.push(p);
+                points.push(p + t);
+            }
+        }
+        for (i, p) in points.iter().enumerate() {
+            assert_eq!(torsion_free(p), p.is_torsion_free(), "point {i}");
+        }
+        assert_eq!(points.iter().filter(|p| torsion_free(p)).count(), 62);
+    }
+
+    /// The 12 edge cases of "Taming the many EdDSAs" (Chalkias, Garillot,
+    /// Nikolaenko, SSR 2020), as `cases.json` of
+    /// github.com/novifinancial/ed25519-speccheck (commit 6551933) holds
+    /// them: message, public key A and signature R ‖ S, in hex.
+    const SPECCHECK: [(&str, &str, &str); 12] = [
+        // 0: S = 0, small-order A and R.
+        (
+            "8c93255d71dcab10e8f379c26200f3c7bd5f09d9bc3068d3ef4edeb4853022b6",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a\
+             0000000000000000000000000000000000000000000000000000000000000000",
+        ),
+        // 1: small-order A, mixed-order R.
+        (
+            "9bd9f44f4dcc75bd531b56b2cd280b0bb38fc1cd6d1230e14861d861de092e79",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+            "f7badec5b8abeaf699583992219b7b223f1df3fbbea919844e3f7c554a43dd43\
+             a5bb704786be79fc476f91d3f3f89b03984d8068dcf1bb7dfc6637b45450ac04",
+        ),
+        // 2: mixed-order A, small-order R.
+        (
+            "aebf3f2601a0c8c5d39cc7d8911642f740b78168218da8471772b35f9d35b9ab",
+            "f7badec5b8abeaf699583992219b7b223f1df3fbbea919844e3f7c554a43dd43",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa\
+             8c4bd45aecaca5b24fb97bc10ac27ac8751a7dfe1baff8b953ec9f5833ca260e",
+        ),
+        // 3: mixed-order A and R; passes cofactorless.
+        (
+            "9bd9f44f4dcc75bd531b56b2cd280b0bb38fc1cd6d1230e14861d861de092e79",
+            "cdb267ce40c5cd45306fa5d2f29731459387dbf9eb933b7bd5aed9a765b88d4d",
+            "9046a64750444938de19f227bb80485e92b83fdb4b6506c160484c016cc1852f\
+             87909e14428a7a1d62e9f22f3d3ad7802db02eb2e688b6c52fcd6648a98bd009",
+        ),
+        // 4: mixed-order A and R; passes only cofactored.
+        (
+            "e47d62c63f830dc7a6851a0b1f33ae4bb2f507fb6cffec4011eaccd55b53f56c",
+            "cdb267ce40c5cd45306fa5d2f29731459387dbf9eb933b7bd5aed9a765b88d4d",
+            "160a1cb0dc9c0258cd0a7d23e94d8fa878bcb1925f2c64246b2dee1796bed512\
+             5ec6bc982a269b723e0668e540911a9a6a58921d6925e434ab10aa7940551a09",
+        ),
+        // 5: mixed-order A; passes cofactored only without pre-reduced 8h.
+        (
+            "e47d62c63f830dc7a6851a0b1f33ae4bb2f507fb6cffec4011eaccd55b53f56c",
+            "cdb267ce40c5cd45306fa5d2f29731459387dbf9eb933b7bd5aed9a765b88d4d",
+            "21122a84e0b5fca4052f5b1235c80a537878b38f3142356b2c2384ebad4668b7\
+             e40bc836dac0f71076f9abe3a53f9c03c1ceeeddb658d0030494ace586687405",
+        ),
+        // 6: S > L.
+        (
+            "85e241a07d148b41e47d62c63f830dc7a6851a0b1f33ae4bb2f507fb6cffec40",
+            "442aad9f089ad9e14647b1ef9099a1ff4798d78589e66f28eca69c11f582a623",
+            "e96f66be976d82e60150baecff9906684aebb1ef181f67a7189ac78ea23b6c0e\
+             547f7690a0e2ddcd04d87dbc3490dc19b3b3052f7ff0538cb68afb369ba3a514",
+        ),
+        // 7: S >> L.
+        (
+            "85e241a07d148b41e47d62c63f830dc7a6851a0b1f33ae4bb2f507fb6cffec40",
+            "442aad9f089ad9e14647b1ef9099a1ff4798d78589e66f28eca69c11f582a623",
+            "8ce5b96c8f26d0ab6c47958c9e68b937104cd36e13c33566acd2fe8d38aa1942\
+             7e71f98a473474f2f13f06f97c20d58cc3f54b8bd0d272f42b695dd7e89a8c22",
+        ),
+        // 8: non-canonical R, reduced for the hash.
+        (
+            "9bedc267423725d473888631ebf45988bad3db83851ee85c85e241a07d148b41",
+            "f7badec5b8abeaf699583992219b7b223f1df3fbbea919844e3f7c554a43dd43",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\
+             03be9678ac102edcd92b0210bb34d7428d12ffc5df5f37e359941266a4e35f0f",
+        ),
+        // 9: non-canonical R, not reduced for the hash.
+        (
+            "9bedc267423725d473888631ebf45988bad3db83851ee85c85e241a07d148b41",
+            "f7badec5b8abeaf699583992219b7b223f1df3fbbea919844e3f7c554a43dd43",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\
+             ca8c5b64cd208982aa38d4936621a4775aa233aa0505711d8fdcfdaa943d4908",
+        ),
+        // 10: non-canonical A, reduced for the hash.
+        (
+            "e96b7021eb39c1a163b6da4e3093dcd3f21387da4cc4572be588fafae23c155b",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            "a9d55260f765261eb9b84e106f665e00b867287a761990d7135963ee0a7d59dc\
+             a5bb704786be79fc476f91d3f3f89b03984d8068dcf1bb7dfc6637b45450ac04",
+        ),
+        // 11: non-canonical A, not reduced for the hash.
+        (
+            "39a591f5321bbe07fd5a23dc2f39d025d74526615746727ceefd6e82ae65c06f",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            "a9d55260f765261eb9b84e106f665e00b867287a761990d7135963ee0a7d59dc\
+             a5bb704786be79fc476f91d3f3f89b03984d8068dcf1bb7dfc6637b45450ac04",
+        ),
+    ];
+
+    fn unhex<const N: usize>(s: &str) -> [u8; N] {
+        let mut out = [0u8; N];
+        assert_eq!(s.len(), 2 * N, "{s}");
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex");
+        }
+        out
+    }
+
+    /// On every speccheck case both batch functions give verify_strict's
+    /// verdict (only case 3, mixed-order A and R satisfying the
+    /// cofactorless equation, verifies), alone and among good signatures,
+    /// run after run: cases 4 and 5 satisfy the equation only up to
+    /// torsion, which a batch without the torsion check lets through now
+    /// and then.
+    #[test]
+    fn speccheck_edge_cases_get_verify_strict_verdicts() {
+        let cases: Vec<(Vec<u8>, Signature, VerifyingKey)> = SPECCHECK
+            .iter()
+            .map(|(m, a, sig)| {
+                let m = unhex::<32>(m).to_vec();
+                let a = VerifyingKey::from_bytes(&unhex::<32>(a)).expect("A decompresses");
+                (m, Signature::from_bytes(&unhex::<64>(sig)), a)
+            })
+            .collect();
+        let want: Vec<bool> = cases
+            .iter()
+            .map(|(m, sig, a)| a.verify_strict(m, sig).is_ok())
+            .collect();
+        assert_eq!(
+            want,
+            [false, false, false, true, false, false, false, false, false, false, false, false],
+            "verify_strict's verdicts as the paper reports them"
+        );
+        let checks: Vec<SignatureCheck> =
+            cases.iter().map(|(m, sig, a)| one(m, *sig, *a)).collect();
+        let good = SigningKey::generate(&mut rand_core::OsRng);
+        for run in 0..50 {
+            for (f, i, v) in verdicts_everywhere(&checks, b"event", &good) {
+                assert_eq!(v[0], want[i], "{f}: case {i}, run {run}");
+                assert!(
+                    v.get(1).copied().unwrap_or(true),
+                    "{f}: case {i}, run {run}: good signature refused"
+                );
+            }
+        }
     }
 
     /// On small-order R and weak keys the keyed verdicts are exactly
@@ -430,6 +707,89 @@ mod tests {
                 verify_signatures_by_key(&mixed),
                 vec![true, false, true],
                 "case {i} among good signatures"
+            );
+        }
+    }
+
+    /// Timing harness, not a test: the cost of the torsion checks in a
+    /// keyed batch of 256 signatures by one key (and in a dalek batch of
+    /// 64), against the old batch without them, one thread, rounds
+    /// interleaved so that drift hits every variant alike. Run it with
+    /// `cargo test --release -p custody-domain --lib torsion_check_cost --
+    /// --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing harness: run in release with --ignored --nocapture"]
+    fn torsion_check_cost() {
+        use curve25519_dalek::traits::VartimeMultiscalarMul as _;
+        use std::time::{Duration, Instant};
+        const ROUNDS: usize = 61;
+        let key = SigningKey::generate(&mut rand_core::OsRng);
+        let msgs: Vec<Vec<u8>> = (0..256u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let checks: Vec<SignatureCheck> = msgs
+            .iter()
+            .map(|m| one(m, key.sign(m), key.verifying_key()))
+            .collect();
+        let none = |_: &EdwardsPoint| true;
+        let constant_time = |p: &EdwardsPoint| p.is_torsion_free();
+        let multiscalar = |p: &EdwardsPoint| {
+            (EdwardsPoint::vartime_multiscalar_mul([-Scalar::ONE], [*p]) + p).is_identity()
+        };
+        type Check<'a> = &'a dyn Fn(&EdwardsPoint) -> bool;
+        let variants: [(&str, Check); 4] = [
+            ("keyed 256, old (no torsion check)", &none),
+            ("keyed 256, is_torsion_free (constant time)", &constant_time),
+            ("keyed 256, vartime_multiscalar_mul", &multiscalar),
+            (
+                "keyed 256, vartime_double_scalar_mul_basepoint",
+                &torsion_free,
+            ),
+        ];
+        let dalek_old = |c: &[SignatureCheck<'_>]| {
+            let msgs: Vec<&[u8]> = c.iter().map(|c| c.message).collect();
+            let sigs: Vec<Signature> = c.iter().map(|c| c.signature).collect();
+            let keys: Vec<VerifyingKey> = c.iter().map(|c| c.key).collect();
+            ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok()
+        };
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); variants.len() + 3];
+        for _ in 0..ROUNDS {
+            for (i, (_, f)) in variants.iter().enumerate() {
+                let t = Instant::now();
+                assert!(batch_by_key_with(&checks, f));
+                times[i].push(t.elapsed());
+            }
+            let t = Instant::now();
+            assert!(checks.chunks(BATCH).all(dalek_old));
+            times[variants.len()].push(t.elapsed());
+            let t = Instant::now();
+            assert!(checks.chunks(BATCH).all(batch));
+            times[variants.len() + 1].push(t.elapsed());
+            let t = Instant::now();
+            assert!(checks
+                .iter()
+                .all(|c| c.key.verify_strict(c.message, &c.signature).is_ok()));
+            times[variants.len() + 2].push(t.elapsed());
+        }
+        let median = |v: &mut Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let medians: Vec<Duration> = times.iter_mut().map(median).collect();
+        let names = variants.iter().map(|(n, _)| *n).chain([
+            "dalek 4×64, old (verify_batch)",
+            "dalek 4×64, new (checks + verify_batch)",
+            "verify_strict one at a time, 256",
+        ]);
+        for (i, (name, m)) in names.zip(&medians).enumerate() {
+            let base = if i < variants.len() {
+                medians[0]
+            } else {
+                medians[variants.len()]
+            };
+            println!(
+                "{name:50} median {:8.1} µs per 256, {:6.2} µs per signature, {:.3}× old",
+                m.as_secs_f64() * 1e6,
+                m.as_secs_f64() * 1e6 / 256.0,
+                m.as_secs_f64() / base.as_secs_f64()
             );
         }
     }
