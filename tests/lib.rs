@@ -83,13 +83,7 @@ impl Log {
         );
         let data = dir.path().join("data");
         let out = Command::new(bin("custodyd"))
-            .args([
-                "init",
-                "--data",
-                data.to_str().unwrap(),
-                "--origin",
-                "e2e.test/custody",
-            ])
+            .args(["init", "--data", data.to_str().unwrap(), "--origin", ORIGIN])
             .args([
                 "--owner-key",
                 prefix.with_extension("pub").to_str().unwrap(),
@@ -201,13 +195,17 @@ pub fn now() -> i64 {
         .as_nanos() as i64
 }
 
-/// `event` builds an event with a fresh id.
+/// `ORIGIN` is the origin of every log [`Log::init`] makes.
+pub const ORIGIN: &str = "e2e.test/custody";
+
+/// `event` builds an event for a log of [`ORIGIN`] with a fresh id.
 pub fn event(reporter: &str, body: v1::event::Body) -> v1::Event {
     v1::Event {
         event_id: uuid::Uuid::new_v4().to_string(),
         event_time_unix_nanos: now(),
         reporter: reporter.to_owned(),
         reporter_seq: 1,
+        log_origin: ORIGIN.to_owned(),
         body: Some(body),
     }
 }

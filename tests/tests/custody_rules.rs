@@ -754,9 +754,10 @@ async fn custody_events_naming_unregistered_or_unrelated_parties_are_refused() {
     )
     .await;
 
-    // A reporter that is neither the actor, nor its agent, nor its
-    // principal. Each direction of agency is a valid control.
-    let denied = "reporter cam may report only its own actions, those of a party it acts for, or those of its agents; actor vendor is none of these";
+    // A reporter that is neither the actor nor its principal, and that
+    // owns or operates none of the action's systems.
+    let denied =
+        "reporter cam may name as actor only itself or a party acting on its behalf, not vendor";
     l.rule(
         "cam",
         &cam,
@@ -770,16 +771,19 @@ async fn custody_events_naming_unregistered_or_unrelated_parties_are_refused() {
     l.refuse(&e, &cam, Want::Denied, denied).await;
     e.reporter = "vendor".into();
     l.accept(&e, &vendor).await;
-    // The data owner reports its agent's action, and an agent its
-    // principal's; the principal reports its agent's.
+    // The data owner reports its agent's action, and a principal its
+    // agent's; an agent never names its principal (upward), not even on a
+    // system it operates.
     l.accept(
         &event(&o, custody(capture("cam", &digest(), "cam-sys"))),
         &ok,
     )
     .await;
-    l.accept(
+    l.refuse(
         &event("cam-agent", custody(capture("cam", &digest(), "cam-sys"))),
         &agent,
+        Want::Denied,
+        "reporter cam-agent acts on behalf of cam, so it may not name cam as the actor",
     )
     .await;
     l.accept(
@@ -798,7 +802,7 @@ async fn custody_events_naming_unregistered_or_unrelated_parties_are_refused() {
         ),
         &agent,
         Want::Denied,
-        "actor vendor is none of these",
+        "cam-agent may name as actor only itself or a party acting on its behalf, not vendor",
     )
     .await;
 
@@ -830,7 +834,7 @@ async fn custody_events_naming_unregistered_or_unrelated_parties_are_refused() {
         &event("cam-agent", session("vendor", "vendor-sys")),
         &agent,
         Want::Denied,
-        "actor vendor is none of these",
+        "another party's action may be reported only by the owner or operator of vendor-sys",
     )
     .await;
     l.rule(
@@ -872,7 +876,7 @@ async fn custody_events_naming_unregistered_or_unrelated_parties_are_refused() {
         attest("cam-sys", None),
         attest("vendor-sys", None),
         Want::Denied,
-        "only the owner of system cam-sys (cam) or a party acting for it may attest its holdings, not vendor",
+        "only the owner of system cam-sys (cam) or its device or software agent may attest its holdings, not vendor",
     )
     .await;
     l.rule(
@@ -1260,7 +1264,7 @@ async fn receipts_and_deletes_that_contradict_the_log_are_refused() {
         &event("cam", custody(receipt("cam", copied))),
         &cam,
         Want::Denied,
-        &format!("the transfer at entry {copied} went to vendor on system vendor-sys; only that party (or one acting for it) may acknowledge it, not cam"),
+        &format!("the transfer at entry {copied} went to vendor on system vendor-sys; only that party or its device or software agent may acknowledge it, not cam"),
     )
     .await;
     // RECEIPT naming other assets than were transferred.
@@ -1664,4 +1668,178 @@ async fn policy_breaches_are_accepted_as_evidence() {
         .unwrap()
         .into_inner();
     assert_eq!(history.indexes.len(), 5, "{:?}", history.indexes);
+}
+
+/// Regression, "the core promise holds under attack", cases 1 and 2: a
+/// subcontractor named its principal (the data owner) as the actor of its
+/// own copy to its own network, and of deletes of the owner's copies, and
+/// deleted from a system it never held; the lane device could not report
+/// the vendor's copy it saw. Now the vendor is refused and the device's
+/// report is logged as observed, with the finding on the vendor.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vendor_cannot_blame_its_principal_and_a_device_reports_what_a_vendor_did() {
+    let mut l = Ledger::start().await;
+    let (o, ok) = l.owner();
+    let org = |id: &str, kind: v1::PartyKind, principal: &str| {
+        Body::PartyRegistered(v1::PartyRegistered {
+            party_id: id.into(),
+            kind: kind as i32,
+            acts_on_behalf_of: principal.into(),
+        })
+    };
+    l.accept(&event(&o, org("prime", v1::PartyKind::Prime, &o)), &ok)
+        .await;
+    l.accept(
+        &event(&o, org("sub", v1::PartyKind::Subcontractor, "prime")),
+        &ok,
+    )
+    .await;
+    let sub = SigningKey::generate(&mut rand_core::OsRng);
+    l.accept(&event(&o, key_added("sub", &sub, 0, 0)), &ok)
+        .await;
+    l.system("sub-net", "sub", false, false).await;
+    l.system("usb", "sub", false, true).await;
+    l.system("lane", &o, true, false).await;
+    let cam = l.party("cam", &o).await;
+    let a = digest();
+    l.accept(&event("cam", custody(capture("cam", &a, "lane"))), &cam)
+        .await;
+
+    // The vendor names the data owner, or its prime, as the actor of a
+    // copy to its own network: refused, although it owns the network.
+    for principal in [o.as_str(), "prime"] {
+        l.refuse(
+            &event(
+                "sub",
+                custody(transfer(K::Copy, principal, &a, "lane", "sub-net")),
+            ),
+            &sub,
+            Want::Denied,
+            &format!("reporter sub acts on behalf of {principal}, so it may not name {principal} as the actor"),
+        )
+        .await;
+    }
+    // Nor may it delete the owner's copy in the owner's name, or in its
+    // own on a system it neither holds nor operates.
+    l.refuse(
+        &event("sub", custody(delete(&o, &a, "lane"))),
+        &sub,
+        Want::Denied,
+        "may not name",
+    )
+    .await;
+    l.refuse(
+        &event("sub", custody(delete("sub", &a, "lane"))),
+        &sub,
+        Want::Denied,
+        "DELETE from system lane must be made by its owner or operator",
+    )
+    .await;
+    l.refuse(
+        &event(
+            "sub",
+            custody(transfer(K::Move, "sub", &a, "lane", "sub-net")),
+        ),
+        &sub,
+        Want::Denied,
+        "MOVE from system lane must be made by its owner or operator",
+    )
+    .await;
+
+    // The lane device reports the vendor's access and its copy to a USB
+    // stick: observed, and the findings are the vendor's.
+    l.accept(
+        &event(
+            "cam",
+            custody(v1::CustodyAction {
+                purpose: v1::Purpose::Maintenance as i32,
+                ..transfer(K::Access, "sub", &a, "lane", "")
+            }),
+        ),
+        &cam,
+    )
+    .await;
+    let copied = l
+        .accept(
+            &event("cam", custody(transfer(K::Copy, "sub", &a, "lane", "usb"))),
+            &cam,
+        )
+        .await;
+    l.settle().await;
+    let mut q = CustodyQueryClient::connect(l.log.grpc.clone())
+        .await
+        .unwrap();
+    let found = q
+        .findings(v1::FindingsRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .findings;
+    for rule in ["unauthorized_transfer", "boundary_violation"] {
+        let f = found
+            .iter()
+            .find(|f| f.rule == rule && f.entries.first() == Some(&copied))
+            .unwrap_or_else(|| panic!("no {rule} finding on entry {copied}: {found:?}"));
+        assert_eq!(f.party, "sub", "{rule} is the actor's");
+        assert_eq!(f.observed_by, "cam", "{rule} says who observed it");
+        assert_eq!(f.observed_on_system, "lane");
+    }
+    assert!(
+        found.iter().all(|f| f.party != o),
+        "no finding blames the data owner: {found:?}"
+    );
+}
+
+/// Regression, cases 4 to 6: an event signed for one log was replayed
+/// verbatim into another with the same data owner; a body with free text
+/// in an unknown field was logged and served; the same event with its id
+/// in upper case was logged twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn replayed_non_canonical_and_recased_events_are_refused() {
+    let mut l = Ledger::start().await;
+    let cam = l.party("cam", &l.owner().0).await;
+    let mut e = event("cam", custody(capture("cam", &digest(), "cam-sys")));
+
+    // Signed for another log.
+    e.log_origin = "other.example/log".into();
+    l.refuse(
+        &e,
+        &cam,
+        Want::Invalid("event.log_origin"),
+        "event is signed for log \"other.example/log\", not this log",
+    )
+    .await;
+
+    // Free text in field 99 (a string), after a canonical body.
+    e.log_origin = custody_e2e::ORIGIN.into();
+    let mut body = prost::Message::encode_to_vec(&e);
+    body.extend_from_slice(&[0x9a, 0x06, 14]);
+    body.extend_from_slice(b"JANE Q DOE P12");
+    let env = custody_domain::SignedEnvelope::sign(body, &[&cam]);
+    let err =
+        l.c.append(req(custody_proto::envelope_to_proto(&env)))
+            .await
+            .expect_err("a body with an unknown field is refused");
+    check_status(
+        &err,
+        Want::Invalid("event.body"),
+        "event.body is not in canonical protobuf form",
+    );
+
+    // The same event id in upper case.
+    let id = e.event_id.clone();
+    e.event_id = id.to_uppercase();
+    l.refuse(
+        &e,
+        &cam,
+        Want::Invalid("event.event_id"),
+        "is not a UUID in its canonical form",
+    )
+    .await;
+    e.event_id = id;
+    l.accept(&e, &cam).await;
+    l.settle().await;
 }

@@ -375,6 +375,11 @@ fn b64_pos(k: usize) -> usize {
 }
 
 fn part_word(text: &str, pos: usize) -> &'static str {
+    // A sampled byte may fall inside a multi-byte character.
+    let pos = (0..=pos)
+        .rev()
+        .find(|p| text.is_char_boundary(*p))
+        .unwrap_or(0);
     let mut part = "";
     for (n, line) in text[..pos].split('\n').enumerate() {
         if n > 0 {

@@ -11,9 +11,9 @@
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context as _};
+use custody_proto::v1;
 use custody_proto::v1::custody_log_client::CustodyLogClient;
 use custody_proto::v1::custody_query_client::CustodyQueryClient;
-use custody_proto::{decode_entry, v1, Entry};
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
 use tonic::transport::Channel;
@@ -43,13 +43,22 @@ pub struct BenchReport {
 
 const SEC: i64 = 1_000_000_000;
 
-fn event(reporter: &str, seq: u64, t: i64, body: v1::event::Body) -> v1::Event {
-    v1::Event {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        event_time_unix_nanos: t,
-        reporter: reporter.to_owned(),
-        reporter_seq: seq,
-        body: Some(body),
+/// `Log` is what every event for the log under test names.
+struct Log {
+    /// The log's origin.
+    origin: String,
+}
+
+impl Log {
+    fn event(&self, reporter: &str, seq: u64, t: i64, body: v1::event::Body) -> v1::Event {
+        v1::Event {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            event_time_unix_nanos: t,
+            reporter: reporter.to_owned(),
+            reporter_seq: seq,
+            log_origin: self.origin.clone(),
+            body: Some(body),
+        }
     }
 }
 
@@ -133,23 +142,13 @@ pub async fn run(
     let q = CustodyQueryClient::new(ch).max_decoding_message_size(256 << 20);
     let setup = Instant::now();
     let (party, key) = register_party(&mut c, owner, v1::PartyKind::Software).await?;
-    let owner_id = match c
-        .get_entries(v1::GetEntriesRequest { start: 0, end: 1 })
-        .await
-        .map_err(|s| anyhow!("read genesis: {}", s.message()))?
-        .into_inner()
-        .entries
-        .first()
-        .map(|e| decode_entry(e))
-    {
-        Some(Ok(Entry::Genesis(g))) => g.owner_party_id,
-        _ => bail!("entry 0 is not a genesis entry"),
-    };
+    let (owner_id, origin) = crate::load::genesis(&mut c).await?;
+    let log = Log { origin };
     let home = system_of(&party);
     let mut systems = Vec::new();
     for suffix in ["copies", "bulk"] {
         let id = format!("{party}-{suffix}");
-        let reg = event(
+        let reg = log.event(
             &owner_id,
             0,
             crate::event_json::now_nanos(),
@@ -179,7 +178,7 @@ pub async fn run(
     let mut seq = 0u64;
     let mut next = |t: i64, body| {
         seq += 1;
-        envelope(event(&party, seq, t, body), &key)
+        envelope(log.event(&party, seq, t, body), &key)
     };
     let mut evs = vec![next(
         t0,
@@ -254,7 +253,7 @@ pub async fn run(
             .ok_or_else(|| anyhow!("no manifest in the answer"))?;
         // Appended one at a time, each waiting for its checkpoint, so the
         // last one leaves every set-up event checkpointed.
-        let e = event(
+        let e = log.event(
             &party,
             (asset_events + made / manifest_size + 1) as u64,
             t0 + 10 * SEC,

@@ -15,6 +15,8 @@ pub struct EventJson {
     pub reporter: String,
     #[serde(default)]
     pub reporter_seq: u64,
+    /// The log's origin; defaults to the origin of the log appended to.
+    pub log_origin: Option<String>,
     pub party_registered: Option<PartyJson>,
     pub key_added: Option<KeyAddedJson>,
     pub key_revoked: Option<KeyRevokedJson>,
@@ -122,12 +124,13 @@ pub fn now_nanos() -> i64 {
 }
 
 impl EventJson {
-    /// `into_proto` converts to the wire event.
+    /// `into_proto` converts to the wire event for the log of `origin`
+    /// (unless the JSON names another).
     ///
     /// # Errors
     ///
     /// If not exactly one kind is set or a field is malformed.
-    pub fn into_proto(self) -> anyhow::Result<v1::Event> {
+    pub fn into_proto(self, origin: &str) -> anyhow::Result<v1::Event> {
         let kinds = [
             self.party_registered.is_some(),
             self.key_added.is_some(),
@@ -238,6 +241,7 @@ impl EventJson {
             event_time_unix_nanos: self.event_time_unix_nanos.unwrap_or_else(now_nanos),
             reporter: self.reporter,
             reporter_seq: self.reporter_seq,
+            log_origin: self.log_origin.unwrap_or_else(|| origin.to_owned()),
             body: Some(body),
         })
     }

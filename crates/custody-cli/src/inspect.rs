@@ -539,6 +539,8 @@ pub async fn run(q: Query) -> anyhow::Result<()> {
                     "retention_rule": if f.retention_rule_id.is_empty() { "none" } else { f.retention_rule_id.as_str() },
                     "at": rfc3339(f.at_unix_nanos),
                     "detail": f.detail,
+                    "observed_by": (!f.observed_by.is_empty()).then_some(&f.observed_by),
+                    "observed_on_system": (!f.observed_on_system.is_empty()).then_some(&f.observed_on_system),
                 })
             };
             if common.json {
@@ -578,7 +580,14 @@ pub async fn run(q: Query) -> anyhow::Result<()> {
                         } else {
                             &f.grant_id
                         },
-                        f.detail
+                        if f.observed_by.is_empty() {
+                            f.detail.clone()
+                        } else {
+                            format!(
+                                "{} (reported by {}, observed on system {})",
+                                f.detail, f.observed_by, f.observed_on_system
+                            )
+                        }
                     );
                 }
             }

@@ -74,6 +74,24 @@ pub(crate) async fn append(
     Ok(r.into_inner().index)
 }
 
+/// `genesis` reads the log's genesis entry: the data owner's party id and
+/// the log's origin, which every event for the log names.
+///
+/// # Errors
+///
+/// If the log cannot be read or entry 0 is not a genesis entry.
+pub async fn genesis(client: &mut CustodyLogClient<Channel>) -> anyhow::Result<(String, String)> {
+    let genesis = client
+        .get_entries(v1::GetEntriesRequest { start: 0, end: 1 })
+        .await
+        .map_err(|s| anyhow!("read genesis entry: {}", s.message()))?
+        .into_inner();
+    match genesis.entries.first().map(|e| decode_entry(e)) {
+        Some(Ok(Entry::Genesis(g))) => Ok((g.owner_party_id, g.origin)),
+        _ => bail!("entry 0 of the log is not a genesis entry"),
+    }
+}
+
 /// `register_party` registers a fresh party with a fresh key, signed by
 /// the data owner, and returns its id and key.
 ///
@@ -85,15 +103,7 @@ pub async fn register_party(
     owner: &SigningKey,
     kind: v1::PartyKind,
 ) -> anyhow::Result<(String, SigningKey)> {
-    let genesis = client
-        .get_entries(v1::GetEntriesRequest { start: 0, end: 1 })
-        .await
-        .map_err(|s| anyhow!("read genesis entry: {}", s.message()))?
-        .into_inner();
-    let owner_id = match genesis.entries.first().map(|e| decode_entry(e)) {
-        Some(Ok(Entry::Genesis(g))) => g.owner_party_id,
-        _ => bail!("entry 0 of the log is not a genesis entry"),
-    };
+    let (owner_id, origin) = genesis(client).await?;
     let party = format!("load-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let key = SigningKey::generate(&mut rand_core::OsRng);
     let now = crate::event_json::now_nanos();
@@ -102,6 +112,7 @@ pub async fn register_party(
         event_time_unix_nanos: now,
         reporter: owner_id.clone(),
         reporter_seq: 0,
+        log_origin: origin.clone(),
         body: Some(v1::event::Body::PartyRegistered(v1::PartyRegistered {
             party_id: party.clone(),
             kind: kind as i32,
@@ -114,6 +125,7 @@ pub async fn register_party(
         event_time_unix_nanos: now,
         reporter: owner_id.clone(),
         reporter_seq: 0,
+        log_origin: origin.clone(),
         body: Some(v1::event::Body::KeyAdded(v1::KeyAdded {
             party_id: party.clone(),
             public_key: key.verifying_key().to_bytes().to_vec(),
@@ -128,6 +140,7 @@ pub async fn register_party(
         event_time_unix_nanos: now,
         reporter: owner_id_for_system,
         reporter_seq: 0,
+        log_origin: origin.clone(),
         body: Some(v1::event::Body::SystemRegistered(v1::SystemRegistered {
             system_id: system_of(&party),
             owner_party: party.clone(),
@@ -149,8 +162,14 @@ pub fn system_of(party: &str) -> String {
     format!("{party}-store")
 }
 
-/// `capture_events` signs `n` CAPTURE events from `party`.
-pub fn capture_events(party: &str, key: &SigningKey, n: usize) -> Vec<v1::SignedEvent> {
+/// `capture_events` signs `n` CAPTURE events from `party` for the log of
+/// `origin`.
+pub fn capture_events(
+    origin: &str,
+    party: &str,
+    key: &SigningKey,
+    n: usize,
+) -> Vec<v1::SignedEvent> {
     use rayon_free::par_map;
     par_map(n, |i| {
         let mut digest = [0u8; 32];
@@ -161,6 +180,7 @@ pub fn capture_events(party: &str, key: &SigningKey, n: usize) -> Vec<v1::Signed
             event_time_unix_nanos: crate::event_json::now_nanos(),
             reporter: party.to_owned(),
             reporter_seq: i as u64 + 1,
+            log_origin: origin.to_owned(),
             body: Some(v1::event::Body::Custody(v1::CustodyAction {
                 action: v1::CustodyActionKind::Capture as i32,
                 actor: party.to_owned(),
@@ -223,7 +243,8 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
         "load: registered party {party}; signing {} events",
         opts.events
     );
-    let events = capture_events(&party, &key, opts.events);
+    let (_, origin) = genesis(&mut client).await?;
+    let events = capture_events(&origin, &party, &key, opts.events);
 
     // Watch checkpoints: (time first seen, size).
     let seen: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();

@@ -234,11 +234,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("read {}", event.display()))?
             };
             let json: event_json::EventJson = serde_json::from_str(&text).context("event JSON")?;
-            let ev = json.into_proto()?;
-            let env = SignedEnvelope::sign(ev.encode_to_vec(), &[&key]);
             let verifier = log_key.as_deref().map(read_vkey).transpose()?;
             runtime()?.block_on(async move {
                 let mut c = connect(&server).await?;
+                // The event is signed for this log only: it names the
+                // log's origin, read from the genesis entry.
+                let (_, origin) = load::genesis(&mut c).await?;
+                let ev = json.into_proto(&origin)?;
+                let env = SignedEnvelope::sign(ev.encode_to_vec(), &[&key]);
                 let r = c
                     .append(v1::AppendRequest {
                         event: Some(envelope_to_proto(&env)),

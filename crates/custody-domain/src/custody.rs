@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::{
-    AssetRef, CustodyAction, CustodyActionKind, Digest, Event, EventBody, ManifestRef, Modality,
-    Refusal, Registry, SubjectClass, Timestamp,
+    AssetRef, Attribution, CustodyAction, CustodyActionKind, Digest, Event, EventBody, ManifestRef,
+    Modality, Refusal, Registry, SubjectClass, Timestamp,
 };
 
 /// `Interval` is one custody interval.
@@ -136,6 +136,13 @@ pub struct Effects {
     /// them (a COPY or MOVE from, or an ACCESS or USE on, that system):
     /// evidence of unexplained custody.
     pub unexplained: Vec<(Digest, String)>,
+    /// The system on which the reporter observed another party's action
+    /// (see [`Registry::attribute`]); `None` when the reporter reports its
+    /// own action or its agent's.
+    pub observed_on: Option<String>,
+    /// The members of the manifest a LEGAL_HOLD names, for the retention
+    /// rule (a hold naming one digest needs no expansion).
+    pub held_assets: Vec<Digest>,
 }
 
 /// `plan` checks an event whose signatures and registry rules were already
@@ -166,19 +173,21 @@ pub fn plan(
                 push_party(&mut fx, &m.on_behalf_of);
             }
             let sys = registry.require_system("maintained system", &m.system_id)?;
-            // The device being maintained (acting for its owner) reports
-            // the session, or the vendor itself does.
-            if !registry.acts_for(&event.reporter, &sys.system.owner_party) {
-                check_agency(registry, &event.reporter, &m.actor)?;
+            // The device being maintained reports the session (observed),
+            // or the vendor itself does.
+            if let Attribution::Observed { system } =
+                registry.attribute(&event.reporter, &m.actor, &[&m.system_id])?
+            {
+                fx.observed_on = Some(system);
             }
             push_party(&mut fx, &m.actor);
             push_party(&mut fx, &sys.system.owner_party);
         }
         EventBody::CustodyAttestation(a) => {
             let sys = registry.require_system("attested system", &a.system_id)?;
-            if !registry.acts_for(&event.reporter, &sys.system.owner_party) {
+            if !registry.operates(&event.reporter, &a.system_id) {
                 return Err(Refusal::denied(format!(
-                    "only the owner of system {} ({}) or a party acting for it may attest its holdings, not {}",
+                    "only the owner of system {} ({}) or its device or software agent may attest its holdings, not {}",
                     a.system_id, sys.system.owner_party, event.reporter
                 )));
             }
@@ -191,9 +200,12 @@ pub fn plan(
         EventBody::KeyRevoked(k) => push_party(&mut fx, &k.party_id),
         EventBody::SystemRegistered(s) => push_party(&mut fx, &s.owner_party),
         EventBody::GrantIssued(g) => push_party(&mut fx, &g.grantee),
-        EventBody::GrantRevoked(_)
-        | EventBody::RetentionRulePublished(_)
-        | EventBody::LegalHold(_) => {}
+        EventBody::GrantRevoked(_) | EventBody::RetentionRulePublished(_) => {}
+        EventBody::LegalHold(h) => {
+            if let (false, Some(m @ AssetRef::Manifest(_))) = (h.released, &h.assets) {
+                fx.held_assets = members(view, m)?.to_vec();
+            }
+        }
     }
     Ok(fx)
 }
@@ -201,18 +213,6 @@ pub fn plan(
 fn push_party(fx: &mut Effects, p: &str) {
     if !p.is_empty() && !fx.parties.iter().any(|q| q == p) {
         fx.parties.push(p.to_owned());
-    }
-}
-
-/// The reporter must be the actor, act on its behalf, or be a party the
-/// actor acts for (a principal reporting its agent's actions).
-fn check_agency(registry: &Registry, reporter: &str, actor: &str) -> Result<(), Refusal> {
-    if registry.acts_for(reporter, actor) || registry.acts_for(actor, reporter) {
-        Ok(())
-    } else {
-        Err(Refusal::denied(format!(
-            "reporter {reporter} may report only its own actions, those of a party it acts for, or those of its agents; actor {actor} is none of these"
-        )))
     }
 }
 
@@ -248,7 +248,6 @@ fn plan_custody(
 ) -> Result<(), Refusal> {
     use CustodyActionKind as K;
     registry.require_party("actor", &c.actor)?;
-    check_agency(registry, &event.reporter, &c.actor)?;
     push_party(fx, &c.actor);
     if !c.on_behalf_of.is_empty() {
         registry.require_party("on_behalf_of", &c.on_behalf_of)?;
@@ -270,6 +269,28 @@ fn plan_custody(
     };
     for s in [from, to].into_iter().flatten() {
         push_party(fx, &s.system.owner_party);
+    }
+    if let Attribution::Observed { system } =
+        registry.attribute(&event.reporter, &c.actor, &[&c.from_system, &c.to_system])?
+    {
+        fx.observed_on = Some(system);
+    }
+    // Closing a holder's copy (DELETE, MOVE) needs the word of whoever
+    // holds or operates the system it leaves: the actor, or the reporter
+    // that observed the action there. Anyone else is refused, so a vendor
+    // cannot make the owner's copies vanish from the log.
+    if matches!(c.action, K::Delete | K::Move) && !c.from_system.is_empty() {
+        let vouched = registry.operates(&c.actor, &c.from_system)
+            || fx.observed_on.as_deref() == Some(c.from_system.as_str());
+        if !vouched {
+            return Err(Refusal::denied(format!(
+                "{} from system {} must be made by its owner or operator, or reported by one of them as observed; {} is neither, and neither is the reporter {}",
+                c.action.name(),
+                c.from_system,
+                c.actor,
+                event.reporter
+            )));
+        }
     }
     let t = event.event_time;
 
@@ -433,9 +454,9 @@ fn plan_custody(
                     "entry {of} is not a logged COPY or MOVE, so there is nothing to acknowledge"
                 )));
             };
-            if !registry.acts_for(&event.reporter, &tr.recipient) {
+            if !registry.operates(&event.reporter, &tr.to_system) {
                 return Err(Refusal::denied(format!(
-                    "the transfer at entry {of} went to {} on system {}; only that party (or one acting for it) may acknowledge it, not {}",
+                    "the transfer at entry {of} went to {} on system {}; only that party or its device or software agent may acknowledge it, not {}",
                     tr.recipient, tr.to_system, event.reporter
                 )));
             }

@@ -15,13 +15,15 @@ pub fn is_valid_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// `is_valid_uuid` says whether `s` is a UUID in canonical hyphenated form.
+/// `is_valid_uuid` says whether `s` is a UUID in its one canonical form:
+/// hyphenated, lower-case hex (RFC 9562 §4). Other letter cases name the
+/// same UUID, so accepting them would let one event be logged twice.
 pub fn is_valid_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36
         && b.iter().enumerate().all(|(i, c)| match i {
             8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
         })
 }
 
@@ -508,6 +510,9 @@ pub struct Event {
     pub reporter: String,
     /// The reporter's own sequence number.
     pub reporter_seq: u64,
+    /// The origin of the one log this event is for: signed with the rest
+    /// of the body, so the event cannot be replayed into another log.
+    pub log_origin: String,
     /// What happened.
     pub body: EventBody,
 }
@@ -523,7 +528,10 @@ impl Event {
         if !is_valid_uuid(&self.event_id) {
             return Err(Refusal::invalid(
                 "event.event_id",
-                format!("event_id {:?} is not a UUID", self.event_id),
+                format!(
+                    "event_id {:?} is not a UUID in its canonical form (lower-case hex, 8-4-4-4-12)",
+                    self.event_id
+                ),
             ));
         }
         if self.event_time <= 0 {
@@ -749,6 +757,7 @@ mod tests {
             event_time: 1,
             reporter: "owner".into(),
             reporter_seq: 1,
+            log_origin: "example.org/log".into(),
             body: EventBody::KeyAdded(KeyAdded {
                 party_id: "cam".into(),
                 public_key,

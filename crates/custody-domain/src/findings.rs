@@ -10,7 +10,7 @@
 //! server and `custody audit` run this same code, so anyone who replays
 //! the log gets the same findings.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::{
     hex, AssetRef, CustodyActionKind, Digest, Effects, Event, EventBody, Modality, PartyKind,
@@ -93,6 +93,129 @@ pub struct Finding {
     pub at: Timestamp,
     /// A short explanation made of codes and ids only.
     pub detail: String,
+    /// The reporter of the entry the finding is about, when it reported
+    /// another party's action as observed (DESIGN §3): the finding's party
+    /// did it, this party saw it.
+    #[serde(default)]
+    pub observed_by: Option<String>,
+    /// The system on which `observed_by` observed it.
+    #[serde(default)]
+    pub observed_on: Option<String>,
+}
+
+/// `sequence_gap` is how many sequence numbers are missing between a
+/// reporter's highest earlier number `last` and the next one, `seq`:
+/// `Some(n)` with n ≥ 1 when `seq` skips, else `None`. The arithmetic is
+/// checked, so a number after `u64::MAX` (or a repeat, or a step back) is
+/// never a gap. The rule and the bundle verifier both call it.
+pub fn sequence_gap(last: u64, seq: u64) -> Option<u64> {
+    let next = last.checked_add(1)?;
+    (seq > next).then(|| seq - next)
+}
+
+/// `TransferCheck` is what a grant must cover for one COPY or MOVE
+/// (DESIGN §6, unauthorised transfer): the receiving party and system,
+/// the action, purpose and time, and the classes of what moved.
+pub struct TransferCheck<'a> {
+    /// The action, COPY or MOVE.
+    pub action: CustodyActionKind,
+    /// The receiving party: the destination system's owner.
+    pub recipient: &'a str,
+    /// The destination system.
+    pub to_system: &'a str,
+    /// The stated purpose.
+    pub purpose: Option<crate::Purpose>,
+    /// When it happened.
+    pub at: Timestamp,
+    /// The classes of what moved, with the entry that created each class's
+    /// first asset and that asset (so a finding can cite it).
+    pub classes: &'a [(Modality, SubjectClass, u64, Digest)],
+}
+
+/// `Uncovered` is why a grant does not cover a transfer, in the order the
+/// rule checks. Its [`Display`](std::fmt::Display) is the finding's
+/// detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uncovered {
+    /// The recipient is not the grantee or an agent of it.
+    Recipient {
+        /// The receiving party.
+        recipient: String,
+        /// The grant's grantee.
+        grantee: String,
+    },
+    /// The action is not granted.
+    Action(CustodyActionKind),
+    /// The destination system is not granted.
+    Destination(String),
+    /// The purpose is not granted (`None`: none stated).
+    Purpose(Option<crate::Purpose>),
+    /// The time is outside the grant's validity.
+    Validity,
+    /// An asset's modality is not granted (with the creating entry and
+    /// the asset).
+    Modality(Modality, u64, Digest),
+    /// An asset's subject class is not granted (with the creating entry
+    /// and the asset).
+    SubjectClass(SubjectClass, u64, Digest),
+}
+
+impl std::fmt::Display for Uncovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Uncovered::Recipient { recipient, grantee } => write!(
+                f,
+                "recipient {recipient} is not the grantee {grantee} or its agent"
+            ),
+            Uncovered::Action(k) => write!(f, "action {} not granted", k.name()),
+            Uncovered::Destination(s) => write!(f, "destination {s} not granted"),
+            Uncovered::Purpose(p) => {
+                write!(f, "purpose {} not granted", p.map_or("none", |p| p.name()))
+            }
+            Uncovered::Validity => write!(f, "outside the grant's validity"),
+            Uncovered::Modality(m, _, _) => write!(f, "modality {} not granted", m.name()),
+            Uncovered::SubjectClass(c, _, _) => {
+                write!(f, "subject class {} not granted", c.name())
+            }
+        }
+    }
+}
+
+/// `uncovered` is the first reason grant `g` does not cover transfer `t`,
+/// or `None` if it covers it. An empty list in the grant allows any value.
+/// The findings engine and the bundle verifier both call it.
+pub fn uncovered(
+    registry_acts_for: impl Fn(&str, &str) -> bool,
+    g: &crate::GrantIssued,
+    t: &TransferCheck<'_>,
+) -> Option<Uncovered> {
+    if !registry_acts_for(t.recipient, &g.grantee) {
+        return Some(Uncovered::Recipient {
+            recipient: t.recipient.to_owned(),
+            grantee: g.grantee.clone(),
+        });
+    }
+    if !g.actions.is_empty() && !g.actions.contains(&t.action) {
+        return Some(Uncovered::Action(t.action));
+    }
+    if !g.systems.is_empty() && !g.systems.iter().any(|s| s == t.to_system) {
+        return Some(Uncovered::Destination(t.to_system.to_owned()));
+    }
+    if !g.purposes.is_empty() && !t.purpose.is_some_and(|p| g.purposes.contains(&p)) {
+        return Some(Uncovered::Purpose(t.purpose));
+    }
+    if t.at < g.valid_from || g.valid_to.is_some_and(|to| t.at >= to) {
+        return Some(Uncovered::Validity);
+    }
+    for (m, c, by, d) in t.classes {
+        if !g.modalities.is_empty() && !g.modalities.contains(m) {
+            return Some(Uncovered::Modality(*m, *by, *d));
+        }
+        if !g.subject_classes.is_empty() && !g.subject_classes.contains(c) {
+            return Some(Uncovered::SubjectClass(*c, *by, *d));
+        }
+    }
+    None
 }
 
 /// `Policy` holds the agreed windows the time-based rules use.
@@ -119,12 +242,15 @@ impl Default for Policy {
     }
 }
 
-/// An open custody interval that a retention rule may apply to.
+/// A custody interval that a retention rule may apply to, open or closed:
+/// "as of T" needs the intervals that were open at T, and a later DELETE
+/// must not hide that an interval was open then.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Held {
     party: String,
     from: Timestamp,
-    opened_by: u64,
+    /// Event time of the event that closed it, if one did.
+    to: Option<Timestamp>,
     classes: Vec<(Modality, SubjectClass)>,
     /// When the asset came into being (the retention clock's start for
     /// rules counted from capture).
@@ -136,6 +262,9 @@ struct Held {
 /// classes a retention rule may select it by.
 type Birth = (Timestamp, u64, Vec<(Modality, SubjectClass)>);
 
+/// `Observer` is who reported another party's action, and on which system.
+type Observer = Option<(String, String)>;
+
 /// A transfer waiting for (or given) its receipt.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Pending {
@@ -144,6 +273,7 @@ struct Pending {
     system: String,
     asset: Option<Digest>,
     receipt: Option<(Timestamp, u64)>,
+    observed: Observer,
 }
 
 /// Custody of a system owned by a party other than the data owner, for
@@ -153,7 +283,8 @@ struct Attesting {
     party: String,
     since: Timestamp,
     since_by: u64,
-    last: Option<(Timestamp, u64)>,
+    /// Every attestation of the system, (event time, entry), in log order.
+    attestations: Vec<(Timestamp, u64)>,
 }
 
 /// `FindingsEngine` derives findings from observed events.
@@ -162,17 +293,25 @@ pub struct FindingsEngine {
     policy: Policy,
     /// Findings about single events, in log order.
     immediate: Vec<Finding>,
-    /// Open intervals by (asset, system).
-    held: HashMap<(Digest, String), Held>,
+    /// Every custody interval, open or closed, by (opening entry, asset,
+    /// system).
+    held: BTreeMap<(u64, Digest, String), Held>,
+    /// The opening entry of each open interval, by (asset, system).
+    open: HashMap<(Digest, String), u64>,
     /// When each asset came into being, and its classes (a derived asset
     /// also carries its parents' classes and earliest birth).
     born: HashMap<Digest, Birth>,
+    /// Each asset's own class and the entry that created it, for grant
+    /// coverage.
+    meta: HashMap<Digest, (Modality, SubjectClass, u64)>,
     /// Transfers by log index.
     transfers: BTreeMap<u64, Pending>,
     /// Systems held by parties other than the data owner.
     attesting: BTreeMap<String, Attesting>,
     /// Last sequence number seen per reporter.
     seqs: HashMap<String, u64>,
+    /// The members of each legal hold that names a manifest, by hold id.
+    hold_members: HashMap<String, HashSet<Digest>>,
 }
 
 fn is_vendor(registry: &Registry, party: &str) -> bool {
@@ -227,8 +366,13 @@ impl FindingsEngine {
         fx: &Effects,
     ) {
         let t = event.event_time;
+        let observed: Observer = fx
+            .observed_on
+            .as_ref()
+            .map(|s| (event.reporter.clone(), s.clone()));
         // Late reporting and sequence gaps apply to every event.
-        if integrated - t > self.policy.reporting_deadline {
+        let delay = integrated.saturating_sub(t);
+        if delay > self.policy.reporting_deadline {
             self.push(Finding {
                 id: format!("late_reporting:{index}"),
                 rule: Rule::LateReporting,
@@ -241,14 +385,16 @@ impl FindingsEngine {
                 at: t.saturating_add(self.policy.reporting_deadline),
                 detail: format!(
                     "logged {} s after it happened; the deadline is {} s",
-                    (integrated - t) / 1_000_000_000,
+                    delay / 1_000_000_000,
                     self.policy.reporting_deadline / 1_000_000_000
                 ),
+                observed_by: None,
+                observed_on: None,
             });
         }
         if event.reporter_seq != 0 {
             let last = self.seqs.get(&event.reporter).copied().unwrap_or(0);
-            if event.reporter_seq > last + 1 {
+            if let Some(missing) = sequence_gap(last, event.reporter_seq) {
                 self.push(Finding {
                     id: format!("sequence_gap:{index}"),
                     rule: Rule::SequenceGap,
@@ -260,10 +406,11 @@ impl FindingsEngine {
                     retention_rule: None,
                     at: t,
                     detail: format!(
-                        "sequence number {} follows {last}; {} missing",
-                        event.reporter_seq,
-                        event.reporter_seq - last - 1
+                        "sequence number {} follows {last}; {missing} missing",
+                        event.reporter_seq
                     ),
+                    observed_by: None,
+                    observed_on: None,
                 });
             }
             if event.reporter_seq > last {
@@ -285,6 +432,8 @@ impl FindingsEngine {
                 retention_rule: None,
                 at: t,
                 detail: "acts on an asset the log never showed on this system".into(),
+                observed_by: observed.as_ref().map(|o| o.0.clone()),
+                observed_on: observed.as_ref().map(|o| o.1.clone()),
             });
         }
 
@@ -302,11 +451,18 @@ impl FindingsEngine {
                     }
                 }
             }
+            classes.sort_by_key(|(m, s)| (m.code(), s.code()));
             classes.dedup();
             self.born.insert(*d, (born.0, born.1, classes));
+            self.meta
+                .insert(*d, (m.modality, m.subject_class, m.created_by));
         }
         for i in &fx.closed {
-            self.held.remove(&(i.asset, i.system.clone()));
+            if let Some(opened_by) = self.open.remove(&(i.asset, i.system.clone())) {
+                if let Some(h) = self.held.get_mut(&(opened_by, i.asset, i.system.clone())) {
+                    h.to = i.to;
+                }
+            }
         }
         for i in &fx.opened {
             let (born, born_by, classes) = self.born.get(&i.asset).cloned().unwrap_or_else(|| {
@@ -316,12 +472,13 @@ impl FindingsEngine {
                 };
                 (i.from, i.opened_by, classes)
             });
+            self.open.insert((i.asset, i.system.clone()), i.opened_by);
             self.held.insert(
-                (i.asset, i.system.clone()),
+                (i.opened_by, i.asset, i.system.clone()),
                 Held {
                     party: i.party.clone(),
                     from: i.from,
-                    opened_by: i.opened_by,
+                    to: None,
                     classes,
                     born,
                     born_by,
@@ -334,7 +491,7 @@ impl FindingsEngine {
                         party: i.party.clone(),
                         since: i.from,
                         since_by: i.opened_by,
-                        last: None,
+                        attestations: Vec::new(),
                     },
                 );
             }
@@ -343,7 +500,7 @@ impl FindingsEngine {
         match &event.body {
             EventBody::Custody(c) => match c.action {
                 CustodyActionKind::Copy | CustodyActionKind::Move => {
-                    self.transfer_rules(index, event, registry, c);
+                    self.transfer_rules(index, event, registry, c, fx, &observed);
                     let asset = match c.asset {
                         Some(AssetRef::One(d)) => Some(d),
                         _ => None,
@@ -356,6 +513,7 @@ impl FindingsEngine {
                             system: c.to_system.clone(),
                             asset,
                             receipt: None,
+                            observed: observed.clone(),
                         },
                     );
                 }
@@ -365,14 +523,18 @@ impl FindingsEngine {
                     }
                 }
                 CustodyActionKind::Access | CustodyActionKind::Use => {
-                    self.purpose_rule(index, event, registry, c);
+                    self.purpose_rule(index, event, registry, c, &observed);
                 }
                 _ => {}
             },
             EventBody::CustodyAttestation(a) => {
                 if let Some(s) = self.attesting.get_mut(&a.system_id) {
-                    s.last = Some((t, index));
+                    s.attestations.push((t, index));
                 }
+            }
+            EventBody::LegalHold(h) if !h.released && !fx.held_assets.is_empty() => {
+                self.hold_members
+                    .insert(h.hold_id.clone(), fx.held_assets.iter().copied().collect());
             }
             _ => {}
         }
@@ -384,11 +546,17 @@ impl FindingsEngine {
         event: &Event,
         registry: &Registry,
         c: &crate::CustodyAction,
+        fx: &Effects,
+        observed: &Observer,
     ) {
         let t = event.event_time;
         let asset = match c.asset {
             Some(AssetRef::One(d)) => Some(d),
             _ => None,
+        };
+        let (observed_by, observed_on) = match observed {
+            Some((b, o)) => (Some(b.clone()), Some(o.clone())),
+            None => (None, None),
         };
         let dest = registry.system(&c.to_system);
         if let Some(d) = dest {
@@ -405,6 +573,8 @@ impl FindingsEngine {
                     retention_rule: None,
                     at: t,
                     detail: format!("destination {}", why.join(" ")),
+                    observed_by: observed_by.clone(),
+                    observed_on: observed_on.clone(),
                 });
             }
         }
@@ -416,7 +586,9 @@ impl FindingsEngine {
         if internal {
             return;
         }
+        let recipient = dest.map_or("", |d| d.system.owner_party.as_str());
         let mut entries = vec![index];
+        let mut cited_asset = asset;
         let why: Option<String> = if c.grant_id.is_empty() {
             Some("no grant named".into())
         } else {
@@ -425,31 +597,38 @@ impl FindingsEngine {
                 Some(g) => {
                     entries.push(g.issued_at);
                     let gr = &g.grant;
-                    let kind = c.action;
                     let source_owner = registry
                         .system(&c.from_system)
                         .map(|s| s.system.owner_party.clone());
+                    // The classes of what moved: each distinct class once,
+                    // with the first asset of it, in the entry's order.
+                    let mut classes: Vec<(Modality, SubjectClass, u64, Digest)> = Vec::new();
+                    for d in &fx.assets {
+                        if let Some((m, s, by)) = self.meta.get(d) {
+                            if !classes.iter().any(|(m2, s2, _, _)| (m2, s2) == (m, s)) {
+                                classes.push((*m, *s, *by, *d));
+                            }
+                        }
+                    }
+                    let check = TransferCheck {
+                        action: c.action,
+                        recipient,
+                        to_system: &c.to_system,
+                        purpose: c.purpose,
+                        at: t,
+                        classes: &classes,
+                    };
                     if let Some(r) = g.revoked_at.filter(|r| *r < index) {
                         entries.push(r);
                         Some(format!("grant revoked by entry {r}"))
-                    } else if !registry.acts_for(&c.actor, &gr.grantee) {
-                        Some(format!(
-                            "actor is not the grantee {} or its agent",
-                            gr.grantee
-                        ))
-                    } else if !gr.actions.is_empty() && !gr.actions.contains(&kind) {
-                        Some(format!("action {} not granted", kind.name()))
-                    } else if !gr.systems.is_empty() && !gr.systems.contains(&c.to_system) {
-                        Some(format!("destination {} not granted", c.to_system))
-                    } else if !gr.purposes.is_empty()
-                        && !c.purpose.is_some_and(|p| gr.purposes.contains(&p))
-                    {
-                        Some(format!(
-                            "purpose {} not granted",
-                            c.purpose.map_or("none", |p| p.name())
-                        ))
-                    } else if t < gr.valid_from || gr.valid_to.is_some_and(|to| t >= to) {
-                        Some("outside the grant's validity".into())
+                    } else if let Some(u) = uncovered(|a, p| registry.acts_for(a, p), gr, &check) {
+                        if let Uncovered::Modality(_, by, d) | Uncovered::SubjectClass(_, by, d) =
+                            &u
+                        {
+                            entries.push(*by);
+                            cited_asset = Some(*d);
+                        }
+                        Some(u.to_string())
                     } else if gr.max_onward_transfers == 0
                         && source_owner.is_some_and(|o| is_vendor(registry, &o))
                     {
@@ -467,11 +646,13 @@ impl FindingsEngine {
                 entries,
                 party: Some(c.actor.clone()),
                 system: Some(c.to_system.clone()),
-                asset,
+                asset: cited_asset,
                 grant: (!c.grant_id.is_empty()).then(|| c.grant_id.clone()),
                 retention_rule: None,
                 at: t,
                 detail: why,
+                observed_by,
+                observed_on,
             });
         }
     }
@@ -482,6 +663,7 @@ impl FindingsEngine {
         event: &Event,
         registry: &Registry,
         c: &crate::CustodyAction,
+        observed: &Observer,
     ) {
         let Some(purpose) = c.purpose else {
             return;
@@ -515,13 +697,46 @@ impl FindingsEngine {
                 retention_rule: None,
                 at: event.event_time,
                 detail: format!("purpose {} is not granted", purpose.name()),
+                observed_by: observed.as_ref().map(|o| o.0.clone()),
+                observed_on: observed.as_ref().map(|o| o.1.clone()),
             });
         }
     }
 
-    /// `findings` is every finding as of `as_of`: those about single
-    /// events that happened by then, and the time-based rules evaluated
-    /// at `as_of`, ordered by time and id.
+    /// `held_by_hold` says whether a legal hold in force at `as_of` covers
+    /// `asset` on `system`. A hold covers what it names: its system, its
+    /// assets (one digest or a manifest's members), or those assets on
+    /// that system when it names both.
+    fn held_by_hold(
+        &self,
+        registry: &Registry,
+        asset: &Digest,
+        system: &str,
+        as_of: Timestamp,
+    ) -> bool {
+        registry.holds().any(|h| {
+            if h.placed_time > as_of || h.released_time.is_some_and(|r| r <= as_of) {
+                return false;
+            }
+            let on_system = h.hold.system_id.is_empty() || h.hold.system_id == system;
+            let names_asset = match &h.hold.assets {
+                None => true,
+                Some(AssetRef::One(d)) => d == asset,
+                Some(AssetRef::Manifest(_)) => self
+                    .hold_members
+                    .get(&h.hold.hold_id)
+                    .is_some_and(|m| m.contains(asset)),
+            };
+            on_system && names_asset
+        })
+    }
+
+    /// `findings` is every finding as of `as_of`: what the log, read up to
+    /// `as_of`, supports (DESIGN §6). Findings about single events that
+    /// happened by then; retention, receipts and attestations evaluated at
+    /// `as_of` from the events that happened by then, so that a later
+    /// DELETE, a hold placed later or a newer attestation never changes
+    /// the answer. Ordered by time and id.
     pub fn findings(&self, as_of: Timestamp, registry: &Registry) -> Vec<Finding> {
         let mut out: Vec<Finding> = self
             .immediate
@@ -531,18 +746,15 @@ impl FindingsEngine {
             .collect();
         let p = self.policy;
 
-        // Retention: open intervals past their rule's max age, unless held.
-        let holds: Vec<_> = registry
-            .holds()
-            .filter(|h| h.released_at.is_none())
-            .map(|h| h.hold.clone())
-            .collect();
-        for ((asset, system), h) in &self.held {
-            if h.from > as_of {
+        // Retention: intervals open at `as_of` past their rule's max age,
+        // unless a hold in force then covers them.
+        for ((opened_by, asset, system), h) in &self.held {
+            if h.from > as_of || h.to.is_some_and(|to| to <= as_of) {
                 continue;
             }
             let rule = registry
                 .rules()
+                .filter(|r| r.published_time <= as_of)
                 .filter(|r| {
                     let rr = &r.rule;
                     (rr.system_id.is_empty() || rr.system_id == *system)
@@ -560,22 +772,15 @@ impl FindingsEngine {
                 crate::RetentionClock::CustodyStart => h.from,
             };
             let due = start.saturating_add(rule.rule.max_age);
-            if due >= as_of {
+            if due >= as_of || self.held_by_hold(registry, asset, system, as_of) {
                 continue;
             }
-            let held = holds.iter().any(|hold| {
-                hold.system_id == *system
-                    || matches!(hold.assets, Some(AssetRef::One(d)) if d == *asset)
-            });
-            if held {
-                continue;
-            }
-            let mut entries = vec![h.opened_by, rule.published_at];
-            if h.born_by != h.opened_by {
+            let mut entries = vec![*opened_by, rule.published_at];
+            if h.born_by != *opened_by {
                 entries.insert(0, h.born_by);
             }
             out.push(Finding {
-                id: format!("retention_overdue:{}:{}:{system}", h.opened_by, hex(asset)),
+                id: format!("retention_overdue:{opened_by}:{}:{system}", hex(asset)),
                 rule: Rule::RetentionOverdue,
                 entries,
                 party: Some(h.party.clone()),
@@ -585,6 +790,8 @@ impl FindingsEngine {
                 retention_rule: Some(rule.rule.rule_id.clone()),
                 at: due,
                 detail: format!("held past max_age {} s", rule.rule.max_age / 1_000_000_000),
+                observed_by: None,
+                observed_on: None,
             });
         }
 
@@ -594,13 +801,16 @@ impl FindingsEngine {
             if due >= as_of {
                 continue;
             }
-            let late = match t.receipt {
+            // A receipt that happened after `as_of` is not yet in the log
+            // as read up to `as_of`.
+            let receipt = t.receipt.filter(|(rt, _)| *rt <= as_of);
+            let late = match receipt {
                 None => true,
-                Some((rt, _)) => rt > due || rt > as_of,
+                Some((rt, _)) => rt > due,
             };
             if late {
                 let mut entries = vec![*index];
-                if let Some((_, ri)) = t.receipt {
+                if let Some((_, ri)) = receipt {
                     entries.push(ri);
                 }
                 out.push(Finding {
@@ -613,10 +823,12 @@ impl FindingsEngine {
                     grant: None,
                     retention_rule: None,
                     at: due,
-                    detail: match t.receipt {
+                    detail: match receipt {
                         None => "no receipt".into(),
                         Some(_) => "receipt after the window".into(),
                     },
+                    observed_by: t.observed.as_ref().map(|o| o.0.clone()),
+                    observed_on: t.observed.as_ref().map(|o| o.1.clone()),
                 });
             }
         }
@@ -626,16 +838,19 @@ impl FindingsEngine {
             if a.since > as_of {
                 continue;
             }
-            let last = a
-                .last
+            let latest = a
+                .attestations
+                .iter()
                 .filter(|(t, _)| *t <= as_of)
-                .map_or(a.since, |(t, _)| t);
+                .max_by_key(|(t, i)| (*t, *i))
+                .copied();
+            let last = latest.map_or(a.since, |(t, _)| t);
             let due = last.saturating_add(p.attestation_period);
             if due >= as_of {
                 continue;
             }
             let mut entries = vec![a.since_by];
-            if let Some((_, i)) = a.last {
+            if let Some((_, i)) = latest {
                 entries.push(i);
             }
             out.push(Finding {
@@ -652,6 +867,8 @@ impl FindingsEngine {
                     "no custody attestation for {} s",
                     (as_of - last) / 1_000_000_000
                 ),
+                observed_by: None,
+                observed_on: None,
             });
         }
         out.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));

@@ -35,7 +35,8 @@ pub use event::{
 };
 pub use refusal::{Refusal, RefusalKind};
 pub use registry::{
-    Genesis, GrantRecord, HoldRecord, KeyRecord, PartyRecord, Registry, RuleRecord, SystemRecord,
+    Attribution, Genesis, GrantRecord, HoldRecord, KeyRecord, PartyRecord, Registry, RuleRecord,
+    SystemRecord,
 };
 pub use verify::{verify_signatures, verify_signatures_by_key, SignatureCheck};
 

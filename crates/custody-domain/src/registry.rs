@@ -96,6 +96,8 @@ pub struct RuleRecord {
     pub rule: RetentionRule,
     /// Log index of its publication.
     pub published_at: u64,
+    /// Event time of its publication: it applies as of then.
+    pub published_time: Timestamp,
 }
 
 /// `HoldRecord` is a legal hold.
@@ -105,13 +107,33 @@ pub struct HoldRecord {
     pub hold: LegalHold,
     /// Log index where it was placed.
     pub placed_at: u64,
+    /// Event time of its placing: it holds as of then.
+    pub placed_time: Timestamp,
     /// Log index where it was released, if it was.
     pub released_at: Option<u64>,
+    /// Event time of its release, if it was released.
+    pub released_time: Option<Timestamp>,
+}
+
+/// `Attribution` is how a reporter stands to the action it reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attribution {
+    /// The reporter is the actor, or the actor acts on the reporter's
+    /// behalf.
+    Own,
+    /// The reporter owns or operates `system`, where another party acted:
+    /// the actor did it and the reporter saw it.
+    Observed {
+        /// The system the reporter owns or operates.
+        system: String,
+    },
 }
 
 /// `Registry` is the registry as it stands at some log size.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Registry {
+    /// The log's origin: every event must name it in `log_origin`.
+    origin: String,
     /// The data owner's party id; registry events must be signed by it.
     owner: String,
     /// Parties by id.
@@ -177,6 +199,7 @@ impl Registry {
             },
         );
         Ok(Self {
+            origin: genesis.origin.clone(),
             owner: genesis.owner_party_id.clone(),
             parties,
             keys,
@@ -185,6 +208,11 @@ impl Registry {
             rules: HashMap::new(),
             holds: HashMap::new(),
         })
+    }
+
+    /// `origin` is the log's origin, from the genesis entry.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// `owner` is the data owner's party id.
@@ -243,6 +271,82 @@ impl Registry {
             }
         }
         false
+    }
+
+    /// `operates` says whether `party` owns or operates `system`: it is the
+    /// system's owner, or a device or software agent acting for the owner
+    /// (a capture device, a storage service, an export gateway). An
+    /// organisation that acts for the owner (a prime, a subcontractor) does
+    /// not operate the owner's systems: it works on them, and what it does
+    /// there is reported by the systems themselves.
+    pub fn operates(&self, party: &str, system: &str) -> bool {
+        let Some(s) = self.systems.get(system) else {
+            return false;
+        };
+        let owner = s.system.owner_party.as_str();
+        party == owner
+            || (self
+                .parties
+                .get(party)
+                .is_some_and(|p| matches!(p.kind, PartyKind::Device | PartyKind::Software))
+                && self.acts_for(party, owner))
+    }
+
+    /// `attribute` decides whether `reporter` may report an action by
+    /// `actor` on `systems` (its from and to systems, empty ids skipped)
+    /// and how (DESIGN §3, "who may report what"):
+    ///
+    /// 1. The reporter may name as actor its own party or a party that acts
+    ///    on its behalf (downward in `acts_on_behalf_of`): [`Attribution::Own`].
+    /// 2. Never a party it acts for (upward), whatever systems it owns: a
+    ///    vendor cannot make the data owner, or its prime, the author of a
+    ///    copy to the vendor's own network.
+    /// 3. Otherwise a reporter that [`operates`](Registry::operates) one of
+    ///    the action's systems may report another party's action there:
+    ///    [`Attribution::Observed`] on the first such system.
+    /// 4. Anything else is refused.
+    ///
+    /// # Errors
+    ///
+    /// A `PermissionDenied` [`Refusal`] that says who may report the action.
+    pub fn attribute(
+        &self,
+        reporter: &str,
+        actor: &str,
+        systems: &[&str],
+    ) -> Result<Attribution, Refusal> {
+        if self.acts_for(actor, reporter) {
+            return Ok(Attribution::Own);
+        }
+        if self.acts_for(reporter, actor) {
+            return Err(Refusal::denied(format!(
+                "reporter {reporter} acts on behalf of {actor}, so it may not name {actor} as the actor: name itself, or a party acting on its behalf"
+            )));
+        }
+        if let Some(s) = systems
+            .iter()
+            .find(|s| !s.is_empty() && self.operates(reporter, s))
+        {
+            return Ok(Attribution::Observed {
+                system: (*s).to_owned(),
+            });
+        }
+        let on = systems
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" or ");
+        Err(Refusal::denied(if on.is_empty() {
+            format!(
+                "reporter {reporter} may name as actor only itself or a party acting on its behalf, not {actor}"
+            )
+        } else {
+            format!(
+                "reporter {reporter} may name as actor only itself or a party acting on its behalf, not {actor}; \
+                 another party's action may be reported only by the owner or operator of {on}"
+            )
+        }))
     }
 
     /// `require_party` is a `FailedPrecondition` unless `id` is registered.
@@ -321,13 +425,23 @@ impl Registry {
     }
 
     /// `validate` checks an event whose signatures are verified against the
-    /// registry: registry events must come from the data owner and make
-    /// sense in the registry's current state.
+    /// registry: it must name this log's origin, and registry events must
+    /// come from the data owner and make sense in the registry's current
+    /// state.
     ///
     /// # Errors
     ///
     /// A `PermissionDenied` or `FailedPrecondition` [`Refusal`].
     pub fn validate(&self, event: &Event) -> Result<(), Refusal> {
+        if event.log_origin != self.origin {
+            return Err(Refusal::invalid(
+                "event.log_origin",
+                format!(
+                    "event is signed for log {:?}, not this log {:?}: set log_origin to this log's origin and sign it again",
+                    event.log_origin, self.origin
+                ),
+            ));
+        }
         if event.body.is_registry() && event.reporter != self.owner {
             return Err(Refusal::denied(format!(
                 "{} must be reported by the data owner {}, not {}",
@@ -543,6 +657,7 @@ impl Registry {
                     RuleRecord {
                         rule: r.clone(),
                         published_at: index,
+                        published_time: event.event_time,
                     },
                 );
             }
@@ -550,6 +665,7 @@ impl Registry {
                 if h.released {
                     if let Some(r) = self.holds.get_mut(&h.hold_id) {
                         r.released_at = Some(index);
+                        r.released_time = Some(event.event_time);
                     }
                 } else {
                     self.holds.insert(
@@ -557,7 +673,9 @@ impl Registry {
                         HoldRecord {
                             hold: h.clone(),
                             placed_at: index,
+                            placed_time: event.event_time,
                             released_at: None,
+                            released_time: None,
                         },
                     );
                 }

@@ -92,6 +92,8 @@ impl Question {
 /// --json` prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// One answer per bundle: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Answer {
     /// The asset's events, ascending by log index.
     History {
@@ -219,6 +221,8 @@ enum QuestionJson {
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+// One answer per bundle: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum AnswerJson {
     History {
         events: Vec<EventJson>,
@@ -245,6 +249,11 @@ enum AnswerJson {
         retention_rule: Option<String>,
         at: String,
         detail: String,
+        /// Present only for a finding about an observed action.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        observed_by: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        observed_on: Option<String>,
     },
 }
 
@@ -479,6 +488,8 @@ impl Bundle {
                 retention_rule: f.retention_rule.clone(),
                 at: time_text(f.at),
                 detail: f.detail.clone(),
+                observed_by: f.observed_by.clone(),
+                observed_on: f.observed_on.clone(),
             },
         };
         let doc = BundleJson {
@@ -818,6 +829,8 @@ fn parse_answer(a: AnswerJson) -> Result<Answer, EvidenceError> {
             retention_rule,
             at,
             detail,
+            observed_by,
+            observed_on,
         } => {
             let bad = |field: &str, m: String| EvidenceError::answer(format!("{field}: {m}"));
             Answer::Finding {
@@ -836,6 +849,8 @@ fn parse_answer(a: AnswerJson) -> Result<Answer, EvidenceError> {
                     retention_rule,
                     at: time(&at).map_err(|m| bad("at", m))?,
                     detail,
+                    observed_by,
+                    observed_on,
                 },
             }
         }

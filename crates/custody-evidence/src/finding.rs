@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use custody_domain::findings::{Finding, Rule};
+use custody_domain::findings::{self as rules, uncovered, Finding, Rule, TransferCheck, Uncovered};
 use custody_domain::{
     hex, rfc3339, AssetRef, CustodyAction, CustodyActionKind as K, Event, EventBody,
     RetentionClock, Timestamp,
@@ -154,7 +154,12 @@ impl<'a> Ctx<'a> {
     /// is the actor, its system the destination, its asset the one the
     /// entry names directly, its grant the one it names, and its time the
     /// event's.
-    fn transfer_fields(&self, e: &Cited<'_>, c: &CustodyAction) -> Result<(), EvidenceError> {
+    fn transfer_fields(
+        &self,
+        e: &Cited<'_>,
+        c: &CustodyAction,
+        class_asset: bool,
+    ) -> Result<(), EvidenceError> {
         let src = format!("entry {}", e.index);
         let f = self.f;
         self.same("party", &f.party.as_deref(), &Some(c.actor.as_str()), &src)?;
@@ -164,12 +169,14 @@ impl<'a> Ctx<'a> {
             &Some(c.to_system.as_str()),
             &src,
         )?;
-        self.same(
-            "asset",
-            &f.asset.map(|a| hex(&a)),
-            &Self::single_asset(c).map(|a| hex(&a)),
-            &src,
-        )?;
+        if !class_asset {
+            self.same(
+                "asset",
+                &f.asset.map(|a| hex(&a)),
+                &Self::single_asset(c).map(|a| hex(&a)),
+                &src,
+            )?;
+        }
         self.same(
             "grant",
             &f.grant.as_deref(),
@@ -328,8 +335,46 @@ pub(crate) fn check_finding(
             }
         }
     }
+    // An observed action: the reporter of the entry the finding is about
+    // saw another party, the finding's party, act on one of its systems.
+    let mut observed_line = None;
+    match (&f.observed_by, &f.observed_on) {
+        (None, None) => {}
+        (Some(by), Some(on)) => {
+            let e = cx.entry(0)?;
+            let (actor, systems): (&str, Vec<&str>) = match &e.event.body {
+                EventBody::Custody(c) => (&c.actor, vec![&c.from_system, &c.to_system]),
+                EventBody::MaintenanceSession(m) => (&m.actor, vec![&m.system_id]),
+                other => {
+                    return Err(cx.fail(format!(
+                        "it says entry {} was observed, but a {} has no actor",
+                        e.index,
+                        other.code()
+                    )))
+                }
+            };
+            if e.event.reporter != *by || actor == by.as_str() || !systems.contains(&on.as_str()) {
+                return Err(cx.fail(format!(
+                    "it says {by} observed the action on {on}, but entry {} was reported by {} about {actor} on {}",
+                    e.index,
+                    e.event.reporter,
+                    systems.iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" and ")
+                )));
+            }
+            if f.party.as_deref() != Some(actor) {
+                return Err(cx.fail(format!(
+                    "an observed action's finding is about its actor {actor}"
+                )));
+            }
+            observed_line = Some(format!("reported by {by}, observed on system {on}"));
+        }
+        _ => {
+            return Err(cx
+                .fail("it names an observer without its system, or a system without its observer"))
+        }
+    }
     let (detail, mut limits) = match f.rule {
-        Rule::UnauthorizedTransfer => unauthorized_transfer(&cx)?,
+        Rule::UnauthorizedTransfer => unauthorized_transfer(&cx, used)?,
         Rule::BoundaryViolation => boundary_violation(&cx)?,
         Rule::PurposeDrift => purpose_drift(&cx)?,
         Rule::LateReporting => late_reporting(&cx)?,
@@ -362,6 +407,13 @@ pub(crate) fn check_finding(
         f.detail,
         rfc3339(f.at)
     )];
+    if let Some(o) = observed_line {
+        lines.push(format!("  {o}"));
+        limits.push(format!(
+            "that {} owns or operates the system it observed on (party kinds and agency are in registry entries the bundle does not hold)",
+            f.observed_by.as_deref().unwrap_or_default()
+        ));
+    }
     lines.extend(detail.into_iter().map(|l| format!("  {l}")));
     limits.push(NO_REVOCATION.into());
     Ok(Claim {
@@ -390,6 +442,9 @@ fn action_line(e: &Cited<'_>, c: &CustodyAction) -> String {
         s += &format!(" to {}", c.to_system);
     }
     s += &format!(" at {}", rfc3339(e.event.event_time));
+    if e.event.reporter != c.actor {
+        s += &format!(", reported by {}", e.event.reporter);
+    }
     match (c.grant_id.as_str(), c.purpose) {
         ("", None) => s += ", naming no grant and no purpose",
         ("", Some(p)) => s += &format!(", naming no grant, for purpose {}", p.name()),
@@ -401,12 +456,21 @@ fn action_line(e: &Cited<'_>, c: &CustodyAction) -> String {
 
 const TRANSFERS: [K; 2] = [K::Copy, K::Move];
 
-fn unauthorized_transfer(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
+fn unauthorized_transfer(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, EvidenceError> {
     let f = cx.f;
     cx.count(1..=3)?;
     cx.none(&[("retention_rule", f.retention_rule.is_some())])?;
     let (e, c) = cx.action(0, &TRANSFERS)?;
-    cx.transfer_fields(&e, c)?;
+    // A finding about a class names the asset of that class, which a bulk
+    // transfer names through its manifest.
+    let class_asset = f.entries.len() == 3 && !f.detail.starts_with("grant revoked");
+    cx.transfer_fields(&e, c, class_asset)?;
+    // The destination's registration names the recipient a grant must
+    // cover; the server cites it with every such finding.
+    let recipient = cx.ev.system_owner(&c.to_system).map(|(o, at)| {
+        used.registry.insert(at);
+        o.to_owned()
+    });
     let mut lines = vec![action_line(&e, c)];
     let mut limits = vec![format!(
         "that the transfer was not one the data owner's own agents made between its own systems, which needs no grant (party kinds and agency are in registry entries the bundle does not hold)"
@@ -469,78 +533,11 @@ fn unauthorized_transfer(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
         ));
         return Ok((lines, limits));
     }
-    cx.count(2..=2)?;
-    let not_covered = |why: String| cx.fail(format!("detail says {d:?}, but {why}"));
-    if let Some(grantee) = d
-        .strip_prefix("actor is not the grantee ")
-        .and_then(|r| r.strip_suffix(" or its agent"))
-    {
-        if grantee != g.grantee || c.actor == g.grantee {
-            return Err(not_covered(format!(
-                "the grant's grantee is {} and the actor {}",
-                g.grantee, c.actor
-            )));
-        }
-        lines.push(format!(
-            "the actor {} is not the grantee {}",
-            c.actor, g.grantee
-        ));
-        limits.push(format!(
-            "that {} does not act for {} (agency is in PARTY_REGISTERED entries the bundle does not hold)",
-            c.actor, g.grantee
-        ));
-    } else if let Some(k) = d
-        .strip_prefix("action ")
-        .and_then(|r| r.strip_suffix(" not granted"))
-    {
-        if k != c.action.name() || g.actions.is_empty() || g.actions.contains(&c.action) {
-            return Err(not_covered(format!(
-                "the transfer is a {} and the grant's actions are {}",
-                c.action.name(),
-                list_or_any(g.actions.iter().map(|a| a.name().to_owned()))
-            )));
-        }
-        lines.push(format!("the grant does not cover action {k}"));
-    } else if let Some(s) = d
-        .strip_prefix("destination ")
-        .and_then(|r| r.strip_suffix(" not granted"))
-    {
-        if s != c.to_system || g.systems.is_empty() || g.systems.contains(&c.to_system) {
-            return Err(not_covered(format!(
-                "the destination is {} and the grant's systems are {}",
-                c.to_system,
-                list_or_any(g.systems.iter().cloned())
-            )));
-        }
-        lines.push(format!("the grant does not cover destination {s}"));
-    } else if let Some(p) = d
-        .strip_prefix("purpose ")
-        .and_then(|r| r.strip_suffix(" not granted"))
-    {
-        let named = c.purpose.map_or("none", |p| p.name());
-        if p != named || g.purposes.is_empty() || c.purpose.is_some_and(|x| g.purposes.contains(&x))
-        {
-            return Err(not_covered(format!(
-                "the purpose is {named} and the grant's purposes are {}",
-                list_or_any(g.purposes.iter().map(|p| p.name().to_owned()))
-            )));
-        }
-        lines.push(format!("the grant does not cover purpose {p}"));
-    } else if d == "outside the grant's validity" {
-        if !(t < g.valid_from || g.valid_to.is_some_and(|to| t >= to)) {
-            return Err(not_covered(format!(
-                "the transfer at {} is within it",
-                rfc3339(t)
-            )));
-        }
-        lines.push(format!(
-            "the transfer at {} is outside the grant's validity",
-            rfc3339(t)
-        ));
-    } else if d == "onward transfer beyond max_onward_transfers 0" {
+    if d == "onward transfer beyond max_onward_transfers 0" {
+        cx.count(2..=2)?;
         if g.max_onward_transfers != 0 {
-            return Err(not_covered(format!(
-                "the grant allows {} onward transfers",
+            return Err(cx.fail(format!(
+                "detail says {d:?}, but the grant allows {} onward transfers",
                 g.max_onward_transfers
             )));
         }
@@ -549,8 +546,79 @@ fn unauthorized_transfer(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
             "that the source system {} is a vendor's (party kinds are in registry entries the bundle does not hold)",
             c.from_system
         ));
+        return Ok((lines, limits));
+    }
+    // The reason is the domain's own (`findings::uncovered`), computed
+    // again here from the cited grant, transfer and, for a class, the
+    // entry that created the asset: nothing is parsed back from words.
+    let mut classes = Vec::new();
+    if f.entries.len() == 3 {
+        let (b, bc) = cx.action(2, &[K::Capture, K::Derive])?;
+        let asset = f
+            .asset
+            .ok_or_else(|| cx.fail("it names no asset for the class it cites"))?;
+        if !bc
+            .asset
+            .is_some_and(|a| cx.ev.names_asset(&a, &asset, used))
+            || !c.asset.is_some_and(|a| cx.ev.names_asset(&a, &asset, used))
+        {
+            return Err(cx.fail(format!(
+                "entries {} and {} are not proven to name asset {}",
+                e.index,
+                b.index,
+                hex(&asset)
+            )));
+        }
+        let (Some(m), Some(sc)) = (bc.modality, bc.subject_class) else {
+            return Err(cx.fail(format!("entry {} states no class", b.index)));
+        };
+        lines.push(action_line(&b, bc));
+        classes.push((m, sc, b.index, asset));
     } else {
-        return Err(cx.fail(format!("detail {d:?} is not a reason the rule gives")));
+        cx.count(2..=2)?;
+    }
+    let check = TransferCheck {
+        action: c.action,
+        recipient: recipient.as_deref().unwrap_or_default(),
+        to_system: &c.to_system,
+        purpose: c.purpose,
+        at: t,
+        classes: &classes,
+    };
+    // Agency is in registry entries the bundle does not hold: a recipient
+    // other than the grantee is taken to be outside the grant only when
+    // the finding says so.
+    let says_recipient = d.starts_with("recipient ");
+    let why = uncovered(
+        |a, p| a == p || (!says_recipient && recipient.is_some()),
+        g,
+        &check,
+    );
+    match why {
+        Some(u) if u.to_string() == d => {
+            if let Uncovered::Recipient { recipient, grantee } = &u {
+                limits.push(format!(
+                    "that {recipient} does not act for {grantee} (agency is in PARTY_REGISTERED entries the bundle does not hold)"
+                ));
+            }
+            lines.push(format!("the grant does not cover it: {u}"));
+        }
+        Some(u) => {
+            return Err(cx.fail(format!(
+                "detail says {d:?}, but the cited entries give {:?}",
+                u.to_string()
+            )))
+        }
+        None => {
+            return Err(cx.fail(format!(
+                "detail says {d:?}, but the cited grant covers the transfer{}",
+                if recipient.is_none() {
+                    " (or the bundle lacks the destination's registration)"
+                } else {
+                    ""
+                }
+            )))
+        }
     }
     Ok((lines, limits))
 }
@@ -569,7 +637,7 @@ fn boundary_violation(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
     cx.count(2..=2)?;
     cx.none(&[("retention_rule", f.retention_rule.is_some())])?;
     let (e, c) = cx.action(0, &TRANSFERS)?;
-    cx.transfer_fields(&e, c)?;
+    cx.transfer_fields(&e, c, false)?;
     let r = cx.entry(1)?;
     let s = match &r.event.body {
         EventBody::SystemRegistered(s) if s.system_id == c.to_system && r.index < e.index => s,
@@ -784,7 +852,7 @@ fn sequence_gap(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
         .strip_prefix(&format!("sequence number {seq} follows "))
         .and_then(|r| r.split_once(';'))
         .and_then(|(l, _)| l.parse::<u64>().ok())
-        .filter(|l| l.saturating_add(1) < seq)
+        .filter(|l| rules::sequence_gap(*l, seq).is_some())
         .ok_or_else(|| {
             cx.fail(format!(
                 "detail {:?} does not state a gap before {src}'s sequence number {seq}",
@@ -796,7 +864,7 @@ fn sequence_gap(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
         &f.detail,
         &format!(
             "sequence number {seq} follows {last}; {} missing",
-            seq - last - 1
+            rules::sequence_gap(last, seq).unwrap_or_default()
         ),
         &src,
     )?;
@@ -808,7 +876,11 @@ fn sequence_gap(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
         vec![format!(
             "that {last} was {}'s highest earlier sequence number and that no entry carries the {} missing ({REPLAY})",
             e.event.reporter,
-            counted(seq - last - 1, "number", "numbers")
+            counted(
+                rules::sequence_gap(last, seq).unwrap_or_default(),
+                "number",
+                "numbers"
+            )
         )],
     ))
 }

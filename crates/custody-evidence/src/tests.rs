@@ -196,6 +196,7 @@ fn log() -> Log {
             event_time_unix_nanos: t,
             reporter: reporter.into(),
             reporter_seq: n as u64,
+            log_origin: ORIGIN.into(),
             body: Some(body),
         };
         let env = SignedEnvelope::sign(e.encode_to_vec(), &[key]);
@@ -623,6 +624,8 @@ fn boundary() -> custody_domain::findings::Finding {
         retention_rule: None,
         at: T0 + 3 * SEC,
         detail: "destination outside_boundary unaccredited unencrypted".into(),
+        observed_by: None,
+        observed_on: None,
     }
 }
 
@@ -679,6 +682,8 @@ fn finding_bundles_verify_and_state_the_rule_and_the_party() {
         retention_rule: None,
         at: T0 + 3 * SEC + 5 * SEC,
         detail: "logged 10 s after it happened; the deadline is 5 s".into(),
+        observed_by: None,
+        observed_on: None,
     };
     let s = verify(
         &log,
@@ -729,6 +734,8 @@ fn finding_bundles_verify_and_state_the_rule_and_the_party() {
         retention_rule: None,
         at: T0 + 2 * SEC,
         detail: "sequence number 6 follows 0; 5 missing".into(),
+        observed_by: None,
+        observed_on: None,
     };
     let s = verify(
         &log,

@@ -53,7 +53,37 @@ fn time(field: &'static str, ns: i64) -> Result<i64, Refusal> {
     Ok(ns)
 }
 
-/// `decode_event` decodes and converts an event body.
+/// `require_canonical` refuses bytes that are not the canonical encoding
+/// of the message decoded from them: re-encoding must give the same bytes.
+/// That refuses unknown fields (which the decoder skips, and which could
+/// carry free text into the log), fields out of order or repeated, default
+/// values written out, and non-minimal varints, so every signed body has
+/// one encoding and holds only what the schema names.
+///
+/// # Errors
+///
+/// An `InvalidArgument` [`Refusal`] naming `field`.
+pub fn require_canonical<M: Message>(
+    field: &'static str,
+    decoded: &M,
+    bytes: &[u8],
+) -> Result<(), Refusal> {
+    if decoded.encode_to_vec() == bytes {
+        Ok(())
+    } else {
+        Err(Refusal::invalid(
+            field,
+            format!(
+                "{field} is not in canonical protobuf form ({} bytes re-encode to {}): it carries unknown fields, fields out of order, explicit defaults or padded varints; encode it with the custody.v1 schema",
+                bytes.len(),
+                decoded.encoded_len()
+            ),
+        ))
+    }
+}
+
+/// `decode_event` decodes and converts an event body, which must be in
+/// canonical form ([`require_canonical`]).
 ///
 /// # Errors
 ///
@@ -62,6 +92,7 @@ pub fn decode_event(body: &[u8]) -> Result<Event, Refusal> {
     let e = v1::Event::decode(body).map_err(|e| {
         Refusal::invalid("event.body", format!("body is not a custody.v1.Event: {e}"))
     })?;
+    require_canonical("event.body", &e, body)?;
     let body = match e.body {
         None => {
             return Err(Refusal::invalid(
@@ -210,6 +241,7 @@ pub fn decode_event(body: &[u8]) -> Result<Event, Refusal> {
         event_time: e.event_time_unix_nanos,
         reporter: e.reporter,
         reporter_seq: e.reporter_seq,
+        log_origin: e.log_origin,
         body,
     };
     event.check_shape()?;
@@ -355,6 +387,7 @@ pub enum Entry {
 pub fn decode_entry(bytes: &[u8]) -> Result<Entry, Refusal> {
     let e = v1::LogEntry::decode(bytes)
         .map_err(|e| Refusal::invalid("entry", format!("not a custody.v1.LogEntry: {e}")))?;
+    require_canonical("entry", &e, bytes)?;
     match e.content {
         Some(v1::log_entry::Content::Genesis(g)) => Ok(Entry::Genesis(Genesis {
             origin: g.origin,
@@ -399,5 +432,7 @@ pub fn finding_to_proto(f: &Finding) -> v1::Finding {
         at_unix_nanos: f.at,
         detail: f.detail.clone(),
         id: f.id.clone(),
+        observed_by: f.observed_by.clone().unwrap_or_default(),
+        observed_on_system: f.observed_on.clone().unwrap_or_default(),
     }
 }

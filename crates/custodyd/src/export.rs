@@ -406,7 +406,12 @@ fn cite_finding(ev: &mut EvidenceBuilder<'_>, f: &Finding) -> Result<(), Status>
     for e in &f.entries {
         ev.cite(*e, f.asset.as_ref())?;
     }
-    if matches!(f.rule, Rule::RetentionOverdue | Rule::MissingAttestation) {
+    // These rules rest on who owns the system: the holder, or the
+    // recipient a grant must cover.
+    if matches!(
+        f.rule,
+        Rule::RetentionOverdue | Rule::MissingAttestation | Rule::UnauthorizedTransfer
+    ) {
         if let Some(s) = &f.system {
             ev.cite_system(s);
         }

@@ -15,6 +15,9 @@ use custodyd::query::AsOf;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 
+/// The origin of every model log.
+const ORIGIN: &str = "custody.example/model";
+
 /// The event time of the registry events; custody events follow it.
 const T0: Timestamp = 1_700_000_000_000_000_000;
 
@@ -146,6 +149,8 @@ struct Scenario {
 
 /// `Builder` resolves intentions against a simple model of custody state.
 struct Builder {
+    /// The registry as the events so far make it, for the domain's rules.
+    registry: Registry,
     /// Party → the party it acts for (empty for the owner).
     principal: HashMap<String, String>,
     parties: Vec<String>,
@@ -165,25 +170,17 @@ struct Builder {
 }
 
 impl Builder {
-    fn acts_for(&self, agent: &str, principal: &str) -> bool {
-        let mut at = agent;
-        loop {
-            if at == principal {
-                return true;
-            }
-            match self.principal.get(at) {
-                Some(p) if !p.is_empty() => at = p,
-                _ => return false,
-            }
-        }
-    }
-
-    /// `related` is every party that may report `actor`'s actions: its
-    /// agents and its principals.
-    fn related(&self, actor: &str) -> Vec<String> {
+    /// `reporters` is every party that may report `c`, by the domain's
+    /// own rule (`Registry::attribute`): the actor's principals, and the
+    /// owners and operators of its systems.
+    fn reporters(&self, c: &CustodyAction) -> Vec<String> {
         self.parties
             .iter()
-            .filter(|p| self.acts_for(p, actor) || self.acts_for(actor, p))
+            .filter(|p| {
+                self.registry
+                    .attribute(p, &c.actor, &[&c.from_system, &c.to_system])
+                    .is_ok()
+            })
             .cloned()
             .collect()
     }
@@ -192,13 +189,16 @@ impl Builder {
         let seq = self.seqs.entry(reporter.to_owned()).or_default();
         *seq += 1;
         let n = self.events.len() as u64 + 1;
-        self.events.push(Event {
+        let event = Event {
             event_id: format!("00000000-0000-4000-8000-{n:012x}"),
             event_time: self.time,
             reporter: reporter.to_owned(),
             reporter_seq: *seq,
+            log_origin: ORIGIN.into(),
             body,
-        });
+        };
+        self.registry.apply(&event, n);
+        self.events.push(event);
         n
     }
 
@@ -210,7 +210,7 @@ impl Builder {
         } else {
             i64::from(step.dt % 500) + 1
         };
-        let related = self.related(&c.actor);
+        let related = self.reporters(&c);
         let reporter = related[(step.dt / 3) as usize % related.len()].clone();
         self.push(&reporter, EventBody::Custody(c))
     }
@@ -445,11 +445,10 @@ impl Builder {
                     return;
                 }
                 let (of, asset, to) = self.pending.remove(step.a as usize % self.pending.len());
-                let recipient = self.owner_of(to);
                 let agents: Vec<String> = self
                     .parties
                     .iter()
-                    .filter(|p| self.acts_for(p, &recipient))
+                    .filter(|p| self.registry.operates(p, &self.systems[to].0))
                     .cloned()
                     .collect();
                 let reporter = agents[step.b as usize % agents.len()].clone();
@@ -467,13 +466,14 @@ fn build(raw: &Raw) -> Scenario {
     let owner = "agency".to_owned();
     let key = ed25519_dalek::SigningKey::from_bytes(&raw.owner_seed);
     let genesis = Genesis {
-        origin: "custody.example/model".into(),
+        origin: ORIGIN.into(),
         owner_party_id: owner.clone(),
         owner_public_key: key.verifying_key().to_bytes(),
     };
     let mut pool_rng = Rng(raw.pool_seed);
     let pool: Vec<Digest> = (0..raw.pool_size).map(|_| pool_rng.digest()).collect();
     let mut b = Builder {
+        registry: Registry::new(&genesis).unwrap(),
         principal: HashMap::from([(owner.clone(), String::new())]),
         parties: vec![owner.clone()],
         systems: Vec::new(),
@@ -1061,6 +1061,7 @@ fn a_recapture_with_another_class_is_refused() {
             event_time: T0 + index as i64,
             reporter: owner.into(),
             reporter_seq: index,
+            log_origin: "custody.example/model".into(),
             body,
         };
         registry.validate(&e).unwrap();

@@ -56,6 +56,9 @@ struct EventRow {
     actor: String,
     from_system: String,
     to_system: String,
+    /// The system on which the reporter observed the actor's action, when
+    /// it reported another party's action (`Registry::attribute`).
+    observed_on: Option<String>,
 }
 
 /// `View` is what the page shows, read as of one tree size.
@@ -70,7 +73,11 @@ struct View {
 
 /// `event_row` reads and decodes the entry at `index` for the events
 /// table.
-fn event_row(store: &dyn LogStore, index: u64) -> Result<EventRow, UiError> {
+fn event_row(
+    store: &dyn LogStore,
+    registry: &custody_domain::Registry,
+    index: u64,
+) -> Result<EventRow, UiError> {
     let bytes = store
         .read_entries(index, index + 1)?
         .pop()
@@ -91,6 +98,18 @@ fn event_row(store: &dyn LogStore, index: u64) -> Result<EventRow, UiError> {
         EventBody::MaintenanceSession(m) => (m.actor.clone(), String::new(), String::new()),
         _ => Default::default(),
     };
+    let maintained = match &e.body {
+        EventBody::MaintenanceSession(m) => m.system_id.as_str(),
+        _ => "",
+    };
+    let observed_on = if actor.is_empty() {
+        None
+    } else {
+        match registry.attribute(&e.reporter, &actor, &[&from_system, &to_system, maintained]) {
+            Ok(custody_domain::Attribution::Observed { system }) => Some(system),
+            _ => None,
+        }
+    };
     Ok(EventRow {
         index,
         time: e.event_time,
@@ -100,6 +119,7 @@ fn event_row(store: &dyn LogStore, index: u64) -> Result<EventRow, UiError> {
         actor,
         from_system,
         to_system,
+        observed_on,
     })
 }
 
@@ -125,9 +145,10 @@ fn load(
         )));
     }
     let meta = index::asset_meta(store, &asset)?.filter(|m| m.created_by < size);
+    let registry = state.registry();
     let events = indexes
         .iter()
-        .map(|i| event_row(store, *i))
+        .map(|i| event_row(store, &registry, *i))
         .collect::<Result<_, _>>()?;
     Ok(View {
         size,
@@ -263,7 +284,12 @@ fn render(state: &LogState, asset: &Digest, after: Option<u64>, v: &View) -> Res
                         td.num { (e.index) }
                         td { (time(e.time)) }
                         td { code { (e.kind) } }
-                        td { code { (e.reporter) } }
+                        td {
+                            code { (e.reporter) }
+                            @if let Some(s) = &e.observed_on {
+                                ", observed on system " code { (s) }
+                            }
+                        }
                         td { code { (e.actor) } }
                         td { code { (e.from_system) } }
                         td { code { (e.to_system) } }

@@ -200,7 +200,7 @@ fn render(
         table.data #findings {
             thead { tr {
                 th { "Rule" } th { "Arose" } th { "Party" } th { "System" } th { "Asset" }
-                th { "Entries" } th { "Grant" } th { "Retention rule" } th { "Detail" } th { "Evidence" }
+                th { "Entries" } th { "Grant" } th { "Retention rule" } th { "Detail" } th { "Reported" } th { "Evidence" }
             } }
             tbody {
                 @for f in rows {
@@ -214,6 +214,9 @@ fn render(
                         td { code { (f.grant.as_deref().unwrap_or("none")) } }
                         td { code { (f.retention_rule.as_deref().unwrap_or("none")) } }
                         td { (f.detail) }
+                        td { @if let (Some(by), Some(on)) = (&f.observed_by, &f.observed_on) {
+                            "reported by " code { (by) } ", observed on system " code { (on) }
+                        } }
                         td { (layout::evidence(&format!("/evidence/finding?id={}&as_of={}", enc(&f.id), as_of_s), "bundle")) }
                     }
                 }
