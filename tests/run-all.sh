@@ -17,6 +17,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== build binaries for the end-to-end suites"
-cargo build --workspace --bins --locked
+# --all-targets, not --bins: the same unit graph (and features) as
+# `cargo test` below, so RocksDB is compiled once for both.
+cargo build --workspace --all-targets --locked
 echo "== cargo test"
 cargo test --workspace --locked
