@@ -348,3 +348,105 @@ fn bad_input_is_400_unknown_ids_are_404_and_everything_is_escaped() {
     assert!(!body.contains("<script>"), "{body}");
     assert!(body.contains("&lt;script&gt;"), "{body}");
 }
+
+/// Times at the ends of the range the log can hold (1970 to 2262) get an
+/// answer on every page that takes one, never a panic and a dropped
+/// connection: a page whose window would start before 1970 is a 400 that
+/// says so, as is a time past the range.
+#[test]
+fn times_out_of_range_are_400_and_extreme_times_are_answered() {
+    let mut log = Log::init();
+    log.start();
+    // A party with a system and one asset on it (and so findings replayed).
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut c = log.client().await;
+        let cam = custody_e2e::register(&log, &mut c, "cam", 0, 0).await;
+        let e = custody_e2e::event("cam", custody_e2e::capture("cam"));
+        custody_e2e::append(&mut c, &e, &[&cam]).await.unwrap();
+    });
+    let base = &log.http;
+    let (party, system) = ("cam", "cam-sys");
+    let (first, last) = ("1970-01-01T00:00:00Z", "2262-04-11T23:47:16.854775807Z");
+    let cases: Vec<(String, u16, &str)> = vec![
+        (
+            "/ui/breach-scope?system=s&from=&to=1970-01-01T00:00:00Z".into(),
+            400,
+            "starts before 1970",
+        ),
+        (
+            "/ui/breach-scope?to=1970-01-01T12:00:00Z".into(),
+            400,
+            "starts before 1970",
+        ),
+        (
+            format!("/ui/breach-scope?from=1969-12-31T23:59:59Z&to={first}"),
+            400,
+            "is before 1970-01-01T00:00:00Z",
+        ),
+        (
+            "/ui/breach-scope?to=2262-04-11T23:47:17Z".into(),
+            400,
+            "is after 2262-04-11T23:47:16.854775807Z",
+        ),
+        (
+            "/ui/holdings?party=p&at=1969-07-20T20:17:40Z".into(),
+            400,
+            "is before 1970-01-01T00:00:00Z",
+        ),
+        (
+            "/ui/findings?as_of=9999-12-31T23:59:59Z".into(),
+            400,
+            "is after 2262-04-11T23:47:16.854775807Z",
+        ),
+        (format!("/ui/breach-scope?from={first}&to={first}"), 200, ""),
+        (format!("/ui/breach-scope?to={last}"), 200, ""),
+        (format!("/ui/breach-scope?from={first}&to={last}"), 200, ""),
+        (
+            format!("/ui/breach-scope?system={system}&from={first}&to={last}"),
+            200,
+            "data-count=\"1\"",
+        ),
+        (
+            format!("/ui/breach-scope?system={system}&to={first}"),
+            400,
+            "starts before 1970",
+        ),
+        (
+            format!("/evidence/breach-scope?system={system}&from={first}&to={last}"),
+            200,
+            "",
+        ),
+        (format!("/ui/holdings?party={party}&at={first}"), 200, ""),
+        (format!("/ui/holdings?party={party}&at={last}"), 200, ""),
+        (format!("/ui/findings?as_of={first}"), 200, ""),
+        (format!("/ui/findings?as_of={last}"), 200, ""),
+        (
+            format!("/evidence/holdings?party={party}&at={first}"),
+            200,
+            "",
+        ),
+        (
+            format!("/evidence/holdings?party={party}&at={last}"),
+            200,
+            "",
+        ),
+        (
+            format!("/evidence/holders?asset={}&at={first}", "0".repeat(64)),
+            200,
+            "",
+        ),
+    ];
+    for (path, code, says) in &cases {
+        let r = reqwest::blocking::get(format!("{base}{path}"))
+            .unwrap_or_else(|e| panic!("{path}: no answer: {e}"));
+        let got = r.status().as_u16();
+        let body = r.text().unwrap();
+        assert_eq!(got, *code, "{path}: {body}");
+        assert!(body.contains(says), "{path}: {body}");
+    }
+    assert!(
+        !log.server_log().contains("panicked"),
+        "{}",
+        log.server_log()
+    );
+}

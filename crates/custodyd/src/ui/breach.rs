@@ -70,7 +70,14 @@ pub(super) async fn page(
     };
     let from = match given(&q.from) {
         Some(s) => parse_time("from", s)?,
-        None => to - DAY,
+        // The log's times start at 1970 (`parse_rfc3339`): a default
+        // window that would begin earlier is refused, not invented.
+        None => to.checked_sub(DAY).filter(|t| *t >= 0).ok_or_else(|| {
+            UiError::BadRequest(format!(
+                "from: the default window, the day before to ({}), starts before 1970; give from",
+                rfc3339(to)
+            ))
+        })?,
     };
     if to < from {
         return Err(UiError::BadRequest(format!(
