@@ -391,3 +391,48 @@ async fn a_key_registered_earlier_in_a_stream_signs_later_events_in_it() {
     assert_eq!(got[4].0, Code::PermissionDenied as i32, "{:?}", got[4]);
     assert!(got[4].2.contains("does not verify"), "{:?}", got[4]);
 }
+
+/// Each tile has one path (C2SP tlog-tiles: no groups of leading zeroes
+/// in the index): another spelling of a tile that is served is 404 and
+/// names the one path, for hash tiles and entry bundles alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tile_is_served_at_its_canonical_path_only() {
+    let mut log = Log::init();
+    log.start();
+    let mut c = log.client().await;
+    let key = register(&log, &mut c, "cam", 0, 0).await;
+    let r = append(&mut c, &event("cam", capture("cam")), &[&key])
+        .await
+        .unwrap();
+    let size = vkey(&log).verify(&r.checkpoint).unwrap().size;
+    assert!(size < 256);
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        let url = format!("{}/{path}", log.http);
+        async move {
+            let r = http.get(&url).send().await.unwrap();
+            (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+        }
+    };
+    for kind in ["0", "entries"] {
+        let canonical = format!("tile/{kind}/000.p/{size}");
+        let (status, body) = get(canonical.clone()).await;
+        assert_eq!(status, 200, "{canonical}");
+        assert!(!body.is_empty());
+        for other in [
+            format!("tile/{kind}/x000/000.p/{size}"),
+            format!("tile/{kind}/x000/x000/000.p/{size}"),
+            format!("tile/{kind}/x000/x000/x000/x000/x000/x000/000.p/{size}"),
+        ] {
+            let (status, body) = get(other.clone()).await;
+            let body = String::from_utf8_lossy(&body);
+            assert_eq!(status, 404, "{other}: {body}");
+            assert!(
+                body.contains("is not canonical") && body.contains(&canonical),
+                "{other}: {body}"
+            );
+        }
+    }
+    assert_eq!(get("tile/0/x000/x000/000.p/1".into()).await.0, 404);
+}

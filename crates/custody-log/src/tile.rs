@@ -33,10 +33,22 @@ pub struct TileId {
     pub width: u32,
 }
 
-/// `TilePathError` is a path that is not a C2SP tile path.
+/// `TilePathError` is a path that is not the C2SP tile path of any tile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed tile path {0:?}: want tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>]")]
-pub struct TilePathError(pub String);
+pub enum TilePathError {
+    /// Not of the form of a tile path at all.
+    #[error("malformed tile path {0:?}: want tile/<L>/<N>[.p/<W>] or tile/entries/<N>[.p/<W>]")]
+    Malformed(String),
+    /// Of the form, but not the one path C2SP gives the tile it names: its
+    /// index has leading groups of zeroes (`x000/x000/000` for `000`).
+    #[error("tile path {path:?} is not canonical: that tile's path is {canonical}")]
+    NonCanonical {
+        /// The path as given.
+        path: String,
+        /// The tile's one C2SP path.
+        canonical: String,
+    },
+}
 
 impl TileId {
     /// `is_full` is whether the tile has all 256 members (and so never
@@ -46,15 +58,20 @@ impl TileId {
     }
 
     /// `parse` reads a path such as `tile/0/x001/234.p/5`, with or without
-    /// the leading `tile/`.
+    /// the leading `tile/`. Each tile has one path, the one [`TileId::path`]
+    /// writes: the index in groups of three digits, all but the last
+    /// prefixed with `x`, and no group of leading zeroes (C2SP tlog-tiles,
+    /// as Go's `sumdb/tlog` parses it).
     ///
     /// # Errors
     ///
-    /// [`TilePathError`] if the path is not a C2SP tile path.
+    /// [`TilePathError::Malformed`] if the path is not of the form of a
+    /// C2SP tile path, [`TilePathError::NonCanonical`] if it is but names
+    /// its tile another way than [`TileId::path`].
     pub fn parse(path: &str) -> Result<Self, TilePathError> {
-        let bad = || TilePathError(path.to_owned());
-        let rest = path.strip_prefix("tile/").unwrap_or(path);
-        let (kind, rest) = rest.split_once('/').ok_or_else(bad)?;
+        let bad = || TilePathError::Malformed(path.to_owned());
+        let unprefixed = path.strip_prefix("tile/").unwrap_or(path);
+        let (kind, rest) = unprefixed.split_once('/').ok_or_else(bad)?;
         let kind = if kind == "entries" {
             TileKind::Entries
         } else {
@@ -102,7 +119,15 @@ impl TileId {
                 .and_then(|v| v.checked_add(d))
                 .ok_or_else(bad)?;
         }
-        Ok(Self { kind, index, width })
+        let id = Self { kind, index, width };
+        let canonical = id.path();
+        if canonical.strip_prefix("tile/") != Some(unprefixed) {
+            return Err(TilePathError::NonCanonical {
+                path: path.to_owned(),
+                canonical,
+            });
+        }
+        Ok(id)
     }
 
     /// `path` is the C2SP path of the tile, e.g. `tile/0/x001/234.p/5`.
@@ -213,6 +238,35 @@ mod tests {
         }
     }
 
+    /// Every tile has one path: a second spelling of its index, with
+    /// groups of leading zeroes, is refused and names the one path.
+    #[test]
+    fn only_the_canonical_path_is_accepted() {
+        for (path, canonical) in [
+            ("tile/0/x000/x000/000.p/1", "tile/0/000.p/1"),
+            ("tile/0/x000/000", "tile/0/000"),
+            ("tile/entries/x000/999", "tile/entries/999"),
+            ("tile/3/x000/x001/x234/067.p/8", "tile/3/x001/x234/067.p/8"),
+            ("0/x000/001", "tile/0/001"),
+        ] {
+            assert_eq!(
+                TileId::parse(path),
+                Err(TilePathError::NonCanonical {
+                    path: path.to_owned(),
+                    canonical: canonical.to_owned()
+                }),
+                "{path}"
+            );
+            assert_eq!(
+                TileId::parse(canonical).map(|t| t.path()),
+                Ok(canonical.to_owned())
+            );
+        }
+        // Zero groups that are not leading are part of the index.
+        let t = TileId::parse("tile/0/x001/x000/000").unwrap();
+        assert_eq!(t.index, 1_000_000);
+    }
+
     #[test]
     fn malformed_paths_are_refused() {
         for p in [
@@ -230,7 +284,10 @@ mod tests {
             "tile/0/",
             "tile/0/000.p/",
         ] {
-            assert!(TileId::parse(p).is_err(), "{p} accepted");
+            assert!(
+                matches!(TileId::parse(p), Err(TilePathError::Malformed(_))),
+                "{p} accepted"
+            );
         }
     }
 

@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use custody_log::{encode_entry_bundle, hash_tile, TileId, TileKind, TILE_WIDTH};
+use custody_log::{encode_entry_bundle, hash_tile, TileId, TileKind, TilePathError, TILE_WIDTH};
 
 use crate::state::LogState;
 
@@ -19,7 +19,7 @@ use crate::state::LogState;
 pub enum HttpError {
     /// The path is not a tile path.
     BadRequest(String),
-    /// Not (yet) in the tree.
+    /// Not (yet) in the tree, or not the tile's canonical path.
     NotFound(String),
     /// A bug or storage failure.
     Internal(String),
@@ -64,7 +64,11 @@ async fn tile(
     State(state): State<Arc<LogState>>,
     Path(path): Path<String>,
 ) -> Result<Response, HttpError> {
-    let id = TileId::parse(&path).map_err(|e| HttpError::BadRequest(e.to_string()))?;
+    // A tile has one path; any other spelling of it names no resource.
+    let id = TileId::parse(&path).map_err(|e| match e {
+        TilePathError::Malformed(_) => HttpError::BadRequest(e.to_string()),
+        TilePathError::NonCanonical { .. } => HttpError::NotFound(e.to_string()),
+    })?;
     let size = state.latest().size;
     let available = TileId::in_tree(id.kind, id.index, size)
         .map(|t| t.width)
