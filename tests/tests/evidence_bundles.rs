@@ -985,3 +985,50 @@ fn the_demos_findings_export_as_bundles_that_verify() {
     let e = verify(&bad_file, &vkey).unwrap_err();
     assert!(e.contains("answer"), "{e}");
 }
+
+/// A C2SP tlog-proof may carry an `extra` line of unauthenticated data:
+/// `custody verify` accepts a bundle whose proofs carry one, ignores it
+/// (the statement is the one without it), and still refuses an `extra`
+/// line that is not base64.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tlog_proof_with_an_extra_line_verifies_and_its_data_is_ignored() {
+    let mut log = Log::init();
+    log.start();
+    let mut c = log.client().await;
+    let cam = register(&log, &mut c, "cam", 0, 0).await;
+    let a = [0xab; 32];
+    let mut e = event("cam", capture("cam"));
+    if let Some(v1::event::Body::Custody(x)) = &mut e.body {
+        x.asset_digest = a.to_vec();
+    }
+    append(&mut c, &e, &[&cam]).await.unwrap();
+    let dir = log.dir.path().to_owned();
+    let plain = dir.join("history.json");
+    let bytes = export(&log.grpc, &["history", "--asset", &hex(&a)], &plain);
+    let want = verified(&plain, &log.vkey);
+
+    let (mut b, _) = custody_evidence::Bundle::parse(&bytes).unwrap();
+    assert!(!b.entries.is_empty() && !b.registry.is_empty());
+    for p in b.entries.iter_mut().chain(b.registry.iter_mut()) {
+        assert_eq!(p.proof.extra, None, "the log writes no extra line");
+        p.proof.extra = Some(b"age-v1.2.1-darwin-arm64.tar.gz".to_vec());
+    }
+    let with = b.to_bytes().unwrap();
+    let text = String::from_utf8(with.clone()).unwrap();
+    assert!(
+        text.contains(
+            "c2sp.org/tlog-proof@v1\\nextra YWdlLXYxLjIuMS1kYXJ3aW4tYXJtNjQudGFyLmd6\\nindex "
+        ),
+        "{text}"
+    );
+    let extra = dir.join("history-extra.json");
+    std::fs::write(&extra, &with).unwrap();
+    assert_eq!(verified(&extra, &log.vkey), want);
+
+    // Not base64: refused, naming the proof at fault.
+    let bad = text.replace("extra YWdl", "extra !Wdl");
+    let bad_file = dir.join("history-bad-extra.json");
+    std::fs::write(&bad_file, bad).unwrap();
+    let err = verify(&bad_file, &log.vkey).unwrap_err();
+    assert!(err.contains("tlog-proof") && err.contains("extra"), "{err}");
+}

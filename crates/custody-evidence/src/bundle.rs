@@ -156,6 +156,7 @@ impl ProvenEntry {
             index: p.index,
             entry: p.entry.clone(),
             proof: TlogProof {
+                extra: None,
                 index: p.index,
                 proof: p.proof.clone(),
                 checkpoint: checkpoint.to_vec(),

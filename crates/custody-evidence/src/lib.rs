@@ -19,6 +19,7 @@
 //! use custody_evidence::TlogProof;
 //!
 //! let p = TlogProof {
+//!     extra: None,
 //!     index: 7,
 //!     proof: vec![vec![0; 32]],
 //!     checkpoint: b"example.org/log\n8\nAAAA\n\n".to_vec(),

@@ -11,9 +11,11 @@
 //! <the checkpoint, a signed note, verbatim>
 //! ```
 //!
-//! The optional `extra` line is never written, and refused when read: its
-//! data is not authenticated, and a bundle holds nothing its verifier
-//! cannot check.
+//! The optional `extra` line (`extra <base64>`, after the header) is
+//! never written by the log. When read it is kept, so that the text
+//! round-trips, and otherwise ignored: its data is not authenticated
+//! (C2SP: applications must not trust it), so nothing is proven by it
+//! and no verdict depends on it.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -24,6 +26,9 @@ pub const HEADER: &str = "c2sp.org/tlog-proof@v1";
 /// `TlogProof` is a parsed tlog-proof.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlogProof {
+    /// The optional extra data, decoded; unauthenticated, so never read
+    /// by a verifier.
+    pub extra: Option<Vec<u8>>,
     /// The entry's zero-based log index.
     pub index: u64,
     /// The inclusion proof, from the leaf's sibling up to the root's child
@@ -34,10 +39,15 @@ pub struct TlogProof {
 }
 
 impl TlogProof {
-    /// `encode` is the tlog-proof text: the header, `index N`, one base64
-    /// hash per line, an empty line, then the checkpoint.
+    /// `encode` is the tlog-proof text: the header, `extra <base64>` if
+    /// there is extra data, `index N`, one base64 hash per line, an empty
+    /// line, then the checkpoint.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = format!("{HEADER}\nindex {}\n", self.index).into_bytes();
+        let mut out = format!("{HEADER}\n").into_bytes();
+        if let Some(extra) = &self.extra {
+            out.extend_from_slice(format!("extra {}\n", B64.encode(extra)).as_bytes());
+        }
+        out.extend_from_slice(format!("index {}\n", self.index).as_bytes());
         for h in &self.proof {
             out.extend_from_slice(B64.encode(h).as_bytes());
             out.push(b'\n');
@@ -47,9 +57,10 @@ impl TlogProof {
         out
     }
 
-    /// `parse` reads a tlog-proof. It is strict: no extra data, an index in
-    /// ASCII decimal without leading zeroes, and 32-byte hashes in standard
-    /// padded base64.
+    /// `parse` reads a tlog-proof. It is strict: extra data, if any, in
+    /// standard padded base64, an index in ASCII decimal without leading
+    /// zeroes, and 32-byte hashes in standard padded base64; so
+    /// [`TlogProof::encode`] gives back the text parsed.
     ///
     /// # Errors
     ///
@@ -68,13 +79,20 @@ impl TlogProof {
         if line()? != HEADER.as_bytes() {
             return Err(format!("its first line is not {HEADER}"));
         }
-        let l = line()?;
-        if l.starts_with(b"extra ") {
-            return Err("it carries extra data, which custody bundles do not use".into());
-        }
-        let digits = l
-            .strip_prefix(b"index ")
-            .ok_or_else(|| "its second line is not `index N`".to_owned())?;
+        let mut l = line()?;
+        let extra = match l.strip_prefix(b"extra ") {
+            Some(data) => {
+                let extra = B64
+                    .decode(data)
+                    .map_err(|_| "its extra line is not `extra` and base64 data".to_owned())?;
+                l = line()?;
+                Some(extra)
+            }
+            None => None,
+        };
+        let digits = l.strip_prefix(b"index ").ok_or_else(|| {
+            "its second line (or its third, after `extra`) is not `index N`".to_owned()
+        })?;
         let canonical = digits.first().is_some_and(u8::is_ascii_digit)
             && digits.iter().all(u8::is_ascii_digit)
             && (digits.len() == 1 || digits[0] != b'0');
@@ -105,6 +123,7 @@ impl TlogProof {
             return Err("it has no checkpoint".into());
         }
         Ok(Self {
+            extra,
             index,
             proof,
             checkpoint: rest.to_vec(),
@@ -118,6 +137,7 @@ mod tests {
 
     fn sample() -> TlogProof {
         TlogProof {
+            extra: None,
             index: 73894,
             proof: vec![vec![1; 32], vec![2; 32]],
             checkpoint: b"example.com/log\n10\nAAAA\n\n\xe2\x80\x94 example.com/log abc=\n"
@@ -139,6 +159,26 @@ mod tests {
         assert_eq!(TlogProof::parse(&empty.encode()).unwrap(), empty);
     }
 
+    /// C2SP tlog-proof allows an `extra` line after the header: it is
+    /// read (and kept, so the text round-trips), empty or not.
+    #[test]
+    fn an_extra_line_is_accepted() {
+        let text = String::from_utf8(sample().encode()).unwrap();
+        for (extra, data) in [("AAEC", &b"\x00\x01\x02"[..]), ("", &b""[..])] {
+            let with = text.replace("index 73894", &format!("extra {extra}\nindex 73894"));
+            let p = TlogProof::parse(with.as_bytes()).unwrap();
+            assert_eq!(p.extra.as_deref(), Some(data));
+            assert_eq!(
+                TlogProof {
+                    extra: None,
+                    ..p.clone()
+                },
+                sample()
+            );
+            assert_eq!(p.encode(), with.as_bytes());
+        }
+    }
+
     #[test]
     fn malformed_proofs_are_refused() {
         let text = String::from_utf8(sample().encode()).unwrap();
@@ -146,7 +186,11 @@ mod tests {
             text.replace("tlog-proof@v1", "tlog-proof@v2"),
             text.replace("index 73894", "index 073894"),
             text.replace("index 73894", "index +73894"),
-            text.replace("index 73894", "extra AAAA\nindex 73894"),
+            text.replace("index 73894", "extra AAA\nindex 73894"),
+            text.replace("index 73894", "extra AAB=\nindex 73894"),
+            text.replace("index 73894", "extra\nindex 73894"),
+            text.replace("index 73894", "extra AAAA\nextra AAAA\nindex 73894"),
+            text.replace("index 73894", "index 73894\nextra AAAA"),
             text.replace("AQEB", "AQE"),
             text.replace("\n\nexample", "\nexample"),
             "c2sp.org/tlog-proof@v1\nindex 1\n\n".to_owned(),
