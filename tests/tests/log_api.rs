@@ -436,3 +436,127 @@ async fn a_tile_is_served_at_its_canonical_path_only() {
     }
     assert_eq!(get("tile/0/x000/x000/000.p/1".into()).await.0, 404);
 }
+
+/// `channel` is a gRPC channel to the running server.
+async fn channel(log: &Log) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(log.grpc.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Health reports every service the server serves as SERVING.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_reports_every_service_as_serving() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let mut log = Log::init();
+    log.start();
+    let ch = channel(&log).await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+    for service in ["", "custody.v1.CustodyLog", "custody.v1.CustodyQuery"] {
+        let r = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .map(|r| r.into_inner().status);
+        assert_eq!(
+            r.as_ref().ok(),
+            Some(&(ServingStatus::Serving as i32)),
+            "health of {service:?}: {r:?}"
+        );
+    }
+}
+
+/// Reflection answers in both versions, v1 and v1alpha (which many
+/// clients still use), listing every service and describing the custody
+/// services.
+#[tokio::test(flavor = "multi_thread")]
+async fn reflection_speaks_v1_and_v1alpha() {
+    let mut log = Log::init();
+    log.start();
+    let ch = channel(&log).await;
+    let want = [
+        "custody.v1.CustodyLog",
+        "custody.v1.CustodyQuery",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ];
+    {
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        let mut refl = ServerReflectionClient::new(ch.clone());
+        let reqs = vec![
+            ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            },
+            ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::FileContainingSymbol(
+                    "custody.v1.CustodyQuery".into(),
+                )),
+            },
+        ];
+        let mut resp = refl
+            .server_reflection_info(tokio_stream::iter(reqs))
+            .await
+            .map_err(|s| format!("v1alpha reflection: {s}"))
+            .unwrap()
+            .into_inner();
+        let m = resp.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(l)) = m.message_response else {
+            panic!("v1alpha: unexpected answer {:?}", m.message_response)
+        };
+        let names: Vec<_> = l.service.iter().map(|s| s.name.as_str()).collect();
+        for w in want {
+            assert!(names.contains(&w), "v1alpha lists {w}: {names:?}");
+        }
+        let m = resp.message().await.unwrap().unwrap();
+        let Some(MessageResponse::FileDescriptorResponse(f)) = m.message_response else {
+            panic!("v1alpha: unexpected answer {:?}", m.message_response)
+        };
+        assert!(!f.file_descriptor_proto.is_empty());
+    }
+    {
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        let mut refl = ServerReflectionClient::new(ch);
+        let reqs = vec![
+            ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            },
+            ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::FileContainingSymbol(
+                    "custody.v1.CustodyQuery".into(),
+                )),
+            },
+        ];
+        let mut resp = refl
+            .server_reflection_info(tokio_stream::iter(reqs))
+            .await
+            .unwrap()
+            .into_inner();
+        let m = resp.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(l)) = m.message_response else {
+            panic!("v1: unexpected answer {:?}", m.message_response)
+        };
+        let names: Vec<_> = l.service.iter().map(|s| s.name.as_str()).collect();
+        for w in want {
+            assert!(names.contains(&w), "v1 lists {w}: {names:?}");
+        }
+        let m = resp.message().await.unwrap().unwrap();
+        let Some(MessageResponse::FileDescriptorResponse(f)) = m.message_response else {
+            panic!("v1: unexpected answer {:?}", m.message_response)
+        };
+        assert!(!f.file_descriptor_proto.is_empty());
+    }
+}

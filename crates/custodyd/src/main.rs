@@ -234,14 +234,30 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
         stop_rx.clone(),
     ));
 
+    // Health: every service served below, by its full name.
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<custody_proto::v1::custody_log_server::CustodyLogServer<grpc::CustodyLogService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(custody_proto::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    health_reporter
+        .set_serving::<custody_proto::v1::custody_query_server::CustodyQueryServer<
+            grpc_query::CustodyQueryService,
+        >>()
+        .await;
+    // Reflection in both versions: v1, and v1alpha, which many clients
+    // still ask for first or only. Each lists every service, both
+    // reflection services included.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(custody_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let service = custody_proto::v1::custody_log_server::CustodyLogServer::new(
         grpc::CustodyLogService::new(state.clone(), sequencer),
     )
@@ -266,7 +282,8 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
     let mut grpc_stop = stop_rx.clone();
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(service)
         .add_service(query)
         .serve_with_incoming_shutdown(
