@@ -17,7 +17,9 @@ pub struct SignatureCheck<'a> {
 }
 
 /// Batches of this size amortise the multiscalar multiplication well
-/// (DESIGN §9: ~2× single verification at 64).
+/// (DESIGN §9: ~2× single verification at 64). The torsion checks of
+/// [`batchable_r`] cost more than that saves: `torsion_check_cost` puts
+/// this path above one `verify_strict` per signature.
 const BATCH: usize = 64;
 
 /// `verify_signatures` checks every signature, in batches of 64 spread over
