@@ -218,6 +218,107 @@ pub fn uncovered(
     None
 }
 
+/// `Reason` is why a finding was raised, one variant per reason a rule
+/// gives. Its [`Display`](std::fmt::Display) is the finding's `detail`:
+/// the engine and the bundle verifier both render a `Reason`, so the words
+/// are written once, here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// late_reporting: logged `delay` after it happened, past `deadline`
+    /// (both in nanoseconds).
+    LateReporting {
+        /// Integration time minus event time.
+        delay: i64,
+        /// The reporting deadline.
+        deadline: i64,
+    },
+    /// sequence_gap: `seq` follows `last`, skipping numbers.
+    SequenceGap {
+        /// The entry's sequence number.
+        seq: u64,
+        /// The reporter's highest earlier sequence number.
+        last: u64,
+    },
+    /// unexplained_custody.
+    Unexplained,
+    /// boundary_violation: the destination's breaches
+    /// ([`crate::SystemRegistered::boundary_breaches`]).
+    Boundary(Vec<&'static str>),
+    /// unauthorized_transfer: the transfer names no grant.
+    NoGrant,
+    /// unauthorized_transfer: the named grant was never issued.
+    GrantNeverIssued(String),
+    /// unauthorized_transfer: the grant was revoked by this entry first.
+    GrantRevoked(u64),
+    /// unauthorized_transfer: the grant does not cover the transfer.
+    Uncovered(Uncovered),
+    /// unauthorized_transfer: an onward transfer the grant forbids.
+    OnwardTransfer,
+    /// purpose_drift: the purpose is not granted.
+    PurposeNotGranted(crate::Purpose),
+    /// retention_overdue: held past the rule's `max_age` (nanoseconds).
+    PastMaxAge(i64),
+    /// unacknowledged_transfer: no receipt by the time asked about.
+    NoReceipt,
+    /// unacknowledged_transfer: the receipt came after the window.
+    ReceiptAfterWindow,
+    /// missing_attestation: none for this long (nanoseconds).
+    NoAttestation(i64),
+}
+
+const SEC: i64 = 1_000_000_000;
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::LateReporting { delay, deadline } => write!(
+                f,
+                "logged {} s after it happened; the deadline is {} s",
+                delay / SEC,
+                deadline / SEC
+            ),
+            Reason::SequenceGap { seq, last } => write!(
+                f,
+                "sequence number {seq} follows {last}; {} missing",
+                sequence_gap(*last, *seq).unwrap_or_default()
+            ),
+            Reason::Unexplained => {
+                write!(f, "acts on an asset the log never showed on this system")
+            }
+            Reason::Boundary(why) => write!(f, "destination {}", why.join(" ")),
+            Reason::NoGrant => write!(f, "no grant named"),
+            Reason::GrantNeverIssued(g) => write!(f, "grant {g} was never issued"),
+            Reason::GrantRevoked(r) => write!(f, "grant revoked by entry {r}"),
+            Reason::Uncovered(u) => u.fmt(f),
+            Reason::OnwardTransfer => {
+                write!(f, "onward transfer beyond max_onward_transfers 0")
+            }
+            Reason::PurposeNotGranted(p) => write!(f, "purpose {} is not granted", p.name()),
+            Reason::PastMaxAge(a) => write!(f, "held past max_age {} s", a / SEC),
+            Reason::NoReceipt => write!(f, "no receipt"),
+            Reason::ReceiptAfterWindow => write!(f, "receipt after the window"),
+            Reason::NoAttestation(d) => write!(f, "no custody attestation for {} s", d / SEC),
+        }
+    }
+}
+
+/// `finding_id` is a finding's stable id: the rule and the entry it is
+/// about (for retention, the entry that opened the interval) and, where
+/// one entry can give several findings of a rule, the asset and system;
+/// for missing_attestation, the system alone. The engine and the bundle
+/// verifier both call it.
+pub fn finding_id(rule: Rule, entry: u64, asset: Option<&Digest>, system: Option<&str>) -> String {
+    let asset = asset.map(|a| hex(a)).unwrap_or_default();
+    let system = system.unwrap_or_default();
+    match rule {
+        Rule::UnexplainedCustody | Rule::RetentionOverdue => {
+            format!("{}:{entry}:{asset}:{system}", rule.name())
+        }
+        Rule::MissingAttestation => format!("{}:{system}", rule.name()),
+        r => format!("{}:{entry}", r.name()),
+    }
+}
+
 /// `Policy` holds the agreed windows the time-based rules use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Policy {
@@ -374,7 +475,7 @@ impl FindingsEngine {
         let delay = integrated.saturating_sub(t);
         if delay > self.policy.reporting_deadline {
             self.push(Finding {
-                id: format!("late_reporting:{index}"),
+                id: finding_id(Rule::LateReporting, index, None, None),
                 rule: Rule::LateReporting,
                 entries: vec![index],
                 party: Some(event.reporter.clone()),
@@ -383,20 +484,20 @@ impl FindingsEngine {
                 grant: None,
                 retention_rule: None,
                 at: t.saturating_add(self.policy.reporting_deadline),
-                detail: format!(
-                    "logged {} s after it happened; the deadline is {} s",
-                    delay / 1_000_000_000,
-                    self.policy.reporting_deadline / 1_000_000_000
-                ),
+                detail: Reason::LateReporting {
+                    delay,
+                    deadline: self.policy.reporting_deadline,
+                }
+                .to_string(),
                 observed_by: None,
                 observed_on: None,
             });
         }
         if event.reporter_seq != 0 {
             let last = self.seqs.get(&event.reporter).copied().unwrap_or(0);
-            if let Some(missing) = sequence_gap(last, event.reporter_seq) {
+            if sequence_gap(last, event.reporter_seq).is_some() {
                 self.push(Finding {
-                    id: format!("sequence_gap:{index}"),
+                    id: finding_id(Rule::SequenceGap, index, None, None),
                     rule: Rule::SequenceGap,
                     entries: vec![index],
                     party: Some(event.reporter.clone()),
@@ -405,10 +506,11 @@ impl FindingsEngine {
                     grant: None,
                     retention_rule: None,
                     at: t,
-                    detail: format!(
-                        "sequence number {} follows {last}; {missing} missing",
-                        event.reporter_seq
-                    ),
+                    detail: Reason::SequenceGap {
+                        seq: event.reporter_seq,
+                        last,
+                    }
+                    .to_string(),
                     observed_by: None,
                     observed_on: None,
                 });
@@ -419,7 +521,7 @@ impl FindingsEngine {
         }
         for (asset, system) in &fx.unexplained {
             self.push(Finding {
-                id: format!("unexplained_custody:{index}:{}:{system}", hex(asset)),
+                id: finding_id(Rule::UnexplainedCustody, index, Some(asset), Some(system)),
                 rule: Rule::UnexplainedCustody,
                 entries: vec![index],
                 party: match &event.body {
@@ -431,7 +533,7 @@ impl FindingsEngine {
                 grant: None,
                 retention_rule: None,
                 at: t,
-                detail: "acts on an asset the log never showed on this system".into(),
+                detail: Reason::Unexplained.to_string(),
                 observed_by: observed.as_ref().map(|o| o.0.clone()),
                 observed_on: observed.as_ref().map(|o| o.1.clone()),
             });
@@ -563,7 +665,7 @@ impl FindingsEngine {
             let why = d.system.boundary_breaches();
             if !why.is_empty() {
                 self.push(Finding {
-                    id: format!("boundary_violation:{index}"),
+                    id: finding_id(Rule::BoundaryViolation, index, None, None),
                     rule: Rule::BoundaryViolation,
                     entries: vec![index, d.registered_at],
                     party: Some(c.actor.clone()),
@@ -572,7 +674,7 @@ impl FindingsEngine {
                     grant: (!c.grant_id.is_empty()).then(|| c.grant_id.clone()),
                     retention_rule: None,
                     at: t,
-                    detail: format!("destination {}", why.join(" ")),
+                    detail: Reason::Boundary(why).to_string(),
                     observed_by: observed_by.clone(),
                     observed_on: observed_on.clone(),
                 });
@@ -589,11 +691,11 @@ impl FindingsEngine {
         let recipient = dest.map_or("", |d| d.system.owner_party.as_str());
         let mut entries = vec![index];
         let mut cited_asset = asset;
-        let why: Option<String> = if c.grant_id.is_empty() {
-            Some("no grant named".into())
+        let why: Option<Reason> = if c.grant_id.is_empty() {
+            Some(Reason::NoGrant)
         } else {
             match registry.grant(&c.grant_id) {
-                None => Some(format!("grant {} was never issued", c.grant_id)),
+                None => Some(Reason::GrantNeverIssued(c.grant_id.clone())),
                 Some(g) => {
                     entries.push(g.issued_at);
                     let gr = &g.grant;
@@ -620,7 +722,7 @@ impl FindingsEngine {
                     };
                     if let Some(r) = g.revoked_at.filter(|r| *r < index) {
                         entries.push(r);
-                        Some(format!("grant revoked by entry {r}"))
+                        Some(Reason::GrantRevoked(r))
                     } else if let Some(u) = uncovered(|a, p| registry.acts_for(a, p), gr, &check) {
                         if let Uncovered::Modality(_, by, d) | Uncovered::SubjectClass(_, by, d) =
                             &u
@@ -628,11 +730,11 @@ impl FindingsEngine {
                             entries.push(*by);
                             cited_asset = Some(*d);
                         }
-                        Some(u.to_string())
+                        Some(Reason::Uncovered(u))
                     } else if gr.max_onward_transfers == 0
                         && source_owner.is_some_and(|o| is_vendor(registry, &o))
                     {
-                        Some("onward transfer beyond max_onward_transfers 0".into())
+                        Some(Reason::OnwardTransfer)
                     } else {
                         None
                     }
@@ -641,7 +743,7 @@ impl FindingsEngine {
         };
         if let Some(why) = why {
             self.push(Finding {
-                id: format!("unauthorized_transfer:{index}"),
+                id: finding_id(Rule::UnauthorizedTransfer, index, None, None),
                 rule: Rule::UnauthorizedTransfer,
                 entries,
                 party: Some(c.actor.clone()),
@@ -650,7 +752,7 @@ impl FindingsEngine {
                 grant: (!c.grant_id.is_empty()).then(|| c.grant_id.clone()),
                 retention_rule: None,
                 at: t,
-                detail: why,
+                detail: why.to_string(),
                 observed_by,
                 observed_on,
             });
@@ -684,7 +786,7 @@ impl FindingsEngine {
                 entries.push(g.issued_at);
             }
             self.push(Finding {
-                id: format!("purpose_drift:{index}"),
+                id: finding_id(Rule::PurposeDrift, index, None, None),
                 rule: Rule::PurposeDrift,
                 entries,
                 party: Some(c.actor.clone()),
@@ -696,7 +798,7 @@ impl FindingsEngine {
                 grant: (!c.grant_id.is_empty()).then(|| c.grant_id.clone()),
                 retention_rule: None,
                 at: event.event_time,
-                detail: format!("purpose {} is not granted", purpose.name()),
+                detail: Reason::PurposeNotGranted(purpose).to_string(),
                 observed_by: observed.as_ref().map(|o| o.0.clone()),
                 observed_on: observed.as_ref().map(|o| o.1.clone()),
             });
@@ -780,7 +882,12 @@ impl FindingsEngine {
                 entries.insert(0, h.born_by);
             }
             out.push(Finding {
-                id: format!("retention_overdue:{opened_by}:{}:{system}", hex(asset)),
+                id: finding_id(
+                    Rule::RetentionOverdue,
+                    *opened_by,
+                    Some(asset),
+                    Some(system),
+                ),
                 rule: Rule::RetentionOverdue,
                 entries,
                 party: Some(h.party.clone()),
@@ -789,7 +896,7 @@ impl FindingsEngine {
                 grant: None,
                 retention_rule: Some(rule.rule.rule_id.clone()),
                 at: due,
-                detail: format!("held past max_age {} s", rule.rule.max_age / 1_000_000_000),
+                detail: Reason::PastMaxAge(rule.rule.max_age).to_string(),
                 observed_by: None,
                 observed_on: None,
             });
@@ -814,7 +921,7 @@ impl FindingsEngine {
                     entries.push(ri);
                 }
                 out.push(Finding {
-                    id: format!("unacknowledged_transfer:{index}"),
+                    id: finding_id(Rule::UnacknowledgedTransfer, *index, None, None),
                     rule: Rule::UnacknowledgedTransfer,
                     entries,
                     party: Some(t.party.clone()),
@@ -824,9 +931,10 @@ impl FindingsEngine {
                     retention_rule: None,
                     at: due,
                     detail: match receipt {
-                        None => "no receipt".into(),
-                        Some(_) => "receipt after the window".into(),
-                    },
+                        None => Reason::NoReceipt,
+                        Some(_) => Reason::ReceiptAfterWindow,
+                    }
+                    .to_string(),
                     observed_by: t.observed.as_ref().map(|o| o.0.clone()),
                     observed_on: t.observed.as_ref().map(|o| o.1.clone()),
                 });
@@ -854,7 +962,7 @@ impl FindingsEngine {
                 entries.push(i);
             }
             out.push(Finding {
-                id: format!("missing_attestation:{system}"),
+                id: finding_id(Rule::MissingAttestation, a.since_by, None, Some(system)),
                 rule: Rule::MissingAttestation,
                 entries,
                 party: Some(a.party.clone()),
@@ -863,10 +971,7 @@ impl FindingsEngine {
                 grant: None,
                 retention_rule: None,
                 at: due,
-                detail: format!(
-                    "no custody attestation for {} s",
-                    (as_of - last) / 1_000_000_000
-                ),
+                detail: Reason::NoAttestation(as_of - last).to_string(),
                 observed_by: None,
                 observed_on: None,
             });

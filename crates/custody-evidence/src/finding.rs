@@ -11,7 +11,9 @@
 
 use std::collections::BTreeSet;
 
-use custody_domain::findings::{self as rules, uncovered, Finding, Rule, TransferCheck, Uncovered};
+use custody_domain::findings::{
+    self as rules, finding_id, uncovered, Finding, Reason, Rule, TransferCheck, Uncovered,
+};
 use custody_domain::{
     hex, rfc3339, AssetRef, CustodyAction, CustodyActionKind as K, Event, EventBody,
     RetentionClock, Timestamp,
@@ -241,30 +243,27 @@ fn secs(d: i64) -> String {
     format!("{} s", d / SEC)
 }
 
-/// `expected_id` is the id the engine gives a finding of these fields.
+/// `expected_id` is the id the engine gives a finding of these fields
+/// ([`finding_id`], the engine's own constructor).
 fn expected_id(f: &Finding) -> Option<String> {
     let first = *f.entries.first()?;
-    Some(match f.rule {
-        Rule::UnexplainedCustody => format!(
-            "unexplained_custody:{first}:{}:{}",
-            hex(&f.asset?),
-            f.system.as_deref()?
-        ),
-        Rule::RetentionOverdue => {
-            let opened = f
-                .entries
-                .len()
-                .checked_sub(2)
-                .and_then(|n| f.entries.get(n))?;
-            format!(
-                "retention_overdue:{opened}:{}:{}",
-                hex(&f.asset?),
-                f.system.as_deref()?
-            )
+    let entry = match f.rule {
+        // The interval's opening entry is the one before the rule's.
+        Rule::RetentionOverdue => *f
+            .entries
+            .len()
+            .checked_sub(2)
+            .and_then(|n| f.entries.get(n))?,
+        _ => first,
+    };
+    let (asset, system) = match f.rule {
+        Rule::UnexplainedCustody | Rule::RetentionOverdue => {
+            (Some(f.asset?), Some(f.system.as_deref()?))
         }
-        Rule::MissingAttestation => format!("missing_attestation:{}", f.system.as_deref()?),
-        r => format!("{}:{first}", r.name()),
-    })
+        Rule::MissingAttestation => (None, Some(f.system.as_deref()?)),
+        _ => (None, None),
+    };
+    Some(finding_id(f.rule, entry, asset.as_ref(), system))
 }
 
 /// `check_finding` checks a finding answer against the verified entries
@@ -461,9 +460,19 @@ fn unauthorized_transfer(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, Evide
     cx.count(1..=3)?;
     cx.none(&[("retention_rule", f.retention_rule.is_some())])?;
     let (e, c) = cx.action(0, &TRANSFERS)?;
+    // The reason is chosen from what the entries are, never from the
+    // finding's words: a third entry is either the grant's revocation or
+    // the entry that created the asset of an uncovered class.
+    let revoked = match f.entries.len() {
+        3 => {
+            let third = cx.entry(2)?;
+            matches!(third.event.body, EventBody::GrantRevoked(_)).then_some(third)
+        }
+        _ => None,
+    };
     // A finding about a class names the asset of that class, which a bulk
     // transfer names through its manifest.
-    let class_asset = f.entries.len() == 3 && !f.detail.starts_with("grant revoked");
+    let class_asset = f.entries.len() == 3 && revoked.is_none();
     cx.transfer_fields(&e, c, class_asset)?;
     // The destination's registration names the recipient a grant must
     // cover; the server cites it with every such finding.
@@ -475,26 +484,19 @@ fn unauthorized_transfer(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, Evide
     let mut limits = vec![format!(
         "that the transfer was not one the data owner's own agents made between its own systems, which needs no grant (party kinds and agency are in registry entries the bundle does not hold)"
     )];
-    let d = f.detail.as_str();
+    let src = format!("entry {}", e.index);
     let t = e.event.event_time;
-    if d == "no grant named" {
-        cx.count(1..=1)?;
-        lines.push("the transfer names no grant".into());
-        return Ok((lines, limits));
-    }
-    if let Some(g) = d
-        .strip_prefix("grant ")
-        .and_then(|r| r.strip_suffix(" was never issued"))
-    {
-        cx.count(1..=1)?;
-        cx.same(
-            "the grant in detail",
-            &g,
-            &c.grant_id.as_str(),
-            &format!("entry {}", e.index),
-        )?;
-        lines.push(format!("the transfer names grant {g}"));
-        limits.push(format!("that grant {g} was never issued ({REPLAY})"));
+    if f.entries.len() == 1 {
+        if c.grant_id.is_empty() {
+            cx.same("detail", &f.detail, &Reason::NoGrant.to_string(), &src)?;
+            lines.push("the transfer names no grant".into());
+        } else {
+            let g = &c.grant_id;
+            let why = Reason::GrantNeverIssued(g.clone()).to_string();
+            cx.same("detail", &f.detail, &why, &src)?;
+            lines.push(format!("the transfer names grant {g}"));
+            limits.push(format!("that grant {g} was never issued ({REPLAY})"));
+        }
         return Ok((lines, limits));
     }
     let (ge, g) = cx.grant(1, &c.grant_id, e.index)?;
@@ -509,15 +511,7 @@ fn unauthorized_transfer(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, Evide
         rfc3339(g.valid_from),
         g.valid_to.map_or(String::new(), |to| format!(" to {}", rfc3339(to)))
     ));
-    if let Some(r) = d.strip_prefix("grant revoked by entry ") {
-        cx.count(3..=3)?;
-        let re = cx.entry(2)?;
-        if r != re.index.to_string() {
-            return Err(cx.fail(format!(
-                "detail names entry {r}, but it cites entry {} as the revocation",
-                re.index
-            )));
-        }
+    if let Some(re) = revoked {
         match &re.event.body {
             EventBody::GrantRevoked(gr) if gr.grant_id == g.grant_id && re.index < e.index => {}
             _ => {
@@ -527,32 +521,19 @@ fn unauthorized_transfer(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, Evide
                 )))
             }
         }
+        let why = Reason::GrantRevoked(re.index).to_string();
+        cx.same("detail", &f.detail, &why, &format!("entry {}", re.index))?;
         lines.push(format!(
             "entry {}: GRANT_REVOKED of grant {}, logged before the transfer",
             re.index, g.grant_id
         ));
         return Ok((lines, limits));
     }
-    if d == "onward transfer beyond max_onward_transfers 0" {
-        cx.count(2..=2)?;
-        if g.max_onward_transfers != 0 {
-            return Err(cx.fail(format!(
-                "detail says {d:?}, but the grant allows {} onward transfers",
-                g.max_onward_transfers
-            )));
-        }
-        lines.push("the grant allows no onward transfer".into());
-        limits.push(format!(
-            "that the source system {} is a vendor's (party kinds are in registry entries the bundle does not hold)",
-            c.from_system
-        ));
-        return Ok((lines, limits));
-    }
     // The reason is the domain's own (`findings::uncovered`), computed
     // again here from the cited grant, transfer and, for a class, the
-    // entry that created the asset: nothing is parsed back from words.
+    // entry that created the asset.
     let mut classes = Vec::new();
-    if f.entries.len() == 3 {
+    if class_asset {
         let (b, bc) = cx.action(2, &[K::Capture, K::Derive])?;
         let asset = f
             .asset
@@ -574,8 +555,6 @@ fn unauthorized_transfer(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, Evide
         };
         lines.push(action_line(&b, bc));
         classes.push((m, sc, b.index, asset));
-    } else {
-        cx.count(2..=2)?;
     }
     let check = TransferCheck {
         action: c.action,
@@ -585,41 +564,53 @@ fn unauthorized_transfer(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, Evide
         at: t,
         classes: &classes,
     };
-    // Agency is in registry entries the bundle does not hold: a recipient
-    // other than the grantee is taken to be outside the grant only when
-    // the finding says so.
-    let says_recipient = d.starts_with("recipient ");
-    let why = uncovered(
-        |a, p| a == p || (!says_recipient && recipient.is_some()),
-        g,
-        &check,
-    );
-    match why {
-        Some(u) if u.to_string() == d => {
-            if let Uncovered::Recipient { recipient, grantee } = &u {
-                limits.push(format!(
-                    "that {recipient} does not act for {grantee} (agency is in PARTY_REGISTERED entries the bundle does not hold)"
-                ));
-            }
-            lines.push(format!("the grant does not cover it: {u}"));
-        }
-        Some(u) => {
-            return Err(cx.fail(format!(
-                "detail says {d:?}, but the cited entries give {:?}",
-                u.to_string()
-            )))
-        }
-        None => {
-            return Err(cx.fail(format!(
-                "detail says {d:?}, but the cited grant covers the transfer{}",
+    // Agency is in registry entries the bundle does not hold. Taking the
+    // recipient to be outside the grant unless it is the grantee gives
+    // the first reason; taking it to act for the grantee gives the reason
+    // any later check gives. The finding's must be one of the two.
+    let strict = uncovered(|a, p| a == p, g, &check);
+    let lenient = uncovered(|_, _| recipient.is_some(), g, &check);
+    let onward = || (g.max_onward_transfers == 0 && !class_asset).then_some(Reason::OnwardTransfer);
+    let reasons: Vec<Reason> = [
+        strict.clone().map(Reason::Uncovered),
+        lenient.map(Reason::Uncovered).or_else(onward),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let Some(why) = reasons.iter().find(|r| r.to_string() == f.detail) else {
+        return Err(cx.fail(match reasons.last() {
+            Some(r) => format!(
+                "detail says {:?}, but the cited entries give {:?}",
+                f.detail,
+                r.to_string()
+            ),
+            None => format!(
+                "detail says {:?}, but the cited grant covers the transfer{}",
+                f.detail,
                 if recipient.is_none() {
                     " (or the bundle lacks the destination's registration)"
                 } else {
                     ""
                 }
-            )))
+            ),
+        }));
+    };
+    match why {
+        Reason::Uncovered(Uncovered::Recipient { recipient, grantee }) => limits.push(format!(
+            "that {recipient} does not act for {grantee} (agency is in PARTY_REGISTERED entries the bundle does not hold)"
+        )),
+        Reason::OnwardTransfer => {
+            lines.push("the grant allows no onward transfer".into());
+            limits.push(format!(
+                "that the source system {} is a vendor's (party kinds are in registry entries the bundle does not hold)",
+                c.from_system
+            ));
+            return Ok((lines, limits));
         }
+        _ => {}
     }
+    lines.push(format!("the grant does not cover it: {why}"));
     Ok((lines, limits))
 }
 
@@ -658,7 +649,7 @@ fn boundary_violation(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
     cx.same(
         "detail",
         &f.detail,
-        &format!("destination {}", why.join(" ")),
+        &Reason::Boundary(why).to_string(),
         &format!("entry {}", r.index),
     )?;
     let flags = [
@@ -725,7 +716,7 @@ fn purpose_drift(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
     cx.same(
         "detail",
         &f.detail,
-        &format!("purpose {} is not granted", p.name()),
+        &Reason::PurposeNotGranted(p).to_string(),
         &src,
     )?;
     let mut lines = vec![action_line(&e, c)];
@@ -803,11 +794,7 @@ fn late_reporting(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
     cx.same(
         "detail",
         &f.detail,
-        &format!(
-            "logged {} s after it happened; the deadline is {} s",
-            delay / SEC,
-            deadline / SEC
-        ),
+        &Reason::LateReporting { delay, deadline }.to_string(),
         &src,
     )?;
     Ok((
@@ -862,10 +849,7 @@ fn sequence_gap(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
     cx.same(
         "detail",
         &f.detail,
-        &format!(
-            "sequence number {seq} follows {last}; {} missing",
-            rules::sequence_gap(last, seq).unwrap_or_default()
-        ),
+        &Reason::SequenceGap { seq, last }.to_string(),
         &src,
     )?;
     Ok((
@@ -914,7 +898,7 @@ fn unexplained_custody(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, Evidenc
     cx.same(
         "detail",
         &f.detail.as_str(),
-        &"acts on an asset the log never showed on this system",
+        &Reason::Unexplained.to_string().as_str(),
         "the rule",
     )?;
     Ok((
@@ -969,8 +953,21 @@ fn unacknowledged_transfer(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
         "that {} is the agreed receipt window (it is the server's policy)",
         secs(window)
     )];
-    match f.detail.as_str() {
-        "no receipt" => {
+    // The reason follows from the entries: the transfer alone, or the
+    // transfer and its late receipt.
+    let why = if f.entries.len() == 1 {
+        Reason::NoReceipt
+    } else {
+        Reason::ReceiptAfterWindow
+    };
+    cx.same(
+        "detail",
+        &f.detail,
+        &why.to_string(),
+        &format!("its {} cited entries", f.entries.len()),
+    )?;
+    match why {
+        Reason::NoReceipt => {
             cx.count(1..=1)?;
             limits.insert(
                 0,
@@ -981,7 +978,7 @@ fn unacknowledged_transfer(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
                 ),
             );
         }
-        "receipt after the window" => {
+        _ => {
             cx.count(2..=2)?;
             let r = cx.entry(1)?;
             let late = match r.custody(&[K::Receipt]) {
@@ -1017,7 +1014,6 @@ fn unacknowledged_transfer(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
                 ),
             );
         }
-        d => return Err(cx.fail(format!("detail {d:?} is not a reason the rule gives"))),
     }
     Ok((lines, limits))
 }
@@ -1078,7 +1074,7 @@ fn missing_attestation(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, Evidenc
     cx.same(
         "detail",
         &f.detail,
-        &format!("no custody attestation for {} s", (cx.as_of - last) / SEC),
+        &Reason::NoAttestation(cx.as_of - last).to_string(),
         "the cited entries",
     )?;
     lines.push(format!(
@@ -1194,7 +1190,7 @@ fn retention_overdue(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, EvidenceE
     cx.same(
         "detail",
         &f.detail,
-        &format!("held past max_age {} s", rule.max_age / SEC),
+        &Reason::PastMaxAge(rule.max_age).to_string(),
         &format!("entry {}", r.index),
     )?;
     lines.push(format!(
