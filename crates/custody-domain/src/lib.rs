@@ -11,6 +11,7 @@
 //! assert!(bytes.starts_with(b"DSSEv1 "));
 //! ```
 
+mod admit;
 mod custody;
 mod envelope;
 mod event;
@@ -21,6 +22,7 @@ mod registry;
 pub mod replay;
 mod verify;
 
+pub use admit::{admit, check_signers, Admission};
 pub use custody::{hex, plan, AssetMeta, CustodyView, Effects, Interval, Overlay, Transfer};
 pub use envelope::{
     key_id_of, pae, EventSignature, KeyId, SignedEnvelope, MAX_SIGNATURES, PAYLOAD_TYPE,

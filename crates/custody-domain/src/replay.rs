@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use crate::findings::{Finding, FindingsEngine, Policy};
 use crate::{
-    plan, AssetMeta, AssetRef, CustodyView, Digest, Effects, Event, EventBody, Genesis, Interval,
-    ManifestRef, Refusal, Registry, Timestamp, Transfer,
+    admit, check_signers, Admission, AssetMeta, AssetRef, CustodyView, Digest, Effects, Event,
+    EventBody, Genesis, Interval, KeyId, ManifestRef, Refusal, Registry, Timestamp, Transfer,
 };
 
 /// `ManifestSource` supplies a manifest's members, sorted.
@@ -106,7 +106,12 @@ impl Replay {
     }
 
     /// `apply` replays the event logged at `index` (which must be the next
-    /// one) and integrated at `integrated`.
+    /// one), signed by the keys `signers` and integrated at `integrated`,
+    /// through [`admit`], the rule the sequencer applied before logging
+    /// it. It returns the [`Admission`]: the keys the caller must verify the
+    /// signatures with, and the event's [`Effects`] for a caller that keeps
+    /// more state than the replay (an auditor keeps every custody interval,
+    /// closed ones too).
     ///
     /// # Errors
     ///
@@ -116,49 +121,63 @@ impl Replay {
         &mut self,
         index: u64,
         event: &Event,
+        signers: &[KeyId],
         integrated: Timestamp,
         manifests: &dyn ManifestSource,
-    ) -> Result<(), Refusal> {
-        self.apply_with_effects(index, event, integrated, manifests)
-            .map(|_| ())
+    ) -> Result<Admission, Refusal> {
+        self.expect(index)?;
+        let admission = admit(
+            &self.registry,
+            &View {
+                custody: &self.custody,
+                manifests,
+            },
+            signers,
+            event,
+            index,
+            integrated,
+        )?;
+        let fx = &admission.effects;
+        self.findings
+            .observe(index, event, integrated, &self.registry, fx);
+        self.custody.apply(fx);
+        self.registry.apply(event, index);
+        self.size = index + 1;
+        Ok(admission)
     }
 
-    /// `apply_with_effects` is [`Replay::apply`], returning the event's
-    /// [`Effects`] for a caller that keeps more state than the replay (an
-    /// auditor keeps every custody interval, closed ones too).
+    /// `apply_registry_only` replays the entry at `index` into the registry
+    /// alone, for an auditor whose custody replay had to stop (a manifest it
+    /// could not fetch): signers and the registry's rules are still checked,
+    /// so later signatures are checked against the right keys. Custody
+    /// state and findings no longer advance.
     ///
     /// # Errors
     ///
-    /// As [`Replay::apply`].
-    pub fn apply_with_effects(
+    /// As [`Replay::apply`], for the checks it makes.
+    pub fn apply_registry_only(
         &mut self,
         index: u64,
         event: &Event,
+        signers: &[KeyId],
         integrated: Timestamp,
-        manifests: &dyn ManifestSource,
-    ) -> Result<Effects, Refusal> {
+    ) -> Result<Vec<ed25519_dalek::VerifyingKey>, Refusal> {
+        self.expect(index)?;
+        let keys = check_signers(&self.registry, signers, &event.reporter, integrated)?;
+        self.registry.validate(event)?;
+        self.registry.apply(event, index);
+        self.size = index + 1;
+        Ok(keys)
+    }
+
+    fn expect(&self, index: u64) -> Result<(), Refusal> {
         if index != self.size {
             return Err(Refusal::precondition(format!(
                 "replay expected entry {}, got {index}",
                 self.size
             )));
         }
-        self.registry.validate(event)?;
-        let fx = plan(
-            event,
-            index,
-            &self.registry,
-            &View {
-                custody: &self.custody,
-                manifests,
-            },
-        )?;
-        self.findings
-            .observe(index, event, integrated, &self.registry, &fx);
-        self.custody.apply(&fx);
-        self.registry.apply(event, index);
-        self.size = index + 1;
-        Ok(fx)
+        Ok(())
     }
 
     /// `findings` is every finding as of `as_of` (see

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use custody_domain::findings::{sequence_gap, Finding, Policy, Rule};
 use custody_domain::replay::{ManifestSource, Replay};
 use custody_domain::{
-    AssetRef, CustodyAction, CustodyActionKind as K, CustodyAttestation, DeleteMethod, Digest,
-    Event, EventBody, Genesis, GrantIssued, LegalHold, ManifestRef, Modality, PartyKind,
-    PartyRegistered, Purpose, Refusal, RetentionAuthority, RetentionClock, RetentionRule,
-    SubjectClass, SystemRegistered, Timestamp,
+    key_id_of, AssetRef, CustodyAction, CustodyActionKind as K, CustodyAttestation, DeleteMethod,
+    Digest, Event, EventBody, Genesis, GrantIssued, KeyAdded, KeyId, LegalHold, ManifestRef,
+    Modality, PartyKind, PartyRegistered, Purpose, Refusal, RetentionAuthority, RetentionClock,
+    RetentionRule, SubjectClass, SystemRegistered, Timestamp,
 };
 
 const ORIGIN: &str = "custody.example/attack";
@@ -33,6 +33,8 @@ struct Log {
     replay: Replay,
     manifests: Manifests,
     next: u64,
+    /// Each party's key id, for admission's signer check.
+    keys: HashMap<String, KeyId>,
 }
 
 impl Log {
@@ -53,6 +55,7 @@ impl Log {
             replay: Replay::new(&genesis, policy).unwrap(),
             manifests: Manifests(HashMap::new()),
             next: 1,
+            keys: HashMap::from([("agency".to_owned(), key_id_of(&genesis.owner_public_key))]),
         };
         for (id, kind) in [
             ("prime", PartyKind::Prime),
@@ -64,6 +67,18 @@ impl Log {
                 kind,
                 acts_on_behalf_of: "agency".into(),
             }));
+            let mut seed = [0x11; 32];
+            seed[..id.len()].copy_from_slice(id.as_bytes());
+            let public_key = ed25519_dalek::SigningKey::from_bytes(&seed)
+                .verifying_key()
+                .to_bytes();
+            l.registry(EventBody::KeyAdded(KeyAdded {
+                party_id: id.into(),
+                public_key,
+                valid_from: 0,
+                valid_to: None,
+            }));
+            l.keys.insert(id.into(), key_id_of(&public_key));
         }
         for (id, owner) in [
             ("lane", "agency"),
@@ -121,8 +136,9 @@ impl Log {
             log_origin: ORIGIN.into(),
             body,
         };
+        let signer = [self.keys[reporter]];
         self.replay
-            .apply(index, &e, t, &self.manifests)
+            .apply(index, &e, &signer, t, &self.manifests)
             .unwrap_or_else(|r| panic!("entry {index} refused: {r}"));
         self.next += 1;
         index

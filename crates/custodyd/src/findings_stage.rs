@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use custody_domain::findings::{Finding, Policy};
 use custody_domain::replay::{ManifestSource, Replay};
-use custody_domain::{Digest, ManifestRef, Refusal};
+use custody_domain::{Digest, KeyId, ManifestRef, Refusal};
 use custody_proto::{decode_entry, decode_event, Entry};
 use custody_store::{index, LogStore};
 use tokio::sync::watch;
@@ -114,8 +114,9 @@ impl Findings {
                     return Err(format!("entry {i} is not a signed event"));
                 };
                 let event = decode_event(&envelope.body).map_err(|e| format!("entry {i}: {e}"))?;
+                let signers: Vec<KeyId> = envelope.signatures.iter().map(|s| s.key_id).collect();
                 replay
-                    .apply(i, &event, integrated_time, &StoreManifests(store))
+                    .apply(i, &event, &signers, integrated_time, &StoreManifests(store))
                     .map_err(|e| format!("entry {i} does not replay: {e}"))?;
             }
             self.processed.send_replace(replay.size);

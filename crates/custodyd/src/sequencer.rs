@@ -10,12 +10,13 @@
 //!   index updates are committed in one batch, so a crash leaves all or
 //!   none of them.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use custody_domain::{
-    plan, verify_signatures_by_key, CustodyView, Event, Overlay, Refusal, Registry, SignatureCheck,
-    SignedEnvelope,
+    admit, verify_signatures_by_key, CustodyView, Event, KeyId, Overlay, Refusal, Registry,
+    SignatureCheck, SignedEnvelope,
 };
 use custody_log::{append_leaves, leaf_hash};
 use custody_proto::{decode_entry, decode_event, envelope_to_proto, v1, Entry};
@@ -245,10 +246,11 @@ impl Sequencer {
         // read from the entry.
         let time = now_nanos().max(self.last_time);
 
-        // The sequential stage, in arrival order. Registry changes apply as
-        // we go so a key added earlier in the batch can sign later in it;
-        // they are only kept if the commit succeeds.
-        let snapshot = self.registry.clone();
+        // The sequential stage, in arrival order. A registry entry changes
+        // the registry as we go, so a key added earlier in the batch can
+        // sign later in it; the registry is copied only for a batch that
+        // holds one, and the copy replaces it only if the commit succeeds.
+        let mut registry: Cow<'_, Registry> = Cow::Borrowed(&self.registry);
         let mut in_batch: HashMap<String, (u64, [u8; 32])> = HashMap::new();
         let mut commit = Commit {
             first_index: self.size,
@@ -260,7 +262,9 @@ impl Sequencer {
         for (sub, c) in batch.iter().zip(checked) {
             let verdict = match c.event {
                 Err(r) => Err(r),
-                Ok((event, unknown_keys)) => self.admit(
+                Ok((event, unknown_keys)) => admit_one(
+                    store.as_ref(),
+                    &mut registry,
                     &sub.envelope,
                     &event,
                     unknown_keys.then_some(c.message.as_slice()),
@@ -273,6 +277,10 @@ impl Sequencer {
             };
             verdicts.push(verdict);
         }
+        let changed = match registry {
+            Cow::Owned(r) => Some(r),
+            Cow::Borrowed(_) => None,
+        };
 
         if !commit.entries.is_empty() {
             let leaf_hashes: Vec<_> = commit.entries.iter().map(|e| leaf_hash(e)).collect();
@@ -291,7 +299,6 @@ impl Sequencer {
             });
             if let Err(e) = result {
                 tracing::error!(error = %e, "commit failed; refusing the batch");
-                self.registry = snapshot;
                 for (sub, _) in batch.into_iter().zip(verdicts) {
                     let _ = sub.reply.send(Err(Refusal::exhausted(
                         "the log could not make this batch durable; nothing was logged, retry",
@@ -301,7 +308,8 @@ impl Sequencer {
             }
             self.size += commit.entries.len() as u64;
             self.last_time = time;
-            if !commit.registry.is_empty() {
+            if let Some(r) = changed {
+                self.registry = r;
                 self.state
                     .registry
                     .send_replace(Arc::new(self.registry.clone()));
@@ -313,107 +321,97 @@ impl Sequencer {
             let _ = sub.reply.send(v);
         }
     }
+}
 
-    /// Validates one event in sequence and, if accepted, adds it to the
-    /// commit.
-    #[allow(clippy::too_many_arguments)]
-    fn admit(
-        &mut self,
-        envelope: &SignedEnvelope,
-        event: &Event,
-        unverified: Option<&[u8]>,
-        digest: [u8; 32],
-        time: i64,
-        in_batch: &mut HashMap<String, (u64, [u8; 32])>,
-        custody: &mut Overlay<impl CustodyView>,
-        commit: &mut Commit,
-    ) -> Result<Appended, Refusal> {
-        // Dedup first: a resubmission is answered even if its key has
-        // since been revoked.
-        let seen = match in_batch.get(&event.event_id) {
-            Some((index, d)) => Some((*index, *d)),
-            None => self
-                .state
-                .store
-                .dedup(&event.event_id)
-                .map_err(|e| Refusal::exhausted(format!("dedup lookup failed: {e}; retry")))?
-                .map(|r| (r.index, r.digest)),
-        };
-        if let Some((index, d)) = seen {
-            if d == digest {
-                return Ok(Appended {
-                    index,
-                    duplicate: true,
-                });
-            }
-            return Err(Refusal::exists(format!(
-                "event_id {} is already logged at index {index} with different content",
-                event.event_id
-            )));
+/// `admit_one` admits one event in sequence (dedup, then the domain's
+/// [`admit`], then any signature the parallel stage could not check) and,
+/// if admitted, adds it to the commit and applies it to the batch's view
+/// of custody and the registry.
+#[allow(clippy::too_many_arguments)]
+fn admit_one(
+    store: &dyn LogStore,
+    registry: &mut Cow<'_, Registry>,
+    envelope: &SignedEnvelope,
+    event: &Event,
+    unverified: Option<&[u8]>,
+    digest: [u8; 32],
+    time: i64,
+    in_batch: &mut HashMap<String, (u64, [u8; 32])>,
+    custody: &mut Overlay<impl CustodyView>,
+    commit: &mut Commit,
+) -> Result<Appended, Refusal> {
+    // Dedup first: a resubmission is answered even if its key has since
+    // been revoked.
+    let seen = match in_batch.get(&event.event_id) {
+        Some((index, d)) => Some((*index, *d)),
+        None => store
+            .dedup(&event.event_id)
+            .map_err(|e| Refusal::exhausted(format!("dedup lookup failed: {e}; retry")))?
+            .map(|r| (r.index, r.digest)),
+    };
+    if let Some((index, d)) = seen {
+        if d == digest {
+            return Ok(Appended {
+                index,
+                duplicate: true,
+            });
         }
-
-        let mut reporter_signed = false;
-        for sig in &envelope.signatures {
-            let key = self
-                .registry
-                .check_signer(&sig.key_id, &event.reporter, time)?;
-            if let Some(msg) = unverified {
-                // Not verified in the parallel stage: the key arrived in
-                // this batch. Verify it now.
-                let s = ed25519_dalek::Signature::from_bytes(&sig.sig);
-                if key.public_key.verify_strict(msg, &s).is_err() {
-                    return Err(Refusal::denied(format!(
-                        "signature by key {} does not verify over the event",
-                        sig.key_id
-                    )));
-                }
-            }
-            reporter_signed = true;
-        }
-        if !reporter_signed {
-            return Err(Refusal::denied(
-                "event carries no signature by its reporter",
-            ));
-        }
-        self.registry.validate(event)?;
-
-        let index = commit.first_index + commit.entries.len() as u64;
-        let entry = v1::LogEntry {
-            content: Some(v1::log_entry::Content::Event(envelope_to_proto(envelope))),
-            integrated_time_unix_nanos: time,
-        }
-        .encode_to_vec();
-        if entry.len() > custody_domain::MAX_ENTRY_BYTES {
-            return Err(Refusal::invalid(
-                "event",
-                format!(
-                    "the entry would be {} bytes; the limit is 65535",
-                    entry.len()
-                ),
-            ));
-        }
-        // Custody rules last: they may read state, and see this batch's
-        // earlier entries through the overlay.
-        let effects = plan(event, index, &self.registry, custody)?;
-        if event.body.is_registry() {
-            commit.registry.push(index);
-        }
-        commit.index.extend(index_writes(
-            index,
-            &event.reporter,
-            event.reporter_seq,
-            &effects,
-        ));
-        custody.apply(&effects);
-        self.registry.apply(event, index);
-        in_batch.insert(event.event_id.clone(), (index, digest));
-        commit
-            .dedup
-            .push((event.event_id.clone(), DedupRecord { index, digest }));
-        commit.entries.push(entry);
-        Ok(Appended {
-            index,
-            duplicate: false,
-        })
+        return Err(Refusal::exists(format!(
+            "event_id {} is already logged at index {index} with different content",
+            event.event_id
+        )));
     }
+
+    let index = commit.first_index + commit.entries.len() as u64;
+    let entry = v1::LogEntry {
+        content: Some(v1::log_entry::Content::Event(envelope_to_proto(envelope))),
+        integrated_time_unix_nanos: time,
+    }
+    .encode_to_vec();
+    if entry.len() > custody_domain::MAX_ENTRY_BYTES {
+        return Err(Refusal::invalid(
+            "event",
+            format!(
+                "the entry would be {} bytes; the limit is 65535",
+                entry.len()
+            ),
+        ));
+    }
+    let signers: Vec<KeyId> = envelope.signatures.iter().map(|s| s.key_id).collect();
+    // The custody rules see this batch's earlier entries through the
+    // overlay and the registry.
+    let admission = admit(registry.as_ref(), custody, &signers, event, index, time)?;
+    if let Some(msg) = unverified {
+        // Not verified in the parallel stage: a key arrived in this batch.
+        // Verify every signature now.
+        for (sig, key) in envelope.signatures.iter().zip(&admission.keys) {
+            let s = ed25519_dalek::Signature::from_bytes(&sig.sig);
+            if key.verify_strict(msg, &s).is_err() {
+                return Err(Refusal::denied(format!(
+                    "signature by key {} does not verify over the event",
+                    sig.key_id
+                )));
+            }
+        }
+    }
+    if admission.changes_registry {
+        commit.registry.push(index);
+        registry.to_mut().apply(event, index);
+    }
+    commit.index.extend(index_writes(
+        index,
+        &event.reporter,
+        event.reporter_seq,
+        &admission.effects,
+    ));
+    custody.apply(&admission.effects);
+    in_batch.insert(event.event_id.clone(), (index, digest));
+    commit
+        .dedup
+        .push((event.event_id.clone(), DedupRecord { index, digest }));
+    commit.entries.push(entry);
+    Ok(Appended {
+        index,
+        duplicate: false,
+    })
 }

@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use custody_domain::{
-    plan, AssetRef, CustodyAction, CustodyActionKind as K, DeleteMethod, Digest, Event, EventBody,
-    Genesis, Interval, ManifestRef, Modality, Overlay, Parent, PartyKind, PartyRegistered, Purpose,
-    Registry, Relationship, SubjectClass, SystemRegistered, Timestamp,
+    admit, key_id_of, AssetRef, CustodyAction, CustodyActionKind as K, DeleteMethod, Digest, Event,
+    EventBody, Genesis, Interval, KeyAdded, KeyId, ManifestRef, Modality, Overlay, Parent,
+    PartyKind, PartyRegistered, Purpose, Registry, Relationship, SubjectClass, SystemRegistered,
+    Timestamp,
 };
 use custody_store::index::{index_writes, manifest_writes, StoreView};
 use custody_store::{Commit, LogStore};
@@ -145,6 +146,8 @@ struct Scenario {
     systems: Vec<(String, String)>,
     /// Every party, the owner first.
     parties: Vec<String>,
+    /// Each party's signing key id (the owner's is the genesis key).
+    keys: HashMap<String, KeyId>,
 }
 
 /// `Builder` resolves intentions against a simple model of custody state.
@@ -493,6 +496,7 @@ fn build(raw: &Raw) -> Scenario {
         PartyKind::Partner,
         PartyKind::Device,
     ];
+    let mut keys = HashMap::from([(owner.clone(), key_id_of(&key.verifying_key().to_bytes()))]);
     for (i, p) in raw.principals.iter().enumerate() {
         let id = format!("party-{i}");
         let principal = b.parties[*p as usize % b.parties.len()].clone();
@@ -504,6 +508,21 @@ fn build(raw: &Raw) -> Scenario {
                 acts_on_behalf_of: principal.clone(),
             }),
         );
+        // Each party signs with its own key, so admission checks signers
+        // as it does for the server.
+        let public_key = ed25519_dalek::SigningKey::from_bytes(&seed_of(&id))
+            .verifying_key()
+            .to_bytes();
+        b.push(
+            &owner,
+            EventBody::KeyAdded(KeyAdded {
+                party_id: id.clone(),
+                public_key,
+                valid_from: T0,
+                valid_to: None,
+            }),
+        );
+        keys.insert(id.clone(), key_id_of(&public_key));
         b.principal.insert(id.clone(), principal);
         b.parties.push(id);
     }
@@ -534,11 +553,22 @@ fn build(raw: &Raw) -> Scenario {
         pool: b.pool,
         systems: b.systems,
         parties: b.parties,
+        keys,
     }
 }
 
-/// `sequence` feeds the events through the write path's logic exactly as
-/// the sequencer's `admit` does, in batches, and returns the tree sizes
+/// `seed_of` is a party's signing-key seed: its id, padded.
+fn seed_of(party: &str) -> [u8; 32] {
+    let mut seed = [0x5a; 32];
+    for (s, b) in seed.iter_mut().zip(party.bytes()) {
+        *s = b;
+    }
+    seed
+}
+
+/// `sequence` feeds the events through the write path's admission rule,
+/// `custody_domain::admit` (the function the sequencer calls), in batches
+/// committed as the sequencer commits them, and returns the tree sizes
 /// after each batch.
 fn sequence(store: &RocksStore, sc: &Scenario, batches: &[usize]) -> Vec<u64> {
     let mut registry = Registry::new(&sc.genesis).unwrap();
@@ -571,15 +601,15 @@ fn sequence(store: &RocksStore, sc: &Scenario, batches: &[usize]) -> Vec<u64> {
             let index = pos as u64 + 1;
             e.check_shape()
                 .unwrap_or_else(|r| panic!("event {index} ({}) is malformed: {r}", e.body.code()));
-            registry
-                .validate(e)
-                .unwrap_or_else(|r| panic!("event {index} ({}) refused: {r}", e.body.code()));
-            let fx = plan(e, index, &registry, &ov).unwrap_or_else(|r| {
-                panic!("event {index} ({}) refused: {r}\n{e:?}", e.body.code())
-            });
-            if e.body.is_registry() {
+            let signer = [sc.keys[&e.reporter]];
+            let admission =
+                admit(&registry, &ov, &signer, e, index, e.event_time).unwrap_or_else(|r| {
+                    panic!("event {index} ({}) refused: {r}\n{e:?}", e.body.code())
+                });
+            if admission.changes_registry {
                 commit.registry.push(index);
             }
+            let fx = admission.effects;
             commit
                 .index
                 .extend(index_writes(index, &e.reporter, e.reporter_seq, &fx));
@@ -1014,6 +1044,7 @@ fn a_recapture_with_another_class_is_refused() {
             .verifying_key()
             .to_bytes(),
     };
+    let owner_key = key_id_of(&genesis.owner_public_key);
     let asset = [0xa5; 32];
     let system = |id: &str| {
         EventBody::SystemRegistered(SystemRegistered {
@@ -1064,9 +1095,8 @@ fn a_recapture_with_another_class_is_refused() {
             log_origin: "custody.example/model".into(),
             body,
         };
-        registry.validate(&e).unwrap();
-        let fx = match plan(&e, index, &registry, &ov) {
-            Ok(fx) => fx,
+        let fx = match admit(&registry, &ov, &[owner_key], &e, index, e.event_time) {
+            Ok(a) => a.effects,
             Err(r) if index == 4 => {
                 assert_eq!(
                     r.kind,

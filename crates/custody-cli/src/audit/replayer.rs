@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use custody_domain::findings::Policy;
 use custody_domain::replay::{manifest_of, ManifestSource, Replay};
-use custody_domain::{hex, Digest, Effects, Interval, ManifestRef, Refusal};
+use custody_domain::{hex, Digest, Effects, Interval, KeyId, ManifestRef, Refusal};
 use custody_proto::v1::custody_log_client::CustodyLogClient;
 use custody_proto::{decode_entry, decode_event, v1, Entry};
 use ed25519_dalek::Signature;
@@ -318,13 +318,13 @@ impl Replayer {
                 integrated_time,
             } => (envelope, integrated_time),
         };
-        let Some(replay) = self.replay.as_mut() else {
+        if self.replay.is_none() {
             self.fail(
                 index,
                 "is an event, but the log has no genesis entry".into(),
             );
             return Ok(());
-        };
+        }
         if integrated < self.last_integrated {
             let msg = format!(
                 "was integrated at {integrated} ns, before the entry before it ({} ns)",
@@ -349,27 +349,6 @@ impl Replayer {
             return Ok(());
         }
 
-        // As the sequencer's `admit`: every signature's key must be one the
-        // registry lets sign for the reporter at the integrated time.
-        let mut sigs = Vec::with_capacity(envelope.signatures.len());
-        for s in &envelope.signatures {
-            match replay
-                .registry
-                .check_signer(&s.key_id, &event.reporter, integrated)
-            {
-                Ok(k) => sigs.push((s.key_id, Signature::from_bytes(&s.sig), k.public_key)),
-                Err(r) => {
-                    let msg = format!("carries a signature the registry did not allow: {r}");
-                    self.fail(index, msg);
-                    return Ok(());
-                }
-            }
-        }
-        self.batch
-            .push(index, &envelope.payload_type, &envelope.body, sigs);
-        if self.batch.len() >= BATCH {
-            self.verifier.submit(std::mem::take(&mut self.batch));
-        }
         self.last_integrated = integrated;
 
         let manifest = manifest_of(&event);
@@ -400,21 +379,44 @@ impl Replayer {
         let Some(replay) = self.replay.as_mut() else {
             return Ok(());
         };
-        if self.stopped.is_some() {
+        // The sequencer's own rule (`custody_domain::admit`): signers, the
+        // registry's rules, then custody.
+        let signers: Vec<KeyId> = envelope.signatures.iter().map(|s| s.key_id).collect();
+        let keys = if self.stopped.is_some() {
             // The custody replay stopped: keep only the registry, which
             // signatures need and which no manifest affects.
             if manifest.is_some() {
                 self.unchecked_bulk.push(index);
             }
-            if let Err(r) = replay.registry.validate(&event) {
-                self.fail(index, format!("is refused by the registry rules: {r}"));
-                return Ok(());
+            replay.apply_registry_only(index, &event, &signers, integrated)
+        } else {
+            replay
+                .apply(
+                    index,
+                    &event,
+                    &signers,
+                    integrated,
+                    &Cached(&self.manifests.cache),
+                )
+                .map(|a| {
+                    record(&mut self.history, a.effects);
+                    a.keys
+                })
+        };
+        match keys {
+            Ok(keys) => {
+                let sigs: Vec<_> = envelope
+                    .signatures
+                    .iter()
+                    .zip(keys)
+                    .map(|(s, k)| (s.key_id, Signature::from_bytes(&s.sig), k))
+                    .collect();
+                self.batch
+                    .push(index, &envelope.payload_type, &envelope.body, sigs);
+                if self.batch.len() >= BATCH {
+                    self.verifier.submit(std::mem::take(&mut self.batch));
+                }
             }
-            replay.registry.apply(&event, index);
-            return Ok(());
-        }
-        match replay.apply_with_effects(index, &event, integrated, &Cached(&self.manifests.cache)) {
-            Ok(fx) => record(&mut self.history, fx),
             Err(r) => self.fail(index, format!("is refused by the log's own rules: {r}")),
         }
         Ok(())

@@ -1,0 +1,83 @@
+//! Admission: the one rule that decides whether an event may join the log,
+//! and what it changes if it does.
+//!
+//! The sequencer (before it commits), [`crate::replay::Replay`] (the
+//! server's findings and `custody audit`) and the custody model test all
+//! call [`admit`]; none of them carries its own copy of "check signers,
+//! validate, plan". Checking the signatures' bytes is the caller's, because
+//! each batches it differently: [`Admission::keys`] says which key must
+//! verify each signature.
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::{plan, CustodyView, Effects, Event, KeyId, Refusal, Registry, Timestamp};
+
+/// `Admission` is an admitted event's consequences. Nothing is applied
+/// yet: the caller applies [`Admission::effects`] to its custody state and
+/// the event to its registry (`Registry::apply`) once the entry is
+/// committed.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// The key that must verify each signature, in the envelope's order.
+    pub keys: Vec<VerifyingKey>,
+    /// The custody effects: intervals opened and closed, assets created,
+    /// index records.
+    pub effects: Effects,
+    /// Whether the event changes the registry (a registry entry).
+    pub changes_registry: bool,
+}
+
+/// `check_signers` is the keys that must verify an envelope's signatures,
+/// by key id in the envelope's order, for an event by `reporter` integrated
+/// at `integrated`. Every key must be registered to the reporter, valid at
+/// that time and not revoked, and there must be at least one.
+///
+/// # Errors
+///
+/// A `PermissionDenied` [`Refusal`] naming the key at fault.
+pub fn check_signers(
+    registry: &Registry,
+    signers: &[KeyId],
+    reporter: &str,
+    integrated: Timestamp,
+) -> Result<Vec<VerifyingKey>, Refusal> {
+    if signers.is_empty() {
+        return Err(Refusal::denied(
+            "event carries no signature by its reporter: sign it with a key registered to the reporter",
+        ));
+    }
+    signers
+        .iter()
+        .map(|id| {
+            registry
+                .check_signer(id, reporter, integrated)
+                .map(|k| k.public_key)
+        })
+        .collect()
+}
+
+/// `admit` decides whether `event`, signed by the keys `signers` and to be
+/// logged at `index` at integration time `integrated`, is admitted given
+/// the registry and custody state before it: signers, then the registry's
+/// rules, then the custody rules.
+///
+/// # Errors
+///
+/// The [`Refusal`] the log gives the reporter.
+pub fn admit(
+    registry: &Registry,
+    custody: &dyn CustodyView,
+    signers: &[KeyId],
+    event: &Event,
+    index: u64,
+    integrated: Timestamp,
+) -> Result<Admission, Refusal> {
+    let keys = check_signers(registry, signers, &event.reporter, integrated)?;
+    registry.validate(event)?;
+    let effects = plan(event, index, registry, custody)?;
+    Ok(Admission {
+        keys,
+        effects,
+        changes_registry: event.body.is_registry(),
+    })
+}
