@@ -75,6 +75,11 @@ struct ServeArgs {
     /// refused with RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 65_536)]
     queue: usize,
+    /// Bytes of submissions that may wait for the sequencer (not yet
+    /// signature-checked) before appends are refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 64 << 20)]
+    queue_bytes: usize,
     /// Largest batch per commit.
     #[arg(long, default_value_t = 8192)]
     max_batch: usize,
@@ -224,7 +229,8 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
     let http_listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("bind HTTP {}", args.http_addr))?;
-    let sequencer = sequencer::Sequencer::start(state.clone(), args.queue, args.max_batch)?;
+    let sequencer =
+        sequencer::Sequencer::start(state.clone(), args.queue, args.queue_bytes, args.max_batch)?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
     tokio::spawn(custodyd::state::sample_ingest(state.clone()));

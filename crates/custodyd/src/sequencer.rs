@@ -4,8 +4,9 @@
 //! - The sequencer MUST NOT resolve a submission's reply with an index
 //!   until the entry is durable (its `WriteBatch` was fsync'd).
 //! - It MUST NOT write any part of a refused submission.
-//! - The queue in front of it is bounded; when full, submitters get
-//!   `RESOURCE_EXHAUSTED` at once and nothing is buffered.
+//! - The queue in front of it is bounded in submissions and in bytes; when
+//!   either is full, submitters get `RESOURCE_EXHAUSTED` at once and
+//!   nothing is buffered.
 //! - Entries, their tree hashes, dedup records, registry marks and custody
 //!   index updates are committed in one batch, so a crash leaves all or
 //!   none of them.
@@ -24,7 +25,7 @@ use custody_store::index::{index_writes, StoreView};
 use custody_store::{Commit, DedupRecord, LogStore};
 use prost::Message as _;
 use rayon::prelude::*;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::init::now_nanos;
 use crate::state::{LogState, StoreHashes};
@@ -44,12 +45,28 @@ pub struct Submission {
     pub envelope: SignedEnvelope,
     /// Where the verdict goes.
     pub reply: oneshot::Sender<Result<Appended, Refusal>>,
+    /// Its share of the queue's byte budget, given back when the
+    /// submission is dropped (after its verdict).
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// `queued_bytes` is what a waiting envelope is charged against the
+/// queue's byte budget: its bytes plus a fixed overhead per submission.
+fn queued_bytes(envelope: &SignedEnvelope) -> u32 {
+    let n = envelope.body.len() + envelope.payload_type.len() + 96 * envelope.signatures.len();
+    u32::try_from(n + 256).unwrap_or(u32::MAX)
 }
 
 /// `SequencerHandle` submits events to the sequencer.
 #[derive(Clone)]
 pub struct SequencerHandle {
     tx: mpsc::Sender<Submission>,
+    /// Bytes that envelopes waiting for the sequencer may hold, so a flood
+    /// of large envelopes (none of them signature-checked yet) is refused
+    /// instead of held in memory.
+    bytes: Arc<Semaphore>,
+    /// The budget, for messages.
+    budget: usize,
 }
 
 impl SequencerHandle {
@@ -57,11 +74,26 @@ impl SequencerHandle {
     ///
     /// # Errors
     ///
-    /// The event's [`Refusal`]; `ResourceExhausted` when the queue is full.
+    /// The event's [`Refusal`]; `ResourceExhausted` when the queue is full,
+    /// by count or by bytes.
     pub async fn submit(&self, envelope: SignedEnvelope) -> Result<Appended, Refusal> {
+        let charge = queued_bytes(&envelope);
+        let permit = self.bytes.clone().try_acquire_many_owned(charge).map_err(|e| match e {
+            TryAcquireError::NoPermits => Refusal::exhausted(format!(
+                "the append queue holds its limit of {} bytes of waiting events; retry with backoff or send fewer large events at once",
+                self.budget
+            )),
+            TryAcquireError::Closed => {
+                Refusal::exhausted("the server is shutting down; retry shortly")
+            }
+        })?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .try_send(Submission { envelope, reply })
+            .try_send(Submission {
+                envelope,
+                reply,
+                _bytes: permit,
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => Refusal::exhausted(
                     "the append queue is full; retry with backoff or use fewer concurrent writers",
@@ -135,6 +167,7 @@ impl Sequencer {
     pub fn start(
         state: Arc<LogState>,
         queue: usize,
+        queue_bytes: usize,
         max_batch: usize,
     ) -> anyhow::Result<SequencerHandle> {
         let registry = state.registry().as_ref().clone();
@@ -160,7 +193,11 @@ impl Sequencer {
         std::thread::Builder::new()
             .name("sequencer".into())
             .spawn(move || seq.run(rx))?;
-        Ok(SequencerHandle { tx })
+        Ok(SequencerHandle {
+            tx,
+            bytes: Arc::new(Semaphore::new(queue_bytes.min(Semaphore::MAX_PERMITS))),
+            budget: queue_bytes,
+        })
     }
 
     fn run(&mut self, mut rx: mpsc::Receiver<Submission>) {
@@ -414,4 +451,64 @@ fn admit_one(
         index,
         duplicate: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custody_domain::{EventSignature, KeyId, PAYLOAD_TYPE};
+
+    fn envelope(body_len: usize) -> SignedEnvelope {
+        SignedEnvelope {
+            payload_type: PAYLOAD_TYPE.into(),
+            body: vec![0; body_len],
+            signatures: vec![EventSignature {
+                key_id: KeyId([1; 16]),
+                sig: [2; 64],
+            }],
+        }
+    }
+
+    /// A flood of large envelopes fills the byte budget long before the
+    /// count limit, and is refused there: what waits unverified is bounded
+    /// in bytes. Once the waiting ones are answered, room returns.
+    #[tokio::test]
+    async fn the_queue_is_bounded_in_bytes() {
+        let (tx, mut rx) = mpsc::channel(1000);
+        let budget = 1 << 20;
+        let handle = SequencerHandle {
+            tx,
+            bytes: Arc::new(Semaphore::new(budget)),
+            budget,
+        };
+        let mut waiting = Vec::new();
+        let refused = loop {
+            let h = handle.clone();
+            let task = tokio::spawn(async move { h.submit(envelope(60_000)).await });
+            tokio::task::yield_now().await;
+            if task.is_finished() {
+                break task.await.expect("task");
+            }
+            waiting.push(task);
+            assert!(waiting.len() < 1000, "the byte budget never filled");
+        };
+        let r = refused.expect_err("refused");
+        assert_eq!(r.kind, custody_domain::RefusalKind::ResourceExhausted);
+        assert!(r.message.contains("1048576 bytes"), "{r}");
+        // As many as the budget holds, by their charge, and not one more.
+        let charge = queued_bytes(&envelope(60_000)) as usize;
+        assert!(charge > 60_000);
+        assert_eq!(waiting.len(), budget / charge);
+        // Answer them; the budget is free again.
+        while let Ok(s) = rx.try_recv() {
+            let _ = s.reply.send(Ok(Appended {
+                index: 1,
+                duplicate: false,
+            }));
+        }
+        for t in waiting {
+            assert!(t.await.expect("task").is_ok());
+        }
+        assert_eq!(handle.bytes.available_permits(), budget);
+    }
 }
