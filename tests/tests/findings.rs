@@ -369,6 +369,73 @@ async fn use_retention_custody_and_reporting_rules() {
     assert!(after.is_empty(), "{after:?}");
 }
 
+/// The pages of one question asked "as of now" are cut from one
+/// evaluation: the first page's token pins the time as well as the
+/// checkpoint, so later pages cannot shift as deadlines pass, and a page
+/// asked as of another time than its token's is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pages_of_one_findings_question_share_one_time() {
+    let mut w = world().await;
+    let t0 = w.t0;
+    let mut last = 0;
+    for (i, d) in [[0xe1; 32], [0xe2; 32], [0xe3; 32]].into_iter().enumerate() {
+        w.capture(d, t0, v1::SubjectClass::NonCitizen).await;
+        last = w.copy(d, t0 + (i as i64 + 1) * MIN, "vendor-usb", "").await;
+    }
+    // Wait for a checkpoint that covers the last copy.
+    for _ in 0..100 {
+        let note =
+            w.c.get_checkpoint(v1::GetCheckpointRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .checkpoint;
+        let size: u64 = String::from_utf8_lossy(&note)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        if size > last {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut q = v1::custody_query_client::CustodyQueryClient::connect(w.log.grpc.clone())
+        .await
+        .unwrap();
+    let ask = |as_of: i64, token: Vec<u8>| v1::FindingsRequest {
+        as_of_unix_nanos: as_of,
+        page_size: 1,
+        page_token: token,
+        ..Default::default()
+    };
+    let first = q.findings(ask(0, Vec::new())).await.unwrap().into_inner();
+    assert!(first.total >= 3, "{first:?}");
+    assert!(!first.next_page_token.is_empty());
+    // Page by page with "now" (0): every page is one finding of the same
+    // total, and no finding repeats.
+    let mut ids = vec![first.findings[0].id.clone()];
+    let mut token = first.next_page_token.clone();
+    while !token.is_empty() {
+        let page = q.findings(ask(0, token)).await.unwrap().into_inner();
+        assert_eq!(page.total, first.total, "the total moved between pages");
+        ids.extend(page.findings.iter().map(|f| f.id.clone()));
+        token = page.next_page_token;
+    }
+    assert_eq!(ids.len() as u64, first.total);
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "a finding repeated: {ids:?}");
+    // The next page asked as of another time than its token's is refused.
+    let e = q
+        .findings(ask(t0, first.next_page_token))
+        .await
+        .expect_err("a token for another time");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("as_of_unix_nanos"), "{e:?}");
+}
+
 #[test]
 fn the_demos_findings_match_what_its_generator_planted() {
     let demo = Demo::start(11);

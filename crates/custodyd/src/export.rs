@@ -176,7 +176,7 @@ pub async fn export(
                 .findings(cp.size, *as_of)
                 .await
                 .map_err(Status::unavailable)?;
-            let f = all.into_iter().find(|f| f.id == *id).ok_or_else(|| {
+            let f = all.iter().find(|f| f.id == *id).cloned().ok_or_else(|| {
                 Status::not_found(format!(
                     "there is no finding {id:?} as of {} at tree size {}",
                     rfc3339(*as_of),

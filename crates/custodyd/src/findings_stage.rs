@@ -22,13 +22,23 @@ use crate::state::LogState;
 
 /// `Findings` is the stage's shared state.
 pub struct Findings {
-    /// The replay, as of `processed` entries.
+    /// The replay, as of `processed` entries. The stage holds the lock for
+    /// one chunk of entries at a time, so queries get in between.
     replay: Mutex<Option<Replay>>,
     /// How many entries the replay has applied.
     pub processed: watch::Sender<u64>,
     /// Why the stage stopped, if it did.
     failed: Mutex<Option<String>>,
+    /// The last answer, by (entries applied, as of), so the pages of one
+    /// question (whose token pins both) are cut from one evaluation.
+    last: Mutex<Option<Answer>>,
 }
+
+/// `Answer` is the findings as of (entries applied, time).
+type Answer = (u64, i64, Arc<Vec<Finding>>);
+
+/// Entries the stage applies per hold of the replay's lock.
+const CHUNK: u64 = 1000;
 
 struct StoreManifests<'a>(&'a dyn LogStore);
 
@@ -52,6 +62,7 @@ impl Findings {
             replay: Mutex::new(None),
             processed,
             failed: Mutex::new(None),
+            last: Mutex::new(None),
         });
         let stage = me.clone();
         tokio::spawn(async move {
@@ -81,27 +92,33 @@ impl Findings {
 
     fn catch_up(&self, state: &LogState, target: u64, policy: Policy) -> Result<(), String> {
         let store = state.store.as_ref();
-        let mut guard = self
-            .replay
-            .lock()
-            .map_err(|_| "findings replay lock poisoned".to_owned())?;
-        if guard.is_none() {
-            let genesis = match store
-                .read_entries(0, 1)
-                .map_err(|e| e.to_string())?
-                .first()
-                .map(|e| decode_entry(e))
-            {
-                Some(Ok(Entry::Genesis(g))) => g,
-                _ => return Err("entry 0 is not a genesis entry".into()),
+        loop {
+            let mut guard = self
+                .replay
+                .lock()
+                .map_err(|_| "findings replay lock poisoned".to_owned())?;
+            if guard.is_none() {
+                let genesis = match store
+                    .read_entries(0, 1)
+                    .map_err(|e| e.to_string())?
+                    .first()
+                    .map(|e| decode_entry(e))
+                {
+                    Some(Ok(Entry::Genesis(g))) => g,
+                    _ => return Err("entry 0 is not a genesis entry".into()),
+                };
+                *guard = Some(Replay::new(&genesis, policy).map_err(|e| e.to_string())?);
+            }
+            let Some(replay) = guard.as_mut() else {
+                return Err("findings replay missing".into());
             };
-            *guard = Some(Replay::new(&genesis, policy).map_err(|e| e.to_string())?);
-        }
-        let Some(replay) = guard.as_mut() else {
-            return Err("findings replay missing".into());
-        };
-        while replay.size < target {
-            let end = target.min(replay.size + 1000);
+            // Published even when there is nothing to apply, so a log that
+            // holds only its genesis entry answers at once.
+            self.processed.send_replace(replay.size);
+            if replay.size >= target {
+                return Ok(());
+            }
+            let end = target.min(replay.size + CHUNK);
             let entries = store
                 .read_entries(replay.size, end)
                 .map_err(|e| e.to_string())?;
@@ -121,47 +138,72 @@ impl Findings {
             }
             self.processed.send_replace(replay.size);
         }
-        Ok(())
     }
 
     /// `findings` is every finding as of `as_of` whose entries are all
-    /// below `size`, once the stage has applied `size` entries.
+    /// below `size`, once the stage has applied `size` entries. It is
+    /// evaluated on a blocking thread, never on the async runtime's, and
+    /// the last answer is kept for the next page of the same question.
     ///
     /// # Errors
     ///
     /// A message when the stage stopped or is still catching up.
-    pub async fn findings(&self, size: u64, as_of: i64) -> Result<Vec<Finding>, String> {
+    pub async fn findings(
+        self: &Arc<Self>,
+        size: u64,
+        as_of: i64,
+    ) -> Result<Arc<Vec<Finding>>, String> {
         if let Ok(f) = self.failed.lock() {
             if let Some(e) = f.as_ref() {
                 return Err(format!("the findings stage stopped: {e}"));
             }
         }
         let mut rx = self.processed.subscribe();
-        let waited = tokio::time::timeout(
+        // The watch's guard is dropped here, before the next await.
+        let caught_up = tokio::time::timeout(
             std::time::Duration::from_secs(10),
             rx.wait_for(|p| *p >= size),
         )
-        .await;
-        match waited {
-            Ok(Ok(_)) => {}
-            _ => {
-                return Err(format!(
-                    "findings are still catching up: {} of {size} entries replayed; retry shortly",
-                    *self.processed.borrow()
-                ))
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if !caught_up {
+            return Err(format!(
+                "findings are still catching up: {} of {size} entries replayed; retry shortly",
+                *self.processed.borrow()
+            ));
+        }
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.evaluate(size, as_of))
+            .await
+            .map_err(|e| format!("findings task: {e}"))?
+    }
+
+    fn evaluate(&self, size: u64, as_of: i64) -> Result<Arc<Vec<Finding>>, String> {
+        if let Ok(last) = self.last.lock() {
+            if let Some((s, t, f)) = last.as_ref() {
+                if (*s, *t) == (size, as_of) {
+                    return Ok(f.clone());
+                }
             }
         }
-        let guard = self
-            .replay
-            .lock()
-            .map_err(|_| "findings replay lock poisoned".to_owned())?;
-        let Some(replay) = guard.as_ref() else {
-            return Err("findings are not ready yet; retry shortly".into());
+        let all = {
+            let guard = self
+                .replay
+                .lock()
+                .map_err(|_| "findings replay lock poisoned".to_owned())?;
+            let Some(replay) = guard.as_ref() else {
+                return Err("findings are not ready yet; retry shortly".into());
+            };
+            replay.findings(as_of)
         };
-        Ok(replay
-            .findings(as_of)
-            .into_iter()
-            .filter(|f| f.entries.iter().all(|e| *e < size))
-            .collect())
+        let out: Arc<Vec<Finding>> = Arc::new(
+            all.into_iter()
+                .filter(|f| f.entries.iter().all(|e| *e < size))
+                .collect(),
+        );
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((size, as_of, out.clone()));
+        }
+        Ok(out)
     }
 }

@@ -151,20 +151,23 @@ impl CustodyLog for CustodyLogService {
         request: Request<v1::GetCheckpointRequest>,
     ) -> Result<Response<v1::GetCheckpointResponse>, Status> {
         let size = request.into_inner().tree_size;
-        let note = if size == 0 {
-            self.state.latest().note.clone()
-        } else {
-            self.state
-                .store
-                .checkpoint(size)
-                .map_err(|e| internal("read checkpoint", e))?
-                .ok_or_else(|| {
-                    Status::not_found(format!("no checkpoint of size {size} was published"))
-                })?
-        };
-        Ok(Response::new(v1::GetCheckpointResponse {
-            checkpoint: note,
-        }))
+        let state = self.state.clone();
+        blocking(move || {
+            let note = if size == 0 {
+                state.latest().note.clone()
+            } else {
+                state
+                    .store
+                    .checkpoint(size)
+                    .map_err(|e| internal("read checkpoint", e))?
+                    .ok_or_else(|| {
+                        Status::not_found(format!("no checkpoint of size {size} was published"))
+                    })?
+            };
+            Ok(v1::GetCheckpointResponse { checkpoint: note })
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn get_entries(
@@ -172,20 +175,24 @@ impl CustodyLog for CustodyLogService {
         request: Request<v1::GetEntriesRequest>,
     ) -> Result<Response<v1::GetEntriesResponse>, Status> {
         let r = request.into_inner();
-        let size = self.state.latest().size;
-        if r.start >= r.end || r.end > size {
-            return Err(Status::out_of_range(format!(
-                "entries {}..{} are not within the latest checkpoint of size {size}",
-                r.start, r.end
-            )));
-        }
-        let end = r.end.min(r.start + MAX_ENTRIES_PER_CALL);
-        let entries = self
-            .state
-            .store
-            .read_entries(r.start, end)
-            .map_err(|e| internal("read entries", e))?;
-        Ok(Response::new(v1::GetEntriesResponse { entries }))
+        let state = self.state.clone();
+        blocking(move || {
+            let size = state.latest().size;
+            if r.start >= r.end || r.end > size {
+                return Err(Status::out_of_range(format!(
+                    "entries {}..{} are not within the latest checkpoint of size {size}",
+                    r.start, r.end
+                )));
+            }
+            let end = r.end.min(r.start + MAX_ENTRIES_PER_CALL);
+            let entries = state
+                .store
+                .read_entries(r.start, end)
+                .map_err(|e| internal("read entries", e))?;
+            Ok(v1::GetEntriesResponse { entries })
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn get_inclusion_proof(
@@ -193,29 +200,33 @@ impl CustodyLog for CustodyLogService {
         request: Request<v1::GetInclusionProofRequest>,
     ) -> Result<Response<v1::GetInclusionProofResponse>, Status> {
         let r = request.into_inner();
-        let (size, note) = self.checkpoint_at(r.tree_size)?;
-        if r.index >= size {
-            return Err(Status::out_of_range(format!(
-                "index {} is not in the tree of size {size}",
-                r.index
-            )));
-        }
-        let proof = prove_inclusion(size, r.index, &self.state.hashes())
-            .map_err(|e| internal("inclusion proof", e))?;
-        let entry = self
-            .state
-            .store
-            .read_entries(r.index, r.index + 1)
-            .map_err(|e| internal("read entry", e))?
-            .pop()
-            .unwrap_or_default();
-        Ok(Response::new(v1::GetInclusionProofResponse {
-            index: r.index,
-            tree_size: size,
-            proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
-            entry,
-            checkpoint: note,
-        }))
+        let state = self.state.clone();
+        blocking(move || {
+            let (size, note) = checkpoint_at(&state, r.tree_size)?;
+            if r.index >= size {
+                return Err(Status::out_of_range(format!(
+                    "index {} is not in the tree of size {size}",
+                    r.index
+                )));
+            }
+            let proof = prove_inclusion(size, r.index, &state.hashes())
+                .map_err(|e| internal("inclusion proof", e))?;
+            let entry = state
+                .store
+                .read_entries(r.index, r.index + 1)
+                .map_err(|e| internal("read entry", e))?
+                .pop()
+                .unwrap_or_default();
+            Ok(v1::GetInclusionProofResponse {
+                index: r.index,
+                tree_size: size,
+                proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
+                entry,
+                checkpoint: note,
+            })
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn get_consistency_proof(
@@ -223,20 +234,25 @@ impl CustodyLog for CustodyLogService {
         request: Request<v1::GetConsistencyProofRequest>,
     ) -> Result<Response<v1::GetConsistencyProofResponse>, Status> {
         let r = request.into_inner();
-        let (new_size, _) = self.checkpoint_at(r.new_size)?;
-        if r.old_size == 0 || r.old_size > new_size {
-            return Err(Status::invalid_argument(format!(
-                "old_size must be between 1 and the new size {new_size}; got {}",
-                r.old_size
-            )));
-        }
-        let proof = prove_consistency(r.old_size, new_size, &self.state.hashes())
-            .map_err(|e| internal("consistency proof", e))?;
-        Ok(Response::new(v1::GetConsistencyProofResponse {
-            old_size: r.old_size,
-            new_size,
-            proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
-        }))
+        let state = self.state.clone();
+        blocking(move || {
+            let (new_size, _) = checkpoint_at(&state, r.new_size)?;
+            if r.old_size == 0 || r.old_size > new_size {
+                return Err(Status::invalid_argument(format!(
+                    "old_size must be between 1 and the new size {new_size}; got {}",
+                    r.old_size
+                )));
+            }
+            let proof = prove_consistency(r.old_size, new_size, &state.hashes())
+                .map_err(|e| internal("consistency proof", e))?;
+            Ok(v1::GetConsistencyProofResponse {
+                old_size: r.old_size,
+                new_size,
+                proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
+            })
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn put_manifest(
@@ -258,24 +274,32 @@ impl CustodyLog for CustodyLogService {
     }
 }
 
-impl CustodyLogService {
-    /// The published checkpoint of `size` (0: the latest).
-    fn checkpoint_at(&self, size: u64) -> Result<(u64, Vec<u8>), Status> {
-        let latest = self.state.latest();
-        if size == 0 || size == latest.size {
-            return Ok((latest.size, latest.note.clone()));
-        }
-        let note = self
-            .state
-            .store
-            .checkpoint(size)
-            .map_err(|e| internal("read checkpoint", e))?
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "no checkpoint of size {size} was published; the latest is {}",
-                    latest.size
-                ))
-            })?;
-        Ok((size, note))
+/// `blocking` runs storage work on a blocking thread, never on the async
+/// runtime's, so a slow read cannot stall other requests.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal("storage task", e))?
+}
+
+/// `checkpoint_at` is the latest checkpoint (size 0 or its size), or the
+/// stored one of `size`.
+fn checkpoint_at(state: &LogState, size: u64) -> Result<(u64, Vec<u8>), Status> {
+    let latest = state.latest();
+    if size == 0 || size == latest.size {
+        return Ok((latest.size, latest.note.clone()));
     }
+    let note = state
+        .store
+        .checkpoint(size)
+        .map_err(|e| internal("read checkpoint", e))?
+        .ok_or_else(|| {
+            Status::not_found(format!(
+                "no checkpoint of size {size} was published; the latest is {}",
+                latest.size
+            ))
+        })?;
+    Ok((size, note))
 }

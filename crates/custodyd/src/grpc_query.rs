@@ -624,15 +624,29 @@ impl CustodyQuery for CustodyQueryService {
                 })?,
             ),
         };
+        // The token pins the checkpoint, the offset and the time the
+        // findings are evaluated as of: a question asked "as of now" keeps
+        // the "now" of its first page, so its pages do not shift.
         let (pinned, cursor) = split_token(&r.page_token)?;
-        let offset = match cursor.len() {
-            0 => 0,
-            8 => u64::from_be_bytes(cursor.try_into().map_err(|_| bad_token())?) as usize,
+        let (offset, pinned_as_of) = match cursor.len() {
+            0 => (0, None),
+            16 => {
+                let (o, t) = cursor.split_at(8);
+                let o = u64::from_be_bytes(o.try_into().map_err(|_| bad_token())?);
+                let t = i64::from_be_bytes(t.try_into().map_err(|_| bad_token())?);
+                (o as usize, Some(t))
+            }
             _ => return Err(bad_token()),
         };
-        let as_of = match r.as_of_unix_nanos {
-            0 => crate::init::now_nanos(),
-            t => t,
+        let as_of = match (pinned_as_of, r.as_of_unix_nanos) {
+            (Some(t), 0) => t,
+            (Some(t), asked) if asked != t => {
+                return Err(Status::invalid_argument(
+                    "as_of_unix_nanos: differs from the one this page token was issued for; start again without a token",
+                ))
+            }
+            (_, 0) => crate::init::now_nanos(),
+            (_, t) => t,
         };
         let cp = pin(&self.state, pinned)?;
         let all = self
@@ -646,14 +660,19 @@ impl CustodyQuery for CustodyQueryService {
             r.to_unix_nanos
         };
         let matching: Vec<_> = all
-            .into_iter()
+            .iter()
             .filter(|f| rule.is_none_or(|x| f.rule == x))
             .filter(|f| r.party.is_empty() || f.party.as_deref() == Some(r.party.as_str()))
             .filter(|f| r.system_id.is_empty() || f.system.as_deref() == Some(r.system_id.as_str()))
             .filter(|f| f.at >= r.from_unix_nanos && f.at <= to)
             .collect();
         let total = matching.len() as u64;
-        let page: Vec<_> = matching.into_iter().skip(offset).take(limit).collect();
+        let page: Vec<_> = matching
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .cloned()
+            .collect();
         let next = offset + page.len();
         let state = self.state.clone();
         let registry = state.registry();
@@ -669,7 +688,9 @@ impl CustodyQuery for CustodyQueryService {
                 total,
                 evidence: Some(ev.build()?),
                 next_page_token: if (next as u64) < total {
-                    join_token(cp.size, &(next as u64).to_be_bytes())
+                    let mut cursor = (next as u64).to_be_bytes().to_vec();
+                    cursor.extend_from_slice(&as_of.to_be_bytes());
+                    join_token(cp.size, &cursor)
                 } else {
                     Vec::new()
                 },

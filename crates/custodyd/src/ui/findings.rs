@@ -92,7 +92,7 @@ pub(super) async fn page(
         .await
         .map_err(UiError::Internal)?;
     let matching: Vec<Finding> = all
-        .into_iter()
+        .iter()
         .filter(|f| {
             party
                 .as_deref()
@@ -103,6 +103,7 @@ pub(super) async fn page(
                 .as_deref()
                 .is_none_or(|s| f.system.as_deref() == Some(s))
         })
+        .cloned()
         .collect();
     let mut by_rule: BTreeMap<Rule, u64> = BTreeMap::new();
     for f in &matching {
