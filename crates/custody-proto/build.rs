@@ -17,7 +17,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("custody_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
+    // Service stubs only with the `grpc` feature; the messages always.
+    let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
     tonic_prost_build::configure()
+        .build_client(grpc)
+        .build_server(grpc)
         .bytes(".custody.v1.SignedEvent.body")
         .compile_fds(fds)?;
     Ok(())

@@ -1,7 +1,8 @@
-//! Generated protobuf and gRPC types for `custody.v1`.
+//! Generated protobuf types for `custody.v1`, and with the `grpc` feature
+//! its gRPC clients and servers.
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]
-    tonic::include_proto!("custody.v1");
+    include!(concat!(env!("OUT_DIR"), "/custody.v1.rs"));
 
     /// The encoded `FileDescriptorSet`, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

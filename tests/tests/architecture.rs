@@ -1,0 +1,157 @@
+//! The invariants `ARCHITECTURE.md` states about crate boundaries, checked,
+//! so a false one fails CI instead of misleading the next reader.
+//!
+//! Dependency edges come from `cargo tree` for each crate on its own (the
+//! features that crate enables, as a build of it alone resolves them), and
+//! "no I/O" from the crate's source: no file, network or process API.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// `deps` is every package `krate` depends on, transitively, as it builds
+/// on its own (normal dependencies only: what ships in the crate).
+fn deps(krate: &str) -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(root())
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "-p",
+            krate,
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        out.status.success(),
+        "cargo tree -p {krate} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// `assert_free_of` fails if `krate` reaches any of `forbidden`.
+fn assert_free_of(krate: &str, forbidden: &[&str], why: &str) {
+    let d = deps(krate);
+    assert!(
+        d.iter().any(|p| p == krate),
+        "cargo tree -p {krate} did not list {krate} itself: {d:?}"
+    );
+    let bad: Vec<&String> = d
+        .iter()
+        .filter(|p| forbidden.contains(&p.as_str()))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "ARCHITECTURE.md says {krate} {why}, but it depends on {bad:?}"
+    );
+}
+
+/// `assert_no_io` fails if `krate`'s source names a file, network or
+/// process API (tests excepted: they may write temporary files).
+fn assert_no_io(krate: &str) {
+    let src = root().join("crates").join(krate).join("src");
+    let mut stack = vec![src];
+    let mut checked = 0;
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read src") {
+            let path = e.expect("dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|x| x != "rs")
+                || path.file_name().is_some_and(|n| n == "tests.rs")
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read source");
+            // Unit tests at the bottom of a file are not shipped code.
+            let shipped = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for api in ["std::fs", "std::net", "std::process", "File::", "TcpStream"] {
+                assert!(
+                    !shipped.contains(api),
+                    "ARCHITECTURE.md says {krate} does no I/O, but {} uses {api}",
+                    path.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no source files found for {krate}");
+}
+
+const ASYNC_AND_RPC: [&str; 5] = ["tokio", "tonic", "hyper", "axum", "tower"];
+const STORAGE: [&str; 4] = [
+    "rocksdb",
+    "librocksdb-sys",
+    "custody-store",
+    "custody-store-rocks",
+];
+
+#[test]
+fn the_log_core_knows_nothing_of_async_rpc_protobuf_or_storage() {
+    let mut forbidden = ASYNC_AND_RPC.to_vec();
+    forbidden.extend(STORAGE);
+    forbidden.extend(["prost", "custody-proto", "custody-domain"]);
+    assert_free_of(
+        "custody-log",
+        &forbidden,
+        "knows nothing of tokio, tonic, protobuf or RocksDB",
+    );
+    assert_no_io("custody-log");
+}
+
+#[test]
+fn the_domain_has_no_protobuf_no_grpc_and_no_storage() {
+    let mut forbidden = ASYNC_AND_RPC.to_vec();
+    forbidden.extend(STORAGE);
+    forbidden.extend(["prost", "custody-proto"]);
+    assert_free_of(
+        "custody-domain",
+        &forbidden,
+        "has no I/O, no protobuf and no gRPC",
+    );
+    assert_no_io("custody-domain");
+}
+
+#[test]
+fn evidence_verification_uses_neither_async_rpc_nor_storage() {
+    let mut forbidden = ASYNC_AND_RPC.to_vec();
+    forbidden.extend(STORAGE);
+    assert_free_of(
+        "custody-evidence",
+        &forbidden,
+        "uses neither tokio, tonic nor storage",
+    );
+    assert_no_io("custody-evidence");
+}
+
+#[test]
+fn the_storage_contract_does_not_depend_on_rocksdb() {
+    assert_free_of(
+        "custody-store",
+        &["rocksdb", "librocksdb-sys", "custody-store-rocks"],
+        "does not depend on RocksDB",
+    );
+}
