@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Ingest with the custody indexes on (this checkout) against the foundation
-# build without them (commit $FOUNDATION, default the last commit of the
-# foundation issue), in the same run: both release builds, alternating
-# runs on fresh servers, same load configurations. Prints one JSON line per
-# run; quote medians and the ratio current/foundation.
+# Ingest of this checkout against an earlier build (commit $FOUNDATION,
+# default the last commit of the foundation issue; pass the previous
+# commit to check a change does not regress), in the same run: both
+# release builds, alternating runs on fresh servers, same load
+# configurations. Each round also measures this machine's Ed25519
+# verification ceiling on all cores (`custody bench-verify`, the
+# sequencer's own verification path), so ingest can be quoted as a
+# fraction of it. Prints one JSON line per run; quote medians and the
+# ratios current/foundation and ingest/ceiling.
 #
 #   tests/bench/ingest-vs-foundation.sh
 #   RUNS=5 FOUNDATION=<commit> tests/bench/ingest-vs-foundation.sh
@@ -44,6 +48,9 @@ run() { # build-label bin-dir name events concurrency [--stream]
 }
 
 for r in $(seq "$RUNS"); do
+  printf '{"build":"current","config":"bench-verify","result":'
+  "$CBIN/custody" bench-verify --signatures 100000 --rounds 3 | tr -d '\n'
+  echo '}'
   for b in foundation current; do
     bin=$CBIN; [ "$b" = foundation ] && bin=$FBIN
     run "$b" "$bin" stream-c1 200000 1 --stream

@@ -2,6 +2,7 @@
 
 mod audit;
 mod bench_queries;
+mod bench_verify;
 mod event_json;
 mod export;
 mod inspect;
@@ -119,6 +120,19 @@ enum Command {
         /// Times each query runs (BreachScope: at most 20).
         #[arg(long, default_value_t = 200)]
         iterations: usize,
+    },
+    /// Measure this machine's Ed25519 verification rate on all cores, by
+    /// the sequencer's own code path: the ceiling ingest is quoted against.
+    BenchVerify {
+        /// Signatures per round.
+        #[arg(long, default_value_t = 200_000)]
+        signatures: usize,
+        /// Distinct signing keys among them (the load generator uses one).
+        #[arg(long, default_value_t = 1)]
+        keys: usize,
+        /// Rounds timed; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
     /// Generate load against a freshly initialised server.
     Load {
@@ -336,6 +350,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 std::thread::sleep(std::time::Duration::from_secs(interval));
             }
+        }
+        Command::BenchVerify {
+            signatures,
+            keys,
+            rounds,
+        } => {
+            let report = bench_verify::run(signatures, keys, rounds)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
         }
         Command::Load {
             server,
