@@ -28,6 +28,11 @@ if [ ! -x "$FBIN/custodyd" ]; then
   cp "$CARGO_TARGET_DIR/release/custodyd" "$CARGO_TARGET_DIR/release/custody" "$FBIN/"
   git worktree remove --force "$wt/src"
 fi
+# Cargo shares a workspace crate's build between checkouts (its hash
+# ignores the absolute path) and judges freshness by file times, so after
+# the older checkout's build this one's older files could look built:
+# touch them so this checkout is compiled from its own sources.
+find crates tests proto -type f -exec touch {} +
 cargo build --release --bins --locked >&2
 CBIN="$CARGO_TARGET_DIR/release"
 
