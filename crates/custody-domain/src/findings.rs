@@ -352,6 +352,10 @@ struct Held {
     from: Timestamp,
     /// Event time of the event that closed it, if one did.
     to: Option<Timestamp>,
+    /// Log index of the entry that closed it, if one did: the log read up
+    /// to an earlier size still shows it open.
+    #[serde(default)]
+    closed_by: Option<u64>,
     classes: Vec<(Modality, SubjectClass)>,
     /// When the asset came into being (the retention clock's start for
     /// rules counted from capture).
@@ -386,6 +390,14 @@ struct Attesting {
     since_by: u64,
     /// Every attestation of the system, (event time, entry), in log order.
     attestations: Vec<(Timestamp, u64)>,
+}
+
+/// `Point` is where the log is read: its first `size` entries, as of
+/// event time `time`.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    size: u64,
+    time: Timestamp,
 }
 
 /// `FindingsEngine` derives findings from observed events.
@@ -563,6 +575,7 @@ impl FindingsEngine {
             if let Some(opened_by) = self.open.remove(&(i.asset, i.system.clone())) {
                 if let Some(h) = self.held.get_mut(&(opened_by, i.asset, i.system.clone())) {
                     h.to = i.to;
+                    h.closed_by = Some(index);
                 }
             }
         }
@@ -581,6 +594,7 @@ impl FindingsEngine {
                     party: i.party.clone(),
                     from: i.from,
                     to: None,
+                    closed_by: None,
                     classes,
                     born,
                     born_by,
@@ -809,15 +823,16 @@ impl FindingsEngine {
     /// `asset` on `system`. A hold covers what it names: its system, its
     /// assets (one digest or a manifest's members), or those assets on
     /// that system when it names both.
-    fn held_by_hold(
-        &self,
-        registry: &Registry,
-        asset: &Digest,
-        system: &str,
-        as_of: Timestamp,
-    ) -> bool {
+    fn held_by_hold(&self, registry: &Registry, asset: &Digest, system: &str, at: Point) -> bool {
         registry.holds().any(|h| {
-            if h.placed_time > as_of || h.released_time.is_some_and(|r| r <= as_of) {
+            if h.placed_at >= at.size || h.placed_time > at.time {
+                return false;
+            }
+            let released = h
+                .released_at
+                .zip(h.released_time)
+                .is_some_and(|(i, t)| i < at.size && t <= at.time);
+            if released {
                 return false;
             }
             let on_system = h.hold.system_id.is_empty() || h.hold.system_id == system;
@@ -833,17 +848,26 @@ impl FindingsEngine {
         })
     }
 
-    /// `findings` is every finding as of `as_of`: what the log, read up to
-    /// `as_of`, supports (DESIGN §6). Findings about single events that
-    /// happened by then; retention, receipts and attestations evaluated at
-    /// `as_of` from the events that happened by then, so that a later
-    /// DELETE, a hold placed later or a newer attestation never changes
-    /// the answer. Ordered by time and id.
+    /// `findings` is every finding as of `as_of` over every entry observed
+    /// (see [`FindingsEngine::findings_at`]).
     pub fn findings(&self, as_of: Timestamp, registry: &Registry) -> Vec<Finding> {
+        self.findings_at(u64::MAX, as_of, registry)
+    }
+
+    /// `findings_at` is every finding as of `as_of` that the log's first
+    /// `size` entries support (DESIGN §6): exactly what a replay of those
+    /// entries alone gives, however many entries the engine has observed
+    /// since. Findings about single events that happened by then;
+    /// retention, receipts and attestations evaluated at `as_of` from the
+    /// events among those entries that happened by then, so that a later
+    /// DELETE, a hold placed later, a newer attestation or a later entry
+    /// never changes the answer. Ordered by time and id.
+    pub fn findings_at(&self, size: u64, as_of: Timestamp, registry: &Registry) -> Vec<Finding> {
+        let at = Point { size, time: as_of };
         let mut out: Vec<Finding> = self
             .immediate
             .iter()
-            .filter(|f| f.at <= as_of)
+            .filter(|f| f.at <= as_of && f.entries.iter().all(|e| *e < size))
             .cloned()
             .collect();
         let p = self.policy;
@@ -851,12 +875,19 @@ impl FindingsEngine {
         // Retention: intervals open at `as_of` past their rule's max age,
         // unless a hold in force then covers them.
         for ((opened_by, asset, system), h) in &self.held {
-            if h.from > as_of || h.to.is_some_and(|to| to <= as_of) {
+            if *opened_by >= size || h.from > as_of {
+                continue;
+            }
+            let closed = h
+                .closed_by
+                .zip(h.to)
+                .is_some_and(|(i, to)| i < size && to <= as_of);
+            if closed {
                 continue;
             }
             let rule = registry
                 .rules()
-                .filter(|r| r.published_time <= as_of)
+                .filter(|r| r.published_at < size && r.published_time <= as_of)
                 .filter(|r| {
                     let rr = &r.rule;
                     (rr.system_id.is_empty() || rr.system_id == *system)
@@ -874,7 +905,7 @@ impl FindingsEngine {
                 crate::RetentionClock::CustodyStart => h.from,
             };
             let due = start.saturating_add(rule.rule.max_age);
-            if due >= as_of || self.held_by_hold(registry, asset, system, as_of) {
+            if due >= as_of || self.held_by_hold(registry, asset, system, at) {
                 continue;
             }
             let mut entries = vec![*opened_by, rule.published_at];
@@ -903,14 +934,14 @@ impl FindingsEngine {
         }
 
         // Transfers without a receipt in the window.
-        for (index, t) in &self.transfers {
+        for (index, t) in self.transfers.range(..size) {
             let due = t.at.saturating_add(p.receipt_window);
             if due >= as_of {
                 continue;
             }
-            // A receipt that happened after `as_of` is not yet in the log
-            // as read up to `as_of`.
-            let receipt = t.receipt.filter(|(rt, _)| *rt <= as_of);
+            // A receipt that happened after `as_of`, or is logged at or
+            // past `size`, is not in the log as read then.
+            let receipt = t.receipt.filter(|(rt, ri)| *rt <= as_of && *ri < size);
             let late = match receipt {
                 None => true,
                 Some((rt, _)) => rt > due,
@@ -943,13 +974,13 @@ impl FindingsEngine {
 
         // Parties holding data on their own systems must attest.
         for (system, a) in &self.attesting {
-            if a.since > as_of {
+            if a.since_by >= size || a.since > as_of {
                 continue;
             }
             let latest = a
                 .attestations
                 .iter()
-                .filter(|(t, _)| *t <= as_of)
+                .filter(|(t, i)| *t <= as_of && *i < size)
                 .max_by_key(|(t, i)| (*t, *i))
                 .copied();
             let last = latest.map_or(a.since, |(t, _)| t);

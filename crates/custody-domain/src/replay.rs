@@ -150,7 +150,8 @@ impl Replay {
     /// alone, for an auditor whose custody replay had to stop (a manifest it
     /// could not fetch): signers and the registry's rules are still checked,
     /// so later signatures are checked against the right keys. Custody
-    /// state and findings no longer advance.
+    /// state and findings no longer advance, and neither does
+    /// [`Replay::size`]: it stays where the custody replay stopped.
     ///
     /// # Errors
     ///
@@ -162,11 +163,9 @@ impl Replay {
         signers: &[KeyId],
         integrated: Timestamp,
     ) -> Result<Vec<ed25519_dalek::VerifyingKey>, Refusal> {
-        self.expect(index)?;
         let keys = check_signers(&self.registry, signers, &event.reporter, integrated)?;
         self.registry.validate(event)?;
         self.registry.apply(event, index);
-        self.size = index + 1;
         Ok(keys)
     }
 
@@ -184,6 +183,13 @@ impl Replay {
     /// [`FindingsEngine::findings`]).
     pub fn findings(&self, as_of: Timestamp) -> Vec<Finding> {
         self.findings.findings(as_of, &self.registry)
+    }
+
+    /// `findings_at` is every finding as of `as_of` that the first `size`
+    /// entries support: what a replay of those entries alone gives (see
+    /// [`FindingsEngine::findings_at`]).
+    pub fn findings_at(&self, size: u64, as_of: Timestamp) -> Vec<Finding> {
+        self.findings.findings_at(size, as_of, &self.registry)
     }
 }
 

@@ -9,7 +9,8 @@
 //! - It never blocks the write path: it runs on its own task and catches
 //!   up after a restart by replaying from the start.
 
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, RwLock};
 
 use custody_domain::findings::{Finding, Policy};
 use custody_domain::replay::{ManifestSource, Replay};
@@ -22,17 +23,28 @@ use crate::state::LogState;
 
 /// `Findings` is the stage's shared state.
 pub struct Findings {
-    /// The replay, as of `processed` entries. The stage holds the lock for
-    /// one chunk of entries at a time, so queries get in between.
-    replay: Mutex<Option<Replay>>,
+    /// The replay, as of `processed` entries. The stage takes it to write
+    /// for one chunk of entries at a time; queries read it together in
+    /// between.
+    replay: RwLock<Option<Replay>>,
     /// How many entries the replay has applied.
     pub processed: watch::Sender<u64>,
     /// Why the stage stopped, if it did.
     failed: Mutex<Option<String>>,
-    /// The last answer, by (entries applied, as of), so the pages of one
-    /// question (whose token pins both) are cut from one evaluation.
-    last: Mutex<Option<Answer>>,
+    /// The last few answers, by (size, as of), so the pages of one
+    /// question (whose token pins both) are cut from one evaluation while
+    /// other questions are asked.
+    answers: Mutex<VecDeque<Answer>>,
+    /// Evaluations that may run at once; more wait for a turn instead of
+    /// each taking a blocking thread and the replay's read lock.
+    evaluating: tokio::sync::Semaphore,
 }
+
+/// Answers kept.
+const ANSWERS: usize = 8;
+
+/// Evaluations at once.
+const EVALUATIONS: usize = 2;
 
 /// `Answer` is the findings as of (entries applied, time).
 type Answer = (u64, i64, Arc<Vec<Finding>>);
@@ -59,10 +71,11 @@ impl Findings {
     pub fn start(state: Arc<LogState>, policy: Policy) -> Arc<Self> {
         let (processed, _) = watch::channel(0);
         let me = Arc::new(Self {
-            replay: Mutex::new(None),
+            replay: RwLock::new(None),
             processed,
             failed: Mutex::new(None),
-            last: Mutex::new(None),
+            answers: Mutex::new(VecDeque::new()),
+            evaluating: tokio::sync::Semaphore::new(EVALUATIONS),
         });
         let stage = me.clone();
         tokio::spawn(async move {
@@ -95,7 +108,7 @@ impl Findings {
         loop {
             let mut guard = self
                 .replay
-                .lock()
+                .write()
                 .map_err(|_| "findings replay lock poisoned".to_owned())?;
             if guard.is_none() {
                 let genesis = match store
@@ -172,37 +185,49 @@ impl Findings {
                 *self.processed.borrow()
             ));
         }
+        if let Some(f) = self.cached(size, as_of) {
+            return Ok(f);
+        }
+        let _turn = self
+            .evaluating
+            .acquire()
+            .await
+            .map_err(|_| "the findings stage is shutting down".to_owned())?;
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.evaluate(size, as_of))
             .await
             .map_err(|e| format!("findings task: {e}"))?
     }
 
+    fn cached(&self, size: u64, as_of: i64) -> Option<Arc<Vec<Finding>>> {
+        let answers = self.answers.lock().ok()?;
+        answers
+            .iter()
+            .find(|(s, t, _)| (*s, *t) == (size, as_of))
+            .map(|(_, _, f)| f.clone())
+    }
+
     fn evaluate(&self, size: u64, as_of: i64) -> Result<Arc<Vec<Finding>>, String> {
-        if let Ok(last) = self.last.lock() {
-            if let Some((s, t, f)) = last.as_ref() {
-                if (*s, *t) == (size, as_of) {
-                    return Ok(f.clone());
-                }
-            }
+        if let Some(f) = self.cached(size, as_of) {
+            return Ok(f);
         }
-        let all = {
+        let out = {
             let guard = self
                 .replay
-                .lock()
+                .read()
                 .map_err(|_| "findings replay lock poisoned".to_owned())?;
             let Some(replay) = guard.as_ref() else {
                 return Err("findings are not ready yet; retry shortly".into());
             };
-            replay.findings(as_of)
+            // As of the first `size` entries, whatever the replay has
+            // applied since: the same answer every time it is asked.
+            Arc::new(replay.findings_at(size, as_of))
         };
-        let out: Arc<Vec<Finding>> = Arc::new(
-            all.into_iter()
-                .filter(|f| f.entries.iter().all(|e| *e < size))
-                .collect(),
-        );
-        if let Ok(mut last) = self.last.lock() {
-            *last = Some((size, as_of, out.clone()));
+        if let Ok(mut answers) = self.answers.lock() {
+            if answers.len() == ANSWERS {
+                answers.pop_front();
+            }
+            answers.push_back((size, as_of, out.clone()));
         }
         Ok(out)
     }

@@ -78,7 +78,8 @@ struct ServeArgs {
     /// Bytes of submissions that may wait for the sequencer (not yet
     /// signature-checked) before appends are refused with
     /// RESOURCE_EXHAUSTED.
-    #[arg(long, default_value_t = 64 << 20)]
+    /// At least 1 MiB, so the largest event always fits.
+    #[arg(long, default_value_t = 64 << 20, value_parser = queue_bytes)]
     queue_bytes: usize,
     /// Largest batch per commit.
     #[arg(long, default_value_t = 8192)]
@@ -94,6 +95,20 @@ struct ServeArgs {
     /// holdings at least this often, in seconds.
     #[arg(long, default_value_t = 86_400)]
     attestation_period_secs: i64,
+}
+
+/// `queue_bytes` parses `--queue-bytes`: at least 1 MiB, so that the
+/// largest entry (64 KiB) and its overhead always fit.
+fn queue_bytes(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bytes"))?;
+    if n < 1 << 20 {
+        return Err(format!(
+            "{n} bytes is too small: the queue must hold at least 1 MiB (1048576), so the largest event fits"
+        ));
+    }
+    Ok(n)
 }
 
 impl ServeArgs {

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use custody_domain::{
-    admit, verify_signatures_by_key, CustodyView, Event, KeyId, Overlay, Refusal, Registry,
-    SignatureCheck, SignedEnvelope,
+    admit, check_signers, verify_signatures_by_key, CustodyView, Event, KeyId, Overlay, Refusal,
+    Registry, SignatureCheck, SignedEnvelope,
 };
 use custody_log::{append_leaves, leaf_hash};
 use custody_proto::{decode_entry, decode_event, envelope_to_proto, v1, Entry};
@@ -415,13 +415,12 @@ fn admit_one(
         ));
     }
     let signers: Vec<KeyId> = envelope.signatures.iter().map(|s| s.key_id).collect();
-    // The custody rules see this batch's earlier entries through the
-    // overlay and the registry.
-    let admission = admit(registry.as_ref(), custody, &signers, event, index, time)?;
     if let Some(msg) = unverified {
         // Not verified in the parallel stage: a key arrived in this batch.
-        // Verify every signature now.
-        for (sig, key) in envelope.signatures.iter().zip(&admission.keys) {
+        // Verify every signature before any rule looks at the event, so a
+        // forgery learns nothing of custody state and costs no reads.
+        let keys = check_signers(registry.as_ref(), &signers, &event.reporter, time)?;
+        for (sig, key) in envelope.signatures.iter().zip(&keys) {
             let s = ed25519_dalek::Signature::from_bytes(&sig.sig);
             if key.verify_strict(msg, &s).is_err() {
                 return Err(Refusal::denied(format!(
@@ -431,6 +430,9 @@ fn admit_one(
             }
         }
     }
+    // The custody rules see this batch's earlier entries through the
+    // overlay and the registry.
+    let admission = admit(registry.as_ref(), custody, &signers, event, index, time)?;
     if admission.changes_registry {
         commit.registry.push(index);
         registry.to_mut().apply(event, index);
