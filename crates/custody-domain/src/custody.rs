@@ -271,7 +271,7 @@ fn plan_custody(
         push_party(fx, &s.system.owner_party);
     }
     if let Attribution::Observed { system } =
-        registry.attribute(&event.reporter, &c.actor, &[&c.from_system, &c.to_system])?
+        registry.attribute(&event.reporter, &c.actor, &[c.observation_system()])?
     {
         fx.observed_on = Some(system);
     }

@@ -293,6 +293,19 @@ pub struct CustodyAction {
 }
 
 impl CustodyAction {
+    /// `observation_system` is the system on which another party may report
+    /// this action as observed ([`crate::Registry::attribute`]): the system
+    /// the data leaves (`from_system`) when there is one, else the system it
+    /// arrives on. A system's operator sees what leaves it; a recipient may
+    /// not make another party the author of what arrived on its own system.
+    pub fn observation_system(&self) -> &str {
+        if self.from_system.is_empty() {
+            &self.to_system
+        } else {
+            &self.from_system
+        }
+    }
+
     /// `new` is an action with only its kind, actor and asset set.
     pub fn new(action: CustodyActionKind, actor: &str, asset: Option<AssetRef>) -> Self {
         Self {

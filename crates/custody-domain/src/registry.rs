@@ -279,22 +279,44 @@ impl Registry {
     /// organisation that acts for the owner (a prime, a subcontractor) does
     /// not operate the owner's systems: it works on them, and what it does
     /// there is reported by the systems themselves.
+    ///
+    /// A device or software agent operates the owner's systems only if its
+    /// chain of principals reaches the owner through devices and software
+    /// alone: a subcontractor's own gateway, which acts for the
+    /// subcontractor and so, up the chain, for the owner, operates the
+    /// subcontractor's systems, never the owner's.
     pub fn operates(&self, party: &str, system: &str) -> bool {
         let Some(s) = self.systems.get(system) else {
             return false;
         };
         let owner = s.system.owner_party.as_str();
-        party == owner
-            || (self
-                .parties
-                .get(party)
-                .is_some_and(|p| matches!(p.kind, PartyKind::Device | PartyKind::Software))
-                && self.acts_for(party, owner))
+        if party == owner {
+            return true;
+        }
+        let mut at = party;
+        for _ in 0..64 {
+            let Some(p) = self.parties.get(at) else {
+                return false;
+            };
+            if !matches!(p.kind, PartyKind::Device | PartyKind::Software) {
+                return false;
+            }
+            if p.acts_on_behalf_of == owner {
+                return true;
+            }
+            if p.acts_on_behalf_of.is_empty() {
+                return false;
+            }
+            at = &p.acts_on_behalf_of;
+        }
+        false
     }
 
     /// `attribute` decides whether `reporter` may report an action by
-    /// `actor` on `systems` (its from and to systems, empty ids skipped)
-    /// and how (DESIGN §3, "who may report what"):
+    /// `actor` observed on `systems` (for a custody action, its
+    /// `observation_system`: the system the data leaves; for a maintenance
+    /// session, the system maintained; empty ids skipped) and how (DESIGN
+    /// §3, "who may report what"):
     ///
     /// 1. The reporter may name as actor its own party or a party that acts
     ///    on its behalf (downward in `acts_on_behalf_of`): [`Attribution::Own`].
@@ -302,7 +324,7 @@ impl Registry {
     ///    vendor cannot make the data owner, or its prime, the author of a
     ///    copy to the vendor's own network.
     /// 3. Otherwise a reporter that [`operates`](Registry::operates) one of
-    ///    the action's systems may report another party's action there:
+    ///    those systems may report another party's action there:
     ///    [`Attribution::Observed`] on the first such system.
     /// 4. Anything else is refused.
     ///

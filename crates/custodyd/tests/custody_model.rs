@@ -175,13 +175,13 @@ struct Builder {
 impl Builder {
     /// `reporters` is every party that may report `c`, by the domain's
     /// own rule (`Registry::attribute`): the actor's principals, and the
-    /// owners and operators of its systems.
+    /// owners and operators of the system it is observed on.
     fn reporters(&self, c: &CustodyAction) -> Vec<String> {
         self.parties
             .iter()
             .filter(|p| {
                 self.registry
-                    .attribute(p, &c.actor, &[&c.from_system, &c.to_system])
+                    .attribute(p, &c.actor, &[c.observation_system()])
                     .is_ok()
             })
             .cloned()
