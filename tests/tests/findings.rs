@@ -343,18 +343,20 @@ async fn use_retention_custody_and_reporting_rules() {
     assert_eq!(about(&all, "sequence_gap", seq_events[2]), 1, "{all:?}");
 
     // Attestations: the vendor has held data on its own system since the
-    // copy; a day later it is overdue, unless it attested in between.
+    // copy; a day later it is overdue, unless it attested in between (at
+    // since + 35 min, a few minutes ago: the log refuses events dated in
+    // its future).
     let since = t0 + 2 * MIN;
     let overdue = findings(
         &w.log,
-        since + 25 * 60 * MIN,
+        since + 24 * 60 * MIN + 30 * MIN,
         &["--rule", "missing_attestation", "--system", &vendor_sys],
     );
     assert_eq!(overdue.len(), 1, "{overdue:?}");
     assert_eq!(overdue[0]["party"], "vendor");
     let attest = at(
         "vendor",
-        since + 120 * MIN,
+        since + 35 * MIN,
         v1::event::Body::CustodyAttestation(v1::CustodyAttestation {
             system_id: vendor_sys.clone(),
             holdings: None,
@@ -363,7 +365,7 @@ async fn use_retention_custody_and_reporting_rules() {
     put(&mut w.c, attest, &key).await;
     let after = findings(
         &w.log,
-        since + 25 * 60 * MIN,
+        since + 24 * 60 * MIN + 30 * MIN,
         &["--rule", "missing_attestation", "--system", &vendor_sys],
     );
     assert!(after.is_empty(), "{after:?}");

@@ -56,6 +56,11 @@ pub fn check_signers(
         .collect()
 }
 
+/// `MAX_CLOCK_SKEW` is how far after its integration time an event may be
+/// dated: reporters' clocks may run a little ahead of the log's, but an
+/// event dated later would hide from every finding asked as of now.
+pub const MAX_CLOCK_SKEW: Timestamp = 300 * 1_000_000_000;
+
 /// `admit` decides whether `event`, signed by the keys `signers` and to be
 /// logged at `index` at integration time `integrated`, is admitted given
 /// the registry and custody state before it: signers, then the registry's
@@ -73,6 +78,16 @@ pub fn admit(
     integrated: Timestamp,
 ) -> Result<Admission, Refusal> {
     let keys = check_signers(registry, signers, &event.reporter, integrated)?;
+    if event.event_time > integrated.saturating_add(MAX_CLOCK_SKEW) {
+        return Err(Refusal::invalid(
+            "event.event_time",
+            format!(
+                "the event is dated {} s after the log's time; an event may not be reported before it happens (clocks may differ by at most {} s): check the reporter's clock",
+                (event.event_time - integrated) / 1_000_000_000,
+                MAX_CLOCK_SKEW / 1_000_000_000
+            ),
+        ));
+    }
     registry.validate(event)?;
     let effects = plan(event, index, registry, custody)?;
     Ok(Admission {
