@@ -631,16 +631,7 @@ async fn a12_a_copy_through_a_manifest_is_still_found() {
     let (b, _) = w.capture(now() - MIN).await;
     let mut members = [a, b];
     members.sort();
-    let m =
-        w.c.put_manifest(tokio_stream::iter(vec![v1::PutManifestRequest {
-            members: members.iter().map(|d| d.to_vec()).collect(),
-            expected_root: Vec::new(),
-        }]))
-        .await
-        .unwrap()
-        .into_inner()
-        .manifest
-        .unwrap();
+    let m = put_manifest(&mut w.c, &members).await;
     let mut body = v1::CustodyAction {
         action: K::Copy as i32,
         actor: "sub".into(),

@@ -247,16 +247,7 @@ async fn every_query_answers_with_evidence_the_cli_verifies() {
     .unwrap();
 
     // B, C, D: one bulk capture and one bulk copy through a manifest.
-    let m = c
-        .put_manifest(tokio_stream::iter(vec![v1::PutManifestRequest {
-            members: bulk.iter().map(|d| d.to_vec()).collect(),
-            expected_root: Vec::new(),
-        }]))
-        .await
-        .unwrap()
-        .into_inner()
-        .manifest
-        .unwrap();
+    let m = put_manifest(&mut c, &bulk).await;
     let mut e = at(event("cam", capture("cam")), t0 + 30 * SEC);
     if let Some(v1::event::Body::Custody(x)) = &mut e.body {
         x.asset_digest.clear();

@@ -454,16 +454,7 @@ async fn every_kind_of_bundle_verifies_and_any_changed_byte_fails() {
     .index;
 
     // B, C, D: plate images captured in bulk, copied in bulk, acknowledged.
-    let m = c
-        .put_manifest(tokio_stream::iter(vec![v1::PutManifestRequest {
-            members: bulk.iter().map(|d| d.to_vec()).collect(),
-            expected_root: Vec::new(),
-        }]))
-        .await
-        .unwrap()
-        .into_inner()
-        .manifest
-        .unwrap();
+    let m = put_manifest(&mut c, &bulk).await;
     let mut e = at(event("cam", capture("cam")), t0 + 30 * SEC);
     if let Some(v1::event::Body::Custody(x)) = &mut e.body {
         x.asset_digest.clear();
