@@ -580,37 +580,28 @@ async fn a11_replayed_agency_event_is_refused_or_deduplicated() {
         .unwrap()
         .into_inner()
         .index;
-    let mut e2 = e.clone();
-    e2.reporter_seq = 99;
-    e2.event_id = uuid::Uuid::new_v4().to_string();
-    let mut forged = orig.clone();
-    forged.body = prost::Message::encode_to_vec(&e2).into();
-    let r =
-        w.c.append(v1::AppendRequest {
-            event: Some(forged),
-            wait_for_checkpoint: false,
-        })
-        .await;
-    assert_eq!(
-        r.as_ref().map_err(|e| e.code()).err(),
-        Some(Code::PermissionDenied),
-        "ATTACK SUCCEEDED or wrong refusal: altered agency event: {r:?}"
-    );
-    let mut e3 = e.clone();
-    e3.reporter_seq = 99;
-    let mut forged = orig.clone();
-    forged.body = prost::Message::encode_to_vec(&e3).into();
-    let r =
-        w.c.append(v1::AppendRequest {
-            event: Some(forged),
-            wait_for_checkpoint: false,
-        })
-        .await;
-    assert_eq!(
-        r.as_ref().map_err(|e| e.code()).err(),
-        Some(Code::PermissionDenied),
-        "ATTACK SUCCEEDED or wrong refusal: altered agency event (same id): {r:?}"
-    );
+    // The original signature over an altered body: with a new event id,
+    // and with the logged one.
+    for new_id in [true, false] {
+        let mut altered = e.clone();
+        altered.reporter_seq = 99;
+        if new_id {
+            altered.event_id = uuid::Uuid::new_v4().to_string();
+        }
+        let mut forged = orig.clone();
+        forged.body = prost::Message::encode_to_vec(&altered).into();
+        let r =
+            w.c.append(v1::AppendRequest {
+                event: Some(forged),
+                wait_for_checkpoint: false,
+            })
+            .await;
+        assert_eq!(
+            r.as_ref().map_err(|e| e.code()).err(),
+            Some(Code::PermissionDenied),
+            "ATTACK SUCCEEDED or wrong refusal: altered agency event (new id: {new_id}): {r:?}"
+        );
+    }
     let again =
         w.c.append(v1::AppendRequest {
             event: Some(orig),
