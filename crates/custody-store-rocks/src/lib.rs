@@ -63,6 +63,9 @@ impl RocksStore {
             IndexCf::Open.name(),
             IndexCf::Transfers.name(),
             IndexCf::ManifestMeta.name(),
+            IndexCf::Births.name(),
+            IndexCf::Receipts.name(),
+            IndexCf::Attesting.name(),
         ];
         let cfs = ALL_CFS
             .iter()
@@ -252,6 +255,37 @@ impl LogStore for RocksStore {
             }
         }
         Ok(())
+    }
+
+    fn index_last(
+        &self,
+        cf: IndexCf,
+        prefix: &[u8],
+    ) -> Result<Option<custody_store::KvPair>, StoreError> {
+        // The least key after every key with the prefix: the prefix with
+        // its trailing 0xff bytes dropped and its last byte raised.
+        let mut succ = prefix.to_vec();
+        while succ.last() == Some(&0xff) {
+            succ.pop();
+        }
+        let mode = match succ.last_mut() {
+            Some(b) => {
+                *b += 1;
+                IteratorMode::From(&succ, rocksdb::Direction::Reverse)
+            }
+            None => IteratorMode::End,
+        };
+        for item in self.db.iterator_cf(self.cf(cf.name())?, mode) {
+            let (k, v) = item.map_err(|e| engine("index scan", e))?;
+            if k.as_ref() == succ.as_slice() && !succ.is_empty() {
+                continue;
+            }
+            if k.starts_with(prefix) {
+                return Ok(Some((k.to_vec(), v.to_vec())));
+            }
+            return Ok(None);
+        }
+        Ok(None)
     }
 
     fn index_write(&self, writes: &[KvWrite]) -> Result<(), StoreError> {

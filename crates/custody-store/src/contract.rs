@@ -156,6 +156,55 @@ pub fn check_all<S: LogStore>(store: &S) {
         .unwrap();
     assert_eq!(seen, 2, "the visitor stops the scan");
 
+    // The last key under a prefix, whatever sorts after the prefix.
+    let w = |k: &[u8]| KvWrite {
+        cf: IndexCf::ReporterSeq,
+        key: k.to_vec(),
+        value: Some(k.to_vec()),
+    };
+    store
+        .index_write(&[
+            w(b"p\x01"),
+            w(b"p\xff\x02"),
+            w(b"p\xff\xff"),
+            w(b"q"),
+            w(b"\xff\xff"),
+        ])
+        .unwrap();
+    let last = |p: &[u8]| {
+        store
+            .index_last(IndexCf::ReporterSeq, p)
+            .unwrap()
+            .map(|(k, _)| k)
+    };
+    assert_eq!(
+        last(b"p").as_deref(),
+        Some(&b"p\xff\xff"[..]),
+        "last under a prefix"
+    );
+    assert_eq!(
+        last(b"p\xff").as_deref(),
+        Some(&b"p\xff\xff"[..]),
+        "a prefix ending in 0xff"
+    );
+    assert_eq!(
+        last(b"p\x01").as_deref(),
+        Some(&b"p\x01"[..]),
+        "a key equal to the prefix"
+    );
+    assert_eq!(last(b"o"), None, "no key under the prefix");
+    assert_eq!(
+        last(b"").as_deref(),
+        Some(&b"\xff\xff"[..]),
+        "the empty prefix"
+    );
+    assert_eq!(last(b"\xff").as_deref(), Some(&b"\xff\xff"[..]), "all 0xff");
+    assert_eq!(
+        store.index_last(IndexCf::Births, b"p").unwrap(),
+        None,
+        "families are separate"
+    );
+
     // Checkpoints, by size, latest by size.
     store.put_checkpoint(5, b"cp5").unwrap();
     store.put_checkpoint(8, b"cp8").unwrap();

@@ -19,6 +19,13 @@
 //! | `manifest_meta` | root | count |
 //! | `manifest_members` | root ‖ ordinal | digest |
 //! | `manifest_hashes` | root ‖ stored-hash index | hash |
+//! | `findings` | index ‖ n | a finding the entry raised |
+//! | `births` | asset | born, born_by, classes (derived assets only) |
+//! | `pending` | index | a transfer's time, actor, destination, observer |
+//! | `receipts` | transfer index | receipt time, receipt index |
+//! | `attesting` | lp(system) | party, since, since_by |
+//! | `attestations` | lp(system) ‖ index | time |
+//! | `derived_meta` | name | the settings derived state was computed with |
 //!
 //! `lp(s)` is one length byte then the id's bytes (ids are at most 64).
 
@@ -30,6 +37,9 @@ use custody_domain::{
 };
 
 use crate::{LogStore, StoreError};
+
+mod findings;
+pub use findings::{check_derived_settings, findings_writes};
 
 /// `IndexCf` is one index column family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,11 +56,18 @@ pub enum IndexCf {
     ManifestMeta,
     ManifestMembers,
     ManifestHashes,
+    Findings,
+    Births,
+    Pending,
+    Receipts,
+    Attesting,
+    Attestations,
+    DerivedMeta,
 }
 
 impl IndexCf {
     /// `ALL` lists every index family.
-    pub const ALL: [IndexCf; 11] = [
+    pub const ALL: [IndexCf; 18] = [
         IndexCf::AssetEntries,
         IndexCf::PartyEntries,
         IndexCf::SystemIntervals,
@@ -62,6 +79,13 @@ impl IndexCf {
         IndexCf::ManifestMeta,
         IndexCf::ManifestMembers,
         IndexCf::ManifestHashes,
+        IndexCf::Findings,
+        IndexCf::Births,
+        IndexCf::Pending,
+        IndexCf::Receipts,
+        IndexCf::Attesting,
+        IndexCf::Attestations,
+        IndexCf::DerivedMeta,
     ];
 
     /// `name` is the family's storage name.
@@ -78,6 +102,13 @@ impl IndexCf {
             IndexCf::ManifestMeta => "manifest_meta",
             IndexCf::ManifestMembers => "manifest_members",
             IndexCf::ManifestHashes => "manifest_hashes",
+            IndexCf::Findings => "findings",
+            IndexCf::Births => "births",
+            IndexCf::Pending => "pending",
+            IndexCf::Receipts => "receipts",
+            IndexCf::Attesting => "attesting",
+            IndexCf::Attestations => "attestations",
+            IndexCf::DerivedMeta => "derived_meta",
         }
     }
 }

@@ -103,6 +103,9 @@ pub enum StoreError {
     },
 }
 
+/// `KvPair` is one stored index pair, (key, value).
+pub type KvPair = (Vec<u8>, Vec<u8>);
+
 /// `LogStore` is durable storage for one log.
 ///
 /// Contract, which [`contract`] checks for every backend:
@@ -184,6 +187,14 @@ pub trait LogStore: Send + Sync + 'static {
         start: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError>;
+
+    /// `index_last` is the greatest `(key, value)` pair of `cf` whose key
+    /// starts with `prefix`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on engine failure.
+    fn index_last(&self, cf: IndexCf, prefix: &[u8]) -> Result<Option<KvPair>, StoreError>;
 
     /// `index_write` durably applies index writes that belong to no log
     /// commit (uploaded manifests).

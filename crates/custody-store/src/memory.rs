@@ -87,6 +87,15 @@ impl LogStore for MemoryStore {
         Ok(())
     }
 
+    fn index_last(&self, cf: IndexCf, prefix: &[u8]) -> Result<Option<crate::KvPair>, StoreError> {
+        let g = self.lock()?;
+        Ok(g.index
+            .range((cf, prefix.to_vec())..)
+            .take_while(|((c, k), _)| *c == cf && k.starts_with(prefix))
+            .last()
+            .map(|((_, k), v)| (k.clone(), v.clone())))
+    }
+
     fn index_write(&self, writes: &[KvWrite]) -> Result<(), StoreError> {
         self.lock()?.write(writes);
         Ok(())

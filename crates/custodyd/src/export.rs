@@ -18,7 +18,7 @@ use custody_evidence::{Answer, Bundle, ClassCount, HistoryEvent, Holder, Interva
 use custody_proto::v1;
 use tonic::Status;
 
-use crate::findings_stage::Findings;
+use crate::findings::Findings;
 use crate::grpc_query::{digest, internal, pin, EvidenceBuilder, Pinned};
 use crate::query::AsOf;
 use crate::state::LogState;

@@ -395,12 +395,12 @@ pub struct CustodyQueryService {
     /// Shared state.
     state: Arc<LogState>,
     /// The findings stage, which Findings reads.
-    findings: Arc<crate::findings_stage::Findings>,
+    findings: Arc<crate::findings::Findings>,
 }
 
 impl CustodyQueryService {
     /// `new` makes the service.
-    pub fn new(state: Arc<LogState>, findings: Arc<crate::findings_stage::Findings>) -> Self {
+    pub fn new(state: Arc<LogState>, findings: Arc<crate::findings::Findings>) -> Self {
         Self { state, findings }
     }
 }

@@ -19,7 +19,7 @@
 pub mod demo;
 pub mod export;
 pub mod export_http;
-pub mod findings_stage;
+pub mod findings;
 pub mod grpc;
 pub mod grpc_query;
 pub mod http;

@@ -220,6 +220,8 @@ fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
     };
     let (durable, _) = watch::channel(size);
     let (checkpoint, _) = watch::channel(Arc::new(latest));
+    custody_store::index::check_derived_settings(store.as_ref(), &args.policy())
+        .map_err(anyhow::Error::msg)?;
     let (registry, _) = watch::channel(Arc::new(sequencer::load_registry(store.as_ref())?));
     let state = Arc::new(LogState {
         store,
@@ -244,8 +246,13 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
     let http_listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("bind HTTP {}", args.http_addr))?;
-    let sequencer =
-        sequencer::Sequencer::start(state.clone(), args.queue, args.queue_bytes, args.max_batch)?;
+    let sequencer = sequencer::Sequencer::start(
+        state.clone(),
+        args.queue,
+        args.queue_bytes,
+        args.max_batch,
+        args.policy(),
+    )?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
     tokio::spawn(custodyd::state::sample_ingest(state.clone()));
@@ -283,7 +290,7 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
         grpc::CustodyLogService::new(state.clone(), sequencer),
     )
     .max_decoding_message_size(256 * 1024);
-    let findings = custodyd::findings_stage::Findings::start(state.clone(), args.policy());
+    let findings = custodyd::findings::Findings::new(state.clone(), args.policy());
     // Set once, here; the web view reads it.
     let _ = state.findings.set(findings.clone());
     let query = custody_proto::v1::custody_query_server::CustodyQueryServer::new(

@@ -7,21 +7,23 @@
 //! - The queue in front of it is bounded in submissions and in bytes; when
 //!   either is full, submitters get `RESOURCE_EXHAUSTED` at once and
 //!   nothing is buffered.
-//! - Entries, their tree hashes, dedup records, registry marks and custody
-//!   index updates are committed in one batch, so a crash leaves all or
-//!   none of them.
+//! - Entries, their tree hashes, dedup records, registry marks, custody
+//!   index updates and the findings' derived state are committed in one
+//!   batch, so a crash leaves all or none of them, and nothing is derived
+//!   again at start-up.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use custody_domain::findings::{observe, FindingsOverlay, FindingsState, Policy};
 use custody_domain::{
     admit, check_signers, verify_signatures_by_key, CustodyView, Event, KeyId, Overlay, Refusal,
     Registry, SignatureCheck, SignedEnvelope,
 };
 use custody_log::{append_leaves, leaf_hash};
 use custody_proto::{decode_entry, decode_event, envelope_to_proto, v1, Entry};
-use custody_store::index::{index_writes, StoreView};
+use custody_store::index::{findings_writes, index_writes, StoreView};
 use custody_store::{Commit, DedupRecord, LogStore};
 use prost::Message as _;
 use rayon::prelude::*;
@@ -120,6 +122,9 @@ pub struct Sequencer {
     last_time: i64,
     /// Largest number of submissions taken into one batch.
     max_batch: usize,
+    /// The findings policy (its reporting deadline applies as entries are
+    /// logged).
+    policy: Policy,
 }
 
 /// `load_registry` rebuilds the registry from the genesis entry and the
@@ -169,6 +174,7 @@ impl Sequencer {
         queue: usize,
         queue_bytes: usize,
         max_batch: usize,
+        policy: Policy,
     ) -> anyhow::Result<SequencerHandle> {
         let registry = state.registry().as_ref().clone();
         let size = state.store.tree_size()?;
@@ -189,6 +195,7 @@ impl Sequencer {
             size,
             last_time,
             max_batch,
+            policy,
         };
         std::thread::Builder::new()
             .name("sequencer".into())
@@ -295,6 +302,7 @@ impl Sequencer {
         };
         let store = self.state.store.clone();
         let mut custody = Overlay::new(StoreView(store.as_ref()));
+        let mut findings = FindingsOverlay::new(StoreView(store.as_ref()));
         let mut verdicts: Vec<Result<Appended, Refusal>> = Vec::with_capacity(batch.len());
         for (sub, c) in batch.iter().zip(checked) {
             let verdict = match c.event {
@@ -309,6 +317,8 @@ impl Sequencer {
                     time,
                     &mut in_batch,
                     &mut custody,
+                    &mut findings,
+                    &self.policy,
                     &mut commit,
                 ),
             };
@@ -375,6 +385,8 @@ fn admit_one(
     time: i64,
     in_batch: &mut HashMap<String, (u64, [u8; 32])>,
     custody: &mut Overlay<impl CustodyView>,
+    findings: &mut FindingsOverlay<impl FindingsState>,
+    policy: &Policy,
     commit: &mut Commit,
 ) -> Result<Appended, Refusal> {
     // Dedup first: a resubmission is answered even if its key has since
@@ -433,6 +445,17 @@ fn admit_one(
     // The custody rules see this batch's earlier entries through the
     // overlay and the registry.
     let admission = admit(registry.as_ref(), custody, &signers, event, index, time)?;
+    // What it adds to the findings, with the registry as it stood before
+    // it: written in the same batch, never derived again.
+    let delta = observe(
+        policy,
+        findings,
+        index,
+        event,
+        time,
+        registry.as_ref(),
+        &admission.effects,
+    )?;
     if admission.changes_registry {
         commit.registry.push(index);
         registry.to_mut().apply(event, index);
@@ -443,6 +466,8 @@ fn admit_one(
         event.reporter_seq,
         &admission.effects,
     ));
+    commit.index.extend(findings_writes(index, &delta));
+    findings.apply(&delta);
     custody.apply(&admission.effects);
     in_batch.insert(event.event_id.clone(), (index, digest));
     commit

@@ -37,7 +37,7 @@ pub struct LogState {
     pub registry: watch::Sender<Arc<Registry>>,
     /// The findings stage, once started; the web view's findings page
     /// reads it (the gRPC service holds its own handle).
-    pub findings: std::sync::OnceLock<Arc<crate::findings_stage::Findings>>,
+    pub findings: std::sync::OnceLock<Arc<crate::findings::Findings>>,
     /// Recent (time, size) samples of published checkpoints, so the web
     /// view can show an ingest rate without reading the log.
     pub ingest: IngestSamples,

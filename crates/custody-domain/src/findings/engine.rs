@@ -1,0 +1,842 @@
+//! The findings rules over derived state, wherever it is kept.
+//!
+//! [`observe`] reads what it needs of earlier entries through
+//! [`FindingsState`] and returns a [`FindingsDelta`]: the findings the
+//! event raises and the derived state it adds (births, pending receipts,
+//! attestation duties). The server writes the delta in the entry's own
+//! `WriteBatch`; a replay in memory ([`super::MemoryFindings`]) applies it
+//! to maps. [`findings_at`] evaluates the time-based rules from that state
+//! through [`FindingsHistory`], so both give the same answer.
+
+use super::{
+    finding_id, sequence_gap, uncovered, Finding, Policy, Reason, Rule, TransferCheck, Uncovered,
+};
+use crate::{
+    AssetRef, CustodyActionKind, Digest, Effects, Event, EventBody, HoldRecord, Modality,
+    PartyKind, Refusal, Registry, SubjectClass, Timestamp,
+};
+
+/// `Birth` is when an asset came into being (time, entry) and the
+/// classes a retention rule may select it by (a derived asset also carries
+/// its parents' classes and earliest birth).
+pub type Birth = (Timestamp, u64, Vec<(Modality, SubjectClass)>);
+
+/// `Observer` is who reported another party's action, and on which system.
+pub type Observer = Option<(String, String)>;
+
+/// `Pending` is a transfer waiting for (or given) its receipt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pending {
+    /// When the transfer happened.
+    pub at: Timestamp,
+    /// Who made it.
+    pub party: String,
+    /// Where it went.
+    pub system: String,
+    /// The one asset it moved, if it moved one.
+    pub asset: Option<Digest>,
+    /// The receipt (event time, entry), once one is logged.
+    pub receipt: Option<(Timestamp, u64)>,
+    /// Who observed it, if another party reported it.
+    pub observed: Observer,
+}
+
+/// `Attesting` is custody of a system owned by a party other than the data
+/// owner, which must be attested periodically.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attesting {
+    /// The holding party.
+    pub party: String,
+    /// When its custody there began.
+    pub since: Timestamp,
+    /// The entry that began it.
+    pub since_by: u64,
+    /// Every attestation of the system, (event time, entry), in log order.
+    pub attestations: Vec<(Timestamp, u64)>,
+}
+
+/// `HeldRow` is one custody interval, open or closed, as the retention rule
+/// reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRow {
+    /// The entry that opened it.
+    pub opened_by: u64,
+    /// The asset.
+    pub asset: Digest,
+    /// The system.
+    pub system: String,
+    /// The holder.
+    pub party: String,
+    /// When it opened.
+    pub from: Timestamp,
+    /// Event time of the event that closed it, if one did.
+    pub to: Option<Timestamp>,
+    /// The entry that closed it, if one did.
+    pub closed_by: Option<u64>,
+    /// The asset's birth (for intervals of an asset the log never saw
+    /// created: the interval's own start and classes).
+    pub born: Birth,
+}
+
+/// `FindingsState` is what [`observe`] reads of the entries before the one
+/// it observes.
+pub trait FindingsState {
+    /// `last_seq` is the highest sequence number `reporter` has used, or 0.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn last_seq(&self, reporter: &str) -> Result<u64, Refusal>;
+
+    /// `birth` is an asset's [`Birth`], if the log created it.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn birth(&self, asset: &Digest) -> Result<Option<Birth>, Refusal>;
+
+    /// `class` is an asset's own modality, subject class and creating
+    /// entry, for grant coverage.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn class(&self, asset: &Digest) -> Result<Option<(Modality, SubjectClass, u64)>, Refusal>;
+
+    /// `is_attesting` says whether a party other than the data owner holds
+    /// data on `system`, so that it must attest it.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn is_attesting(&self, system: &str) -> Result<bool, Refusal>;
+}
+
+/// `FindingsHistory` is what [`findings_at`] reads: the derived state of
+/// every entry observed, which it filters to the first `size`.
+pub trait FindingsHistory {
+    /// `raised` visits the findings about single events raised by entries
+    /// below `size`, in log order.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn raised(&self, size: u64, f: &mut dyn FnMut(Finding)) -> Result<(), Refusal>;
+
+    /// `held` visits every custody interval opened by an entry below
+    /// `size`, open or closed.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn held(&self, size: u64, f: &mut dyn FnMut(HeldRow)) -> Result<(), Refusal>;
+
+    /// `transfers` visits every COPY and MOVE logged below `size`, by
+    /// index, with its receipt if one was logged (at any size).
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn transfers(&self, size: u64, f: &mut dyn FnMut(u64, Pending)) -> Result<(), Refusal>;
+
+    /// `attesting` visits every system a party other than the data owner
+    /// holds data on, by system id, with all its attestations.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn attesting(&self, f: &mut dyn FnMut(String, Attesting)) -> Result<(), Refusal>;
+
+    /// `hold_names` says whether `hold`, which names a manifest, names
+    /// `asset` among its members.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn hold_names(&self, hold: &HoldRecord, asset: &Digest) -> Result<bool, Refusal>;
+}
+
+/// `FindingsDelta` is what one event adds to the findings' derived state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FindingsDelta {
+    /// Findings about the event itself.
+    pub raised: Vec<Finding>,
+    /// The reporter's new highest sequence number, if it rose.
+    pub seq: Option<(String, u64)>,
+    /// The birth of each asset the event creates, and whether it differs
+    /// from the asset's own creation (a derived asset's does).
+    pub births: Vec<(Digest, Birth, bool)>,
+    /// Each created asset's own class and creating entry.
+    pub classes: Vec<(Digest, (Modality, SubjectClass, u64))>,
+    /// Systems on which a party other than the data owner began to hold
+    /// data.
+    pub attesting: Vec<(String, Attesting)>,
+    /// An attestation of an attesting system: (system, time, entry).
+    pub attestation: Option<(String, Timestamp, u64)>,
+    /// The transfer this COPY or MOVE starts.
+    pub pending: Option<(u64, Pending)>,
+    /// The receipt this RECEIPT gives: (transfer entry, time, entry).
+    pub receipt: Option<(u64, Timestamp, u64)>,
+    /// The legal hold whose manifest's members are the effects'
+    /// `held_assets`.
+    pub hold: Option<String>,
+}
+
+fn is_vendor(registry: &Registry, party: &str) -> bool {
+    let mut at = party;
+    for _ in 0..64 {
+        match registry.party(at) {
+            Some(p) => {
+                if matches!(
+                    p.kind,
+                    PartyKind::Prime | PartyKind::Subcontractor | PartyKind::Partner
+                ) {
+                    return true;
+                }
+                if p.acts_on_behalf_of.is_empty() {
+                    return false;
+                }
+                at = &p.acts_on_behalf_of;
+            }
+            None => return false,
+        }
+    }
+    false
+}
+
+fn blank(rule: Rule, index: u64, party: Option<String>, at: Timestamp, why: Reason) -> Finding {
+    Finding {
+        id: finding_id(rule, index, None, None),
+        rule,
+        entries: vec![index],
+        party,
+        system: None,
+        asset: None,
+        grant: None,
+        retention_rule: None,
+        at,
+        detail: why.to_string(),
+        observed_by: None,
+        observed_on: None,
+    }
+}
+
+/// `observe` is what the event accepted at `index`, integrated at
+/// `integrated`, adds to the findings: `registry` is the registry as it
+/// stood before the event, `fx` its effects, `state` the derived state of
+/// the entries before it.
+///
+/// # Errors
+///
+/// A `ResourceExhausted` [`Refusal`] when `state` cannot be read.
+pub fn observe(
+    policy: &Policy,
+    state: &dyn FindingsState,
+    index: u64,
+    event: &Event,
+    integrated: Timestamp,
+    registry: &Registry,
+    fx: &Effects,
+) -> Result<FindingsDelta, Refusal> {
+    let mut out = FindingsDelta::default();
+    let t = event.event_time;
+    let observed: Observer = fx
+        .observed_on
+        .as_ref()
+        .map(|s| (event.reporter.clone(), s.clone()));
+    // Late reporting and sequence gaps apply to every event.
+    let delay = integrated.saturating_sub(t);
+    if delay > policy.reporting_deadline {
+        out.raised.push(blank(
+            Rule::LateReporting,
+            index,
+            Some(event.reporter.clone()),
+            t.saturating_add(policy.reporting_deadline),
+            Reason::LateReporting {
+                delay,
+                deadline: policy.reporting_deadline,
+            },
+        ));
+    }
+    if event.reporter_seq != 0 {
+        let last = state.last_seq(&event.reporter)?;
+        if sequence_gap(last, event.reporter_seq).is_some() {
+            out.raised.push(blank(
+                Rule::SequenceGap,
+                index,
+                Some(event.reporter.clone()),
+                t,
+                Reason::SequenceGap {
+                    seq: event.reporter_seq,
+                    last,
+                },
+            ));
+        }
+        if event.reporter_seq > last {
+            out.seq = Some((event.reporter.clone(), event.reporter_seq));
+        }
+    }
+    for (asset, system) in &fx.unexplained {
+        out.raised.push(Finding {
+            id: finding_id(Rule::UnexplainedCustody, index, Some(asset), Some(system)),
+            system: Some(system.clone()),
+            asset: Some(*asset),
+            observed_by: observed.as_ref().map(|o| o.0.clone()),
+            observed_on: observed.as_ref().map(|o| o.1.clone()),
+            ..blank(
+                Rule::UnexplainedCustody,
+                index,
+                match &event.body {
+                    EventBody::Custody(c) => Some(c.actor.clone()),
+                    _ => Some(event.reporter.clone()),
+                },
+                t,
+                Reason::Unexplained,
+            )
+        });
+    }
+
+    // Births: a derived asset is as old as its oldest parent, and carries
+    // its parents' classes too.
+    for (d, m) in &fx.created {
+        let mut classes = vec![(m.modality, m.subject_class)];
+        let mut born = (t, index);
+        if let EventBody::Custody(c) = &event.body {
+            for p in &c.parents {
+                if let Some((pt, pi, pc)) = state.birth(&p.digest)? {
+                    if pt < born.0 {
+                        born = (pt, pi);
+                    }
+                    classes.extend(pc.iter().copied());
+                }
+            }
+        }
+        classes.sort_by_key(|(m, s)| (m.code(), s.code()));
+        classes.dedup();
+        let derived = born != (t, index) || classes.len() > 1;
+        out.births.push((*d, (born.0, born.1, classes), derived));
+        out.classes
+            .push((*d, (m.modality, m.subject_class, m.created_by)));
+    }
+    for i in &fx.opened {
+        if i.party != registry.owner()
+            && !out.attesting.iter().any(|(s, _)| *s == i.system)
+            && !state.is_attesting(&i.system)?
+        {
+            out.attesting.push((
+                i.system.clone(),
+                Attesting {
+                    party: i.party.clone(),
+                    since: i.from,
+                    since_by: i.opened_by,
+                    attestations: Vec::new(),
+                },
+            ));
+        }
+    }
+
+    match &event.body {
+        EventBody::Custody(c) => match c.action {
+            CustodyActionKind::Copy | CustodyActionKind::Move => {
+                transfer_rules(&mut out, state, index, event, registry, c, fx, &observed)?;
+                out.pending = Some((
+                    index,
+                    Pending {
+                        at: t,
+                        party: c.actor.clone(),
+                        system: c.to_system.clone(),
+                        asset: match c.asset {
+                            Some(AssetRef::One(d)) => Some(d),
+                            _ => None,
+                        },
+                        receipt: None,
+                        observed: observed.clone(),
+                    },
+                ));
+            }
+            CustodyActionKind::Receipt => {
+                out.receipt = c.receipt_of.map(|of| (of, t, index));
+            }
+            CustodyActionKind::Access | CustodyActionKind::Use => {
+                purpose_rule(&mut out, index, event, registry, c, &observed);
+            }
+            _ => {}
+        },
+        EventBody::CustodyAttestation(a) => {
+            out.attestation = state
+                .is_attesting(&a.system_id)?
+                .then(|| (a.system_id.clone(), t, index));
+        }
+        EventBody::LegalHold(h) if !h.released && !fx.held_assets.is_empty() => {
+            out.hold = Some(h.hold_id.clone());
+        }
+        _ => {}
+    }
+    Ok(out)
+}
+
+/// The class of an asset created by this very event, else from `state`.
+fn class_of(
+    out: &FindingsDelta,
+    state: &dyn FindingsState,
+    d: &Digest,
+) -> Result<Option<(Modality, SubjectClass, u64)>, Refusal> {
+    match out.classes.iter().find(|(a, _)| a == d) {
+        Some((_, c)) => Ok(Some(*c)),
+        None => state.class(d),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn transfer_rules(
+    out: &mut FindingsDelta,
+    state: &dyn FindingsState,
+    index: u64,
+    event: &Event,
+    registry: &Registry,
+    c: &crate::CustodyAction,
+    fx: &Effects,
+    observed: &Observer,
+) -> Result<(), Refusal> {
+    let t = event.event_time;
+    let asset = match c.asset {
+        Some(AssetRef::One(d)) => Some(d),
+        _ => None,
+    };
+    let (observed_by, observed_on) = match observed {
+        Some((b, o)) => (Some(b.clone()), Some(o.clone())),
+        None => (None, None),
+    };
+    let grant = (!c.grant_id.is_empty()).then(|| c.grant_id.clone());
+    let dest = registry.system(&c.to_system);
+    if let Some(d) = dest {
+        let why = d.system.boundary_breaches();
+        if !why.is_empty() {
+            out.raised.push(Finding {
+                entries: vec![index, d.registered_at],
+                system: Some(c.to_system.clone()),
+                asset,
+                grant: grant.clone(),
+                observed_by: observed_by.clone(),
+                observed_on: observed_on.clone(),
+                ..blank(
+                    Rule::BoundaryViolation,
+                    index,
+                    Some(c.actor.clone()),
+                    t,
+                    Reason::Boundary(why),
+                )
+            });
+        }
+    }
+
+    // The data owner's own agents moving data between the owner's own
+    // systems need no grant.
+    let internal = dest.is_some_and(|d| d.system.owner_party == registry.owner())
+        && !is_vendor(registry, &c.actor);
+    if internal {
+        return Ok(());
+    }
+    let recipient = dest.map_or("", |d| d.system.owner_party.as_str());
+    let mut entries = vec![index];
+    let mut cited_asset = asset;
+    let why: Option<Reason> = if c.grant_id.is_empty() {
+        Some(Reason::NoGrant)
+    } else {
+        match registry.grant(&c.grant_id) {
+            None => Some(Reason::GrantNeverIssued(c.grant_id.clone())),
+            Some(g) => {
+                entries.push(g.issued_at);
+                let gr = &g.grant;
+                let source_owner = registry
+                    .system(&c.from_system)
+                    .map(|s| s.system.owner_party.clone());
+                // The classes of what moved: each distinct class once,
+                // with the first asset of it, in the entry's order.
+                let mut classes: Vec<(Modality, SubjectClass, u64, Digest)> = Vec::new();
+                for d in &fx.assets {
+                    if let Some((m, s, by)) = class_of(out, state, d)? {
+                        if !classes.iter().any(|(m2, s2, _, _)| (*m2, *s2) == (m, s)) {
+                            classes.push((m, s, by, *d));
+                        }
+                    }
+                }
+                let check = TransferCheck {
+                    action: c.action,
+                    recipient,
+                    to_system: &c.to_system,
+                    purpose: c.purpose,
+                    at: t,
+                    classes: &classes,
+                };
+                if let Some(r) = g.revoked_at.filter(|r| *r < index) {
+                    entries.push(r);
+                    Some(Reason::GrantRevoked(r))
+                } else if let Some(u) = uncovered(|a, p| registry.acts_for(a, p), gr, &check) {
+                    if let Uncovered::Modality(_, by, d) | Uncovered::SubjectClass(_, by, d) = &u {
+                        entries.push(*by);
+                        cited_asset = Some(*d);
+                    }
+                    Some(Reason::Uncovered(u))
+                } else if gr.max_onward_transfers == 0
+                    && source_owner.is_some_and(|o| is_vendor(registry, &o))
+                {
+                    Some(Reason::OnwardTransfer)
+                } else {
+                    None
+                }
+            }
+        }
+    };
+    if let Some(why) = why {
+        out.raised.push(Finding {
+            entries,
+            system: Some(c.to_system.clone()),
+            asset: cited_asset,
+            grant,
+            observed_by,
+            observed_on,
+            ..blank(
+                Rule::UnauthorizedTransfer,
+                index,
+                Some(c.actor.clone()),
+                t,
+                why,
+            )
+        });
+    }
+    Ok(())
+}
+
+fn purpose_rule(
+    out: &mut FindingsDelta,
+    index: u64,
+    event: &Event,
+    registry: &Registry,
+    c: &crate::CustodyAction,
+    observed: &Observer,
+) {
+    let Some(purpose) = c.purpose else {
+        return;
+    };
+    let grant = if c.grant_id.is_empty() {
+        if !is_vendor(registry, &c.actor) {
+            return;
+        }
+        None
+    } else {
+        registry.grant(&c.grant_id)
+    };
+    let covered =
+        grant.is_some_and(|g| g.grant.purposes.is_empty() || g.grant.purposes.contains(&purpose));
+    if !covered {
+        let mut entries = vec![index];
+        if let Some(g) = grant {
+            entries.push(g.issued_at);
+        }
+        out.raised.push(Finding {
+            entries,
+            system: Some(c.from_system.clone()),
+            asset: match c.asset {
+                Some(AssetRef::One(d)) => Some(d),
+                _ => None,
+            },
+            grant: (!c.grant_id.is_empty()).then(|| c.grant_id.clone()),
+            observed_by: observed.as_ref().map(|o| o.0.clone()),
+            observed_on: observed.as_ref().map(|o| o.1.clone()),
+            ..blank(
+                Rule::PurposeDrift,
+                index,
+                Some(c.actor.clone()),
+                event.event_time,
+                Reason::PurposeNotGranted(purpose),
+            )
+        });
+    }
+}
+
+/// `held_by_hold` says whether a legal hold in force at (`size`, `as_of`)
+/// covers `asset` on `system`. A hold covers what it names: its system,
+/// its assets (one digest or a manifest's members), or those assets on
+/// that system when it names both.
+fn held_by_hold(
+    history: &dyn FindingsHistory,
+    registry: &Registry,
+    asset: &Digest,
+    system: &str,
+    size: u64,
+    as_of: Timestamp,
+) -> Result<bool, Refusal> {
+    for h in registry.holds() {
+        if h.placed_at >= size || h.placed_time > as_of {
+            continue;
+        }
+        let released = h
+            .released_at
+            .zip(h.released_time)
+            .is_some_and(|(i, t)| i < size && t <= as_of);
+        if released {
+            continue;
+        }
+        if !(h.hold.system_id.is_empty() || h.hold.system_id == system) {
+            continue;
+        }
+        let names_asset = match &h.hold.assets {
+            None => true,
+            Some(AssetRef::One(d)) => d == asset,
+            Some(AssetRef::Manifest(_)) => history.hold_names(h, asset)?,
+        };
+        if names_asset {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// `findings_at` is every finding as of `as_of` that the log's first
+/// `size` entries support (DESIGN §6): exactly what a replay of those
+/// entries alone gives, however many entries `history` holds since.
+/// Findings about single events that happened by then; retention, receipts
+/// and attestations evaluated at `as_of` from the events among those
+/// entries that happened by then, so that a later DELETE, a hold placed
+/// later, a newer attestation or a later entry never changes the answer.
+/// Ordered by time and id.
+///
+/// # Errors
+///
+/// A `ResourceExhausted` [`Refusal`] when `history` cannot be read.
+pub fn findings_at(
+    policy: &Policy,
+    history: &dyn FindingsHistory,
+    registry: &Registry,
+    size: u64,
+    as_of: Timestamp,
+) -> Result<Vec<Finding>, Refusal> {
+    let mut out: Vec<Finding> = Vec::new();
+    history.raised(size, &mut |f| {
+        if f.at <= as_of && f.entries.iter().all(|e| *e < size) {
+            out.push(f);
+        }
+    })?;
+
+    // Retention: intervals open at `as_of` past their rule's max age,
+    // unless a hold in force then covers them. Without a rule in force
+    // there is nothing to read.
+    let rules: Vec<_> = registry
+        .rules()
+        .filter(|r| r.published_at < size && r.published_time <= as_of)
+        .collect();
+    if !rules.is_empty() {
+        let mut err = None;
+        history.held(size, &mut |h| {
+            if err.is_some() || h.opened_by >= size || h.from > as_of {
+                return;
+            }
+            let closed = h
+                .closed_by
+                .zip(h.to)
+                .is_some_and(|(i, to)| i < size && to <= as_of);
+            if closed {
+                return;
+            }
+            let rule = rules
+                .iter()
+                .filter(|r| {
+                    let rr = &r.rule;
+                    (rr.system_id.is_empty() || rr.system_id == h.system)
+                        && h.born.2.iter().any(|(m, s)| {
+                            rr.modality.is_none_or(|x| x == *m)
+                                && rr.subject_class.is_none_or(|x| x == *s)
+                        })
+                })
+                .min_by_key(|r| (r.rule.max_age, r.rule.rule_id.clone()));
+            let Some(rule) = rule else {
+                return;
+            };
+            let start = match rule.rule.clock {
+                crate::RetentionClock::Capture => h.born.0,
+                crate::RetentionClock::CustodyStart => h.from,
+            };
+            let due = start.saturating_add(rule.rule.max_age);
+            if due >= as_of {
+                return;
+            }
+            match held_by_hold(history, registry, &h.asset, &h.system, size, as_of) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => {
+                    err = Some(e);
+                    return;
+                }
+            }
+            let mut entries = vec![h.opened_by, rule.published_at];
+            if h.born.1 != h.opened_by {
+                entries.insert(0, h.born.1);
+            }
+            out.push(Finding {
+                id: finding_id(
+                    Rule::RetentionOverdue,
+                    h.opened_by,
+                    Some(&h.asset),
+                    Some(&h.system),
+                ),
+                rule: Rule::RetentionOverdue,
+                entries,
+                party: Some(h.party),
+                system: Some(h.system),
+                asset: Some(h.asset),
+                grant: None,
+                retention_rule: Some(rule.rule.rule_id.clone()),
+                at: due,
+                detail: Reason::PastMaxAge(rule.rule.max_age).to_string(),
+                observed_by: None,
+                observed_on: None,
+            });
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+    }
+
+    // Transfers without a receipt in the window.
+    history.transfers(size, &mut |index, t| {
+        let due = t.at.saturating_add(policy.receipt_window);
+        if index >= size || due >= as_of {
+            return;
+        }
+        // A receipt that happened after `as_of`, or is logged at or past
+        // `size`, is not in the log as read then.
+        let receipt = t.receipt.filter(|(rt, ri)| *rt <= as_of && *ri < size);
+        let late = match receipt {
+            None => true,
+            Some((rt, _)) => rt > due,
+        };
+        if late {
+            let mut entries = vec![index];
+            if let Some((_, ri)) = receipt {
+                entries.push(ri);
+            }
+            out.push(Finding {
+                id: finding_id(Rule::UnacknowledgedTransfer, index, None, None),
+                rule: Rule::UnacknowledgedTransfer,
+                entries,
+                party: Some(t.party),
+                system: Some(t.system),
+                asset: t.asset,
+                grant: None,
+                retention_rule: None,
+                at: due,
+                detail: match receipt {
+                    None => Reason::NoReceipt,
+                    Some(_) => Reason::ReceiptAfterWindow,
+                }
+                .to_string(),
+                observed_by: t.observed.as_ref().map(|o| o.0.clone()),
+                observed_on: t.observed.map(|o| o.1),
+            });
+        }
+    })?;
+
+    // Parties holding data on their own systems must attest.
+    history.attesting(&mut |system, a| {
+        if a.since_by >= size || a.since > as_of {
+            return;
+        }
+        let latest = a
+            .attestations
+            .iter()
+            .filter(|(t, i)| *t <= as_of && *i < size)
+            .max_by_key(|(t, i)| (*t, *i))
+            .copied();
+        let last = latest.map_or(a.since, |(t, _)| t);
+        let due = last.saturating_add(policy.attestation_period);
+        if due >= as_of {
+            return;
+        }
+        let mut entries = vec![a.since_by];
+        if let Some((_, i)) = latest {
+            entries.push(i);
+        }
+        out.push(Finding {
+            id: finding_id(Rule::MissingAttestation, a.since_by, None, Some(&system)),
+            rule: Rule::MissingAttestation,
+            entries,
+            party: Some(a.party),
+            system: Some(system),
+            asset: None,
+            grant: None,
+            retention_rule: None,
+            at: due,
+            detail: Reason::NoAttestation(as_of - last).to_string(),
+            observed_by: None,
+            observed_on: None,
+        });
+    })?;
+    out.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+    Ok(out)
+}
+
+/// `FindingsOverlay` is the findings' state changed by entries sequenced
+/// but not yet committed, over a base view of what is committed (as
+/// [`crate::Overlay`] is for custody state).
+pub struct FindingsOverlay<V> {
+    /// What is committed.
+    pub base: V,
+    seqs: std::collections::HashMap<String, u64>,
+    births: std::collections::HashMap<Digest, Birth>,
+    classes: std::collections::HashMap<Digest, (Modality, SubjectClass, u64)>,
+    attesting: std::collections::HashSet<String>,
+}
+
+impl<V: FindingsState> FindingsOverlay<V> {
+    /// `new` is an empty overlay on `base`.
+    pub fn new(base: V) -> Self {
+        Self {
+            base,
+            seqs: Default::default(),
+            births: Default::default(),
+            classes: Default::default(),
+            attesting: Default::default(),
+        }
+    }
+
+    /// `apply` records an event's delta.
+    pub fn apply(&mut self, d: &FindingsDelta) {
+        if let Some((r, s)) = &d.seq {
+            self.seqs.insert(r.clone(), *s);
+        }
+        for (a, b, _) in &d.births {
+            self.births.insert(*a, b.clone());
+        }
+        for (a, c) in &d.classes {
+            self.classes.insert(*a, *c);
+        }
+        for (s, _) in &d.attesting {
+            self.attesting.insert(s.clone());
+        }
+    }
+}
+
+impl<V: FindingsState> FindingsState for FindingsOverlay<V> {
+    fn last_seq(&self, reporter: &str) -> Result<u64, Refusal> {
+        match self.seqs.get(reporter) {
+            Some(s) => Ok(*s),
+            None => self.base.last_seq(reporter),
+        }
+    }
+    fn birth(&self, asset: &Digest) -> Result<Option<Birth>, Refusal> {
+        match self.births.get(asset) {
+            Some(b) => Ok(Some(b.clone())),
+            None => self.base.birth(asset),
+        }
+    }
+    fn class(&self, asset: &Digest) -> Result<Option<(Modality, SubjectClass, u64)>, Refusal> {
+        match self.classes.get(asset) {
+            Some(c) => Ok(Some(*c)),
+            None => self.base.class(asset),
+        }
+    }
+    fn is_attesting(&self, system: &str) -> Result<bool, Refusal> {
+        Ok(self.attesting.contains(system) || self.base.is_attesting(system)?)
+    }
+}
