@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Restart of this checkout against an earlier build ($BASE, default the
+# commit before the findings state moved into the store), in the same run:
+# for each build and each log size, grow a fresh log with `custody load
+# --stream` (single CAPTUREs), then REPEATS times: SIGKILL custodyd,
+# restart it, and time from process start until `custody inspect findings`
+# answers. Records the server's peak RSS (VmHWM) while ingesting and after
+# each restart has answered. Prints one JSON line per measurement; quote
+# medians and the ratio current/base.
+#
+#   tests/bench/restart.sh
+#   SIZES="250000 1000000" REPEATS=3 BASE=<commit> tests/bench/restart.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/custody-ledger/target}"
+BASE="${BASE:-1056945}"
+SIZES="${SIZES:-250000 1000000}"
+REPEATS="${REPEATS:-3}"
+
+BBIN="$CARGO_TARGET_DIR/foundation-$BASE"
+if [ ! -x "$BBIN/custodyd" ]; then
+  wt=$(mktemp -d)
+  git worktree add --detach "$wt/src" "$BASE" >&2
+  (cd "$wt/src" && cargo build --release --bins --locked >&2)
+  mkdir -p "$BBIN"
+  cp "$CARGO_TARGET_DIR/release/custodyd" "$CARGO_TARGET_DIR/release/custody" "$BBIN/"
+  git worktree remove --force "$wt/src"
+fi
+# See ingest-vs-foundation.sh: this checkout is compiled from its own
+# sources, not judged fresh by the older checkout's file times.
+find crates tests proto -type f -exec touch {} +
+cargo build --release --bins --locked >&2
+CBIN="$CARGO_TARGET_DIR/release"
+
+hwm_mib() { awk '/VmHWM/ {printf "%d", $2/1024}' "/proc/$1/status"; }
+
+serve() { # bin data
+  "$1/custodyd" serve --data "$2" --grpc-addr 127.0.0.1:17400 --http-addr 127.0.0.1:17480 \
+    2>>"$2.log" &
+  echo $!
+}
+
+wait_findings() { # bin
+  until "$1/custody" inspect findings --server http://127.0.0.1:17400 --json >/dev/null 2>&1; do
+    sleep 0.05
+  done
+}
+
+for size in $SIZES; do
+  for b in base current; do
+    bin=$CBIN; [ "$b" = base ] && bin=$BBIN
+    d=$(mktemp -d)
+    "$bin/custody" keygen --out "$d/owner" >/dev/null
+    "$bin/custodyd" init --data "$d/data" --origin bench.example/log --owner-key "$d/owner.pub" >/dev/null
+    pid=$(serve "$bin" "$d/data")
+    for _ in $(seq 100); do curl -sf http://127.0.0.1:17480/checkpoint >/dev/null && break; sleep 0.1; done
+    "$bin/custody" load --server http://127.0.0.1:17400 --owner-key "$d/owner.key" \
+      --events "$size" --concurrency 1 --stream --json >"$d/load.json"
+    wait_findings "$bin"
+    printf '{"build":"%s","size":%s,"phase":"ingest","peak_rss_mib":%s,"load":%s}\n' \
+      "$b" "$size" "$(hwm_mib "$pid")" "$(tr -d '\n' <"$d/load.json")"
+    for r in $(seq "$REPEATS"); do
+      kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+      t0=$(date +%s.%N)
+      pid=$(serve "$bin" "$d/data")
+      wait_findings "$bin"
+      t1=$(date +%s.%N)
+      printf '{"build":"%s","size":%s,"phase":"restart","run":%s,"seconds_to_findings":%.3f,"peak_rss_mib":%s}\n' \
+        "$b" "$size" "$r" "$(echo "$t1 - $t0" | bc)" "$(hwm_mib "$pid")"
+    done
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    du -sb "$d/data" | awk -v b="$b" -v s="$size" '{printf "{\"build\":\"%s\",\"size\":%s,\"phase\":\"disk\",\"bytes\":%s}\n", b, s, $1}'
+    rm -rf "$d"
+  done
+done
