@@ -39,6 +39,15 @@ pub struct RocksStore {
     db: DB,
 }
 
+/// RocksDB's memory, sized here and nowhere else: the memtables of every
+/// family together, and one block cache (data, index and filter blocks)
+/// shared by every family. With the server's own bounded queues and
+/// caches, this is what keeps its RSS flat in the size of the log.
+pub const WRITE_BUFFER_BYTES: usize = 128 << 20;
+
+/// See [`WRITE_BUFFER_BYTES`].
+pub const BLOCK_CACHE_BYTES: usize = 64 << 20;
+
 impl RocksStore {
     /// `open` opens (creating if needed) the database at `path`.
     ///
@@ -52,8 +61,12 @@ impl RocksStore {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
         // One memory budget for every family's memtables; without it each
-        // of the ~17 families may buffer 64 MiB on its own.
-        opts.set_db_write_buffer_size(128 << 20);
+        // of the families may buffer 64 MiB on its own.
+        opts.set_db_write_buffer_size(WRITE_BUFFER_BYTES);
+        // One block cache for every family, holding their index and filter
+        // blocks too; without it each family's table factory makes its own
+        // 32 MiB cache, and table readers grow outside any cache.
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         // Families read by point lookups that usually miss (a new event
         // id, a new asset, no open interval yet) get Bloom filters, so a
         // miss costs no block reads.
@@ -73,15 +86,18 @@ impl RocksStore {
             .chain(IndexCf::ALL.iter().map(|c| c.name()))
             .map(|name| {
                 let mut o = Options::default();
+                let mut b = rocksdb::BlockBasedOptions::default();
+                b.set_block_cache(&cache);
+                b.set_cache_index_and_filter_blocks(true);
+                b.set_pin_l0_filter_and_index_blocks_in_cache(true);
                 if point.contains(&name) {
-                    let mut b = rocksdb::BlockBasedOptions::default();
                     b.set_bloom_filter(10.0, false);
-                    o.set_block_based_table_factory(&b);
                     // The memtable too: recent keys are where most
                     // lookups land while entries stream in.
                     o.set_memtable_whole_key_filtering(true);
                     o.set_memtable_prefix_bloom_ratio(0.05);
                 }
+                o.set_block_based_table_factory(&b);
                 ColumnFamilyDescriptor::new(name, o)
             });
         let db = DB::open_cf_descriptors(&opts, path, cfs)
