@@ -222,112 +222,23 @@ impl Sequencer {
         tracing::info!("sequencer stopped: all submitters gone");
     }
 
-    /// The parallel stage: decode, look keys up in the registry as it
-    /// stood at the batch start, and verify those signatures in batches.
-    fn check_parallel(&self, batch: &[Submission]) -> Vec<Checked> {
-        // Everything per event that needs no registry runs here, on all
-        // cores, so the sequential stage only validates and sequences.
-        let decoded: Vec<Checked> = batch
-            .par_iter()
-            .map(|s| Checked {
-                message: s.envelope.signing_bytes(),
-                digest: s.envelope.digest(),
-                event: decode_event(&s.envelope.body).map(|e| (e, false)),
-            })
-            .collect();
-        // Collect the checks whose key is already known.
-        let mut checks = Vec::new();
-        let mut owner = Vec::new();
-        let mut unknown = vec![false; batch.len()];
-        for (i, (s, c)) in batch.iter().zip(&decoded).enumerate() {
-            if c.event.is_err() {
-                continue;
-            }
-            for sig in &s.envelope.signatures {
-                match self.registry.key(&sig.key_id) {
-                    Some(k) => {
-                        checks.push(SignatureCheck {
-                            message: &c.message,
-                            signature: ed25519_dalek::Signature::from_bytes(&sig.sig),
-                            key: k.public_key,
-                        });
-                        owner.push(i);
-                    }
-                    None => unknown[i] = true,
-                }
-            }
-        }
-        // Most events in a batch come from few keys: the keyed batch
-        // equation costs n + k + 1 points for n signatures by k keys
-        // (2n + 1 for ed25519-dalek's), with the same per-signature
-        // verify_strict fallback when a batch fails.
-        let verdicts = verify_signatures_by_key(&checks);
-        let mut bad = vec![false; batch.len()];
-        for (i, ok) in owner.into_iter().zip(verdicts) {
-            if !ok {
-                bad[i] = true;
-            }
-        }
-        decoded
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut c)| {
-                c.event = match c.event {
-                    Err(r) => Err(r),
-                    Ok(_) if bad[i] => Err(Refusal::denied(
-                        "a signature does not verify over the event: sign PAE(payload_type, body) with the key named by key_id",
-                    )),
-                    Ok((event, _)) => Ok((event, unknown[i])),
-                };
-                c
-            })
-            .collect()
-    }
-
     fn process(&mut self, batch: Vec<Submission>) {
-        let checked = self.check_parallel(&batch);
         // Keys are checked at the integration time, which a verifier can
         // read from the entry.
         let time = now_nanos().max(self.last_time);
-
-        // The sequential stage, in arrival order. A registry entry changes
-        // the registry as we go, so a key added earlier in the batch can
-        // sign later in it; the registry is copied only for a batch that
-        // holds one, and the copy replaces it only if the commit succeeds.
-        let mut registry: Cow<'_, Registry> = Cow::Borrowed(&self.registry);
-        let mut in_batch: HashMap<String, (u64, [u8; 32])> = HashMap::new();
-        let mut commit = Commit {
-            first_index: self.size,
-            ..Commit::default()
-        };
-        let store = self.state.store.clone();
-        let mut custody = Overlay::new(StoreView(store.as_ref()));
-        let mut findings = FindingsOverlay::new(StoreView(store.as_ref()));
-        let mut verdicts: Vec<Result<Appended, Refusal>> = Vec::with_capacity(batch.len());
-        for (sub, c) in batch.iter().zip(checked) {
-            let verdict = match c.event {
-                Err(r) => Err(r),
-                Ok((event, unknown_keys)) => admit_one(
-                    store.as_ref(),
-                    &mut registry,
-                    &sub.envelope,
-                    &event,
-                    unknown_keys.then_some(c.message.as_slice()),
-                    c.digest,
-                    time,
-                    &mut in_batch,
-                    &mut custody,
-                    &mut findings,
-                    &self.policy,
-                    &mut commit,
-                ),
-            };
-            verdicts.push(verdict);
-        }
-        let changed = match registry {
-            Cow::Owned(r) => Some(r),
-            Cow::Borrowed(_) => None,
-        };
+        let envelopes: Vec<&SignedEnvelope> = batch.iter().map(|s| &s.envelope).collect();
+        let Sequenced {
+            mut commit,
+            registry: changed,
+            verdicts,
+        } = sequence_batch(
+            self.state.store.as_ref(),
+            &self.registry,
+            self.size,
+            &self.policy,
+            &envelopes,
+            time,
+        );
 
         if !commit.entries.is_empty() {
             let leaf_hashes: Vec<_> = commit.entries.iter().map(|e| leaf_hash(e)).collect();
@@ -368,6 +279,141 @@ impl Sequencer {
             let _ = sub.reply.send(v);
         }
     }
+}
+
+/// `Sequenced` is a batch admitted in order and not yet committed.
+pub struct Sequenced {
+    /// What to commit: the entries, their dedup records, registry marks,
+    /// custody index updates and the findings' derived state; the tree's
+    /// hashes are the committer's to add.
+    pub commit: Commit,
+    /// The registry after the batch, if the batch changed it.
+    pub registry: Option<Registry>,
+    /// Each envelope's verdict, in order.
+    pub verdicts: Vec<Result<Appended, Refusal>>,
+}
+
+/// `sequence_batch` is the sequencer's work on one batch short of the
+/// commit: decode and verify `envelopes` (in parallel, against `registry`
+/// as it stands after the log's first `size` entries), then admit them in
+/// order at integration time `time`, deriving what each adds to the
+/// findings with `policy`, over the custody and findings state committed
+/// in `store` and the batch's earlier entries. The sequencer calls it for
+/// every batch; the custody model test calls it to log its scenarios at
+/// integration times of its choosing.
+pub fn sequence_batch(
+    store: &dyn LogStore,
+    registry: &Registry,
+    size: u64,
+    policy: &Policy,
+    envelopes: &[&SignedEnvelope],
+    time: i64,
+) -> Sequenced {
+    let checked = check_parallel(registry, envelopes);
+
+    // The sequential stage, in arrival order. A registry entry changes
+    // the registry as we go, so a key added earlier in the batch can
+    // sign later in it; the registry is copied only for a batch that
+    // holds one, and the copy replaces it only if the commit succeeds.
+    let mut registry: Cow<'_, Registry> = Cow::Borrowed(registry);
+    let mut in_batch: HashMap<String, (u64, [u8; 32])> = HashMap::new();
+    let mut commit = Commit {
+        first_index: size,
+        ..Commit::default()
+    };
+    let mut custody = Overlay::new(StoreView(store));
+    let mut findings = FindingsOverlay::new(StoreView(store));
+    let mut verdicts: Vec<Result<Appended, Refusal>> = Vec::with_capacity(envelopes.len());
+    for (envelope, c) in envelopes.iter().zip(checked) {
+        let verdict = match c.event {
+            Err(r) => Err(r),
+            Ok((event, unknown_keys)) => admit_one(
+                store,
+                &mut registry,
+                envelope,
+                &event,
+                unknown_keys.then_some(c.message.as_slice()),
+                c.digest,
+                time,
+                &mut in_batch,
+                &mut custody,
+                &mut findings,
+                policy,
+                &mut commit,
+            ),
+        };
+        verdicts.push(verdict);
+    }
+    Sequenced {
+        commit,
+        registry: match registry {
+            Cow::Owned(r) => Some(r),
+            Cow::Borrowed(_) => None,
+        },
+        verdicts,
+    }
+}
+
+/// The parallel stage: decode, look keys up in the registry as it stood
+/// at the batch start, and verify those signatures in batches.
+fn check_parallel(registry: &Registry, envelopes: &[&SignedEnvelope]) -> Vec<Checked> {
+    // Everything per event that needs no registry runs here, on all
+    // cores, so the sequential stage only validates and sequences.
+    let decoded: Vec<Checked> = envelopes
+        .par_iter()
+        .map(|e| Checked {
+            message: e.signing_bytes(),
+            digest: e.digest(),
+            event: decode_event(&e.body).map(|e| (e, false)),
+        })
+        .collect();
+    // Collect the checks whose key is already known.
+    let mut checks = Vec::new();
+    let mut owner = Vec::new();
+    let mut unknown = vec![false; envelopes.len()];
+    for (i, (e, c)) in envelopes.iter().zip(&decoded).enumerate() {
+        if c.event.is_err() {
+            continue;
+        }
+        for sig in &e.signatures {
+            match registry.key(&sig.key_id) {
+                Some(k) => {
+                    checks.push(SignatureCheck {
+                        message: &c.message,
+                        signature: ed25519_dalek::Signature::from_bytes(&sig.sig),
+                        key: k.public_key,
+                    });
+                    owner.push(i);
+                }
+                None => unknown[i] = true,
+            }
+        }
+    }
+    // Most events in a batch come from few keys: the keyed batch
+    // equation costs n + k + 1 points for n signatures by k keys
+    // (2n + 1 for ed25519-dalek's), with the same per-signature
+    // verify_strict fallback when a batch fails.
+    let verdicts = verify_signatures_by_key(&checks);
+    let mut bad = vec![false; envelopes.len()];
+    for (i, ok) in owner.into_iter().zip(verdicts) {
+        if !ok {
+            bad[i] = true;
+        }
+    }
+    decoded
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            c.event = match c.event {
+                Err(r) => Err(r),
+                Ok(_) if bad[i] => Err(Refusal::denied(
+                    "a signature does not verify over the event: sign PAE(payload_type, body) with the key named by key_id",
+                )),
+                Ok((event, _)) => Ok((event, unknown[i])),
+            };
+            c
+        })
+        .collect()
 }
 
 /// `admit_one` admits one event in sequence (dedup, then the domain's

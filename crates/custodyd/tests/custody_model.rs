@@ -1,20 +1,37 @@
-//! Random valid custody event sequences (single, bulk and derived assets) go through the real write path into RocksDB, and HoldersAt, Holdings, BreachScope and AssetHistory answered from the indexes must equal a naive replay of the same events, at the latest and at earlier tree sizes.
+//! Random valid custody event sequences (single, bulk and derived assets;
+//! grants, retention rules, legal holds and attestations) go through the
+//! sequencer's own admission path (`custodyd::sequencer::sequence_batch`)
+//! into RocksDB. HoldersAt, Holdings, BreachScope and AssetHistory answered
+//! from the indexes must equal a naive replay of the same events, and the
+//! findings answered from the derived state the sequencer committed
+//! (`findings_at` over `StoreView`, as the server answers) must equal a
+//! replay of the stored entries in memory (`Replay`, as `custody audit`
+//! answers), at the latest and at earlier tree sizes and at times before,
+//! during and long after the scenario.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use custody_domain::findings::{findings_at, Finding, Policy, Rule};
+use custody_domain::replay::{ManifestSource, Replay};
 use custody_domain::{
-    admit, key_id_of, AssetRef, CustodyAction, CustodyActionKind as K, DeleteMethod, Digest, Event,
-    EventBody, Genesis, Interval, KeyAdded, KeyId, ManifestRef, Modality, Overlay, Parent,
-    PartyKind, PartyRegistered, Purpose, Registry, Relationship, SubjectClass, SystemRegistered,
-    Timestamp,
+    admit, key_id_of, AssetRef, Attribution, CustodyAction, CustodyActionKind as K,
+    CustodyAttestation, DeleteMethod, Digest, Event, EventBody, Genesis, GrantIssued, GrantRevoked,
+    Interval, KeyAdded, LegalHold, ManifestRef, Modality, Overlay, Parent, PartyKind,
+    PartyRegistered, Purpose, Refusal, Registry, Relationship, RetentionAuthority, RetentionClock,
+    RetentionRule, SignedEnvelope, SubjectClass, SystemRegistered, Timestamp, EMPTY_MANIFEST_ROOT,
 };
+use custody_proto::{decode_entry, decode_event, v1, Entry};
 use custody_store::index::{index_writes, manifest_writes, StoreView};
 use custody_store::{Commit, LogStore};
 use custody_store_rocks::RocksStore;
 use custodyd::query::AsOf;
+use custodyd::sequencer::{load_registry, sequence_batch, Sequenced};
+use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
+use prost::Message as _;
 
 /// The origin of every model log.
 const ORIGIN: &str = "custody.example/model";
@@ -24,6 +41,26 @@ const T0: Timestamp = 1_700_000_000_000_000_000;
 
 /// Events sequenced over all cases, counted to show the run's scale.
 static EVENTS: AtomicU64 = AtomicU64::new(0);
+
+/// Findings answers compared over all cases.
+static FINDINGS_COMPARED: AtomicU64 = AtomicU64::new(0);
+
+/// Per kind of finding (a rule, or a rule with a variant worth telling
+/// apart), the number of cases in which the compared answers held one.
+static KINDS_SEEN: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
+/// The findings policy the sequencer derives with and the replay replays
+/// with: windows of a few hundred steps of the scenario's clock (which
+/// advances up to 500 ns a step), so receipts, attestations and
+/// reporting fall on both sides of them.
+const POLICY: Policy = Policy {
+    receipt_window: 1_500,
+    reporting_deadline: 2_000,
+    attestation_period: 6_000,
+};
+
+/// The max ages retention rules pick from, in nanoseconds.
+const MAX_AGES: [i64; 4] = [800, 3_000, 10_000, 40_000];
 
 /// `Rng` is SplitMix64: a tiny deterministic generator for choices derived
 /// from proptest's values, so a failing case replays exactly.
@@ -87,8 +124,9 @@ struct Raw {
     pool_size: usize,
     pool_seed: u64,
     steps: Vec<Step>,
-    /// Batch sizes, used in turn.
-    batches: Vec<usize>,
+    /// Batch sizes, each with how late the log integrates the batch (see
+    /// [`integration_lag`]), used in turn.
+    batches: Vec<(usize, u16)>,
     query_seed: u64,
 }
 
@@ -108,7 +146,7 @@ fn raw_strategy(max_steps: usize) -> impl Strategy<Value = Raw> {
         20usize..=40,
         any::<u64>(),
         prop::collection::vec(step, 1..=max_steps),
-        prop::collection::vec(1usize..=8, 1..=24),
+        prop::collection::vec((1usize..=8, any::<u16>()), 1..=24),
         any::<u64>(),
     )
         .prop_map(
@@ -146,8 +184,8 @@ struct Scenario {
     systems: Vec<(String, String)>,
     /// Every party, the owner first.
     parties: Vec<String>,
-    /// Each party's signing key id (the owner's is the genesis key).
-    keys: HashMap<String, KeyId>,
+    /// Each party's signing key (the owner's is the genesis key).
+    signers: HashMap<String, SigningKey>,
 }
 
 /// `Builder` resolves intentions against a simple model of custody state.
@@ -170,27 +208,59 @@ struct Builder {
     seqs: HashMap<String, u64>,
     time: Timestamp,
     manifests: u64,
+    /// Grants issued, by id, and whether each was revoked.
+    grants: Vec<(String, bool)>,
+    /// Retention rules published.
+    rules: usize,
+    /// Legal holds placed, and whether each was released.
+    holds: Vec<(LegalHold, bool)>,
 }
 
 impl Builder {
     /// `reporters` is every party that may report `c`, by the domain's
-    /// own rule (`Registry::attribute`): the actor's principals, and the
-    /// owners and operators of the system it is observed on.
+    /// own rules (`Registry::attribute`): the actor's principals, and the
+    /// owners and operators of the system it is observed on; and a MOVE
+    /// or DELETE from a system its actor does not operate only by those
+    /// that observed it there.
     fn reporters(&self, c: &CustodyAction) -> Vec<String> {
+        let closes = matches!(c.action, K::Move | K::Delete)
+            && !self.registry.operates(&c.actor, &c.from_system);
         self.parties
             .iter()
             .filter(|p| {
-                self.registry
+                match self
+                    .registry
                     .attribute(p, &c.actor, &[c.observation_system()])
-                    .is_ok()
+                {
+                    Err(_) => false,
+                    Ok(Attribution::Own) => !closes,
+                    Ok(Attribution::Observed { .. }) => true,
+                }
             })
             .cloned()
             .collect()
     }
 
+    /// `actor` is who acts on data on system `from`: mostly its owner,
+    /// sometimes any party (a vendor at work on another's system, which
+    /// the system's operators report as observed).
+    fn actor(&self, rng: &mut Rng, step: &Step, from: usize) -> String {
+        if one_in(step.c >> 8, 4) {
+            rng.pick(&self.parties)
+        } else {
+            self.owner_of(from)
+        }
+    }
+
     fn push(&mut self, reporter: &str, body: EventBody) -> u64 {
+        self.push_gap(reporter, body, 0)
+    }
+
+    /// `push_gap` logs `body` by `reporter` after skipping `gap` of its
+    /// sequence numbers.
+    fn push_gap(&mut self, reporter: &str, body: EventBody, gap: u64) -> u64 {
         let seq = self.seqs.entry(reporter.to_owned()).or_default();
-        *seq += 1;
+        *seq += 1 + gap;
         let n = self.events.len() as u64 + 1;
         let event = Event {
             event_id: format!("00000000-0000-4000-8000-{n:012x}"),
@@ -205,17 +275,39 @@ impl Builder {
         n
     }
 
-    /// `custody` logs a custody action reported by a party related to its
-    /// actor, after advancing the clock by `dt` (often zero, so times tie).
-    fn custody(&mut self, step: &Step, c: CustodyAction) -> u64 {
+    /// `tick` advances the clock by `dt` (often zero, so times tie).
+    fn tick(&mut self, step: &Step) {
         self.time += if one_in(step.dt, 3) {
             0
         } else {
             i64::from(step.dt % 500) + 1
         };
+    }
+
+    /// `custody` logs a custody action reported by a party related to its
+    /// actor, after advancing the clock; now and then the reporter skips
+    /// sequence numbers.
+    fn custody(&mut self, step: &Step, c: CustodyAction) -> u64 {
+        self.tick(step);
         let related = self.reporters(&c);
         let reporter = related[(step.dt / 3) as usize % related.len()].clone();
-        self.push(&reporter, EventBody::Custody(c))
+        let gap = if one_in(step.c >> 16, 12) {
+            1 + u64::from(step.c >> 28) % 3
+        } else {
+            0
+        };
+        self.push_gap(&reporter, EventBody::Custody(c), gap)
+    }
+
+    /// `grant_for` is the grant a transfer or use names: mostly one issued
+    /// (revoked or not), else none, or one never issued.
+    fn grant_for(&self, rng: &mut Rng) -> String {
+        match rng.below(6) {
+            0 => "grant-never-issued".into(),
+            1 | 2 => String::new(),
+            _ if self.grants.is_empty() => String::new(),
+            _ => rng.pick(&self.grants).0,
+        }
     }
 
     /// `asset_ref` names one asset, or uploads a manifest of `members`
@@ -270,6 +362,9 @@ impl Builder {
     /// the state allows none of its kind (nothing open to move or delete,
     /// no transfer to acknowledge, no fresh digest to derive).
     fn step(&mut self, step: &Step) {
+        if step.kind >= 220 {
+            return self.registry_step(step);
+        }
         let s = self.systems.len();
         let mut rng = Rng((u64::from(step.a) << 32) | u64::from(step.c));
         let modality = Modality::ALL[step.c as usize % Modality::ALL.len()];
@@ -346,14 +441,18 @@ impl Builder {
                     (vec![a], from)
                 };
                 let to = other(from, step.b / 8);
-                let mut c = CustodyAction::new(kind, &self.owner_of(from), None);
-                let asset = self.asset_ref(&members, bulk);
-                c.asset = Some(asset);
+                let mut c = CustodyAction::new(kind, &self.actor(&mut rng, step, from), None);
                 c.from_system = self.systems[from].0.clone();
                 c.to_system = self.systems[to].0.clone();
+                if self.reporters(&c).is_empty() {
+                    return;
+                }
+                let asset = self.asset_ref(&members, bulk);
+                c.asset = Some(asset);
                 if one_in(step.c, 3) {
                     c.purpose = Some(Purpose::ALL[step.a as usize % Purpose::ALL.len()]);
                 }
+                c.grant_id = self.grant_for(&mut rng);
                 let index = self.custody(step, c);
                 for a in members {
                     self.open.insert((a, to));
@@ -436,10 +535,13 @@ impl Builder {
                 };
                 let from = step.b as usize % s;
                 let kind = if one_in(step.a, 2) { K::Access } else { K::Use };
-                let mut c = CustodyAction::new(kind, &self.owner_of(from), None);
+                let mut c = CustodyAction::new(kind, &self.actor(&mut rng, step, from), None);
                 c.asset = Some(self.asset_ref(&members, bulk));
                 c.from_system = self.systems[from].0.clone();
                 c.purpose = Some(Purpose::ALL[step.c as usize % Purpose::ALL.len()]);
+                if one_in(step.b >> 16, 2) {
+                    c.grant_id = self.grant_for(&mut rng);
+                }
                 self.custody(step, c);
             }
             // RECEIPT of a logged transfer by its recipient or an agent of it.
@@ -460,6 +562,190 @@ impl Builder {
                 c.receipt_of = Some(of);
                 self.time += i64::from(step.dt % 7);
                 self.push(&reporter, EventBody::Custody(c));
+            }
+        }
+    }
+}
+
+impl Builder {
+    /// `registry_step` resolves an intention for an event other than a
+    /// custody action: a grant issued or revoked, a retention rule, a
+    /// legal hold placed or released, or a custody attestation.
+    fn registry_step(&mut self, step: &Step) {
+        let s = self.systems.len();
+        let owner = self.parties[0].clone();
+        let mut rng = Rng(((u64::from(step.a) << 32) | u64::from(step.c)) ^ 0x7265_6769_7374_7279);
+        match step.kind - 220 {
+            // A grant, often narrowed, sometimes not yet valid or expiring.
+            0..=6 => {
+                let grant_id = format!("grant-{}", self.grants.len());
+                let grantee = rng.pick(&self.parties);
+                let actions = match rng.below(4) {
+                    0 => vec![],
+                    1 => vec![K::Copy],
+                    2 => vec![K::Move],
+                    _ => vec![K::Copy, K::Move],
+                };
+                let mut purposes = match rng.below(2) {
+                    0 => vec![],
+                    _ => vec![rng.pick(Purpose::ALL), rng.pick(Purpose::ALL)],
+                };
+                purposes.sort();
+                purposes.dedup();
+                let systems = match rng.below(3) {
+                    0 => vec![self.systems[rng.below(s)].0.clone()],
+                    _ => vec![],
+                };
+                let modalities = match rng.below(4) {
+                    0 => vec![rng.pick(Modality::ALL)],
+                    _ => vec![],
+                };
+                let subject_classes = match rng.below(4) {
+                    0 => vec![rng.pick(SubjectClass::ALL)],
+                    _ => vec![],
+                };
+                let valid_from = match rng.below(4) {
+                    0 => self.time + 1 + rng.below(3_000) as i64,
+                    _ => T0,
+                };
+                let valid_to =
+                    (rng.below(3) == 0).then(|| valid_from + 1 + rng.below(8_000) as i64);
+                let max_onward_transfers = rng.below(2) as u32;
+                self.tick(step);
+                self.push(
+                    &owner,
+                    EventBody::GrantIssued(GrantIssued {
+                        grant_id: grant_id.clone(),
+                        grantee,
+                        contract_ref: String::new(),
+                        actions,
+                        purposes,
+                        systems,
+                        modalities,
+                        subject_classes,
+                        max_onward_transfers,
+                        valid_from,
+                        valid_to,
+                    }),
+                );
+                self.grants.push((grant_id, false));
+            }
+            // A grant revoked.
+            7..=9 => {
+                let live: Vec<usize> = (0..self.grants.len())
+                    .filter(|g| !self.grants[*g].1)
+                    .collect();
+                if live.is_empty() {
+                    return;
+                }
+                let g = rng.pick(&live);
+                self.tick(step);
+                let grant_id = self.grants[g].0.clone();
+                self.push(&owner, EventBody::GrantRevoked(GrantRevoked { grant_id }));
+                self.grants[g].1 = true;
+            }
+            // A retention rule, selecting by class and system or not.
+            10..=15 => {
+                let rule = RetentionRule {
+                    rule_id: format!("rule-{}", self.rules),
+                    authority: rng.pick(RetentionAuthority::ALL),
+                    authority_ref: String::new(),
+                    modality: (rng.below(3) == 0).then(|| rng.pick(Modality::ALL)),
+                    subject_class: (rng.below(3) == 0).then(|| rng.pick(SubjectClass::ALL)),
+                    system_id: match rng.below(3) {
+                        0 => self.systems[rng.below(s)].0.clone(),
+                        _ => String::new(),
+                    },
+                    max_age: rng.pick(&MAX_AGES),
+                    clock: rng.pick(RetentionClock::ALL),
+                };
+                self.rules += 1;
+                self.tick(step);
+                self.push(&owner, EventBody::RetentionRulePublished(rule));
+            }
+            // A legal hold released, or placed on a system, an asset, a
+            // manifest of assets, or a manifest on one system.
+            16..=23 => {
+                let placed: Vec<usize> = (0..self.holds.len())
+                    .filter(|h| !self.holds[*h].1)
+                    .collect();
+                if !placed.is_empty() && one_in(step.c, 3) {
+                    let h = rng.pick(&placed);
+                    let release = LegalHold {
+                        released: true,
+                        ..self.holds[h].0.clone()
+                    };
+                    self.tick(step);
+                    self.push(&owner, EventBody::LegalHold(release));
+                    self.holds[h].1 = true;
+                    return;
+                }
+                let system = self.systems[rng.below(s)].0.clone();
+                let created = self.created();
+                let (assets, system_id) = match rng.below(4) {
+                    _ if created.is_empty() => (None, system),
+                    0 => (None, system),
+                    1 => (
+                        Some(self.asset_ref(&[rng.pick(&created)], false)),
+                        String::new(),
+                    ),
+                    2 => {
+                        let members = Self::choose(&mut rng, &created);
+                        (Some(self.asset_ref(&members, true)), String::new())
+                    }
+                    _ => {
+                        let members = Self::choose(&mut rng, &created);
+                        (Some(self.asset_ref(&members, true)), system)
+                    }
+                };
+                let hold = LegalHold {
+                    hold_id: format!("hold-{}", self.holds.len()),
+                    assets,
+                    system_id,
+                    released: false,
+                };
+                self.tick(step);
+                self.push(&owner, EventBody::LegalHold(hold.clone()));
+                self.holds.push((hold, false));
+            }
+            // A custody attestation by an operator of a system, mostly one
+            // a party other than the owner owns (those must attest).
+            _ => {
+                let others: Vec<usize> = (0..s).filter(|i| self.systems[*i].1 != owner).collect();
+                let sys = if others.is_empty() || rng.below(4) == 0 {
+                    rng.below(s)
+                } else {
+                    rng.pick(&others)
+                };
+                let system_id = self.systems[sys].0.clone();
+                let operators: Vec<String> = self
+                    .parties
+                    .iter()
+                    .filter(|p| self.registry.operates(p, &system_id))
+                    .cloned()
+                    .collect();
+                let reporter = rng.pick(&operators);
+                let open = self.open_on(sys);
+                let holdings = if !open.is_empty() && rng.below(2) == 0 {
+                    let members = Self::choose(&mut rng, &open);
+                    match self.asset_ref(&members, true) {
+                        AssetRef::Manifest(m) => m,
+                        AssetRef::One(_) => unreachable!("a bulk asset ref is a manifest"),
+                    }
+                } else {
+                    ManifestRef {
+                        root: EMPTY_MANIFEST_ROOT,
+                        count: 0,
+                    }
+                };
+                self.tick(step);
+                self.push(
+                    &reporter,
+                    EventBody::CustodyAttestation(CustodyAttestation {
+                        system_id,
+                        holdings,
+                    }),
+                );
             }
         }
     }
@@ -489,6 +775,9 @@ fn build(raw: &Raw) -> Scenario {
         seqs: HashMap::new(),
         time: T0,
         manifests: 0,
+        grants: Vec::new(),
+        rules: 0,
+        holds: Vec::new(),
     };
     let kinds = [
         PartyKind::Prime,
@@ -496,7 +785,7 @@ fn build(raw: &Raw) -> Scenario {
         PartyKind::Partner,
         PartyKind::Device,
     ];
-    let mut keys = HashMap::from([(owner.clone(), key_id_of(&key.verifying_key().to_bytes()))]);
+    let mut signers = HashMap::from([(owner.clone(), key.clone())]);
     for (i, p) in raw.principals.iter().enumerate() {
         let id = format!("party-{i}");
         let principal = b.parties[*p as usize % b.parties.len()].clone();
@@ -510,9 +799,8 @@ fn build(raw: &Raw) -> Scenario {
         );
         // Each party signs with its own key, so admission checks signers
         // as it does for the server.
-        let public_key = ed25519_dalek::SigningKey::from_bytes(&seed_of(&id))
-            .verifying_key()
-            .to_bytes();
+        let signer = SigningKey::from_bytes(&seed_of(&id));
+        let public_key = signer.verifying_key().to_bytes();
         b.push(
             &owner,
             EventBody::KeyAdded(KeyAdded {
@@ -522,7 +810,7 @@ fn build(raw: &Raw) -> Scenario {
                 valid_to: None,
             }),
         );
-        keys.insert(id.clone(), key_id_of(&public_key));
+        signers.insert(id.clone(), signer);
         b.principal.insert(id.clone(), principal);
         b.parties.push(id);
     }
@@ -553,7 +841,7 @@ fn build(raw: &Raw) -> Scenario {
         pool: b.pool,
         systems: b.systems,
         parties: b.parties,
-        keys,
+        signers,
     }
 }
 
@@ -566,63 +854,588 @@ fn seed_of(party: &str) -> [u8; 32] {
     seed
 }
 
-/// `sequence` feeds the events through the write path's admission rule,
-/// `custody_domain::admit` (the function the sequencer calls), in batches
-/// committed as the sequencer commits them, and returns the tree sizes
-/// after each batch.
-fn sequence(store: &RocksStore, sc: &Scenario, batches: &[usize]) -> Vec<u64> {
-    let mut registry = Registry::new(&sc.genesis).unwrap();
+/// `integration_lag` is how long after the latest event of its batch the
+/// log integrates the batch: mostly a few nanoseconds, and for one batch
+/// in six past the reporting deadline, so its events (and those of the
+/// batches after it, until the scenario's clock catches up) are late.
+fn integration_lag(l: u16) -> Timestamp {
+    if one_in(l, 6) {
+        POLICY.reporting_deadline + 1 + i64::from(l % 1_500)
+    } else {
+        i64::from(l % 40)
+    }
+}
+
+/// `encode_event` is `e` in the wire's form, as a reporter sends it.
+fn encode_event(e: &Event) -> Vec<u8> {
+    let code = i32::from;
+    let manifest = |m: &ManifestRef| v1::Manifest {
+        root: m.root.to_vec(),
+        count: m.count,
+    };
+    use v1::event::Body;
+    let body = match &e.body {
+        EventBody::PartyRegistered(p) => Body::PartyRegistered(v1::PartyRegistered {
+            party_id: p.party_id.clone(),
+            kind: match p.kind {
+                PartyKind::Agency => v1::PartyKind::Agency,
+                PartyKind::Prime => v1::PartyKind::Prime,
+                PartyKind::Subcontractor => v1::PartyKind::Subcontractor,
+                PartyKind::Partner => v1::PartyKind::Partner,
+                PartyKind::Device => v1::PartyKind::Device,
+                PartyKind::Software => v1::PartyKind::Software,
+            } as i32,
+            acts_on_behalf_of: p.acts_on_behalf_of.clone(),
+        }),
+        EventBody::KeyAdded(k) => Body::KeyAdded(v1::KeyAdded {
+            party_id: k.party_id.clone(),
+            public_key: k.public_key.to_vec(),
+            valid_from_unix_nanos: k.valid_from,
+            valid_to_unix_nanos: k.valid_to.unwrap_or(0),
+        }),
+        EventBody::SystemRegistered(r) => Body::SystemRegistered(v1::SystemRegistered {
+            system_id: r.system_id.clone(),
+            owner_party: r.owner_party.clone(),
+            inside_boundary: r.inside_boundary,
+            accredited: r.accredited,
+            encrypted_at_rest: r.encrypted_at_rest,
+            removable_media: r.removable_media,
+        }),
+        EventBody::GrantIssued(g) => Body::GrantIssued(v1::GrantIssued {
+            grant_id: g.grant_id.clone(),
+            grantee: g.grantee.clone(),
+            contract_ref: g.contract_ref.clone(),
+            actions: g.actions.iter().map(|x| code(x.code())).collect(),
+            purposes: g.purposes.iter().map(|x| code(x.code())).collect(),
+            systems: g.systems.clone(),
+            modalities: g.modalities.iter().map(|x| code(x.code())).collect(),
+            subject_classes: g.subject_classes.iter().map(|x| code(x.code())).collect(),
+            max_onward_transfers: g.max_onward_transfers,
+            valid_from_unix_nanos: g.valid_from,
+            valid_to_unix_nanos: g.valid_to.unwrap_or(0),
+        }),
+        EventBody::GrantRevoked(g) => Body::GrantRevoked(v1::GrantRevoked {
+            grant_id: g.grant_id.clone(),
+        }),
+        EventBody::RetentionRulePublished(r) => {
+            Body::RetentionRulePublished(v1::RetentionRulePublished {
+                rule_id: r.rule_id.clone(),
+                authority: code(r.authority.code()),
+                authority_ref: r.authority_ref.clone(),
+                modality: r.modality.map_or(0, |x| code(x.code())),
+                subject_class: r.subject_class.map_or(0, |x| code(x.code())),
+                system_id: r.system_id.clone(),
+                max_age_nanos: r.max_age,
+                clock: code(r.clock.code()),
+            })
+        }
+        EventBody::LegalHold(h) => Body::LegalHold(v1::LegalHold {
+            hold_id: h.hold_id.clone(),
+            assets: h.assets.as_ref().map(|a| v1::AssetRef {
+                r#ref: Some(match a {
+                    AssetRef::One(d) => v1::asset_ref::Ref::Digest(d.to_vec()),
+                    AssetRef::Manifest(m) => v1::asset_ref::Ref::Manifest(manifest(m)),
+                }),
+            }),
+            system_id: h.system_id.clone(),
+            released: h.released,
+        }),
+        EventBody::Custody(c) => Body::Custody(v1::CustodyAction {
+            action: code(c.action.code()),
+            actor: c.actor.clone(),
+            on_behalf_of: c.on_behalf_of.clone(),
+            asset_digest: match &c.asset {
+                Some(AssetRef::One(d)) => d.to_vec(),
+                _ => Vec::new(),
+            },
+            from_system: c.from_system.clone(),
+            to_system: c.to_system.clone(),
+            grant_id: c.grant_id.clone(),
+            manifest: match &c.asset {
+                Some(AssetRef::Manifest(m)) => Some(manifest(m)),
+                _ => None,
+            },
+            modality: c.modality.map_or(0, |x| code(x.code())),
+            subject_class: c.subject_class.map_or(0, |x| code(x.code())),
+            capture: (c.capture != Default::default()).then(|| v1::CaptureContext {
+                port: c.capture.port.clone(),
+                lane: c.capture.lane.clone(),
+                device: c.capture.device.clone(),
+            }),
+            parents: c
+                .parents
+                .iter()
+                .map(|p| v1::Parent {
+                    digest: p.digest.to_vec(),
+                    relationship: code(p.relationship.code()),
+                })
+                .collect(),
+            purpose: c.purpose.map_or(0, |x| code(x.code())),
+            outcome: c.outcome.map_or(0, |x| code(x.code())),
+            receipt_of: c.receipt_of.unwrap_or(0),
+            delete_method: c.delete_method.map_or(0, |x| code(x.code())),
+            attested_by: c.attested_by.clone(),
+        }),
+        EventBody::CustodyAttestation(a) => Body::CustodyAttestation(v1::CustodyAttestation {
+            system_id: a.system_id.clone(),
+            holdings: (a.holdings.count > 0).then(|| manifest(&a.holdings)),
+        }),
+        EventBody::KeyRevoked(_) | EventBody::MaintenanceSession(_) => {
+            panic!("the model logs no {}", e.body.code())
+        }
+    };
+    v1::Event {
+        event_id: e.event_id.clone(),
+        event_time_unix_nanos: e.event_time,
+        reporter: e.reporter.clone(),
+        reporter_seq: e.reporter_seq,
+        log_origin: e.log_origin.clone(),
+        body: Some(body),
+    }
+    .encode_to_vec()
+}
+
+/// `envelope` is `e` encoded and signed by its reporter's key.
+fn envelope(sc: &Scenario, e: &Event) -> SignedEnvelope {
+    let body = encode_event(e);
+    match decode_event(&body) {
+        Ok(d) => assert_eq!(d, *e, "the event does not survive its wire form"),
+        Err(r) => panic!("the wire form of {e:?} does not decode: {r}"),
+    }
+    SignedEnvelope::sign(body, &[&sc.signers[&e.reporter]])
+}
+
+/// `sequence` logs the scenario as the server does: the genesis entry,
+/// then the events in batches through the sequencer's own
+/// [`sequence_batch`] (decode, signatures, `admit`, the custody indexes
+/// and the findings' derived state, all in the batch's one commit), each
+/// batch integrated [`integration_lag`] after its latest event. It returns
+/// the tree sizes after each batch and the registry the sequencer keeps.
+fn sequence(store: &RocksStore, sc: &Scenario, batches: &[(usize, u16)]) -> (Vec<u64>, Registry) {
+    let genesis = v1::LogEntry {
+        content: Some(v1::log_entry::Content::Genesis(v1::Genesis {
+            origin: sc.genesis.origin.clone(),
+            owner_party_id: sc.genesis.owner_party_id.clone(),
+            owner_public_key: sc.genesis.owner_public_key.to_vec(),
+        })),
+        integrated_time_unix_nanos: T0,
+    }
+    .encode_to_vec();
     store
         .commit(&Commit {
             first_index: 0,
-            entries: vec![b"genesis".to_vec()],
+            entries: vec![genesis],
             ..Commit::default()
         })
         .unwrap();
+    let mut registry = load_registry(store).unwrap();
     let mut sizes = vec![1];
+    let mut last_time = T0;
     let mut at = 0;
     let mut turn = 0;
     while at < sc.events.len() {
-        let n = batches[turn % batches.len()].min(sc.events.len() - at);
+        let (n, lag) = batches[turn % batches.len()];
+        let n = n.min(sc.events.len() - at);
         turn += 1;
         let first_index = at as u64 + 1;
-        let mut commit = Commit {
-            first_index,
-            ..Commit::default()
-        };
-        let mut ov = Overlay::new(StoreView(store));
+        let batch = &sc.events[at..at + n];
+        // Manifests are uploaded before any event may name them.
         for pos in at..at + n {
             if let Some((root, members)) = sc.uploads.get(&pos) {
                 store
                     .index_write(&manifest_writes(root, members, &[]))
                     .unwrap();
             }
-            let e = &sc.events[pos];
-            let index = pos as u64 + 1;
-            e.check_shape()
-                .unwrap_or_else(|r| panic!("event {index} ({}) is malformed: {r}", e.body.code()));
-            let signer = [sc.keys[&e.reporter]];
-            let admission =
-                admit(&registry, &ov, &signer, e, index, e.event_time).unwrap_or_else(|r| {
-                    panic!("event {index} ({}) refused: {r}\n{e:?}", e.body.code())
-                });
-            if admission.changes_registry {
-                commit.registry.push(index);
+        }
+        let envelopes: Vec<SignedEnvelope> = batch.iter().map(|e| envelope(sc, e)).collect();
+        let envelopes: Vec<&SignedEnvelope> = envelopes.iter().collect();
+        let latest = batch.iter().map(|e| e.event_time).max().unwrap_or(T0);
+        let time = last_time.max(latest + integration_lag(lag));
+        let Sequenced {
+            commit,
+            registry: changed,
+            verdicts,
+        } = sequence_batch(store, &registry, first_index, &POLICY, &envelopes, time);
+        for ((k, verdict), e) in verdicts.into_iter().enumerate().zip(batch) {
+            let index = first_index + k as u64;
+            match verdict {
+                Ok(a) => assert!(
+                    a.index == index && !a.duplicate,
+                    "event {index} was logged at {} (duplicate: {})",
+                    a.index,
+                    a.duplicate
+                ),
+                Err(r) => panic!("event {index} ({}) refused: {r}\n{e:?}", e.body.code()),
             }
-            let fx = admission.effects;
-            commit
-                .index
-                .extend(index_writes(index, &e.reporter, e.reporter_seq, &fx));
-            ov.apply(&fx);
-            registry.apply(e, index);
-            commit.entries.push(format!("entry {index}").into_bytes());
         }
         store.commit(&commit).unwrap();
+        if let Some(r) = changed {
+            registry = r;
+        }
+        last_time = time;
         at += n;
         sizes.push(store.tree_size().unwrap());
     }
     EVENTS.fetch_add(sc.events.len() as u64, Ordering::Relaxed);
-    sizes
+    (sizes, registry)
+}
+
+/// `Uploads` serves the scenario's manifests to a replay, as `GetManifest`
+/// serves them to `custody audit`.
+struct Uploads<'a>(&'a HashMap<Digest, Vec<Digest>>);
+
+impl ManifestSource for Uploads<'_> {
+    fn members(&self, m: &ManifestRef) -> Result<Option<Arc<Vec<Digest>>>, Refusal> {
+        Ok(self
+            .0
+            .get(&m.root)
+            .filter(|v| v.len() as u64 == m.count)
+            .map(|v| Arc::new(v.clone())))
+    }
+}
+
+/// `rel` is a time relative to [`T0`], for messages.
+fn rel(t: Timestamp) -> String {
+    format!("T0{:+}", t - T0)
+}
+
+/// `short` is a digest's first 8 hex digits.
+fn short(d: &Digest) -> String {
+    custody_domain::hex(&d[..4])
+}
+
+/// `show` is a finding on one line.
+fn show(f: &Finding) -> String {
+    let mut out = format!(
+        "{} entries={:?} at={} party={:?} detail={:?}",
+        f.id,
+        f.entries,
+        rel(f.at),
+        f.party.as_deref().unwrap_or("-"),
+        f.detail
+    );
+    for (k, v) in [
+        ("system", f.system.clone()),
+        ("asset", f.asset.as_ref().map(short)),
+        ("grant", f.grant.clone()),
+        ("retention_rule", f.retention_rule.clone()),
+        ("observed_by", f.observed_by.clone()),
+        ("observed_on", f.observed_on.clone()),
+    ] {
+        if let Some(v) = v {
+            out.push_str(&format!(" {k}={v}"));
+        }
+    }
+    out
+}
+
+/// `diff` says how findings `a` differ from `b`, or `None` if they do
+/// not: what only one holds, what both hold differently (by id), and
+/// otherwise the order.
+fn diff(a_name: &str, a: &[Finding], b_name: &str, b: &[Finding]) -> Option<String> {
+    if a == b {
+        return None;
+    }
+    let by_id = |v: &[Finding]| -> BTreeMap<String, Vec<String>> {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for f in v {
+            m.entry(f.id.clone()).or_default().push(show(f));
+        }
+        m
+    };
+    let (am, bm) = (by_id(a), by_id(b));
+    let mut out = Vec::new();
+    for id in am.keys().chain(bm.keys()).collect::<BTreeSet<_>>() {
+        match (am.get(id), bm.get(id)) {
+            (Some(x), None) => out.extend(x.iter().map(|f| format!("  only in {a_name}: {f}"))),
+            (None, Some(y)) => out.extend(y.iter().map(|f| format!("  only in {b_name}: {f}"))),
+            (Some(x), Some(y)) if x != y => {
+                out.push(format!("  {id} differs:"));
+                out.extend(x.iter().map(|f| format!("    {a_name}: {f}")));
+                out.extend(y.iter().map(|f| format!("    {b_name}: {f}")));
+            }
+            _ => {}
+        }
+    }
+    if out.is_empty() {
+        let ids = |v: &[Finding]| v.iter().map(|f| f.id.clone()).collect::<Vec<_>>();
+        out.push(format!(
+            "  the same findings in another order:\n    {a_name}: {:?}\n    {b_name}: {:?}",
+            ids(a),
+            ids(b)
+        ));
+    }
+    Some(format!(
+        "{} in {a_name}, {} in {b_name}:\n{}",
+        a.len(),
+        b.len(),
+        out.join("\n")
+    ))
+}
+
+/// `describe` is a logged event on one line, for a failure's context.
+fn describe(index: u64, e: &Event, integrated: Timestamp) -> String {
+    let asset = |a: &Option<AssetRef>| match a {
+        None => "-".to_owned(),
+        Some(AssetRef::One(d)) => short(d),
+        // The model's manifest roots number its manifests.
+        Some(AssetRef::Manifest(m)) if m.count == 0 => "none".to_owned(),
+        Some(AssetRef::Manifest(m)) => {
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&m.root[..8]);
+            format!("manifest #{} of {}", u64::from_be_bytes(n), m.count)
+        }
+    };
+    let what = match &e.body {
+        EventBody::Custody(c) => {
+            let mut w = format!(
+                "{} actor={} asset={} {}->{}",
+                c.action.name(),
+                c.actor,
+                asset(&c.asset),
+                c.from_system,
+                c.to_system
+            );
+            if !c.parents.is_empty() {
+                let parents: Vec<String> = c.parents.iter().map(|p| short(&p.digest)).collect();
+                w.push_str(&format!(" parents={parents:?}"));
+            }
+            if !c.grant_id.is_empty() {
+                w.push_str(&format!(" grant={}", c.grant_id));
+            }
+            if let Some(p) = c.purpose {
+                w.push_str(&format!(" purpose={}", p.name()));
+            }
+            if let Some(r) = c.receipt_of {
+                w.push_str(&format!(" receipt_of={r}"));
+            }
+            w
+        }
+        EventBody::LegalHold(h) => format!(
+            "LEGAL_HOLD {} assets={} system={:?} released={}",
+            h.hold_id,
+            asset(&h.assets),
+            h.system_id,
+            h.released
+        ),
+        EventBody::CustodyAttestation(a) => format!(
+            "CUSTODY_ATTESTATION {} holdings={}",
+            a.system_id,
+            asset(&Some(AssetRef::Manifest(a.holdings)))
+        ),
+        EventBody::KeyAdded(k) => format!("KEY_ADDED {}", k.party_id),
+        other => format!("{other:?}"),
+    };
+    format!(
+        "  {index:>3} at {} logged {} by {}#{}: {what}",
+        rel(e.event_time),
+        rel(integrated),
+        e.reporter,
+        e.reporter_seq
+    )
+}
+
+/// `kinds` names what a finding shows: its rule, and for some rules the
+/// variant (why a transfer was unauthorized, whether a receipt came late
+/// or never, whether the finding is about an observed action).
+fn kinds(f: &Finding) -> Vec<String> {
+    let rule = f.rule.name();
+    let mut out = vec![rule.to_owned()];
+    let variant = match f.rule {
+        Rule::UnacknowledgedTransfer => Some(f.detail.clone()),
+        Rule::UnauthorizedTransfer => Some(
+            if f.detail == "no grant named" {
+                "no grant named"
+            } else if f.detail.contains("never issued") {
+                "grant never issued"
+            } else if f.detail.starts_with("grant revoked") {
+                "grant revoked"
+            } else if f.detail.starts_with("onward") {
+                "onward transfer"
+            } else {
+                "grant does not cover it"
+            }
+            .to_owned(),
+        ),
+        Rule::RetentionOverdue if f.entries.len() == 3 => Some("of a copy or derived asset".into()),
+        _ => None,
+    };
+    if let Some(v) = variant {
+        out.push(format!("{rule}: {v}"));
+    }
+    if f.observed_by.is_some() {
+        out.push(format!("{rule}: observed"));
+    }
+    out
+}
+
+/// `findings_probes` is where to compare findings: tree sizes (the final
+/// one, a batch boundary, any size, and sizes just before an entry that
+/// answers or ends something earlier: a RECEIPT, MOVE or DELETE, an
+/// attestation, a revocation, a hold's release) and times (before the
+/// scenario, at and around its events and windows, and long after, when
+/// every window has passed).
+fn findings_probes(
+    sc: &Scenario,
+    batch_sizes: &[u64],
+    rng: &mut Rng,
+) -> (Vec<u64>, Vec<Timestamp>) {
+    let last_size = sc.events.len() as u64 + 1;
+    let mut sizes = BTreeSet::from([last_size, rng.pick(batch_sizes)]);
+    sizes.insert(1 + rng.below(last_size as usize) as u64);
+    let closers: Vec<u64> = sc
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| match &e.body {
+            EventBody::Custody(c) => matches!(c.action, K::Receipt | K::Move | K::Delete),
+            EventBody::LegalHold(h) => h.released,
+            EventBody::CustodyAttestation(_) | EventBody::GrantRevoked(_) => true,
+            _ => false,
+        })
+        .map(|(pos, _)| pos as u64 + 1)
+        .collect();
+    for _ in 0..2 {
+        if !closers.is_empty() {
+            sizes.insert(rng.pick(&closers));
+        }
+    }
+
+    let times: Vec<Timestamp> = sc.events.iter().map(|e| e.event_time).collect();
+    let last = *times.iter().max().unwrap_or(&T0);
+    let longest = MAX_AGES[MAX_AGES.len() - 1];
+    let mut probes = BTreeSet::from([
+        T0 - 1,
+        T0 + (last - T0) / 2,
+        last,
+        last + POLICY.receipt_window + 1,
+        last + POLICY.attestation_period + 1,
+        last + longest + 1,
+        last + 1_000 * longest,
+    ]);
+    for _ in 0..3 {
+        let t = rng.pick(&times);
+        probes.insert(t);
+        probes.insert(t + POLICY.receipt_window);
+        probes.insert(t + POLICY.receipt_window + 1);
+    }
+    let t = rng.pick(&times);
+    probes.insert(t + POLICY.reporting_deadline + 1);
+    probes.insert(t + POLICY.attestation_period + 1);
+    (sizes.into_iter().collect(), probes.into_iter().collect())
+}
+
+/// `check_findings` compares, at each of `sizes` and `times`, the
+/// findings the server answers (`findings_at` over the derived state the
+/// sequencer committed to `store`, with the sequencer's `registry`) with a
+/// replay in memory of the stored entries (decoded from their bytes and
+/// admitted again, as `custody audit` does): of the first `size` entries
+/// alone, and of all of them asked as of `size`. It returns the kinds of
+/// finding (see [`kinds`]) the answers held.
+fn check_findings(
+    store: &RocksStore,
+    sc: &Scenario,
+    manifests: &HashMap<Digest, Vec<Digest>>,
+    registry: &Registry,
+    sizes: &[u64],
+    times: &[Timestamp],
+) -> BTreeSet<String> {
+    let size = store.tree_size().unwrap();
+    let entries = store.read_entries(0, size).unwrap();
+    let genesis = match decode_entry(&entries[0]) {
+        Ok(Entry::Genesis(g)) => g,
+        other => panic!("entry 0 is not a genesis entry: {other:?}"),
+    };
+    assert_eq!(genesis, sc.genesis);
+    let mut replay = Replay::new(&genesis, POLICY).unwrap();
+    // What the replay of the first `size` entries answers, by (size, time).
+    let mut prefix: BTreeMap<(u64, Timestamp), Vec<Finding>> = BTreeMap::new();
+    let mut log = Vec::new();
+    let record = |replay: &Replay, prefix: &mut BTreeMap<(u64, Timestamp), Vec<Finding>>| {
+        if sizes.contains(&replay.size) {
+            for &t in times {
+                prefix.insert((replay.size, t), replay.findings_at(replay.size, t));
+            }
+        }
+    };
+    for (index, bytes) in entries.iter().enumerate().skip(1) {
+        record(&replay, &mut prefix);
+        let index = index as u64;
+        let Ok(Entry::Event {
+            envelope,
+            integrated_time,
+        }) = decode_entry(bytes)
+        else {
+            panic!("entry {index} is not an event entry");
+        };
+        let event = decode_event(&envelope.body).unwrap_or_else(|r| panic!("entry {index}: {r}"));
+        assert_eq!(event, sc.events[index as usize - 1], "entry {index}");
+        log.push(describe(index, &event, integrated_time));
+        let signers: Vec<_> = envelope.signatures.iter().map(|s| s.key_id).collect();
+        let admission = replay
+            .apply(
+                index,
+                &event,
+                &signers,
+                integrated_time,
+                &Uploads(manifests),
+            )
+            .unwrap_or_else(|r| {
+                panic!(
+                    "the replay refuses entry {index} ({}): {r}",
+                    event.body.code()
+                )
+            });
+        let message = envelope.signing_bytes();
+        for (sig, key) in envelope.signatures.iter().zip(&admission.keys) {
+            let sig = ed25519_dalek::Signature::from_bytes(&sig.sig);
+            assert!(
+                key.verify_strict(&message, &sig).is_ok(),
+                "entry {index}: a signature does not verify"
+            );
+        }
+    }
+    record(&replay, &mut prefix);
+    assert_eq!(
+        prefix.len(),
+        sizes.len() * times.len(),
+        "a size to compare at is not in the log"
+    );
+
+    let mut seen = BTreeSet::new();
+    for (&(n, t), want) in &prefix {
+        let context = || {
+            format!(
+                "the first {n} entries (party, key and system registrations left out):\n{}",
+                log.iter()
+                    .take(n as usize - 1)
+                    .filter(|l| !l.contains("Registered") && !l.contains("KEY_ADDED"))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        };
+        let server = findings_at(&POLICY, &StoreView(store), registry, n, t)
+            .unwrap_or_else(|r| panic!("findings_at({n}, {}) over the store: {r}", rel(t)));
+        if let Some(d) = diff("the server", &server, "the replay", want) {
+            panic!(
+                "findings as of tree size {n} at {}: the server's (from the derived state the sequencer committed) differ from a replay of the first {n} entries: {d}\n{}",
+                rel(t),
+                context()
+            );
+        }
+        let all = replay.findings_at(n, t);
+        if let Some(d) = diff("the replay of all", &all, "the replay of the first", want) {
+            panic!(
+                "findings as of tree size {n} at {}: a replay of all {size} entries asked as of {n} differs from a replay of the first {n}: {d}\n{}",
+                rel(t),
+                context()
+            );
+        }
+        FINDINGS_COMPARED.fetch_add(1, Ordering::Relaxed);
+        seen.extend(want.iter().flat_map(kinds));
+    }
+    seen
 }
 
 /// `Asset` is a digest that prints as a short hex prefix in failures.
@@ -989,7 +1802,7 @@ fn run(raw: &Raw) {
     let sc = build(raw);
     let dir = tempfile::tempdir().unwrap();
     let store = RocksStore::open(dir.path()).unwrap();
-    let sizes = sequence(&store, &sc, &raw.batches);
+    let (sizes, registry) = sequence(&store, &sc, &raw.batches);
     let manifests: HashMap<Digest, Vec<Digest>> = sc.uploads.values().cloned().collect();
     let size = store.tree_size().unwrap();
     assert_eq!(size, sc.events.len() as u64 + 1);
@@ -999,6 +1812,15 @@ fn run(raw: &Raw) {
     for _ in 0..2 {
         let earlier = rng.pick(&sizes);
         check(&store, &sc, &manifests, earlier, &mut rng);
+    }
+    // Findings: the server's derived state against a replay, at sizes and
+    // times of their own.
+    let mut rng = Rng(raw.query_seed ^ 0x6669_6e64_696e_6773);
+    let (sizes, times) = findings_probes(&sc, &sizes, &mut rng);
+    let kinds = check_findings(&store, &sc, &manifests, &registry, &sizes, &times);
+    let mut seen = KINDS_SEEN.lock().unwrap();
+    for k in kinds {
+        *seen.entry(k).or_default() += 1;
     }
 }
 
@@ -1021,11 +1843,50 @@ fn indexes_answer_like_a_naive_replay() {
         panic!("{e}");
     }
     let events = EVENTS.load(Ordering::Relaxed);
-    eprintln!("custody model: {events} events sequenced and checked");
+    let compared = FINDINGS_COMPARED.load(Ordering::Relaxed);
+    let seen = KINDS_SEEN.lock().unwrap().clone();
+    eprintln!(
+        "custody model: {events} events sequenced and checked; {compared} findings answers compared with a replay"
+    );
+    for (kind, n) in &seen {
+        eprintln!("  {n:>4} of {cases} cases found {kind}");
+    }
     assert!(
         events >= u64::from(cases) * 40,
         "only {events} events in {cases} cases; the generator skips too much"
     );
+    // The comparison means something only if there are findings to
+    // compare: enough cases must find most rules, and the default run
+    // every rule and the variants the time-based rules have.
+    let rules = Rule::ALL
+        .iter()
+        .filter(|r| seen.contains_key(r.name()))
+        .count();
+    if cases >= 8 {
+        assert!(
+            rules >= 4,
+            "only {rules} rules found over {cases} cases: {seen:?}"
+        );
+    }
+    if cases >= 32 {
+        let must: Vec<String> = Rule::ALL
+            .iter()
+            .map(|r| r.name().to_owned())
+            .chain([
+                "unacknowledged_transfer: no receipt".to_owned(),
+                "unacknowledged_transfer: receipt after the window".to_owned(),
+                "unauthorized_transfer: no grant named".to_owned(),
+                "unauthorized_transfer: grant does not cover it".to_owned(),
+                "retention_overdue: of a copy or derived asset".to_owned(),
+            ])
+            .collect();
+        for kind in must {
+            assert!(
+                seen.contains_key(&kind),
+                "no case found {kind}: the generator no longer makes it ({seen:?})"
+            );
+        }
+    }
 }
 
 /// Regression: a CAPTURE of an asset the log already knows, claiming
