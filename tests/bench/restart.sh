@@ -10,6 +10,8 @@
 #
 #   tests/bench/restart.sh
 #   SIZES="250000 1000000" REPEATS=3 BASE=<commit> tests/bench/restart.sh
+# NO_TOUCH=1 skips the touch that forces this checkout's rebuild (only
+# when its release build is known to be from these sources).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/custody-ledger/target}"
@@ -28,7 +30,7 @@ if [ ! -x "$BBIN/custodyd" ]; then
 fi
 # See ingest-vs-foundation.sh: this checkout is compiled from its own
 # sources, not judged fresh by the older checkout's file times.
-find crates tests proto -type f -exec touch {} +
+[ -n "${NO_TOUCH:-}" ] || find crates tests proto -type f -exec touch {} +
 cargo build --release --bins --locked >&2
 CBIN="$CARGO_TARGET_DIR/release"
 
@@ -36,14 +38,20 @@ hwm_mib() { awk '/VmHWM/ {printf "%d", $2/1024}' "/proc/$1/status"; }
 
 serve() { # bin data
   "$1/custodyd" serve --data "$2" --grpc-addr 127.0.0.1:17400 --http-addr 127.0.0.1:17480 \
-    2>>"$2.log" &
+    >/dev/null 2>>"$2.log" &
   echo $!
 }
 
-wait_findings() { # bin
+wait_findings() { # bin pid
   until "$1/custody" inspect findings --server http://127.0.0.1:17400 --json >/dev/null 2>&1; do
+    kill -0 "$2" 2>/dev/null || { echo "custodyd $2 exited" >&2; exit 1; }
     sleep 0.05
   done
+}
+
+stop() { # pid signal: the server is not this shell's child, so poll
+  kill "-$2" "$1"
+  while kill -0 "$1" 2>/dev/null; do sleep 0.05; done
 }
 
 for size in $SIZES; do
@@ -56,19 +64,19 @@ for size in $SIZES; do
     for _ in $(seq 100); do curl -sf http://127.0.0.1:17480/checkpoint >/dev/null && break; sleep 0.1; done
     "$bin/custody" load --server http://127.0.0.1:17400 --owner-key "$d/owner.key" \
       --events "$size" --concurrency 1 --stream --json >"$d/load.json"
-    wait_findings "$bin"
+    wait_findings "$bin" "$pid"
     printf '{"build":"%s","size":%s,"phase":"ingest","peak_rss_mib":%s,"load":%s}\n' \
       "$b" "$size" "$(hwm_mib "$pid")" "$(tr -d '\n' <"$d/load.json")"
     for r in $(seq "$REPEATS"); do
-      kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+      stop "$pid" KILL
       t0=$(date +%s.%N)
       pid=$(serve "$bin" "$d/data")
-      wait_findings "$bin"
+      wait_findings "$bin" "$pid"
       t1=$(date +%s.%N)
       printf '{"build":"%s","size":%s,"phase":"restart","run":%s,"seconds_to_findings":%.3f,"peak_rss_mib":%s}\n' \
         "$b" "$size" "$r" "$(echo "$t1 - $t0" | bc)" "$(hwm_mib "$pid")"
     done
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    stop "$pid" TERM
     du -sb "$d/data" | awk -v b="$b" -v s="$size" '{printf "{\"build\":\"%s\",\"size\":%s,\"phase\":\"disk\",\"bytes\":%s}\n", b, s, $1}'
     rm -rf "$d"
   done
