@@ -342,6 +342,24 @@ pub async fn stream_captures(
 }
 
 /// `party_registered` is a PARTY_REGISTERED body: a device acting for `owner`.
+/// `random_digest` is a random asset digest.
+pub fn random_digest() -> [u8; 32] {
+    let mut d = [0u8; 32];
+    d[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    d[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    d
+}
+
+/// `org` registers an organisation (or agent) `id` of `kind` acting for
+/// `principal` (empty for none).
+pub fn org(id: &str, kind: v1::PartyKind, principal: &str) -> v1::event::Body {
+    v1::event::Body::PartyRegistered(v1::PartyRegistered {
+        party_id: id.into(),
+        kind: kind as i32,
+        acts_on_behalf_of: principal.into(),
+    })
+}
+
 pub fn party_registered(party: &str, owner: &str) -> v1::event::Body {
     v1::event::Body::PartyRegistered(v1::PartyRegistered {
         party_id: party.into(),

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use custody_domain::findings::Policy;
 use custody_domain::replay::{manifest_of, ManifestSource, Replay};
 use custody_domain::{Digest, ManifestRef, Refusal};
+use custody_e2e::random_digest as digest;
 use custody_e2e::*;
 use custody_proto::v1;
 use custody_proto::v1::custody_log_client::CustodyLogClient;
@@ -72,21 +73,6 @@ impl Pol {
             attestation_period: self.attest * SEC,
         }
     }
-}
-
-fn org(id: &str, kind: v1::PartyKind, principal: &str) -> Body {
-    Body::PartyRegistered(v1::PartyRegistered {
-        party_id: id.into(),
-        kind: kind as i32,
-        acts_on_behalf_of: principal.into(),
-    })
-}
-
-fn digest() -> [u8; 32] {
-    let mut d = [0u8; 32];
-    d[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    d[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    d
 }
 
 /// `ev` is an event by `reporter` at `t` with sequence number `seq`.

@@ -8,6 +8,7 @@
 //! USB stick outside the boundary and a system it owns registered inside
 //! the boundary; and a second, unrelated prime ("p2").
 
+use custody_e2e::random_digest as digest;
 use custody_e2e::*;
 use custody_proto::v1;
 use custody_proto::v1::custody_log_client::CustodyLogClient;
@@ -31,21 +32,6 @@ struct W {
     sub: SigningKey,
     gw: SigningKey,
     cam: SigningKey,
-}
-
-fn org(id: &str, kind: v1::PartyKind, principal: &str) -> Body {
-    Body::PartyRegistered(v1::PartyRegistered {
-        party_id: id.into(),
-        kind: kind as i32,
-        acts_on_behalf_of: principal.into(),
-    })
-}
-
-fn digest() -> [u8; 32] {
-    let mut d = [0u8; 32];
-    d[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    d[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    d
 }
 
 fn xfer(kind: K, actor: &str, asset: &[u8], from: &str, to: &str, grant: &str) -> Body {

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use custody_domain::hex;
+use custody_e2e::random_digest as digest;
 use custody_e2e::{
     event, key_added, now, party_registered, signed, system_of, system_registered, Log,
 };
@@ -229,14 +230,6 @@ fn req(e: v1::SignedEvent) -> v1::AppendRequest {
         event: Some(e),
         wait_for_checkpoint: false,
     }
-}
-
-/// `digest` is a random asset digest.
-fn digest() -> [u8; 32] {
-    let mut d = [0u8; 32];
-    d[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    d[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    d
 }
 
 fn custody(c: v1::CustodyAction) -> Body {
