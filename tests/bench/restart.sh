@@ -10,6 +10,7 @@
 #
 #   tests/bench/restart.sh
 #   SIZES="250000 1000000" REPEATS=3 BASE=<commit> tests/bench/restart.sh
+#   BUILDS=current SIZES=1000000 tests/bench/restart.sh   # this build only
 # NO_TOUCH=1 skips the touch that forces this checkout's rebuild (only
 # when its release build is known to be from these sources).
 set -euo pipefail
@@ -18,6 +19,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/custody-ledger/target}
 BASE="${BASE:-1056945}"
 SIZES="${SIZES:-250000 1000000}"
 REPEATS="${REPEATS:-3}"
+BUILDS="${BUILDS:-base current}"
 
 BBIN="$CARGO_TARGET_DIR/foundation-$BASE"
 if [ ! -x "$BBIN/custodyd" ]; then
@@ -55,7 +57,7 @@ stop() { # pid signal: the server is not this shell's child, so poll
 }
 
 for size in $SIZES; do
-  for b in base current; do
+  for b in $BUILDS; do
     bin=$CBIN; [ "$b" = base ] && bin=$BBIN
     d=$(mktemp -d)
     "$bin/custody" keygen --out "$d/owner" >/dev/null
@@ -69,12 +71,13 @@ for size in $SIZES; do
       "$b" "$size" "$(hwm_mib "$pid")" "$(tr -d '\n' <"$d/load.json")"
     for r in $(seq "$REPEATS"); do
       stop "$pid" KILL
+      wal=$(cat "$d"/data/db/*.log 2>/dev/null | wc -c)
       t0=$(date +%s.%N)
       pid=$(serve "$bin" "$d/data")
       wait_findings "$bin" "$pid"
       t1=$(date +%s.%N)
-      printf '{"build":"%s","size":%s,"phase":"restart","run":%s,"seconds_to_findings":%.3f,"peak_rss_mib":%s}\n' \
-        "$b" "$size" "$r" "$(echo "$t1 - $t0" | bc)" "$(hwm_mib "$pid")"
+      printf '{"build":"%s","size":%s,"phase":"restart","run":%s,"seconds_to_findings":%.3f,"peak_rss_mib":%s,"wal_bytes":%s}\n' \
+        "$b" "$size" "$r" "$(echo "$t1 - $t0" | bc)" "$(hwm_mib "$pid")" "$wal"
     done
     stop "$pid" TERM
     du -sb "$d/data" | awk -v b="$b" -v s="$size" '{printf "{\"build\":\"%s\",\"size\":%s,\"phase\":\"disk\",\"bytes\":%s}\n", b, s, $1}'

@@ -48,6 +48,10 @@ pub const WRITE_BUFFER_BYTES: usize = 128 << 20;
 /// See [`WRITE_BUFFER_BYTES`].
 pub const BLOCK_CACHE_BYTES: usize = 64 << 20;
 
+/// The write-ahead log kept before the oldest memtables are flushed: what
+/// a restart after a crash replays at most.
+pub const MAX_WAL_BYTES: u64 = 64 << 20;
+
 impl RocksStore {
     /// `open` opens (creating if needed) the database at `path`.
     ///
@@ -63,6 +67,10 @@ impl RocksStore {
         // One memory budget for every family's memtables; without it each
         // of the families may buffer 64 MiB on its own.
         opts.set_db_write_buffer_size(WRITE_BUFFER_BYTES);
+        // A family written rarely keeps every write-ahead log file since
+        // its last flush alive; past this size the oldest is flushed, so
+        // the log that recovery after a crash replays stays bounded.
+        opts.set_max_total_wal_size(MAX_WAL_BYTES);
         // One block cache for every family, holding their index and filter
         // blocks too; without it each family's table factory makes its own
         // 32 MiB cache, and table readers grow outside any cache.
