@@ -67,12 +67,12 @@ fn assert_free_of(krate: &str, forbidden: &[&str], why: &str) {
     );
 }
 
-/// `assert_no_io` fails if `krate`'s source names a file, network or
-/// process API (tests excepted: they may write temporary files).
-fn assert_no_io(krate: &str) {
+/// `shipped_sources` is every Rust source file of `krate`'s `src/`, with
+/// its text up to its unit tests (tests are not shipped code).
+fn shipped_sources(krate: &str) -> Vec<(PathBuf, String)> {
     let src = root().join("crates").join(krate).join("src");
     let mut stack = vec![src];
-    let mut checked = 0;
+    let mut out = Vec::new();
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).expect("read src") {
             let path = e.expect("dir entry").path();
@@ -86,18 +86,25 @@ fn assert_no_io(krate: &str) {
                 continue;
             }
             let text = std::fs::read_to_string(&path).expect("read source");
-            // Unit tests at the bottom of a file are not shipped code.
             let shipped = text.split("#[cfg(test)]").next().unwrap_or_default();
-            let apis = io_apis(shipped);
-            assert!(
-                apis.is_empty(),
-                "ARCHITECTURE.md says {krate} does no I/O, but {} uses {apis:?}",
-                path.display()
-            );
-            checked += 1;
+            out.push((path, shipped.to_owned()));
         }
     }
-    assert!(checked > 0, "no source files found for {krate}");
+    assert!(!out.is_empty(), "no source files found for {krate}");
+    out
+}
+
+/// `assert_no_io` fails if `krate`'s source names a file, network or
+/// process API (tests excepted: they may write temporary files).
+fn assert_no_io(krate: &str) {
+    for (path, shipped) in shipped_sources(krate) {
+        let apis = io_apis(&shipped);
+        assert!(
+            apis.is_empty(),
+            "ARCHITECTURE.md says {krate} does no I/O, but {} uses {apis:?}",
+            path.display()
+        );
+    }
 }
 
 /// `io_apis` is every file, network or process API `source` names:
@@ -193,5 +200,27 @@ fn the_storage_contract_does_not_depend_on_rocksdb() {
         "custody-store",
         &["rocksdb", "librocksdb-sys", "custody-store-rocks"],
         "does not depend on RocksDB",
+    );
+}
+
+#[test]
+fn the_server_derives_findings_once_and_never_replays_the_log() {
+    // The sequencer writes each entry's findings state in the entry's own
+    // batch; the server answers from the store. A replay in the server
+    // would be a second copy of derived state, rebuilt at every start.
+    let mut seen_observe = false;
+    for (path, text) in shipped_sources("custodyd") {
+        for word in ["Replay", "replay::", "MemoryFindings", "FindingsEngine"] {
+            assert!(
+                !text.contains(word),
+                "ARCHITECTURE.md says the server never replays the log, but {} names {word}",
+                path.display()
+            );
+        }
+        seen_observe |= text.contains("observe(") && text.contains("findings_writes(");
+    }
+    assert!(
+        seen_observe,
+        "the sequencer no longer calls findings::observe and findings_writes"
     );
 }
