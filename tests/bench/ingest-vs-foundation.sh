@@ -17,24 +17,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/custody-ledger/target}
 FOUNDATION="${FOUNDATION:-2637c33}"
 RUNS="${RUNS:-3}"
 
-# The foundation's binaries, built once from a worktree in the same target
-# dir (RocksDB's build is shared) and kept beside it.
-FBIN="$CARGO_TARGET_DIR/foundation-$FOUNDATION"
-if [ ! -x "$FBIN/custodyd" ]; then
-  wt=$(mktemp -d)
-  git worktree add --detach "$wt/src" "$FOUNDATION" >&2
-  (cd "$wt/src" && cargo build --release --bins --locked >&2)
-  mkdir -p "$FBIN"
-  cp "$CARGO_TARGET_DIR/release/custodyd" "$CARGO_TARGET_DIR/release/custody" "$FBIN/"
-  git worktree remove --force "$wt/src"
-fi
-# Cargo shares a workspace crate's build between checkouts (its hash
-# ignores the absolute path) and judges freshness by file times, so after
-# the older checkout's build this one's older files could look built:
-# touch them so this checkout is compiled from its own sources.
-find crates tests proto -type f -exec touch {} +
-cargo build --release --bins --locked >&2
-CBIN="$CARGO_TARGET_DIR/release"
+. tests/bench/builds.sh
+FBIN=$(earlier_bins "$FOUNDATION")
+CBIN=$(current_bins)
 
 run() { # build-label bin-dir name events concurrency [--stream]
   local label=$1 bin=$2 name=$3 events=$4 conc=$5; shift 5

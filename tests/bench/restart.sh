@@ -21,20 +21,9 @@ SIZES="${SIZES:-250000 1000000}"
 REPEATS="${REPEATS:-3}"
 BUILDS="${BUILDS:-base current}"
 
-BBIN="$CARGO_TARGET_DIR/foundation-$BASE"
-if [ ! -x "$BBIN/custodyd" ]; then
-  wt=$(mktemp -d)
-  git worktree add --detach "$wt/src" "$BASE" >&2
-  (cd "$wt/src" && cargo build --release --bins --locked >&2)
-  mkdir -p "$BBIN"
-  cp "$CARGO_TARGET_DIR/release/custodyd" "$CARGO_TARGET_DIR/release/custody" "$BBIN/"
-  git worktree remove --force "$wt/src"
-fi
-# See ingest-vs-foundation.sh: this checkout is compiled from its own
-# sources, not judged fresh by the older checkout's file times.
-[ -n "${NO_TOUCH:-}" ] || find crates tests proto -type f -exec touch {} +
-cargo build --release --bins --locked >&2
-CBIN="$CARGO_TARGET_DIR/release"
+. tests/bench/builds.sh
+BBIN=$(earlier_bins "$BASE")
+CBIN=$(current_bins)
 
 hwm_mib() { awk '/VmHWM/ {printf "%d", $2/1024}' "/proc/$1/status"; }
 

@@ -239,6 +239,21 @@ impl W {
 
     /// `stream` sends `evs` on one stream, in order, and returns every
     /// answer.
+    /// `capture_on_lane` has the lane camera capture `n` new face images at
+    /// `t`, durably, and returns their digests.
+    async fn capture_on_lane(&mut self, n: usize, t: i64) -> Vec<[u8; 32]> {
+        let assets: Vec<[u8; 32]> = (0..n).map(|_| digest()).collect();
+        let caps: Vec<Signed> = assets
+            .iter()
+            .map(|a| {
+                let body = capture("cam", a, "lane", v1::Modality::FaceImage);
+                (ev("cam", t, 0, body), self.cam.clone())
+            })
+            .collect();
+        self.stream(caps, true).await;
+        assets
+    }
+
     async fn stream(&mut self, evs: Vec<Signed>, wait: bool) -> Vec<v1::AppendResponse> {
         let n = evs.len();
         let reqs: Vec<_> = evs
@@ -1170,23 +1185,8 @@ async fn d6_concurrent_streams_force_large_batches() {
     const PER: usize = 300;
     let mut w = W::new(DEFAULT).await;
     let (cam, sub, gw) = (w.cam.clone(), w.sub.clone(), w.gw.clone());
-    let assets: Vec<[u8; 32]> = (0..40).map(|_| digest()).collect();
     let t = now() - 2 * HOUR;
-    let caps: Vec<Signed> = assets
-        .iter()
-        .map(|a| {
-            (
-                ev(
-                    "cam",
-                    t,
-                    0,
-                    capture("cam", a, "lane", v1::Modality::FaceImage),
-                ),
-                cam.clone(),
-            )
-        })
-        .collect();
-    w.stream(caps, true).await;
+    let assets = w.capture_on_lane(40, t).await;
 
     // Phase 1: six streams at once. Each of the sub and its gateway copies
     // in its own name, numbering its events with a gap every 50.
@@ -1374,22 +1374,7 @@ async fn d7_sigkill_mid_ingest_findings_answer_at_once_and_agree() {
     let mut w = W::new(DEFAULT).await;
     let (cam, sub) = (w.cam.clone(), w.sub.clone());
     let t = now() - 2 * HOUR;
-    let assets: Vec<[u8; 32]> = (0..30).map(|_| digest()).collect();
-    let caps: Vec<Signed> = assets
-        .iter()
-        .map(|a| {
-            (
-                ev(
-                    "cam",
-                    t,
-                    0,
-                    capture("cam", a, "lane", v1::Modality::FaceImage),
-                ),
-                cam.clone(),
-            )
-        })
-        .collect();
-    w.stream(caps, true).await;
+    let assets = w.capture_on_lane(30, t).await;
 
     let mut seq = 0;
     let events: Vec<v1::SignedEvent> = (0..10_000usize)
