@@ -18,7 +18,10 @@ use ed25519_dalek::SigningKey;
 use serde::Serialize;
 use tonic::transport::Channel;
 
-use crate::load::{append, envelope, quantile, register_party, system_of};
+use crate::load::{
+    append, envelope, fresh_digest, put_manifest, quantile, register_party, register_system,
+    system_of,
+};
 
 /// `QueryLatency` is one query's latency distribution.
 #[derive(Serialize)]
@@ -142,28 +145,13 @@ pub async fn run(
     let q = CustodyQueryClient::new(ch).max_decoding_message_size(256 << 20);
     let setup = Instant::now();
     let (party, key) = register_party(&mut c, owner, v1::PartyKind::Software).await?;
-    let (owner_id, origin) = crate::load::genesis(&mut c).await?;
+    let (_, origin) = crate::load::genesis(&mut c).await?;
     let log = Log { origin };
     let home = system_of(&party);
     let mut systems = Vec::new();
     for suffix in ["copies", "bulk"] {
         let id = format!("{party}-{suffix}");
-        let reg = log.event(
-            &owner_id,
-            0,
-            crate::event_json::now_nanos(),
-            v1::event::Body::SystemRegistered(v1::SystemRegistered {
-                system_id: id.clone(),
-                owner_party: party.clone(),
-                inside_boundary: true,
-                accredited: true,
-                encrypted_at_rest: true,
-                removable_media: false,
-            }),
-        );
-        append(&mut c, reg, owner)
-            .await
-            .context("register system")?;
+        register_system(&mut c, owner, &party, &id).await?;
         systems.push(id);
     }
     let (copies, bulk) = (systems[0].clone(), systems[1].clone());
@@ -227,30 +215,10 @@ pub async fn run(
     let mut made = 0usize;
     while made < bulk_assets {
         let n = (bulk_assets - made).min(manifest_size);
-        let mut members: Vec<[u8; 32]> = (0..n)
-            .map(|i| {
-                let mut d = [0u8; 32];
-                d[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-                d[16..24].copy_from_slice(&((made + i) as u64).to_be_bytes());
-                d
-            })
-            .collect();
+        let mut members: Vec<[u8; 32]> = (0..n).map(|i| fresh_digest((made + i) as u64)).collect();
         members.sort_unstable();
         member_probe.get_or_insert(members[n / 2]);
-        let chunks: Vec<v1::PutManifestRequest> = members
-            .chunks(5000)
-            .map(|c| v1::PutManifestRequest {
-                members: c.iter().map(|d| d.to_vec()).collect(),
-                expected_root: Vec::new(),
-            })
-            .collect();
-        let m = c
-            .put_manifest(tokio_stream::iter(chunks))
-            .await
-            .map_err(|s| anyhow!("put manifest: {}", s.message()))?
-            .into_inner()
-            .manifest
-            .ok_or_else(|| anyhow!("no manifest in the answer"))?;
+        let m = put_manifest(&mut c, members).await?;
         // Appended one at a time, each waiting for its checkpoint, so the
         // last one leaves every set-up event checkpointed.
         let e = log.event(

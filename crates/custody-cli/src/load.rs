@@ -28,6 +28,66 @@ pub struct LoadOptions {
     /// Offered load in events/s over all streams; `None` sends as fast as
     /// the server accepts (open loop at saturation).
     pub rate: Option<f64>,
+    /// What else than single CAPTUREs the load holds.
+    pub mix: Mix,
+}
+
+/// `Mix` is the share of custody transfers and bulk events in a load; the
+/// rest are single CAPTUREs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mix {
+    /// Percent of events (0–100) that COPY the asset captured just before
+    /// to a second system of the load party.
+    pub transfer_percent: u32,
+    /// Every `bulk_every`-th event is a bulk CAPTURE of a fresh manifest
+    /// (0: none).
+    pub bulk_every: usize,
+    /// Members of each bulk CAPTURE's manifest.
+    pub bulk_size: usize,
+}
+
+/// `Kind` is what event `i` of a mixed load is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Capture,
+    /// A COPY of the asset captured by the event before.
+    Copy,
+    /// A bulk CAPTURE of the `n`-th manifest.
+    Bulk(usize),
+}
+
+impl Mix {
+    /// `kinds` lays out `n` events. A COPY only follows a single CAPTURE,
+    /// and never starts a worker's chunk of `chunk` events, so the asset
+    /// it copies was captured earlier on the same stream.
+    fn kinds(&self, n: usize, chunk: usize) -> Vec<Kind> {
+        let mut out = Vec::with_capacity(n);
+        let mut bulks = 0;
+        // Spread the COPYs evenly: event i is one when the running share
+        // falls behind the percentage.
+        let mut copies = 0usize;
+        for i in 0..n {
+            let k = if self.bulk_every > 0 && (i + 1) % self.bulk_every == 0 {
+                bulks += 1;
+                Kind::Bulk(bulks - 1)
+            } else if i % chunk.max(1) != 0
+                && out.last() == Some(&Kind::Capture)
+                && copies * 100 < (i + 1) * self.transfer_percent as usize
+            {
+                copies += 1;
+                Kind::Copy
+            } else {
+                Kind::Capture
+            };
+            out.push(k);
+        }
+        out
+    }
+
+    /// `bulk_events` is how many bulk CAPTUREs `n` events hold.
+    pub fn bulk_events(&self, n: usize) -> usize {
+        n.checked_div(self.bulk_every).unwrap_or(0)
+    }
 }
 
 /// `LoadReport` is what `--json` prints.
@@ -45,6 +105,14 @@ pub struct LoadReport {
     pub refused: usize,
     /// The offered rate, if one was set.
     pub offered_rate: Option<f64>,
+    /// Of `events`: custody transfers (COPY) and bulk CAPTUREs, and the
+    /// assets the bulk CAPTUREs named.
+    pub transfers: usize,
+    pub bulk_events: usize,
+    pub bulk_assets: usize,
+    /// The signed events' encoded bytes: what the log's leaves hold, less
+    /// each entry's integration time and framing.
+    pub signed_bytes: u64,
 }
 
 pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -134,16 +202,32 @@ pub async fn register_party(
         })),
     };
     append(client, add, owner).await.context("add key")?;
-    let owner_id_for_system = owner_id;
+    register_system(client, owner, &party, &system_of(&party)).await?;
+    Ok((party, key))
+}
+
+/// `register_system` registers `system_id`, owned by `party`, inside the
+/// boundary and accredited, signed by the data owner.
+///
+/// # Errors
+///
+/// If the log refuses.
+pub async fn register_system(
+    client: &mut CustodyLogClient<Channel>,
+    owner: &SigningKey,
+    party: &str,
+    system_id: &str,
+) -> anyhow::Result<()> {
+    let (owner_id, origin) = genesis(client).await?;
     let sys = v1::Event {
         event_id: uuid::Uuid::new_v4().to_string(),
-        event_time_unix_nanos: now,
-        reporter: owner_id_for_system,
+        event_time_unix_nanos: crate::event_json::now_nanos(),
+        reporter: owner_id,
         reporter_seq: 0,
-        log_origin: origin.clone(),
+        log_origin: origin,
         body: Some(v1::event::Body::SystemRegistered(v1::SystemRegistered {
-            system_id: system_of(&party),
-            owner_party: party.clone(),
+            system_id: system_id.to_owned(),
+            owner_party: party.to_owned(),
             inside_boundary: true,
             accredited: true,
             encrypted_at_rest: true,
@@ -152,8 +236,49 @@ pub async fn register_party(
     };
     append(client, sys, owner)
         .await
-        .context("register system")?;
-    Ok((party, key))
+        .with_context(|| format!("register system {system_id}"))?;
+    Ok(())
+}
+
+/// `put_manifest` uploads `members` (any order) and returns the manifest
+/// that names them.
+///
+/// # Errors
+///
+/// If the server refuses the upload.
+pub async fn put_manifest(
+    client: &mut CustodyLogClient<Channel>,
+    mut members: Vec<[u8; 32]>,
+) -> anyhow::Result<v1::Manifest> {
+    members.sort_unstable();
+    let chunks: Vec<v1::PutManifestRequest> = members
+        .chunks(5000)
+        .map(|c| v1::PutManifestRequest {
+            members: c.iter().map(|d| d.to_vec()).collect(),
+            expected_root: Vec::new(),
+        })
+        .collect();
+    client
+        .put_manifest(tokio_stream::iter(chunks))
+        .await
+        .map_err(|s| anyhow!("put manifest: {}", s.message()))?
+        .into_inner()
+        .manifest
+        .ok_or_else(|| anyhow!("no manifest in the answer"))
+}
+
+/// `fresh_digest` is a digest no other load made: `i` then random bytes.
+pub fn fresh_digest(i: u64) -> [u8; 32] {
+    let mut digest = [0u8; 32];
+    digest[..8].copy_from_slice(&i.to_be_bytes());
+    digest[8..24].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    digest
+}
+
+/// `archive_of` is the second system a mixed load registers; its COPYs go
+/// there.
+pub fn archive_of(party: &str) -> String {
+    format!("{party}-archive")
 }
 
 /// `system_of` is the system `register_party` registers for a load party;
@@ -162,35 +287,52 @@ pub fn system_of(party: &str) -> String {
     format!("{party}-store")
 }
 
-/// `capture_events` signs `n` CAPTURE events from `party` for the log of
-/// `origin`.
-pub fn capture_events(
+/// `mixed_events` signs `kinds.len()` events from `party` for the log of
+/// `origin`: single CAPTUREs to its system, COPYs of the asset captured
+/// just before to its archive, and bulk CAPTUREs of `manifests`.
+fn mixed_events(
     origin: &str,
     party: &str,
     key: &SigningKey,
-    n: usize,
+    kinds: &[Kind],
+    manifests: &[v1::Manifest],
 ) -> Vec<v1::SignedEvent> {
     use rayon_free::par_map;
-    par_map(n, |i| {
-        let mut digest = [0u8; 32];
-        digest[..8].copy_from_slice(&(i as u64).to_be_bytes());
-        digest[8..24].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    // The digest of single CAPTURE i is fixed up front, so the COPY after
+    // it can name it while both are signed on different threads.
+    let digests: Vec<[u8; 32]> = (0..kinds.len()).map(|i| fresh_digest(i as u64)).collect();
+    par_map(kinds.len(), |i| {
+        let mut a = v1::CustodyAction {
+            action: v1::CustodyActionKind::Capture as i32,
+            actor: party.to_owned(),
+            to_system: system_of(party),
+            modality: v1::Modality::FaceImage as i32,
+            subject_class: v1::SubjectClass::Unknown as i32,
+            purpose: v1::Purpose::BorderInspection as i32,
+            ..Default::default()
+        };
+        match kinds[i] {
+            Kind::Capture => a.asset_digest = digests[i].to_vec(),
+            Kind::Copy => {
+                a.action = v1::CustodyActionKind::Copy as i32;
+                a.asset_digest = digests[i.saturating_sub(1)].to_vec();
+                a.from_system = system_of(party);
+                a.to_system = archive_of(party);
+                a.modality = 0;
+                a.subject_class = 0;
+            }
+            Kind::Bulk(m) => {
+                a.manifest = manifests.get(m).cloned();
+                a.modality = v1::Modality::PlateImage as i32;
+            }
+        }
         let e = v1::Event {
             event_id: uuid::Uuid::new_v4().to_string(),
             event_time_unix_nanos: crate::event_json::now_nanos(),
             reporter: party.to_owned(),
             reporter_seq: i as u64 + 1,
             log_origin: origin.to_owned(),
-            body: Some(v1::event::Body::Custody(v1::CustodyAction {
-                action: v1::CustodyActionKind::Capture as i32,
-                actor: party.to_owned(),
-                asset_digest: digest.to_vec(),
-                to_system: system_of(party),
-                modality: v1::Modality::FaceImage as i32,
-                subject_class: v1::SubjectClass::Unknown as i32,
-                purpose: v1::Purpose::BorderInspection as i32,
-                ..Default::default()
-            })),
+            body: Some(v1::event::Body::Custody(a)),
         };
         envelope(e, key)
     })
@@ -244,7 +386,28 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
         opts.events
     );
     let (_, origin) = genesis(&mut client).await?;
-    let events = capture_events(&origin, &party, &key, opts.events);
+    let per_worker = opts.events.div_ceil(opts.concurrency.max(1)).max(1);
+    let kinds = opts.mix.kinds(opts.events, per_worker);
+    if opts.mix.transfer_percent > 0 {
+        register_system(&mut client, &opts.owner_key, &party, &archive_of(&party)).await?;
+    }
+    let mut manifests = Vec::new();
+    for m in 0..opts.mix.bulk_events(opts.events) {
+        let base = (opts.events + m * opts.mix.bulk_size) as u64;
+        let members = (0..opts.mix.bulk_size as u64)
+            .map(|j| fresh_digest(base + j))
+            .collect();
+        manifests.push(put_manifest(&mut client, members).await?);
+    }
+    if !manifests.is_empty() {
+        eprintln!(
+            "load: uploaded {} manifests of {} members",
+            manifests.len(),
+            opts.mix.bulk_size
+        );
+    }
+    let events = mixed_events(&origin, &party, &key, &kinds, &manifests);
+    let signed_bytes = events.iter().map(|e| e.encoded_len() as u64).sum();
 
     // Watch checkpoints: (time first seen, size).
     let seen: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
@@ -275,7 +438,6 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
 
     eprintln!("load: sending");
     let start = Instant::now();
-    let per_worker = opts.events.div_ceil(opts.concurrency.max(1)).max(1);
     let mut chunks: Vec<Vec<v1::SignedEvent>> = Vec::new();
     let mut it = events.into_iter().peekable();
     while it.peek().is_some() {
@@ -346,6 +508,10 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
         checkpoint_p99_ms: quantile(&cp_ms, 0.99),
         refused,
         offered_rate: opts.rate,
+        transfers: kinds.iter().filter(|k| **k == Kind::Copy).count(),
+        bulk_events: manifests.len(),
+        bulk_assets: manifests.len() * opts.mix.bulk_size,
+        signed_bytes,
     })
 }
 
@@ -440,4 +606,45 @@ async fn stream_worker(
         });
     }
     Ok((acks, refused))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Kind, Mix};
+
+    #[test]
+    fn a_mix_copies_only_what_its_own_stream_captured_just_before() {
+        let mix = Mix {
+            transfer_percent: 20,
+            bulk_every: 50,
+            bulk_size: 10,
+        };
+        let (n, chunk) = (1000, 250);
+        let kinds = mix.kinds(n, chunk);
+        let copies = kinds.iter().filter(|k| **k == Kind::Copy).count();
+        let bulks: Vec<usize> = kinds
+            .iter()
+            .filter_map(|k| match k {
+                Kind::Bulk(m) => Some(*m),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(bulks, (0..mix.bulk_events(n)).collect::<Vec<_>>());
+        assert_eq!(bulks.len(), 20);
+        assert!((190..=200).contains(&copies), "{copies} copies of 1000");
+        for (i, k) in kinds.iter().enumerate() {
+            if *k == Kind::Copy {
+                assert_ne!(i % chunk, 0, "a COPY starts chunk {i}");
+                assert_eq!(
+                    kinds[i - 1],
+                    Kind::Capture,
+                    "event {i} copies a non-capture"
+                );
+            }
+        }
+        assert!(Mix::default()
+            .kinds(10, 5)
+            .iter()
+            .all(|k| *k == Kind::Capture));
+    }
 }

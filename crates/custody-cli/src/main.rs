@@ -1,6 +1,7 @@
 //! `custody`: the command-line tool for reporters and auditors.
 
 mod audit;
+mod bench_proofs;
 mod bench_queries;
 mod bench_verify;
 mod event_json;
@@ -121,6 +122,19 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         iterations: usize,
     },
+    /// Inclusion proofs served per second over gRPC, at random indexes of
+    /// the latest checkpoint; every answer is verified.
+    BenchProofs {
+        #[arg(long)]
+        server: String,
+        /// The log's verifier key.
+        #[arg(long)]
+        log_key: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// Measure this machine's Ed25519 verification rate on all cores, by
     /// the sequencer's own code path: the ceiling ingest is quoted against.
     BenchVerify {
@@ -152,6 +166,16 @@ enum Command {
         /// fast as the server accepts).
         #[arg(long)]
         rate: Option<f64>,
+        /// Percent of events (0-100) that COPY the asset captured just
+        /// before to a second system.
+        #[arg(long, default_value_t = 0)]
+        transfer_percent: u32,
+        /// Make every Nth event a bulk CAPTURE of a fresh manifest of
+        /// --bulk-size members, uploaded before the clock starts.
+        #[arg(long, default_value_t = 0)]
+        bulk_every: usize,
+        #[arg(long, default_value_t = 1000)]
+        bulk_size: usize,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -326,6 +350,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Command::BenchProofs {
+            server,
+            log_key,
+            concurrency,
+            seconds,
+        } => {
+            if !(seconds > 0.0 && seconds.is_finite()) || concurrency == 0 {
+                anyhow::bail!("--seconds must be positive and --concurrency at least 1");
+            }
+            let v = read_vkey(&log_key)?;
+            let report =
+                runtime()?.block_on(bench_proofs::run(&server, &v, concurrency, seconds))?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         Command::Verify { file, log_key } => {
             let v = read_vkey(&log_key)?;
             let bytes = std::fs::read(&file).with_context(|| format!("read {}", file.display()))?;
@@ -367,10 +406,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             concurrency,
             stream,
             rate,
+            transfer_percent,
+            bulk_every,
+            bulk_size,
             json,
         } => {
             if events == 0 || concurrency == 0 {
                 anyhow::bail!("--events and --concurrency must be at least 1");
+            }
+            if transfer_percent > 50 {
+                anyhow::bail!(
+                    "--transfer-percent is at most 50: each COPY follows the CAPTURE it copies"
+                );
+            }
+            if bulk_every > 0 && !(1..=1_000_000).contains(&bulk_size) {
+                anyhow::bail!("--bulk-size is 1 to 1,000,000 members");
             }
             if rate.is_some() && !stream {
                 anyhow::bail!("--rate needs --stream");
@@ -386,6 +436,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 concurrency,
                 stream,
                 rate,
+                mix: load::Mix {
+                    transfer_percent,
+                    bulk_every,
+                    bulk_size,
+                },
             }))?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);

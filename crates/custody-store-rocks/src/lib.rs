@@ -113,6 +113,30 @@ impl RocksStore {
         Ok(Self { db })
     }
 
+    /// `compact` compacts every family fully: superseded values and
+    /// tombstones are dropped and each family is left in its last level.
+    /// For operators (`custodyd compact`) and the scale benchmark's disk
+    /// figures; RocksDB compacts in the background without it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Engine`] if a compaction fails.
+    pub fn compact(&self) -> Result<(), StoreError> {
+        let mut o = rocksdb::CompactOptions::default();
+        o.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        for name in ALL_CFS
+            .iter()
+            .copied()
+            .chain(IndexCf::ALL.iter().map(|c| c.name()))
+        {
+            self.db
+                .compact_range_cf_opt(self.cf(name)?, None::<&[u8]>, None::<&[u8]>, &o);
+        }
+        self.db
+            .flush_wal(true)
+            .map_err(|e| engine("flush write-ahead log", e))
+    }
+
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
         self.db
             .cf_handle(name)

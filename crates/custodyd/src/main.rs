@@ -41,6 +41,13 @@ enum Command {
     },
     /// Serve the log over gRPC and HTTP.
     Serve(ServeArgs),
+    /// Compact the database of a stopped server fully, and print its size
+    /// before and after.
+    Compact {
+        /// Data directory made by `custodyd init`.
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// Serve a log seeded with the border-crossing scenario (creates DATA
     /// if it is empty), print its breach scope, and keep serving.
     Demo {
@@ -140,6 +147,7 @@ fn main() -> ExitCode {
             println!("{vkey}");
         }),
         Command::Serve(args) => serve(args, None),
+        Command::Compact { data } => compact(&data),
         Command::Demo {
             serve: args,
             seed,
@@ -180,6 +188,37 @@ fn demo(mut args: ServeArgs, seed: u64, ground_truth: Option<PathBuf>) -> anyhow
         })
     });
     serve(args, Some(ready))
+}
+
+fn compact(data: &std::path::Path) -> anyhow::Result<()> {
+    let paths = Paths::new(data);
+    if !paths.db.is_dir() {
+        anyhow::bail!("{} holds no database: run `custodyd init`", data.display());
+    }
+    let before = dir_bytes(&paths.db)?;
+    // Opening takes RocksDB's lock, so a running server is refused here.
+    let store = RocksStore::open(&paths.db)
+        .with_context(|| format!("open {} (is custodyd serving it?)", paths.db.display()))?;
+    store.compact()?;
+    drop(store);
+    let after = dir_bytes(&paths.db)?;
+    println!(
+        "{}: {before} bytes before compaction, {after} after",
+        paths.db.display()
+    );
+    Ok(())
+}
+
+/// `dir_bytes` is the size of the files directly in `dir`.
+fn dir_bytes(dir: &std::path::Path) -> anyhow::Result<u64> {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
+        let m = e?.metadata()?;
+        if m.is_file() {
+            n += m.len();
+        }
+    }
+    Ok(n)
 }
 
 fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
