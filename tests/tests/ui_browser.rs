@@ -275,6 +275,37 @@ fn every_page_shows_the_demos_ground_truth_in_a_browser() {
         assert_eq!(got, n.to_string(), "{rule} on the findings page");
     }
     assert!(findings.contains("href=\"/evidence/finding?id="));
+    // Every page, through the "next" links (each resumes after the last
+    // finding of the one before): each planted finding exactly once.
+    let planted: u64 = demo.truth["findings"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    let mut url = Some(findings_url.clone());
+    while let Some(u) = url {
+        let (code, html) = get(&u);
+        assert_eq!(code, 200, "{u}");
+        let table = section(&html, "findings", "table");
+        ids.extend(table.match_indices("/evidence/finding?id=").map(|(i, m)| {
+            table[i + m.len()..][..table[i + m.len()..].find('&').unwrap()].to_owned()
+        }));
+        pages += 1;
+        url = next_link(&html).map(|n| format!("{}{n}", demo.http));
+    }
+    assert!(
+        planted > 50,
+        "the demo plants {planted} findings, one page's worth"
+    );
+    assert_eq!(pages as u64, planted.div_ceil(50), "pages of 50");
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(ids.len() as u64, planted, "findings over every page");
+    assert_eq!(distinct.len(), ids.len(), "a finding listed twice");
+    let (code, _) = get(&format!("{findings_url}&page=2&after=nonsense"));
+    assert_eq!(code, 400, "a cursor no link made");
 
     // A screenshot of each page, for a person to look at.
     for (url, name) in [

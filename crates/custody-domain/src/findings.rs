@@ -340,9 +340,12 @@ impl Default for Policy {
 
 mod engine;
 mod memory;
+mod page;
+
+pub use page::{FindingsFilter, FindingsPage, PageCutter};
 
 pub use engine::{
-    findings_at, observe, Attesting, Birth, FindingsDelta, FindingsHistory, FindingsOverlay,
-    FindingsState, HeldRow, Observer, Pending,
+    findings_at, observe, visit_findings_at, Attesting, Birth, FindingsDelta, FindingsHistory,
+    FindingsOverlay, FindingsState, HeldRow, Observer, Pending,
 };
 pub use memory::{FindingsEngine, MemoryFindings};

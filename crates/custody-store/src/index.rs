@@ -63,11 +63,12 @@ pub enum IndexCf {
     Attesting,
     Attestations,
     DerivedMeta,
+    TransferDue,
 }
 
 impl IndexCf {
     /// `ALL` lists every index family.
-    pub const ALL: [IndexCf; 18] = [
+    pub const ALL: [IndexCf; 19] = [
         IndexCf::AssetEntries,
         IndexCf::PartyEntries,
         IndexCf::SystemIntervals,
@@ -86,6 +87,7 @@ impl IndexCf {
         IndexCf::Attesting,
         IndexCf::Attestations,
         IndexCf::DerivedMeta,
+        IndexCf::TransferDue,
     ];
 
     /// `name` is the family's storage name.
@@ -109,6 +111,7 @@ impl IndexCf {
             IndexCf::Attesting => "attesting",
             IndexCf::Attestations => "attestations",
             IndexCf::DerivedMeta => "derived_meta",
+            IndexCf::TransferDue => "transfer_due",
         }
     }
 }

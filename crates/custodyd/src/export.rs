@@ -172,17 +172,17 @@ pub async fn export(
         Question::Finding { id, as_of } => {
             let stage =
                 findings.ok_or_else(|| Status::unavailable("the findings stage is not running"))?;
-            let all = stage
-                .findings(cp.size, *as_of)
+            let f = stage
+                .find(cp.size, *as_of, id.clone())
                 .await
-                .map_err(Status::unavailable)?;
-            let f = all.iter().find(|f| f.id == *id).cloned().ok_or_else(|| {
-                Status::not_found(format!(
-                    "there is no finding {id:?} as of {} at tree size {}",
-                    rfc3339(*as_of),
-                    cp.size
-                ))
-            })?;
+                .map_err(Status::unavailable)?
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "there is no finding {id:?} as of {} at tree size {}",
+                        rfc3339(*as_of),
+                        cp.size
+                    ))
+                })?;
             Some(f)
         }
         _ => None,

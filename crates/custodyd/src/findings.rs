@@ -7,13 +7,18 @@
 //! - An answer as of checkpoint size N is what a replay of the first N
 //!   entries gives (`custody_domain::findings::findings_at`), however many
 //!   entries were logged since.
+//! - An answer holds at most one page of findings in memory
+//!   (`PageCutter`), however many findings the log supports; nothing is
+//!   kept between questions.
 //! - It never runs on the async runtime's threads, and only a few
 //!   evaluations run at once.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use custody_domain::findings::{findings_at, Finding, Policy};
+use custody_domain::findings::{
+    visit_findings_at, Finding, FindingsFilter, FindingsPage, PageCutter, Policy,
+};
+use custody_domain::Timestamp;
 use custody_store::index::StoreView;
 
 use crate::state::LogState;
@@ -22,23 +27,13 @@ use crate::state::LogState;
 pub struct Findings {
     state: Arc<LogState>,
     policy: Policy,
-    /// The last few answers, by (size, as of), so the pages of one
-    /// question (whose token pins both) are cut from one evaluation while
-    /// other questions are asked.
-    answers: Mutex<VecDeque<Answer>>,
     /// Evaluations that may run at once; more wait for a turn instead of
     /// each taking a blocking thread.
     evaluating: tokio::sync::Semaphore,
 }
 
-/// Answers kept.
-const ANSWERS: usize = 8;
-
 /// Evaluations at once.
 const EVALUATIONS: usize = 2;
-
-/// `Answer` is the findings as of (entries, time).
-type Answer = (u64, i64, Arc<Vec<Finding>>);
 
 impl Findings {
     /// `new` answers from `state`'s store with `policy`.
@@ -46,31 +41,68 @@ impl Findings {
         Arc::new(Self {
             state,
             policy,
-            answers: Mutex::new(VecDeque::new()),
             evaluating: tokio::sync::Semaphore::new(EVALUATIONS),
         })
     }
 
-    /// `findings` is every finding as of `as_of` that the log's first
-    /// `size` entries support. It is evaluated on a blocking thread, and
-    /// the last answers are kept for the next page of the same question.
+    /// `page` is up to `limit` findings matching `filter` after `after`,
+    /// as of `as_of` over the log's first `size` entries, with the counts
+    /// of [`FindingsPage`].
     ///
     /// # Errors
     ///
     /// A message when `size` is not durable yet or the store fails.
-    pub async fn findings(
+    pub async fn page(
         self: &Arc<Self>,
         size: u64,
-        as_of: i64,
-    ) -> Result<Arc<Vec<Finding>>, String> {
+        as_of: Timestamp,
+        filter: FindingsFilter,
+        after: Option<(Timestamp, String)>,
+        limit: usize,
+    ) -> Result<FindingsPage, String> {
+        let mut cut = PageCutter::new(filter, after, limit);
+        self.visit(size, move |me| {
+            me.each(size, as_of, &mut |f| cut.offer(f))?;
+            Ok(cut.finish())
+        })
+        .await
+    }
+
+    /// `find` is the finding with id `id` as of `as_of` over the log's
+    /// first `size` entries, if there is one.
+    ///
+    /// # Errors
+    ///
+    /// As [`Findings::page`].
+    pub async fn find(
+        self: &Arc<Self>,
+        size: u64,
+        as_of: Timestamp,
+        id: String,
+    ) -> Result<Option<Finding>, String> {
+        self.visit(size, move |me| {
+            let mut found = None;
+            me.each(size, as_of, &mut |f| {
+                if found.is_none() && f.id == id {
+                    found = Some(f);
+                }
+            })?;
+            Ok(found)
+        })
+        .await
+    }
+
+    /// `visit` runs `work` on a blocking thread once a turn is free.
+    async fn visit<T: Send + 'static>(
+        self: &Arc<Self>,
+        size: u64,
+        work: impl FnOnce(&Self) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
         let durable = *self.state.durable.borrow();
         if size > durable {
             return Err(format!(
                 "the log holds {durable} durable entries, fewer than the {size} asked about"
             ));
-        }
-        if let Some(f) = self.cached(size, as_of) {
-            return Ok(f);
         }
         let _turn = self
             .evaluating
@@ -78,40 +110,26 @@ impl Findings {
             .await
             .map_err(|_| "the server is shutting down".to_owned())?;
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.evaluate(size, as_of))
+        tokio::task::spawn_blocking(move || work(&me))
             .await
             .map_err(|e| format!("findings task: {e}"))?
     }
 
-    fn cached(&self, size: u64, as_of: i64) -> Option<Arc<Vec<Finding>>> {
-        let answers = self.answers.lock().ok()?;
-        answers
-            .iter()
-            .find(|(s, t, _)| (*s, *t) == (size, as_of))
-            .map(|(_, _, f)| f.clone())
-    }
-
-    fn evaluate(&self, size: u64, as_of: i64) -> Result<Arc<Vec<Finding>>, String> {
-        if let Some(f) = self.cached(size, as_of) {
-            return Ok(f);
-        }
+    fn each(
+        &self,
+        size: u64,
+        as_of: Timestamp,
+        sink: &mut dyn FnMut(Finding),
+    ) -> Result<(), String> {
         let registry = self.state.registry();
-        let out = Arc::new(
-            findings_at(
-                &self.policy,
-                &StoreView(self.state.store.as_ref()),
-                &registry,
-                size,
-                as_of,
-            )
-            .map_err(|e| e.to_string())?,
-        );
-        if let Ok(mut answers) = self.answers.lock() {
-            if answers.len() == ANSWERS {
-                answers.pop_front();
-            }
-            answers.push_back((size, as_of, out.clone()));
-        }
-        Ok(out)
+        visit_findings_at(
+            &self.policy,
+            &StoreView(self.state.store.as_ref()),
+            &registry,
+            size,
+            as_of,
+            sink,
+        )
+        .map_err(|e| e.to_string())
     }
 }

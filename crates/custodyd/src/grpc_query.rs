@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use custody_domain::findings::FindingsFilter;
 use custody_domain::{
     AssetRef, CustodyActionKind, CustodyView as _, Digest, EventBody, Interval, ManifestRef,
     Registry, MAX_MANIFEST_MEMBERS,
@@ -50,6 +51,11 @@ fn page_size(n: u32) -> Result<usize, Status> {
         ))),
     }
 }
+
+/// The longest finding id a page token may carry: longer than any
+/// `finding_id` makes (a rule's name, an entry index, a digest in hex and
+/// an opaque id of at most 64 characters).
+const MAX_FINDING_ID: usize = 1024;
 
 fn bad_token() -> Status {
     Status::invalid_argument("page_token: not a token this server issued; start again without one")
@@ -624,17 +630,20 @@ impl CustodyQuery for CustodyQueryService {
                 })?,
             ),
         };
-        // The token pins the checkpoint, the offset and the time the
-        // findings are evaluated as of: a question asked "as of now" keeps
-        // the "now" of its first page, so its pages do not shift.
+        // The token pins the checkpoint, the time the findings are
+        // evaluated as of, and the last finding listed: a question asked
+        // "as of now" keeps the "now" of its first page, so its pages do
+        // not shift, and each page resumes after the one before.
         let (pinned, cursor) = split_token(&r.page_token)?;
-        let (offset, pinned_as_of) = match cursor.len() {
-            0 => (0, None),
-            16 => {
-                let (o, t) = cursor.split_at(8);
-                let o = u64::from_be_bytes(o.try_into().map_err(|_| bad_token())?);
+        let (pinned_as_of, after) = match cursor.len() {
+            0 => (None, None),
+            16.. if cursor.len() <= 16 + MAX_FINDING_ID => {
+                let (t, rest) = cursor.split_at(8);
+                let (at, id) = rest.split_at(8);
                 let t = i64::from_be_bytes(t.try_into().map_err(|_| bad_token())?);
-                (o as usize, Some(t))
+                let at = i64::from_be_bytes(at.try_into().map_err(|_| bad_token())?);
+                let id = String::from_utf8(id.to_vec()).map_err(|_| bad_token())?;
+                (Some(t), Some((at, id)))
             }
             _ => return Err(bad_token()),
         };
@@ -649,31 +658,37 @@ impl CustodyQuery for CustodyQueryService {
             (_, t) => t,
         };
         let cp = pin(&self.state, pinned)?;
-        let all = self
+        let filter = FindingsFilter {
+            rule,
+            party: (!r.party.is_empty()).then(|| r.party.clone()),
+            system: (!r.system_id.is_empty()).then(|| r.system_id.clone()),
+            from: if r.from_unix_nanos == 0 {
+                i64::MIN
+            } else {
+                r.from_unix_nanos
+            },
+            to: if r.to_unix_nanos == 0 {
+                i64::MAX
+            } else {
+                r.to_unix_nanos
+            },
+        };
+        let found = self
             .findings
-            .findings(cp.size, as_of)
+            .page(cp.size, as_of, filter, after, limit)
             .await
             .map_err(Status::unavailable)?;
-        let to = if r.to_unix_nanos == 0 {
-            i64::MAX
-        } else {
-            r.to_unix_nanos
+        let total = found.total;
+        let next_token = match (found.more, found.rows.last()) {
+            (true, Some(last)) => {
+                let mut cursor = as_of.to_be_bytes().to_vec();
+                cursor.extend_from_slice(&last.at.to_be_bytes());
+                cursor.extend_from_slice(last.id.as_bytes());
+                join_token(cp.size, &cursor)
+            }
+            _ => Vec::new(),
         };
-        let matching: Vec<_> = all
-            .iter()
-            .filter(|f| rule.is_none_or(|x| f.rule == x))
-            .filter(|f| r.party.is_empty() || f.party.as_deref() == Some(r.party.as_str()))
-            .filter(|f| r.system_id.is_empty() || f.system.as_deref() == Some(r.system_id.as_str()))
-            .filter(|f| f.at >= r.from_unix_nanos && f.at <= to)
-            .collect();
-        let total = matching.len() as u64;
-        let page: Vec<_> = matching
-            .into_iter()
-            .skip(offset)
-            .take(limit)
-            .cloned()
-            .collect();
-        let next = offset + page.len();
+        let page = found.rows;
         let state = self.state.clone();
         let registry = state.registry();
         tokio::task::spawn_blocking(move || {
@@ -687,13 +702,7 @@ impl CustodyQuery for CustodyQueryService {
                 findings: page.iter().map(finding_to_proto).collect(),
                 total,
                 evidence: Some(ev.build()?),
-                next_page_token: if (next as u64) < total {
-                    let mut cursor = (next as u64).to_be_bytes().to_vec();
-                    cursor.extend_from_slice(&as_of.to_be_bytes());
-                    join_token(cp.size, &cursor)
-                } else {
-                    Vec::new()
-                },
+                next_page_token: next_token,
             }))
         })
         .await

@@ -110,6 +110,14 @@ pub trait FindingsState {
     ///
     /// A `ResourceExhausted` [`Refusal`] when storage fails.
     fn is_attesting(&self, system: &str) -> Result<bool, Refusal>;
+
+    /// `transfer_time` is when the COPY or MOVE logged at `index`
+    /// happened, if that entry is one.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn transfer_time(&self, index: u64) -> Result<Option<Timestamp>, Refusal>;
 }
 
 /// `FindingsHistory` is what [`findings_at`] reads: the derived state of
@@ -131,13 +139,24 @@ pub trait FindingsHistory {
     /// A `ResourceExhausted` [`Refusal`] when storage fails.
     fn held(&self, size: u64, f: &mut dyn FnMut(HeldRow)) -> Result<(), Refusal>;
 
-    /// `transfers` visits every COPY and MOVE logged below `size`, by
-    /// index, with its receipt if one was logged (at any size).
+    /// `overdue_transfers` visits, by index and with its receipt if one
+    /// was logged (at any size), every COPY and MOVE logged below `size`
+    /// whose deadline (its time plus `window`) passed before `as_of` and
+    /// whose receipt, as the first `size` entries show it at `as_of`, is
+    /// missing or came after the deadline. It may visit other transfers
+    /// too (the caller checks each), but none twice; a store keeps an
+    /// index so that it visits few more than those.
     ///
     /// # Errors
     ///
     /// A `ResourceExhausted` [`Refusal`] when storage fails.
-    fn transfers(&self, size: u64, f: &mut dyn FnMut(u64, Pending)) -> Result<(), Refusal>;
+    fn overdue_transfers(
+        &self,
+        size: u64,
+        as_of: Timestamp,
+        window: i64,
+        f: &mut dyn FnMut(u64, Pending),
+    ) -> Result<(), Refusal>;
 
     /// `attesting` visits every system a party other than the data owner
     /// holds data on, by system id, with all its attestations.
@@ -175,8 +194,9 @@ pub struct FindingsDelta {
     pub attestation: Option<(String, Timestamp, u64)>,
     /// The transfer this COPY or MOVE starts.
     pub pending: Option<(u64, Pending)>,
-    /// The receipt this RECEIPT gives: (transfer entry, time, entry).
-    pub receipt: Option<(u64, Timestamp, u64)>,
+    /// The receipt this RECEIPT gives: (transfer entry, the transfer's
+    /// time, the receipt's time, the receipt's entry).
+    pub receipt: Option<(u64, Timestamp, Timestamp, u64)>,
     /// The legal hold whose manifest's members are the effects'
     /// `held_assets`.
     pub hold: Option<String>,
@@ -355,7 +375,12 @@ pub fn observe(
                 ));
             }
             CustodyActionKind::Receipt => {
-                out.receipt = c.receipt_of.map(|of| (of, t, index));
+                if let Some(of) = c.receipt_of {
+                    // `plan` admitted it, so the entry is a transfer.
+                    if let Some(of_at) = state.transfer_time(of)? {
+                        out.receipt = Some((of, of_at, t, index));
+                    }
+                }
             }
             CustodyActionKind::Access | CustodyActionKind::Use => {
                 purpose_rule(&mut out, index, event, registry, c, &observed);
@@ -613,9 +638,30 @@ pub fn findings_at(
     as_of: Timestamp,
 ) -> Result<Vec<Finding>, Refusal> {
     let mut out: Vec<Finding> = Vec::new();
+    visit_findings_at(policy, history, registry, size, as_of, &mut |f| out.push(f))?;
+    out.sort_by(|a, b| a.order().cmp(&b.order()));
+    Ok(out)
+}
+
+/// `visit_findings_at` hands every finding of [`findings_at`] to `sink`,
+/// one at a time and in no particular order, holding none of them: a
+/// caller that keeps only a page keeps memory bounded by the page.
+///
+/// # Errors
+///
+/// A `ResourceExhausted` [`Refusal`] when `history` cannot be read.
+pub fn visit_findings_at(
+    policy: &Policy,
+    history: &dyn FindingsHistory,
+    registry: &Registry,
+    size: u64,
+    as_of: Timestamp,
+    sink: &mut dyn FnMut(Finding),
+) -> Result<(), Refusal> {
+    let out = sink;
     history.raised(size, &mut |f| {
         if f.at <= as_of && f.entries.iter().all(|e| *e < size) {
-            out.push(f);
+            out(f);
         }
     })?;
 
@@ -673,7 +719,7 @@ pub fn findings_at(
             if h.born.1 != h.opened_by {
                 entries.insert(0, h.born.1);
             }
-            out.push(Finding {
+            out(Finding {
                 id: finding_id(
                     Rule::RetentionOverdue,
                     h.opened_by,
@@ -699,7 +745,7 @@ pub fn findings_at(
     }
 
     // Transfers without a receipt in the window.
-    history.transfers(size, &mut |index, t| {
+    history.overdue_transfers(size, as_of, policy.receipt_window, &mut |index, t| {
         let due = t.at.saturating_add(policy.receipt_window);
         if index >= size || due >= as_of {
             return;
@@ -716,7 +762,7 @@ pub fn findings_at(
             if let Some((_, ri)) = receipt {
                 entries.push(ri);
             }
-            out.push(Finding {
+            out(Finding {
                 id: finding_id(Rule::UnacknowledgedTransfer, index, None, None),
                 rule: Rule::UnacknowledgedTransfer,
                 entries,
@@ -757,7 +803,7 @@ pub fn findings_at(
         if let Some((_, i)) = latest {
             entries.push(i);
         }
-        out.push(Finding {
+        out(Finding {
             id: finding_id(Rule::MissingAttestation, a.since_by, None, Some(&system)),
             rule: Rule::MissingAttestation,
             entries,
@@ -772,8 +818,7 @@ pub fn findings_at(
             observed_on: None,
         });
     })?;
-    out.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
-    Ok(out)
+    Ok(())
 }
 
 /// `FindingsOverlay` is the findings' state changed by entries sequenced
@@ -786,6 +831,7 @@ pub struct FindingsOverlay<V> {
     births: std::collections::HashMap<Digest, Birth>,
     classes: std::collections::HashMap<Digest, (Modality, SubjectClass, u64)>,
     attesting: std::collections::HashSet<String>,
+    transfers: std::collections::HashMap<u64, Timestamp>,
 }
 
 impl<V: FindingsState> FindingsOverlay<V> {
@@ -797,6 +843,7 @@ impl<V: FindingsState> FindingsOverlay<V> {
             births: Default::default(),
             classes: Default::default(),
             attesting: Default::default(),
+            transfers: Default::default(),
         }
     }
 
@@ -813,6 +860,9 @@ impl<V: FindingsState> FindingsOverlay<V> {
         }
         for (s, _) in &d.attesting {
             self.attesting.insert(s.clone());
+        }
+        if let Some((i, p)) = &d.pending {
+            self.transfers.insert(*i, p.at);
         }
     }
 }
@@ -838,5 +888,11 @@ impl<V: FindingsState> FindingsState for FindingsOverlay<V> {
     }
     fn is_attesting(&self, system: &str) -> Result<bool, Refusal> {
         Ok(self.attesting.contains(system) || self.base.is_attesting(system)?)
+    }
+    fn transfer_time(&self, index: u64) -> Result<Option<Timestamp>, Refusal> {
+        match self.transfers.get(&index) {
+            Some(t) => Ok(Some(*t)),
+            None => self.base.transfer_time(index),
+        }
     }
 }

@@ -92,7 +92,7 @@ impl MemoryFindings {
         if let Some((i, p)) = &d.pending {
             self.transfers.insert(*i, p.clone());
         }
-        if let Some((of, t, i)) = d.receipt {
+        if let Some((of, _, t, i)) = d.receipt {
             if let Some(p) = self.transfers.get_mut(&of) {
                 p.receipt = Some((t, i));
             }
@@ -116,6 +116,9 @@ impl FindingsState for MemoryFindings {
     }
     fn is_attesting(&self, system: &str) -> Result<bool, Refusal> {
         Ok(self.attesting.contains_key(system))
+    }
+    fn transfer_time(&self, index: u64) -> Result<Option<Timestamp>, Refusal> {
+        Ok(self.transfers.get(&index).map(|p| p.at))
     }
 }
 
@@ -145,7 +148,15 @@ impl FindingsHistory for MemoryFindings {
         }
         Ok(())
     }
-    fn transfers(&self, size: u64, f: &mut dyn FnMut(u64, Pending)) -> Result<(), Refusal> {
+    fn overdue_transfers(
+        &self,
+        size: u64,
+        _as_of: Timestamp,
+        _window: i64,
+        f: &mut dyn FnMut(u64, Pending),
+    ) -> Result<(), Refusal> {
+        // A replay's state is in memory: every transfer, for the caller
+        // to check.
         for (i, p) in self.transfers.range(..size) {
             f(*i, p.clone());
         }

@@ -197,13 +197,68 @@ pub fn findings_writes(index: u64, d: &FindingsDelta) -> Vec<KvWrite> {
             }
         }
         out.push(put(IndexCf::Pending, i.to_be_bytes().to_vec(), v));
+        out.push(put(
+            IndexCf::TransferDue,
+            due_key(UNRECEIPTED, p.at, *i),
+            Vec::new(),
+        ));
     }
-    if let Some((of, t, i)) = d.receipt {
+    if let Some((of, of_at, t, i)) = d.receipt {
         let mut v = t.to_be_bytes().to_vec();
         v.extend_from_slice(&i.to_be_bytes());
         out.push(put(IndexCf::Receipts, of.to_be_bytes().to_vec(), v));
+        out.extend(receipt_due_writes(of, of_at, t, i));
     }
     out
+}
+
+/// The three kinds of `transfer_due` keys, by their first byte. Together
+/// they let [`StoreView`] visit the overdue transfers without reading
+/// every transfer: a deadline is a transfer's time plus the receipt
+/// window, which the server may be given anew at each start, so keys hold
+/// times and delays, and the window is applied as a scan bound.
+///
+/// - `UNRECEIPTED` ‖ transfer time ‖ transfer entry: no receipt yet;
+/// - `DELAY` ‖ receipt time − transfer time ‖ transfer entry: receipted,
+///   so late only if the delay exceeds the window;
+/// - `RECEIPT_ENTRY` ‖ receipt entry ‖ transfer entry: for answers as of a
+///   tree size that does not hold the receipt yet.
+const UNRECEIPTED: u8 = b'u';
+const DELAY: u8 = b'd';
+const RECEIPT_ENTRY: u8 = b'r';
+
+/// `ordered` is `t` as bytes that sort as the numbers do.
+fn ordered(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn due_key(kind: u8, first: i64, transfer: u64) -> Vec<u8> {
+    let mut k = vec![kind];
+    k.extend_from_slice(&ordered(first));
+    k.extend_from_slice(&transfer.to_be_bytes());
+    k
+}
+
+/// `receipt_due_writes` moves the transfer at `of` (made at `of_at`) from
+/// the unreceipted keys to the receipted ones, for its receipt at `t` by
+/// entry `i`.
+fn receipt_due_writes(of: u64, of_at: i64, t: i64, i: u64) -> [KvWrite; 3] {
+    let mut by_entry = vec![RECEIPT_ENTRY];
+    by_entry.extend_from_slice(&i.to_be_bytes());
+    by_entry.extend_from_slice(&of.to_be_bytes());
+    [
+        KvWrite {
+            cf: IndexCf::TransferDue,
+            key: due_key(UNRECEIPTED, of_at, of),
+            value: None,
+        },
+        put(
+            IndexCf::TransferDue,
+            due_key(DELAY, t.saturating_sub(of_at), of),
+            Vec::new(),
+        ),
+        put(IndexCf::TransferDue, by_entry, Vec::new()),
+    ]
 }
 
 const REPORTING_DEADLINE: &[u8] = b"reporting_deadline";
@@ -218,6 +273,81 @@ const REPORTING_DEADLINE: &[u8] = b"reporting_deadline";
 /// A message naming the setting when the log was derived with another
 /// value, or was written before derived state was kept.
 pub fn check_derived_settings(s: &dyn LogStore, policy: &Policy) -> Result<(), String> {
+    check_deadline(s, policy)?;
+    upgrade_derived_state(s)
+}
+
+const DERIVED_FORMAT: &[u8] = b"derived_format";
+
+/// The derived state's format: 2 added `transfer_due`.
+const FORMAT: u64 = 2;
+
+/// `upgrade_derived_state` brings derived state written by an earlier
+/// version up to [`FORMAT`], once: format 1 lacked `transfer_due`, which is
+/// rebuilt from the transfers and receipts it did keep.
+fn upgrade_derived_state(s: &dyn LogStore) -> Result<(), String> {
+    let e = |e: StoreError| format!("derived state: {e}");
+    let format = match s
+        .index_get(IndexCf::DerivedMeta, DERIVED_FORMAT)
+        .map_err(e)?
+    {
+        Some(v) => tail_u64(&v).map_err(e)?,
+        None if s.tree_size().map_err(e)? <= 1 => FORMAT,
+        None => 1,
+    };
+    if format > FORMAT {
+        return Err(format!(
+            "this log's derived state is format {format}, newer than this custodyd's {FORMAT}: run a newer custodyd"
+        ));
+    }
+    if format == 1 {
+        let view = StoreView(s);
+        let mut writes = Vec::new();
+        let flush = |writes: &mut Vec<KvWrite>| s.index_write(&std::mem::take(writes));
+        let mut failed = None;
+        scan_paged(s, IndexCf::Pending, &[], &[], &mut |k, _| {
+            let index = tail_u64(k).map_err(corrupt)?;
+            let Some(p) = view.pending(index)? else {
+                return Ok(true);
+            };
+            match p.receipt {
+                None => writes.push(put(
+                    IndexCf::TransferDue,
+                    due_key(UNRECEIPTED, p.at, index),
+                    Vec::new(),
+                )),
+                Some((t, i)) => writes.extend(receipt_due_writes(index, p.at, t, i)),
+            }
+            if writes.len() >= PAGE {
+                if let Err(x) = flush(&mut writes) {
+                    failed = Some(x);
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+        .map_err(|r| format!("derived state: {r}"))?;
+        if let Some(x) = failed {
+            return Err(e(x));
+        }
+        flush(&mut writes).map_err(e)?;
+    }
+    if format != FORMAT
+        || s.index_get(IndexCf::DerivedMeta, DERIVED_FORMAT)
+            .map_err(e)?
+            .is_none()
+    {
+        s.index_write(&[put(
+            IndexCf::DerivedMeta,
+            DERIVED_FORMAT.to_vec(),
+            FORMAT.to_be_bytes().to_vec(),
+        )])
+        .map_err(e)?;
+    }
+    Ok(())
+}
+
+fn check_deadline(s: &dyn LogStore, policy: &Policy) -> Result<(), String> {
     let e = |e: StoreError| format!("read derived state: {e}");
     match s
         .index_get(IndexCf::DerivedMeta, REPORTING_DEADLINE)
@@ -291,7 +421,92 @@ fn corrupt(e: StoreError) -> Refusal {
     storage(e)
 }
 
+/// `due_key_parts` is a `transfer_due` key's time (or entry) and
+/// transfer entry.
+fn due_key_parts(k: &[u8]) -> Result<(i64, u64), Refusal> {
+    let bad = || {
+        storage(StoreError::Corrupt(format!(
+            "transfer_due key of {} bytes",
+            k.len()
+        )))
+    };
+    if k.len() != 17 {
+        return Err(bad());
+    }
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&k[1..9]);
+    let first = (u64::from_be_bytes(a) ^ (1 << 63)) as i64;
+    let index = tail_u64(k).map_err(storage)?;
+    Ok((first, index))
+}
+
 impl StoreView<'_> {
+    /// `pending` is the transfer logged at `index`, with its receipt.
+    fn pending(&self, index: u64) -> Result<Option<Pending>, Refusal> {
+        let Some(v) = self
+            .0
+            .index_get(IndexCf::Pending, &index.to_be_bytes())
+            .map_err(storage)?
+        else {
+            return Ok(None);
+        };
+        let mut r = Reader {
+            b: &v,
+            what: "pending transfer",
+        };
+        let at = r.i64().map_err(corrupt)?;
+        let party = r.string().map_err(corrupt)?;
+        let system = r.string().map_err(corrupt)?;
+        let asset = r.opt_digest().map_err(corrupt)?;
+        let observed = match r.u8().map_err(corrupt)? {
+            0 => None,
+            _ => Some((r.string().map_err(corrupt)?, r.string().map_err(corrupt)?)),
+        };
+        r.done().map_err(corrupt)?;
+        let receipt = match self
+            .0
+            .index_get(IndexCf::Receipts, &index.to_be_bytes())
+            .map_err(storage)?
+        {
+            None => None,
+            Some(v) => {
+                let mut r = Reader {
+                    b: &v,
+                    what: "receipt",
+                };
+                let t = r.i64().map_err(corrupt)?;
+                let i = r.u64().map_err(corrupt)?;
+                r.done().map_err(corrupt)?;
+                Some((t, i))
+            }
+        };
+        Ok(Some(Pending {
+            at,
+            party,
+            system,
+            asset,
+            receipt,
+            observed,
+        }))
+    }
+
+    /// `visit_transfers` hands each transfer of `indexes` to `f`.
+    fn visit_transfers(
+        &self,
+        indexes: &[u64],
+        f: &mut dyn FnMut(u64, Pending),
+    ) -> Result<(), Refusal> {
+        for i in indexes {
+            let p = self.pending(*i)?.ok_or_else(|| {
+                storage(StoreError::Corrupt(format!(
+                    "transfer_due names entry {i}, which has no pending transfer"
+                )))
+            })?;
+            f(*i, p);
+        }
+        Ok(())
+    }
+
     fn created_by(&self, asset: &Digest) -> Result<Option<u64>, Refusal> {
         Ok(asset_meta(self.0, asset)
             .map_err(storage)?
@@ -343,6 +558,9 @@ impl FindingsState for StoreView<'_> {
             .index_get(IndexCf::Attesting, &lp_key(system))
             .map_err(storage)?
             .is_some())
+    }
+    fn transfer_time(&self, index: u64) -> Result<Option<i64>, Refusal> {
+        Ok(self.pending(index)?.map(|p| p.at))
     }
 }
 
@@ -399,55 +617,87 @@ impl FindingsHistory for StoreView<'_> {
         })
     }
 
-    fn transfers(&self, size: u64, f: &mut dyn FnMut(u64, Pending)) -> Result<(), Refusal> {
-        scan_paged(self.0, IndexCf::Pending, &[], &[], &mut |k, v| {
-            let index = tail_u64(k).map_err(corrupt)?;
-            if index >= size {
-                return Ok(false);
-            }
-            let mut r = Reader {
-                b: v,
-                what: "pending transfer",
-            };
-            let at = r.i64().map_err(corrupt)?;
-            let party = r.string().map_err(corrupt)?;
-            let system = r.string().map_err(corrupt)?;
-            let asset = r.opt_digest().map_err(corrupt)?;
-            let observed = match r.u8().map_err(corrupt)? {
-                0 => None,
-                _ => Some((r.string().map_err(corrupt)?, r.string().map_err(corrupt)?)),
-            };
-            r.done().map_err(corrupt)?;
-            let receipt = match self
-                .0
-                .index_get(IndexCf::Receipts, &index.to_be_bytes())
-                .map_err(storage)?
-            {
-                None => None,
-                Some(v) => {
-                    let mut r = Reader {
-                        b: &v,
-                        what: "receipt",
-                    };
-                    let t = r.i64().map_err(corrupt)?;
-                    let i = r.u64().map_err(corrupt)?;
-                    r.done().map_err(corrupt)?;
-                    Some((t, i))
+    fn overdue_transfers(
+        &self,
+        size: u64,
+        as_of: i64,
+        window: i64,
+        f: &mut dyn FnMut(u64, Pending),
+    ) -> Result<(), Refusal> {
+        // Unreceipted, and made before `as_of − window` (so due before
+        // `as_of`): the keys are in time order, so the scan stops at the
+        // first one made at the cutoff or later.
+        let cutoff = as_of.saturating_sub(window);
+        let mut overdue = Vec::new();
+        scan_paged(
+            self.0,
+            IndexCf::TransferDue,
+            &[UNRECEIPTED],
+            &[UNRECEIPTED],
+            &mut |k, _| {
+                let (at, index) = due_key_parts(k)?;
+                if at >= cutoff {
+                    return Ok(false);
                 }
-            };
-            f(
-                index,
-                Pending {
-                    at,
-                    party,
-                    system,
-                    asset,
-                    receipt,
-                    observed,
-                },
-            );
-            Ok(true)
-        })
+                if index < size {
+                    overdue.push(index);
+                }
+                Ok(true)
+            },
+        )?;
+        // Receipted at least `window` after the transfer: late.
+        let mut from = vec![DELAY];
+        from.extend_from_slice(&ordered(window));
+        scan_paged(
+            self.0,
+            IndexCf::TransferDue,
+            &[DELAY],
+            &from,
+            &mut |k, _| {
+                let (_, index) = due_key_parts(k)?;
+                if index < size {
+                    overdue.push(index);
+                }
+                Ok(true)
+            },
+        )?;
+        // Receipted in time by an entry at or past `size`: as of `size`
+        // there is no receipt yet (those late are visited above).
+        let mut from = vec![RECEIPT_ENTRY];
+        from.extend_from_slice(&size.to_be_bytes());
+        let mut unseen = Vec::new();
+        scan_paged(
+            self.0,
+            IndexCf::TransferDue,
+            &[RECEIPT_ENTRY],
+            &from,
+            &mut |k, _| {
+                let (_, index) = due_key_parts(k)?;
+                if index < size {
+                    unseen.push(index);
+                }
+                Ok(true)
+            },
+        )?;
+        // The scans read no snapshot: a receipt committed between two of
+        // them moves its transfer from one kind of key to another, so it
+        // can be seen twice (never not at all, as the scans run in the
+        // order its keys move). Each is visited once.
+        overdue.sort_unstable();
+        overdue.dedup();
+        unseen.retain(|i| overdue.binary_search(i).is_err());
+        unseen.sort_unstable();
+        unseen.dedup();
+        self.visit_transfers(&overdue, f)?;
+        let mut late = |i: u64, p: Pending| {
+            let in_time = p
+                .receipt
+                .is_some_and(|(rt, _)| rt.saturating_sub(p.at) < window);
+            if in_time {
+                f(i, p);
+            }
+        };
+        self.visit_transfers(&unseen, &mut late)
     }
 
     fn attesting(&self, f: &mut dyn FnMut(String, Attesting)) -> Result<(), Refusal> {
@@ -521,5 +771,264 @@ impl FindingsHistory for StoreView<'_> {
             }
         }
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryStore;
+    use crate::Commit;
+
+    const WINDOW: i64 = 100;
+
+    /// A log of transfers at entries 1..=40, at times 10·i, some with a
+    /// receipt (in time, on the edge, or late) logged by a later entry.
+    fn log() -> (MemoryStore, Vec<(u64, Pending)>) {
+        let s = MemoryStore::default();
+        let mut writes = Vec::new();
+        let mut all = Vec::new();
+        for i in 1..=40u64 {
+            let at = 10 * i as i64;
+            let d = FindingsDelta {
+                pending: Some((
+                    i,
+                    Pending {
+                        at,
+                        party: "p".into(),
+                        system: "s".into(),
+                        asset: None,
+                        receipt: None,
+                        observed: None,
+                    },
+                )),
+                ..Default::default()
+            };
+            writes.extend(findings_writes(i, &d));
+            all.push((i, d.pending.map(|p| p.1).unwrap_or_else(|| unreachable!())));
+        }
+        // Receipts by entries 41..: delay 0, 50, exactly the window, 101, 500.
+        for (n, (of, delay)) in [
+            (3u64, 0i64),
+            (7, 50),
+            (11, WINDOW),
+            (15, 101),
+            (19, 500),
+            (23, 20),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let i = 41 + n as u64;
+            let of_at = 10 * of as i64;
+            let d = FindingsDelta {
+                receipt: Some((of, of_at, of_at + delay, i)),
+                ..Default::default()
+            };
+            writes.extend(findings_writes(i, &d));
+            all[of as usize - 1].1.receipt = Some((of_at + delay, i));
+        }
+        s.commit(&Commit {
+            first_index: 0,
+            entries: (0..47).map(|i| vec![i as u8]).collect(),
+            hashes: Vec::new(),
+            dedup: Vec::new(),
+            registry: Vec::new(),
+            index: writes,
+        })
+        .unwrap();
+        (s, all)
+    }
+
+    /// What the rule needs visited, by brute force (the engine's own test).
+    fn overdue(all: &[(u64, Pending)], size: u64, as_of: i64) -> Vec<u64> {
+        all.iter()
+            .filter(|(i, p)| {
+                let due = p.at + WINDOW;
+                let receipt = p.receipt.filter(|(rt, ri)| *rt <= as_of && *ri < size);
+                *i < size && due < as_of && receipt.is_none_or(|(rt, _)| rt > due)
+            })
+            .map(|(i, _)| *i)
+            .collect()
+    }
+
+    fn visited(s: &MemoryStore, size: u64, as_of: i64) -> Vec<u64> {
+        let mut v = Vec::new();
+        StoreView(s)
+            .overdue_transfers(size, as_of, WINDOW, &mut |i, _| v.push(i))
+            .unwrap();
+        v
+    }
+
+    fn check(s: &MemoryStore, all: &[(u64, Pending)]) {
+        for size in [2, 10, 20, 41, 43, 45, 47] {
+            for as_of in [0, 105, 111, 200, 260, 400, 1000] {
+                let mut got = visited(s, size, as_of);
+                let n = got.len();
+                got.sort_unstable();
+                got.dedup();
+                assert_eq!(n, got.len(), "a transfer visited twice at {size}, {as_of}");
+                let want = overdue(all, size, as_of);
+                // Every overdue transfer, and beyond them only those whose
+                // receipt the index cannot place in time without reading
+                // it: logged at or past `size`, or not within the window.
+                let extra: Vec<u64> = got.iter().filter(|i| !want.contains(i)).copied().collect();
+                for i in &extra {
+                    let (rt, ri) = all[*i as usize - 1].1.receipt.unwrap_or((0, 0));
+                    let at = all[*i as usize - 1].1.at;
+                    assert!(
+                        ri >= size || rt - at >= WINDOW,
+                        "transfer {i} visited at {size}, {as_of}, not overdue"
+                    );
+                }
+                assert!(
+                    want.iter().all(|i| got.contains(i)),
+                    "size {size}, as of {as_of}: want {want:?}, got {got:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_due_index_visits_exactly_the_overdue_transfers() {
+        let (s, all) = log();
+        check(&s, &all);
+    }
+
+    /// `Racing` is a store in which the receipts of `late` commit after
+    /// the first scan of `transfer_due`, as they may while an answer is
+    /// read: the answer's scans then see two states.
+    struct Racing {
+        s: MemoryStore,
+        late: std::sync::Mutex<Option<Vec<KvWrite>>>,
+    }
+
+    impl LogStore for Racing {
+        fn tree_size(&self) -> Result<u64, StoreError> {
+            self.s.tree_size()
+        }
+        fn commit(&self, b: &Commit) -> Result<(), StoreError> {
+            self.s.commit(b)
+        }
+        fn read_hashes(&self, i: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+            self.s.read_hashes(i)
+        }
+        fn read_entries(&self, a: u64, b: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+            self.s.read_entries(a, b)
+        }
+        fn dedup(&self, id: &str) -> Result<Option<crate::DedupRecord>, StoreError> {
+            self.s.dedup(id)
+        }
+        fn registry_indexes(&self) -> Result<Vec<u64>, StoreError> {
+            self.s.registry_indexes()
+        }
+        fn index_get(&self, cf: IndexCf, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.s.index_get(cf, k)
+        }
+        fn index_scan(
+            &self,
+            cf: IndexCf,
+            prefix: &[u8],
+            start: &[u8],
+            f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> Result<(), StoreError> {
+            self.s.index_scan(cf, prefix, start, f)?;
+            if cf == IndexCf::TransferDue {
+                if let Some(w) = self.late.lock().unwrap().take() {
+                    self.s.index_write(&w)?;
+                }
+            }
+            Ok(())
+        }
+        fn index_last(&self, cf: IndexCf, p: &[u8]) -> Result<Option<crate::KvPair>, StoreError> {
+            self.s.index_last(cf, p)
+        }
+        fn index_write(&self, w: &[KvWrite]) -> Result<(), StoreError> {
+            self.s.index_write(w)
+        }
+        fn put_checkpoint(&self, size: u64, note: &[u8]) -> Result<(), StoreError> {
+            self.s.put_checkpoint(size, note)
+        }
+        fn checkpoint(&self, size: u64) -> Result<Option<Vec<u8>>, StoreError> {
+            self.s.checkpoint(size)
+        }
+        fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+            self.s.latest_checkpoint()
+        }
+    }
+
+    #[test]
+    fn a_receipt_committed_while_an_answer_is_read_is_visited_once() {
+        let (s, all) = log();
+        // Receipts, by entries past the answer's size, of two transfers
+        // the first scan sees unreceipted: one in time, one late.
+        let late: Vec<KvWrite> = [(27u64, 30i64, 60u64), (31, 400, 61)]
+            .into_iter()
+            .flat_map(|(of, delay, i)| {
+                let at = 10 * of as i64;
+                findings_writes(
+                    i,
+                    &FindingsDelta {
+                        receipt: Some((of, at, at + delay, i)),
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        let s = Racing {
+            s,
+            late: std::sync::Mutex::new(Some(late)),
+        };
+        let mut got = Vec::new();
+        StoreView(&s)
+            .overdue_transfers(47, 1000, WINDOW, &mut |i, _| got.push(i))
+            .unwrap();
+        let n = got.len();
+        got.sort_unstable();
+        got.dedup();
+        assert_eq!(n, got.len(), "a transfer visited twice: {got:?}");
+        for i in overdue(&all, 47, 1000) {
+            assert!(got.contains(&i), "transfer {i} missed: {got:?}");
+        }
+        assert!(got.contains(&27) && got.contains(&31));
+    }
+
+    #[test]
+    fn derived_state_of_format_1_is_upgraded_once() {
+        let (s, all) = log();
+        // Format 1: no transfer_due keys, no format marker, the deadline set.
+        let mut gone = Vec::new();
+        s.index_scan(IndexCf::TransferDue, &[], &[], &mut |k, _| {
+            gone.push(KvWrite {
+                cf: IndexCf::TransferDue,
+                key: k.to_vec(),
+                value: None,
+            });
+            true
+        })
+        .unwrap();
+        assert!(gone.len() > 40);
+        s.index_write(&gone).unwrap();
+        let policy = Policy::default();
+        s.index_write(&[put(
+            IndexCf::DerivedMeta,
+            REPORTING_DEADLINE.to_vec(),
+            policy.reporting_deadline.to_be_bytes().to_vec(),
+        )])
+        .unwrap();
+        assert!(visited(&s, 47, 1000).is_empty(), "the keys are gone");
+        check_derived_settings(&s, &policy).unwrap();
+        check(&s, &all);
+        let marker = s.index_get(IndexCf::DerivedMeta, DERIVED_FORMAT).unwrap();
+        assert_eq!(marker, Some(FORMAT.to_be_bytes().to_vec()));
+        // A newer format is refused, not misread.
+        s.index_write(&[put(
+            IndexCf::DerivedMeta,
+            DERIVED_FORMAT.to_vec(),
+            3u64.to_be_bytes().to_vec(),
+        )])
+        .unwrap();
+        let e = check_derived_settings(&s, &policy).unwrap_err();
+        assert!(e.contains("newer"), "{e}");
     }
 }

@@ -2,12 +2,11 @@
 //! (DESIGN §6) as of a time, filtered, counted by rule, paged, each with
 //! its evidence bundle.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Response;
-use custody_domain::findings::{Finding, Rule};
+use custody_domain::findings::{FindingsFilter, FindingsPage, Rule};
 use custody_domain::{rfc3339, Timestamp};
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -27,6 +26,8 @@ pub(super) struct Query {
     system: Option<String>,
     as_of: Option<String>,
     page: Option<String>,
+    /// The last finding of the page before: `AT~ID`.
+    after: Option<String>,
 }
 
 fn form(rule: Option<Rule>, party: &str, system: &str, as_of: &str) -> Markup {
@@ -76,46 +77,50 @@ pub(super) async fn page(
         Some(s) => parse_time("as_of", s)?,
         None => super::now(),
     };
-    let page_no = given(&q.page)
-        .map(|s| parse_u64("page", s))
-        .transpose()?
-        .unwrap_or(1)
-        .clamp(1, u64::from(u32::MAX));
+    // The page shown is the one after the cursor; its number only
+    // labels it.
+    let after = given(&q.after)
+        .map(|c| {
+            c.split_once('~')
+                .and_then(|(at, id)| Some((at.parse::<Timestamp>().ok()?, id.to_owned())))
+                .filter(|(_, id)| !id.is_empty() && id.len() <= 1024)
+                .ok_or_else(|| {
+                    UiError::BadRequest(format!(
+                        "after: {:?} is not a cursor from a page link; start from the first page",
+                        layout::clip(c, 40)
+                    ))
+                })
+        })
+        .transpose()?;
+    let page_no = match after {
+        None => 1,
+        Some(_) => given(&q.page)
+            .map(|s| parse_u64("page", s))
+            .transpose()?
+            .unwrap_or(2)
+            .clamp(2, u64::from(u32::MAX)),
+    };
     let Some(stage) = state.findings.get() else {
         return Err(UiError::Internal(
             "the findings stage is not running".into(),
         ));
     };
     let size = state.latest().size;
-    let all = stage
-        .findings(size, as_of)
+    let found = stage
+        .page(
+            size,
+            as_of,
+            FindingsFilter {
+                rule,
+                party: party.clone(),
+                system: system.clone(),
+                ..FindingsFilter::all()
+            },
+            after,
+            PAGE,
+        )
         .await
         .map_err(UiError::Internal)?;
-    let matching: Vec<Finding> = all
-        .iter()
-        .filter(|f| {
-            party
-                .as_deref()
-                .is_none_or(|p| f.party.as_deref() == Some(p))
-        })
-        .filter(|f| {
-            system
-                .as_deref()
-                .is_none_or(|s| f.system.as_deref() == Some(s))
-        })
-        .cloned()
-        .collect();
-    let mut by_rule: BTreeMap<Rule, u64> = BTreeMap::new();
-    for f in &matching {
-        *by_rule.entry(f.rule).or_default() += 1;
-    }
-    let shown: Vec<&Finding> = matching
-        .iter()
-        .filter(|f| rule.is_none_or(|r| f.rule == r))
-        .collect();
-    let total = shown.len();
-    let start = ((page_no - 1) as usize).saturating_mul(PAGE);
-    let rows: Vec<&Finding> = shown.iter().skip(start).take(PAGE).copied().collect();
     Ok(render(
         &state,
         Filter {
@@ -126,9 +131,7 @@ pub(super) async fn page(
         },
         size,
         page_no,
-        total,
-        &by_rule,
-        &rows,
+        &found,
     ))
 }
 
@@ -160,14 +163,19 @@ fn render(
     filter: Filter<'_>,
     size: u64,
     page_no: u64,
-    total: usize,
-    by_rule: &BTreeMap<Rule, u64>,
-    rows: &[&Finding],
+    found: &FindingsPage,
 ) -> Response {
+    let (total, rows, by_rule) = (found.total, &found.rows, &found.by_rule);
     let as_of_s = rfc3339(filter.as_of);
     let base = format!("/ui/findings?{}", filter.query(filter.rule));
     let start = (page_no as usize - 1) * PAGE;
-    let next = (start + rows.len() < total).then(|| format!("{base}&page={}", page_no + 1));
+    let next = rows.last().filter(|_| found.more).map(|l| {
+        format!(
+            "{base}&page={}&after={}",
+            page_no + 1,
+            enc(&format!("{}~{}", l.at, l.id))
+        )
+    });
     let first = (page_no > 1).then(|| base.clone());
     let showing = if rows.is_empty() {
         "no findings on this page".to_owned()
@@ -176,7 +184,7 @@ fn render(
             "findings {}–{} of {}",
             thousands(start as u64 + 1),
             thousands((start + rows.len()) as u64),
-            thousands(total as u64)
+            thousands(total)
         )
     };
     let body = html! {
