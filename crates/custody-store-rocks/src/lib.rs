@@ -98,8 +98,19 @@ impl RocksStore {
                 b.set_block_cache(&cache);
                 b.set_cache_index_and_filter_blocks(true);
                 b.set_pin_l0_filter_and_index_blocks_in_cache(true);
+                // Index and filter blocks are partitioned: a lookup loads
+                // one 4 KiB partition, not the whole filter of a file.
+                // Whole filters (megabytes per file once the log holds
+                // millions of entries) did not stay in the shared cache,
+                // so every lookup read and checksummed one again: at 3 M
+                // entries that was 70 % of the server's time and ingest
+                // fell from 10,000 to 1,300 events/s.
+                b.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+                b.set_metadata_block_size(4096);
+                b.set_pin_top_level_index_and_filter(true);
                 if point.contains(&name) {
                     b.set_bloom_filter(10.0, false);
+                    b.set_partition_filters(true);
                     // The memtable too: recent keys are where most
                     // lookups land while entries stream in.
                     o.set_memtable_whole_key_filtering(true);
