@@ -1758,8 +1758,21 @@ async fn d9_a_flood_of_findings_does_not_stall_queries_or_the_log() {
     if worst_append > Duration::from_secs(2) {
         errs.push(format!("an append took {worst_append:?}"));
     }
+    // An answer keeps one page of findings, not all of them: before it
+    // did, these eight questions took the server from 336 to 708 MiB.
+    let grew = rss1.saturating_sub(rss0) / 1024;
+    if grew > RSS_GROWTH_MIB {
+        errs.push(format!(
+            "the server grew by {grew} MiB answering, more than {RSS_GROWTH_MIB}"
+        ));
+    }
     assert!(errs.is_empty(), "ATTACK SUCCEEDED: {errs:#?}");
 }
+
+/// How much the server may grow while d9's eight questions are answered:
+/// two evaluations at once, each holding a page of 1,000 findings and
+/// their evidence.
+const RSS_GROWTH_MIB: u64 = 128;
 
 /// 10. Ids at their longest (64 characters, every allowed punctuation):
 /// the sub's party and system, a grant that was never issued, a retention
