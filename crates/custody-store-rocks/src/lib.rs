@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use custody_store::{Commit, DedupRecord, IndexCf, KvWrite, LogStore, StoreError};
+use custody_store::{Commit, DedupRecord, IndexCf, IndexRead, KvWrite, LogStore, StoreError};
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 /// Column family names.
@@ -183,6 +183,122 @@ impl RocksStore {
     }
 }
 
+/// `Reads` reads the index families, of the database as it is or of a
+/// snapshot of it: one implementation for both.
+struct Reads<'a> {
+    store: &'a RocksStore,
+    snapshot: Option<rocksdb::Snapshot<'a>>,
+}
+
+impl Reads<'_> {
+    fn opts(&self) -> rocksdb::ReadOptions {
+        let mut o = rocksdb::ReadOptions::default();
+        if let Some(s) = &self.snapshot {
+            o.set_snapshot(s);
+        }
+        o
+    }
+}
+
+impl IndexRead for Reads<'_> {
+    fn index_get(&self, cf: IndexCf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store
+            .db
+            .get_cf_opt(self.store.cf(cf.name())?, key, &self.opts())
+            .map_err(|e| engine("index get", e))
+    }
+
+    fn index_scan(
+        &self,
+        cf: IndexCf,
+        prefix: &[u8],
+        start: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let iter = self.store.db.iterator_cf_opt(
+            self.store.cf(cf.name())?,
+            self.opts(),
+            IteratorMode::From(start, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item.map_err(|e| engine("index scan", e))?;
+            if !k.starts_with(prefix) || !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn index_last(
+        &self,
+        cf: IndexCf,
+        prefix: &[u8],
+    ) -> Result<Option<custody_store::KvPair>, StoreError> {
+        // The least key after every key with the prefix: the prefix with
+        // its trailing 0xff bytes dropped and its last byte raised.
+        let mut succ = prefix.to_vec();
+        while succ.last() == Some(&0xff) {
+            succ.pop();
+        }
+        let mode = match succ.last_mut() {
+            Some(b) => {
+                *b += 1;
+                IteratorMode::From(&succ, rocksdb::Direction::Reverse)
+            }
+            None => IteratorMode::End,
+        };
+        for item in self
+            .store
+            .db
+            .iterator_cf_opt(self.store.cf(cf.name())?, self.opts(), mode)
+        {
+            let (k, v) = item.map_err(|e| engine("index scan", e))?;
+            if k.as_ref() == succ.as_slice() && !succ.is_empty() {
+                continue;
+            }
+            if k.starts_with(prefix) {
+                return Ok(Some((k.to_vec(), v.to_vec())));
+            }
+            return Ok(None);
+        }
+        Ok(None)
+    }
+}
+
+impl IndexRead for RocksStore {
+    fn index_get(&self, cf: IndexCf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.now().index_get(cf, key)
+    }
+
+    fn index_scan(
+        &self,
+        cf: IndexCf,
+        prefix: &[u8],
+        start: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.now().index_scan(cf, prefix, start, f)
+    }
+
+    fn index_last(
+        &self,
+        cf: IndexCf,
+        prefix: &[u8],
+    ) -> Result<Option<custody_store::KvPair>, StoreError> {
+        self.now().index_last(cf, prefix)
+    }
+}
+
+impl RocksStore {
+    /// `now` reads the database as it is.
+    fn now(&self) -> Reads<'_> {
+        Reads {
+            store: self,
+            snapshot: None,
+        }
+    }
+}
+
 impl LogStore for RocksStore {
     fn tree_size(&self) -> Result<u64, StoreError> {
         Ok(self.get_u64(CF_META, META_TREE_SIZE)?.unwrap_or(0))
@@ -290,61 +406,11 @@ impl LogStore for RocksStore {
         Ok(out)
     }
 
-    fn index_get(&self, cf: IndexCf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db
-            .get_cf(self.cf(cf.name())?, key)
-            .map_err(|e| engine("index get", e))
-    }
-
-    fn index_scan(
-        &self,
-        cf: IndexCf,
-        prefix: &[u8],
-        start: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        let iter = self.db.iterator_cf(
-            self.cf(cf.name())?,
-            IteratorMode::From(start, rocksdb::Direction::Forward),
-        );
-        for item in iter {
-            let (k, v) = item.map_err(|e| engine("index scan", e))?;
-            if !k.starts_with(prefix) || !f(&k, &v) {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    fn index_last(
-        &self,
-        cf: IndexCf,
-        prefix: &[u8],
-    ) -> Result<Option<custody_store::KvPair>, StoreError> {
-        // The least key after every key with the prefix: the prefix with
-        // its trailing 0xff bytes dropped and its last byte raised.
-        let mut succ = prefix.to_vec();
-        while succ.last() == Some(&0xff) {
-            succ.pop();
-        }
-        let mode = match succ.last_mut() {
-            Some(b) => {
-                *b += 1;
-                IteratorMode::From(&succ, rocksdb::Direction::Reverse)
-            }
-            None => IteratorMode::End,
-        };
-        for item in self.db.iterator_cf(self.cf(cf.name())?, mode) {
-            let (k, v) = item.map_err(|e| engine("index scan", e))?;
-            if k.as_ref() == succ.as_slice() && !succ.is_empty() {
-                continue;
-            }
-            if k.starts_with(prefix) {
-                return Ok(Some((k.to_vec(), v.to_vec())));
-            }
-            return Ok(None);
-        }
-        Ok(None)
+    fn index_snapshot(&self) -> Result<Box<dyn IndexRead + '_>, StoreError> {
+        Ok(Box::new(Reads {
+            store: self,
+            snapshot: Some(self.db.snapshot()),
+        }))
     }
 
     fn index_write(&self, writes: &[KvWrite]) -> Result<(), StoreError> {

@@ -205,6 +205,61 @@ pub fn check_all<S: LogStore>(store: &S) {
         "families are separate"
     );
 
+    // A snapshot reads the indexes as they were when it was taken: puts,
+    // deletes and new keys after it are not seen, through any read.
+    let snap = store.index_snapshot().unwrap();
+    let before_last = snap.index_last(IndexCf::ReporterSeq, b"p").unwrap();
+    store
+        .index_write(&[
+            KvWrite {
+                cf: IndexCf::ReporterSeq,
+                key: b"p\xff\xff".to_vec(),
+                value: None,
+            },
+            KvWrite {
+                cf: IndexCf::ReporterSeq,
+                key: b"p\x01".to_vec(),
+                value: Some(b"changed".to_vec()),
+            },
+            KvWrite {
+                cf: IndexCf::ReporterSeq,
+                key: b"p\x00new".to_vec(),
+                value: Some(Vec::new()),
+            },
+        ])
+        .unwrap();
+    assert_eq!(
+        snap.index_last(IndexCf::ReporterSeq, b"p").unwrap(),
+        before_last,
+        "a snapshot sees a key deleted after it"
+    );
+    let mut seen = Vec::new();
+    snap.index_scan(IndexCf::ReporterSeq, b"p", b"p", &mut |k, v| {
+        seen.push((k.to_vec(), v.to_vec()));
+        true
+    })
+    .unwrap();
+    assert!(
+        !seen.iter().any(|(k, _)| k == b"p\x00new"),
+        "a snapshot sees a key written after it"
+    );
+    assert_ne!(
+        snap.index_get(IndexCf::ReporterSeq, b"p\x01")
+            .unwrap()
+            .as_deref(),
+        Some(&b"changed"[..]),
+        "a snapshot sees a value changed after it"
+    );
+    assert_eq!(
+        store
+            .index_get(IndexCf::ReporterSeq, b"p\x01")
+            .unwrap()
+            .as_deref(),
+        Some(&b"changed"[..]),
+        "the store itself sees the change"
+    );
+    drop(snap);
+
     // Checkpoints, by size, latest by size.
     store.put_checkpoint(5, b"cp5").unwrap();
     store.put_checkpoint(8, b"cp8").unwrap();

@@ -36,7 +36,7 @@ use custody_domain::{
     SubjectClass, Transfer,
 };
 
-use crate::{LogStore, StoreError};
+use crate::{IndexRead, StoreError};
 
 mod findings;
 pub use findings::{check_derived_settings, findings_writes};
@@ -64,11 +64,12 @@ pub enum IndexCf {
     Attestations,
     DerivedMeta,
     TransferDue,
+    Closed,
 }
 
 impl IndexCf {
     /// `ALL` lists every index family.
-    pub const ALL: [IndexCf; 19] = [
+    pub const ALL: [IndexCf; 20] = [
         IndexCf::AssetEntries,
         IndexCf::PartyEntries,
         IndexCf::SystemIntervals,
@@ -88,6 +89,7 @@ impl IndexCf {
         IndexCf::Attestations,
         IndexCf::DerivedMeta,
         IndexCf::TransferDue,
+        IndexCf::Closed,
     ];
 
     /// `name` is the family's storage name.
@@ -112,6 +114,7 @@ impl IndexCf {
             IndexCf::Attestations => "attestations",
             IndexCf::DerivedMeta => "derived_meta",
             IndexCf::TransferDue => "transfer_due",
+            IndexCf::Closed => "closed",
         }
     }
 }
@@ -288,6 +291,38 @@ fn asset_ref_bytes(out: &mut Vec<u8>, a: &AssetRef) {
     }
 }
 
+/// The two kinds of `closed` keys, by their first byte: a closed interval
+/// by the entry that closed it, and by the time it closed, each followed
+/// by its `system_intervals` key. An answer as of a tree size and a time
+/// reads the intervals open now (`open`) and, from these, those closed by
+/// a later entry or at a later time, instead of every interval ever
+/// opened.
+pub(crate) const CLOSED_BY_ENTRY: u8 = b'e';
+pub(crate) const CLOSED_AT_TIME: u8 = b't';
+
+/// `ordered` is `t` as bytes that sort as the numbers do.
+pub(crate) fn ordered(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// `closed_writes` indexes a closed interval by its closing entry and time.
+pub(crate) fn closed_writes(i: &Interval) -> Vec<KvWrite> {
+    let (Some(by), Some(to)) = (i.closed_by, i.to) else {
+        return Vec::new();
+    };
+    let tail = system_interval_key(&i.system, &i.asset, i.opened_by);
+    let mut e = vec![CLOSED_BY_ENTRY];
+    e.extend_from_slice(&by.to_be_bytes());
+    e.extend_from_slice(&tail);
+    let mut t = vec![CLOSED_AT_TIME];
+    t.extend_from_slice(&ordered(to));
+    t.extend_from_slice(&tail);
+    vec![
+        put(IndexCf::Closed, e, Vec::new()),
+        put(IndexCf::Closed, t, Vec::new()),
+    ]
+}
+
 /// `interval_writes` stores an interval under both keyings.
 fn interval_writes(out: &mut Vec<KvWrite>, i: &Interval) {
     let v = interval_value(i);
@@ -335,6 +370,7 @@ pub fn index_writes(index: u64, reporter: &str, seq: u64, fx: &Effects) -> Vec<K
             key: open_key(&i.asset, &i.system),
             value: None,
         });
+        out.extend(closed_writes(i));
     }
     for i in &fx.opened {
         interval_writes(&mut out, i);
@@ -397,7 +433,7 @@ fn tail_u64(key: &[u8]) -> Result<u64, StoreError> {
 ///
 /// [`StoreError`] on engine failure or corrupt records.
 pub fn open_interval(
-    s: &dyn LogStore,
+    s: &dyn IndexRead,
     asset: &Digest,
     system: &str,
 ) -> Result<Option<Interval>, StoreError> {
@@ -417,7 +453,7 @@ pub fn open_interval(
 /// # Errors
 ///
 /// [`StoreError`] on engine failure or corrupt records.
-pub fn asset_meta(s: &dyn LogStore, asset: &Digest) -> Result<Option<AssetMeta>, StoreError> {
+pub fn asset_meta(s: &dyn IndexRead, asset: &Digest) -> Result<Option<AssetMeta>, StoreError> {
     let Some(v) = s.index_get(IndexCf::Assets, asset)? else {
         return Ok(None);
     };
@@ -444,7 +480,7 @@ pub fn asset_meta(s: &dyn LogStore, asset: &Digest) -> Result<Option<AssetMeta>,
 /// # Errors
 ///
 /// [`StoreError`] on engine failure or corrupt records.
-pub fn transfer(s: &dyn LogStore, index: u64) -> Result<Option<Transfer>, StoreError> {
+pub fn transfer(s: &dyn IndexRead, index: u64) -> Result<Option<Transfer>, StoreError> {
     let Some(v) = s.index_get(IndexCf::Transfers, &index.to_be_bytes())? else {
         return Ok(None);
     };
@@ -477,7 +513,7 @@ pub fn transfer(s: &dyn LogStore, index: u64) -> Result<Option<Transfer>, StoreE
 /// # Errors
 ///
 /// [`StoreError`] on engine failure or corrupt records.
-pub fn manifest_count(s: &dyn LogStore, root: &Digest) -> Result<Option<u64>, StoreError> {
+pub fn manifest_count(s: &dyn IndexRead, root: &Digest) -> Result<Option<u64>, StoreError> {
     s.index_get(IndexCf::ManifestMeta, root)?
         .map(|v| tail_u64(&v))
         .transpose()
@@ -489,7 +525,7 @@ pub fn manifest_count(s: &dyn LogStore, root: &Digest) -> Result<Option<u64>, St
 ///
 /// [`StoreError`] on engine failure or corrupt records.
 pub fn manifest_members(
-    s: &dyn LogStore,
+    s: &dyn IndexRead,
     root: &Digest,
     start: u64,
     limit: usize,
@@ -519,7 +555,7 @@ pub fn manifest_members(
 ///
 /// [`StoreError`] on engine failure or corrupt records.
 pub fn manifest_member(
-    s: &dyn LogStore,
+    s: &dyn IndexRead,
     root: &Digest,
     ordinal: u64,
 ) -> Result<Option<Digest>, StoreError> {
@@ -539,7 +575,7 @@ pub fn manifest_member(
 ///
 /// [`StoreError::NotFound`] if any is absent.
 pub fn manifest_hashes(
-    s: &dyn LogStore,
+    s: &dyn IndexRead,
     root: &Digest,
     indexes: &[u64],
 ) -> Result<Vec<[u8; 32]>, StoreError> {
@@ -562,7 +598,7 @@ pub fn manifest_hashes(
 /// # Errors
 ///
 /// [`StoreError`] on engine failure or corrupt records.
-pub fn asset_intervals(s: &dyn LogStore, asset: &Digest) -> Result<Vec<Interval>, StoreError> {
+pub fn asset_intervals(s: &dyn IndexRead, asset: &Digest) -> Result<Vec<Interval>, StoreError> {
     let mut out = Vec::new();
     scan_asset_intervals(s, asset, &mut |i| {
         out.push(i);
@@ -578,7 +614,7 @@ pub fn asset_intervals(s: &dyn LogStore, asset: &Digest) -> Result<Vec<Interval>
 ///
 /// [`StoreError`] on engine failure or corrupt records.
 pub fn scan_asset_intervals(
-    s: &dyn LogStore,
+    s: &dyn IndexRead,
     asset: &Digest,
     f: &mut dyn FnMut(Interval) -> bool,
 ) -> Result<(), StoreError> {
@@ -619,7 +655,7 @@ pub type SystemCursor = (Digest, u64);
 ///
 /// [`StoreError`] on engine failure or corrupt records.
 pub fn scan_system_intervals(
-    s: &dyn LogStore,
+    s: &dyn IndexRead,
     system: &str,
     after: Option<SystemCursor>,
     f: &mut dyn FnMut(Interval) -> bool,
@@ -661,7 +697,7 @@ pub fn scan_system_intervals(
 }
 
 fn scan_indexes(
-    s: &dyn LogStore,
+    s: &dyn IndexRead,
     cf: IndexCf,
     prefix: Vec<u8>,
     after: Option<u64>,
@@ -696,7 +732,7 @@ fn scan_indexes(
 ///
 /// [`StoreError`] on engine failure or corrupt records.
 pub fn asset_entries(
-    s: &dyn LogStore,
+    s: &dyn IndexRead,
     asset: &Digest,
     after: Option<u64>,
     limit: usize,
@@ -711,7 +747,7 @@ pub fn asset_entries(
 ///
 /// [`StoreError`] on engine failure or corrupt records.
 pub fn party_entries(
-    s: &dyn LogStore,
+    s: &dyn IndexRead,
     party: &str,
     after: Option<u64>,
     limit: usize,
@@ -726,7 +762,7 @@ pub fn party_entries(
 ///
 /// [`StoreError`] on engine failure or corrupt records.
 pub fn reporter_seqs(
-    s: &dyn LogStore,
+    s: &dyn IndexRead,
     reporter: &str,
     limit: usize,
 ) -> Result<Vec<(u64, u64)>, StoreError> {
@@ -752,7 +788,7 @@ pub fn reporter_seqs(
 
 /// `StoreView` is the committed custody state in a store, as the domain's
 /// [`CustodyView`].
-pub struct StoreView<'a>(pub &'a dyn LogStore);
+pub struct StoreView<'a>(pub &'a dyn IndexRead);
 
 fn storage(e: StoreError) -> Refusal {
     Refusal::exhausted(format!("custody state lookup failed: {e}; retry"))

@@ -106,6 +106,39 @@ pub enum StoreError {
 /// `KvPair` is one stored index pair, (key, value).
 pub type KvPair = (Vec<u8>, Vec<u8>);
 
+/// `IndexRead` reads the index families: of the store as it is, or of a
+/// snapshot of it ([`LogStore::index_snapshot`]).
+pub trait IndexRead: Send + Sync {
+    /// `index_get` reads one index value.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on engine failure.
+    fn index_get(&self, cf: IndexCf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// `index_scan` visits `(key, value)` pairs of `cf` whose key starts
+    /// with `prefix`, from the first key `>= start`, until `f` returns false.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on engine failure.
+    fn index_scan(
+        &self,
+        cf: IndexCf,
+        prefix: &[u8],
+        start: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
+
+    /// `index_last` is the greatest `(key, value)` pair of `cf` whose key
+    /// starts with `prefix`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on engine failure.
+    fn index_last(&self, cf: IndexCf, prefix: &[u8]) -> Result<Option<KvPair>, StoreError>;
+}
+
 /// `LogStore` is durable storage for one log.
 ///
 /// Contract, which [`contract`] checks for every backend:
@@ -122,7 +155,8 @@ pub type KvPair = (Vec<u8>, Vec<u8>);
 /// - `index_write` applies its writes atomically and durably.
 /// - Checkpoints are kept by tree size; a later `put_checkpoint` of the
 ///   same size replaces the earlier one only with identical bytes.
-pub trait LogStore: Send + Sync + 'static {
+/// - A snapshot MUST NOT see writes committed after it was taken.
+pub trait LogStore: IndexRead + Send + Sync + 'static {
     /// `tree_size` is the number of durable entries.
     ///
     /// # Errors
@@ -167,34 +201,14 @@ pub trait LogStore: Send + Sync + 'static {
     /// [`StoreError`] on engine failure.
     fn registry_indexes(&self) -> Result<Vec<u64>, StoreError>;
 
-    /// `index_get` reads one index value.
+    /// `index_snapshot` is the indexes as they are now: reads through it
+    /// see no write committed after it was taken, so an answer made of
+    /// several scans reads one state.
     ///
     /// # Errors
     ///
     /// [`StoreError`] on engine failure.
-    fn index_get(&self, cf: IndexCf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
-
-    /// `index_scan` visits `(key, value)` pairs of `cf` whose key starts
-    /// with `prefix`, from the first key `>= start`, until `f` returns false.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] on engine failure.
-    fn index_scan(
-        &self,
-        cf: IndexCf,
-        prefix: &[u8],
-        start: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError>;
-
-    /// `index_last` is the greatest `(key, value)` pair of `cf` whose key
-    /// starts with `prefix`, if any.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] on engine failure.
-    fn index_last(&self, cf: IndexCf, prefix: &[u8]) -> Result<Option<KvPair>, StoreError>;
+    fn index_snapshot(&self) -> Result<Box<dyn IndexRead + '_>, StoreError>;
 
     /// `index_write` durably applies index writes that belong to no log
     /// commit (uploaded manifests).

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::{Commit, DedupRecord, IndexCf, KvWrite, LogStore, StoreError};
+use crate::{Commit, DedupRecord, IndexCf, IndexRead, KvWrite, LogStore, StoreError};
 
 /// `MemoryStore` keeps everything in maps behind one mutex. "Durable" means
 /// "in the map"; it exists to pin the trait's contract, not for production.
@@ -19,7 +19,7 @@ struct Inner {
     dedup: HashMap<String, DedupRecord>,
     registry: Vec<u64>,
     checkpoints: BTreeMap<u64, Vec<u8>>,
-    index: BTreeMap<(IndexCf, Vec<u8>), Vec<u8>>,
+    index: Index,
 }
 
 impl Inner {
@@ -45,6 +45,78 @@ impl MemoryStore {
     }
 }
 
+/// `Index` is the index families in memory.
+type Index = BTreeMap<(IndexCf, Vec<u8>), Vec<u8>>;
+
+fn index_scan(
+    index: &Index,
+    cf: IndexCf,
+    prefix: &[u8],
+    start: &[u8],
+    f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+) {
+    for ((c, k), v) in index.range((cf, start.to_vec())..) {
+        if *c != cf || !k.starts_with(prefix) || !f(k, v) {
+            break;
+        }
+    }
+}
+
+fn index_last(index: &Index, cf: IndexCf, prefix: &[u8]) -> Option<crate::KvPair> {
+    index
+        .range((cf, prefix.to_vec())..)
+        .take_while(|((c, k), _)| *c == cf && k.starts_with(prefix))
+        .last()
+        .map(|((_, k), v)| (k.clone(), v.clone()))
+}
+
+/// `Snapshot` is a copy of the index families: a test backend's snapshot.
+struct Snapshot {
+    index: Index,
+}
+
+impl IndexRead for Snapshot {
+    fn index_get(&self, cf: IndexCf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.index.get(&(cf, key.to_vec())).cloned())
+    }
+
+    fn index_scan(
+        &self,
+        cf: IndexCf,
+        prefix: &[u8],
+        start: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        index_scan(&self.index, cf, prefix, start, f);
+        Ok(())
+    }
+
+    fn index_last(&self, cf: IndexCf, prefix: &[u8]) -> Result<Option<crate::KvPair>, StoreError> {
+        Ok(index_last(&self.index, cf, prefix))
+    }
+}
+
+impl IndexRead for MemoryStore {
+    fn index_get(&self, cf: IndexCf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock()?.index.get(&(cf, key.to_vec())).cloned())
+    }
+
+    fn index_scan(
+        &self,
+        cf: IndexCf,
+        prefix: &[u8],
+        start: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        index_scan(&self.lock()?.index, cf, prefix, start, f);
+        Ok(())
+    }
+
+    fn index_last(&self, cf: IndexCf, prefix: &[u8]) -> Result<Option<crate::KvPair>, StoreError> {
+        Ok(index_last(&self.lock()?.index, cf, prefix))
+    }
+}
+
 impl LogStore for MemoryStore {
     fn tree_size(&self) -> Result<u64, StoreError> {
         Ok(self.lock()?.entries.len() as u64)
@@ -67,33 +139,9 @@ impl LogStore for MemoryStore {
         Ok(())
     }
 
-    fn index_get(&self, cf: IndexCf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.lock()?.index.get(&(cf, key.to_vec())).cloned())
-    }
-
-    fn index_scan(
-        &self,
-        cf: IndexCf,
-        prefix: &[u8],
-        start: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        let g = self.lock()?;
-        for ((c, k), v) in g.index.range((cf, start.to_vec())..) {
-            if *c != cf || !k.starts_with(prefix) || !f(k, v) {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    fn index_last(&self, cf: IndexCf, prefix: &[u8]) -> Result<Option<crate::KvPair>, StoreError> {
-        let g = self.lock()?;
-        Ok(g.index
-            .range((cf, prefix.to_vec())..)
-            .take_while(|((c, k), _)| *c == cf && k.starts_with(prefix))
-            .last()
-            .map(|((_, k), v)| (k.clone(), v.clone())))
+    fn index_snapshot(&self) -> Result<Box<dyn IndexRead + '_>, StoreError> {
+        let index = self.lock()?.index.clone();
+        Ok(Box::new(Snapshot { index }))
     }
 
     fn index_write(&self, writes: &[KvWrite]) -> Result<(), StoreError> {

@@ -10,6 +10,8 @@
 //! - An answer holds at most one page of findings in memory
 //!   (`PageCutter`), however many findings the log supports; nothing is
 //!   kept between questions.
+//! - It reads one snapshot of the store, so entries committed while it
+//!   runs change nothing in it.
 //! - It never runs on the async runtime's threads, and only a few
 //!   evaluations run at once.
 
@@ -122,9 +124,16 @@ impl Findings {
         sink: &mut dyn FnMut(Finding),
     ) -> Result<(), String> {
         let registry = self.state.registry();
+        // One snapshot for the whole answer: its scans then read one state
+        // of the store, however many entries are committed meanwhile.
+        let snapshot = self
+            .state
+            .store
+            .index_snapshot()
+            .map_err(|e| format!("findings: {e}"))?;
         visit_findings_at(
             &self.policy,
-            &StoreView(self.state.store.as_ref()),
+            &StoreView(snapshot.as_ref()),
             &registry,
             size,
             as_of,

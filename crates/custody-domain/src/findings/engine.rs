@@ -132,12 +132,17 @@ pub trait FindingsHistory {
     fn raised(&self, size: u64, f: &mut dyn FnMut(Finding)) -> Result<(), Refusal>;
 
     /// `held` visits every custody interval opened by an entry below
-    /// `size`, open or closed.
+    /// `size` that is still held as of (`size`, `as_of`): not closed, or
+    /// closed by an entry at or past `size`, or closed at a time after
+    /// `as_of`. It may visit other intervals too (the caller checks each),
+    /// but none twice; a store keeps indexes so that it reads the
+    /// intervals open now and those closed since, not every interval ever
+    /// opened.
     ///
     /// # Errors
     ///
     /// A `ResourceExhausted` [`Refusal`] when storage fails.
-    fn held(&self, size: u64, f: &mut dyn FnMut(HeldRow)) -> Result<(), Refusal>;
+    fn held(&self, size: u64, as_of: Timestamp, f: &mut dyn FnMut(HeldRow)) -> Result<(), Refusal>;
 
     /// `overdue_transfers` visits, by index and with its receipt if one
     /// was logged (at any size), every COPY and MOVE logged below `size`
@@ -674,7 +679,7 @@ pub fn visit_findings_at(
         .collect();
     if !rules.is_empty() {
         let mut err = None;
-        history.held(size, &mut |h| {
+        history.held(size, as_of, &mut |h| {
             if err.is_some() || h.opened_by >= size || h.from > as_of {
                 return;
             }

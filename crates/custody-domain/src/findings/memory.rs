@@ -133,7 +133,14 @@ impl FindingsHistory for MemoryFindings {
         }
         Ok(())
     }
-    fn held(&self, size: u64, f: &mut dyn FnMut(HeldRow)) -> Result<(), Refusal> {
+    fn held(
+        &self,
+        size: u64,
+        _as_of: Timestamp,
+        f: &mut dyn FnMut(HeldRow),
+    ) -> Result<(), Refusal> {
+        // A replay's state is in memory: every interval, for the caller to
+        // check.
         for ((opened_by, asset, system), h) in self.held.range(..(size, [0; 32], String::new())) {
             f(HeldRow {
                 opened_by: *opened_by,

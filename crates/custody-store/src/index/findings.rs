@@ -18,7 +18,8 @@ use super::{
     asset_meta, decode_interval_value, lp, lp_key, manifest_member, put, storage, tail_u64,
     IndexCf, KvWrite, Reader, StoreView,
 };
-use crate::{LogStore, StoreError};
+use super::{closed_writes, ordered, system_interval_key, CLOSED_AT_TIME, CLOSED_BY_ENTRY};
+use crate::{IndexRead, LogStore, StoreError};
 
 /// Records read per page of a scan.
 const PAGE: usize = 1024;
@@ -227,11 +228,6 @@ const UNRECEIPTED: u8 = b'u';
 const DELAY: u8 = b'd';
 const RECEIPT_ENTRY: u8 = b'r';
 
-/// `ordered` is `t` as bytes that sort as the numbers do.
-fn ordered(t: i64) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
-}
-
 fn due_key(kind: u8, first: i64, transfer: u64) -> Vec<u8> {
     let mut k = vec![kind];
     k.extend_from_slice(&ordered(first));
@@ -279,8 +275,8 @@ pub fn check_derived_settings(s: &dyn LogStore, policy: &Policy) -> Result<(), S
 
 const DERIVED_FORMAT: &[u8] = b"derived_format";
 
-/// The derived state's format: 2 added `transfer_due`.
-const FORMAT: u64 = 2;
+/// The derived state's format: 2 added `transfer_due`, 3 `closed`.
+const FORMAT: u64 = 3;
 
 /// `upgrade_derived_state` brings derived state written by an earlier
 /// version up to [`FORMAT`], once: format 1 lacked `transfer_due`, which is
@@ -331,6 +327,34 @@ fn upgrade_derived_state(s: &dyn LogStore) -> Result<(), String> {
             return Err(e(x));
         }
         flush(&mut writes).map_err(e)?;
+    }
+    if format <= 2 {
+        // Every closed interval, by its closing entry and time.
+        let mut writes = Vec::new();
+        let mut failed = None;
+        scan_paged(s, IndexCf::SystemIntervals, &[], &[], &mut |k, v| {
+            let mut r = Reader {
+                b: k,
+                what: "system interval key",
+            };
+            let system = r.string().map_err(corrupt)?;
+            let asset = r.digest().map_err(corrupt)?;
+            let opened_by = r.u64().map_err(corrupt)?;
+            let i = decode_interval_value(asset, system, opened_by, v).map_err(corrupt)?;
+            writes.extend(closed_writes(&i));
+            if writes.len() >= PAGE {
+                if let Err(x) = s.index_write(&std::mem::take(&mut writes)) {
+                    failed = Some(x);
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+        .map_err(|r| format!("derived state: {r}"))?;
+        if let Some(x) = failed {
+            return Err(e(x));
+        }
+        s.index_write(&writes).map_err(e)?;
     }
     if format != FORMAT
         || s.index_get(IndexCf::DerivedMeta, DERIVED_FORMAT)
@@ -387,7 +411,7 @@ type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, Refusal> + 'a;
 /// `scan_paged` visits `cf` under `prefix` from `start`, a page at a time,
 /// calling `f` outside the store's scan; `f` returns false to stop.
 fn scan_paged(
-    s: &dyn LogStore,
+    s: &dyn IndexRead,
     cf: IndexCf,
     prefix: &[u8],
     start: &[u8],
@@ -441,6 +465,62 @@ fn due_key_parts(k: &[u8]) -> Result<(i64, u64), Refusal> {
 }
 
 impl StoreView<'_> {
+    /// `visit_held` hands the interval stored under `system_intervals` key
+    /// `key` to `f`, with the asset's birth, if an entry below `size`
+    /// opened it.
+    fn visit_held(
+        &self,
+        key: &[u8],
+        size: u64,
+        f: &mut dyn FnMut(HeldRow),
+    ) -> Result<bool, Refusal> {
+        let mut r = Reader {
+            b: key,
+            what: "system interval key",
+        };
+        let system = r.string().map_err(corrupt)?;
+        let asset = r.digest().map_err(corrupt)?;
+        let opened_by = r.u64().map_err(corrupt)?;
+        r.done().map_err(corrupt)?;
+        if opened_by >= size {
+            return Ok(true);
+        }
+        let v = self
+            .0
+            .index_get(IndexCf::SystemIntervals, key)
+            .map_err(storage)?
+            .ok_or_else(|| {
+                storage(StoreError::Corrupt(format!(
+                    "an interval of entry {opened_by} is indexed but not stored"
+                )))
+            })?;
+        let i = decode_interval_value(asset, system, opened_by, &v).map_err(corrupt)?;
+        // The birth the asset had when the interval opened: an asset the
+        // log created only later is dated by the interval itself.
+        let born = match self.created_by(&asset)? {
+            Some(c) if c <= opened_by => self.birth(&asset)?,
+            _ => None,
+        };
+        let born = born.unwrap_or_else(|| {
+            let classes = match (i.modality, i.subject_class) {
+                (Some(m), Some(s)) => vec![(m, s)],
+                _ => Vec::new(),
+            };
+            (i.from, i.opened_by, classes)
+        });
+        f(HeldRow {
+            opened_by,
+            asset,
+            system: i.system,
+            party: i.party,
+            from: i.from,
+            to: i.to,
+            closed_by: i.closed_by,
+            born,
+        });
+        Ok(true)
+    }
+
     /// `pending` is the transfer logged at `index`, with its receipt.
     fn pending(&self, index: u64) -> Result<Option<Pending>, Refusal> {
         let Some(v) = self
@@ -577,44 +657,57 @@ impl FindingsHistory for StoreView<'_> {
         })
     }
 
-    fn held(&self, size: u64, f: &mut dyn FnMut(HeldRow)) -> Result<(), Refusal> {
-        scan_paged(self.0, IndexCf::SystemIntervals, &[], &[], &mut |k, v| {
-            let mut r = Reader {
-                b: k,
-                what: "system interval key",
-            };
-            let system = r.string().map_err(corrupt)?;
-            let asset = r.digest().map_err(corrupt)?;
-            let opened_by = r.u64().map_err(corrupt)?;
-            if opened_by >= size {
+    fn held(&self, size: u64, as_of: i64, f: &mut dyn FnMut(HeldRow)) -> Result<(), Refusal> {
+        // Open now: `open` holds (asset, system) → the opening entry.
+        scan_paged(self.0, IndexCf::Open, &[], &[], &mut |k, v| {
+            let opened_by = tail_u64(v).map_err(corrupt)?;
+            if opened_by >= size || k.len() < 33 {
                 return Ok(true);
             }
-            let i = decode_interval_value(asset, system, opened_by, v).map_err(corrupt)?;
-            // The birth the asset had when the interval opened: an asset
-            // the log created only later is dated by the interval itself.
-            let born = match self.created_by(&asset)? {
-                Some(c) if c <= opened_by => self.birth(&asset)?,
-                _ => None,
-            };
-            let born = born.unwrap_or_else(|| {
-                let classes = match (i.modality, i.subject_class) {
-                    (Some(m), Some(s)) => vec![(m, s)],
-                    _ => Vec::new(),
-                };
-                (i.from, i.opened_by, classes)
-            });
-            f(HeldRow {
-                opened_by,
-                asset,
-                system: i.system,
-                party: i.party,
-                from: i.from,
-                to: i.to,
-                closed_by: i.closed_by,
-                born,
-            });
-            Ok(true)
-        })
+            let mut asset = [0u8; 32];
+            asset.copy_from_slice(&k[..32]);
+            let system = Reader {
+                b: &k[32..],
+                what: "open interval key",
+            }
+            .string()
+            .map_err(corrupt)?;
+            self.visit_held(&system_interval_key(&system, &asset, opened_by), size, f)
+        })?;
+        // Closed, but by an entry at or past `size`, or at a time after
+        // `as_of`: held as the question reads the log. One interval can be
+        // both, so the first set is kept to skip it the second time; it
+        // holds the intervals closed since `size`, not every closed one.
+        let mut seen = std::collections::HashSet::new();
+        let mut from = vec![CLOSED_BY_ENTRY];
+        from.extend_from_slice(&size.to_be_bytes());
+        scan_paged(
+            self.0,
+            IndexCf::Closed,
+            &[CLOSED_BY_ENTRY],
+            &from,
+            &mut |k, _| {
+                let key = k.get(9..).unwrap_or_default().to_vec();
+                self.visit_held(&key, size, f)?;
+                seen.insert(key);
+                Ok(true)
+            },
+        )?;
+        let mut from = vec![CLOSED_AT_TIME];
+        from.extend_from_slice(&ordered(as_of.saturating_add(1)));
+        scan_paged(
+            self.0,
+            IndexCf::Closed,
+            &[CLOSED_AT_TIME],
+            &from,
+            &mut |k, _| {
+                let key = k.get(9..).unwrap_or_default();
+                if !seen.contains(key) {
+                    self.visit_held(key, size, f)?;
+                }
+                Ok(true)
+            },
+        )
     }
 
     fn overdue_transfers(
@@ -779,6 +872,7 @@ mod tests {
     use super::*;
     use crate::memory::MemoryStore;
     use crate::Commit;
+    use custody_domain::{Effects, Interval};
 
     const WINDOW: i64 = 100;
 
@@ -903,25 +997,7 @@ mod tests {
         late: std::sync::Mutex<Option<Vec<KvWrite>>>,
     }
 
-    impl LogStore for Racing {
-        fn tree_size(&self) -> Result<u64, StoreError> {
-            self.s.tree_size()
-        }
-        fn commit(&self, b: &Commit) -> Result<(), StoreError> {
-            self.s.commit(b)
-        }
-        fn read_hashes(&self, i: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
-            self.s.read_hashes(i)
-        }
-        fn read_entries(&self, a: u64, b: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-            self.s.read_entries(a, b)
-        }
-        fn dedup(&self, id: &str) -> Result<Option<crate::DedupRecord>, StoreError> {
-            self.s.dedup(id)
-        }
-        fn registry_indexes(&self) -> Result<Vec<u64>, StoreError> {
-            self.s.registry_indexes()
-        }
+    impl IndexRead for Racing {
         fn index_get(&self, cf: IndexCf, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
             self.s.index_get(cf, k)
         }
@@ -942,6 +1018,30 @@ mod tests {
         }
         fn index_last(&self, cf: IndexCf, p: &[u8]) -> Result<Option<crate::KvPair>, StoreError> {
             self.s.index_last(cf, p)
+        }
+    }
+
+    impl LogStore for Racing {
+        fn tree_size(&self) -> Result<u64, StoreError> {
+            self.s.tree_size()
+        }
+        fn commit(&self, b: &Commit) -> Result<(), StoreError> {
+            self.s.commit(b)
+        }
+        fn read_hashes(&self, i: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+            self.s.read_hashes(i)
+        }
+        fn read_entries(&self, a: u64, b: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+            self.s.read_entries(a, b)
+        }
+        fn dedup(&self, id: &str) -> Result<Option<crate::DedupRecord>, StoreError> {
+            self.s.dedup(id)
+        }
+        fn registry_indexes(&self) -> Result<Vec<u64>, StoreError> {
+            self.s.registry_indexes()
+        }
+        fn index_snapshot(&self) -> Result<Box<dyn IndexRead + '_>, StoreError> {
+            self.s.index_snapshot()
         }
         fn index_write(&self, w: &[KvWrite]) -> Result<(), StoreError> {
             self.s.index_write(w)
@@ -993,6 +1093,129 @@ mod tests {
         assert!(got.contains(&27) && got.contains(&31));
     }
 
+    /// Intervals for `held`: asset k (k < 60) on system "s" from entry
+    /// 2k+1 at time 100k, closed by entry 2k+2 at time 100k+50 unless k is
+    /// a multiple of 20 (those stay open).
+    fn intervals() -> (MemoryStore, Vec<Interval>) {
+        let s = MemoryStore::default();
+        let mut writes = Vec::new();
+        let mut all = Vec::new();
+        for k in 0..60u64 {
+            let open = Interval {
+                asset: [k as u8; 32],
+                system: "s".into(),
+                party: "p".into(),
+                from: 100 * k as i64,
+                to: None,
+                opened_by: 2 * k + 1,
+                closed_by: None,
+                modality: None,
+                subject_class: None,
+            };
+            writes.extend(super::super::index_writes(
+                2 * k + 1,
+                "p",
+                0,
+                &Effects {
+                    opened: vec![open.clone()],
+                    ..Default::default()
+                },
+            ));
+            if k % 20 == 0 {
+                all.push(open);
+                continue;
+            }
+            let closed = Interval {
+                to: Some(100 * k as i64 + 50),
+                closed_by: Some(2 * k + 2),
+                ..open
+            };
+            writes.extend(super::super::index_writes(
+                2 * k + 2,
+                "p",
+                0,
+                &Effects {
+                    closed: vec![closed.clone()],
+                    ..Default::default()
+                },
+            ));
+            all.push(closed);
+        }
+        s.commit(&Commit {
+            first_index: 0,
+            entries: (0..121).map(|i| vec![i as u8]).collect(),
+            hashes: Vec::new(),
+            dedup: Vec::new(),
+            registry: Vec::new(),
+            index: writes,
+        })
+        .unwrap();
+        (s, all)
+    }
+
+    /// `held` reads the intervals open now and those closed since the
+    /// question's size or time: exactly those the rule keeps, not every
+    /// interval ever opened; and a log of format 2, which had no `closed`
+    /// keys, is given them at start-up.
+    #[test]
+    fn held_visits_only_what_is_held_as_of_the_question() {
+        let (s, all) = intervals();
+        check_held(&s, &all);
+        let mut gone = Vec::new();
+        s.index_scan(IndexCf::Closed, &[], &[], &mut |k, _| {
+            gone.push(KvWrite {
+                cf: IndexCf::Closed,
+                key: k.to_vec(),
+                value: None,
+            });
+            true
+        })
+        .unwrap();
+        assert_eq!(gone.len(), 2 * 57, "two keys per closed interval");
+        s.index_write(&gone).unwrap();
+        let policy = Policy::default();
+        s.index_write(&[
+            put(
+                IndexCf::DerivedMeta,
+                REPORTING_DEADLINE.to_vec(),
+                policy.reporting_deadline.to_be_bytes().to_vec(),
+            ),
+            put(
+                IndexCf::DerivedMeta,
+                DERIVED_FORMAT.to_vec(),
+                2u64.to_be_bytes().to_vec(),
+            ),
+        ])
+        .unwrap();
+        check_derived_settings(&s, &policy).unwrap();
+        check_held(&s, &all);
+    }
+
+    fn check_held(s: &MemoryStore, all: &[Interval]) {
+        for size in [1, 10, 41, 80, 121] {
+            for as_of in [0, 1000, 2550, 4000, 10_000] {
+                let mut got = Vec::new();
+                StoreView(s)
+                    .held(size, as_of, &mut |h| got.push(h.opened_by))
+                    .unwrap();
+                let n = got.len();
+                got.sort_unstable();
+                got.dedup();
+                assert_eq!(n, got.len(), "an interval visited twice at {size}, {as_of}");
+                let want: Vec<u64> = all
+                    .iter()
+                    .filter(|i| {
+                        i.opened_by < size
+                            && (i.closed_by.is_none_or(|c| c >= size)
+                                || i.to.is_some_and(|t| t > as_of))
+                    })
+                    .map(|i| i.opened_by)
+                    .collect();
+                assert_eq!(got, want, "size {size}, as of {as_of}");
+            }
+        }
+    }
+
     #[test]
     fn derived_state_of_format_1_is_upgraded_once() {
         let (s, all) = log();
@@ -1025,7 +1248,7 @@ mod tests {
         s.index_write(&[put(
             IndexCf::DerivedMeta,
             DERIVED_FORMAT.to_vec(),
-            3u64.to_be_bytes().to_vec(),
+            (FORMAT + 1).to_be_bytes().to_vec(),
         )])
         .unwrap();
         let e = check_derived_settings(&s, &policy).unwrap_err();
