@@ -570,6 +570,28 @@ impl StoreView<'_> {
         }))
     }
 
+    /// `due_transfers` is the transfers below `size` named by the
+    /// `transfer_due` keys of `kind` from `kind ‖ from` on.
+    fn due_transfers(&self, kind: u8, from: &[u8], size: u64) -> Result<Vec<u64>, Refusal> {
+        let mut start = vec![kind];
+        start.extend_from_slice(from);
+        let mut out = Vec::new();
+        scan_paged(
+            self.0,
+            IndexCf::TransferDue,
+            &[kind],
+            &start,
+            &mut |k, _| {
+                let (_, index) = due_key_parts(k)?;
+                if index < size {
+                    out.push(index);
+                }
+                Ok(true)
+            },
+        )?;
+        Ok(out)
+    }
+
     /// `visit_transfers` hands each transfer of `indexes` to `f`.
     fn visit_transfers(
         &self,
@@ -739,43 +761,14 @@ impl FindingsHistory for StoreView<'_> {
             },
         )?;
         // Receipted at least `window` after the transfer: late.
-        let mut from = vec![DELAY];
-        from.extend_from_slice(&ordered(window));
-        scan_paged(
-            self.0,
-            IndexCf::TransferDue,
-            &[DELAY],
-            &from,
-            &mut |k, _| {
-                let (_, index) = due_key_parts(k)?;
-                if index < size {
-                    overdue.push(index);
-                }
-                Ok(true)
-            },
-        )?;
+        overdue.extend(self.due_transfers(DELAY, &ordered(window), size)?);
         // Receipted in time by an entry at or past `size`: as of `size`
         // there is no receipt yet (those late are visited above).
-        let mut from = vec![RECEIPT_ENTRY];
-        from.extend_from_slice(&size.to_be_bytes());
-        let mut unseen = Vec::new();
-        scan_paged(
-            self.0,
-            IndexCf::TransferDue,
-            &[RECEIPT_ENTRY],
-            &from,
-            &mut |k, _| {
-                let (_, index) = due_key_parts(k)?;
-                if index < size {
-                    unseen.push(index);
-                }
-                Ok(true)
-            },
-        )?;
-        // The scans read no snapshot: a receipt committed between two of
-        // them moves its transfer from one kind of key to another, so it
-        // can be seen twice (never not at all, as the scans run in the
-        // order its keys move). Each is visited once.
+        let mut unseen = self.due_transfers(RECEIPT_ENTRY, &size.to_be_bytes(), size)?;
+        // Over a live store (findings answers read a snapshot), a receipt
+        // committed between two scans moves its transfer from one kind of
+        // key to another, so it can be seen twice (never not at all, as
+        // the scans run in the order its keys move). Each is visited once.
         overdue.sort_unstable();
         overdue.dedup();
         unseen.retain(|i| overdue.binary_search(i).is_err());
