@@ -298,41 +298,24 @@ fn upgrade_derived_state(s: &dyn LogStore) -> Result<(), String> {
     }
     if format == 1 {
         let view = StoreView(s);
-        let mut writes = Vec::new();
-        let flush = |writes: &mut Vec<KvWrite>| s.index_write(&std::mem::take(writes));
-        let mut failed = None;
-        scan_paged(s, IndexCf::Pending, &[], &[], &mut |k, _| {
+        backfill(s, IndexCf::Pending, &mut |k, _| {
             let index = tail_u64(k).map_err(corrupt)?;
             let Some(p) = view.pending(index)? else {
-                return Ok(true);
+                return Ok(Vec::new());
             };
-            match p.receipt {
-                None => writes.push(put(
+            Ok(match p.receipt {
+                None => vec![put(
                     IndexCf::TransferDue,
                     due_key(UNRECEIPTED, p.at, index),
                     Vec::new(),
-                )),
-                Some((t, i)) => writes.extend(receipt_due_writes(index, p.at, t, i)),
-            }
-            if writes.len() >= PAGE {
-                if let Err(x) = flush(&mut writes) {
-                    failed = Some(x);
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        })
-        .map_err(|r| format!("derived state: {r}"))?;
-        if let Some(x) = failed {
-            return Err(e(x));
-        }
-        flush(&mut writes).map_err(e)?;
+                )],
+                Some((t, i)) => receipt_due_writes(index, p.at, t, i).to_vec(),
+            })
+        })?;
     }
     if format <= 2 {
         // Every closed interval, by its closing entry and time.
-        let mut writes = Vec::new();
-        let mut failed = None;
-        scan_paged(s, IndexCf::SystemIntervals, &[], &[], &mut |k, v| {
+        backfill(s, IndexCf::SystemIntervals, &mut |k, v| {
             let mut r = Reader {
                 b: k,
                 what: "system interval key",
@@ -341,20 +324,8 @@ fn upgrade_derived_state(s: &dyn LogStore) -> Result<(), String> {
             let asset = r.digest().map_err(corrupt)?;
             let opened_by = r.u64().map_err(corrupt)?;
             let i = decode_interval_value(asset, system, opened_by, v).map_err(corrupt)?;
-            writes.extend(closed_writes(&i));
-            if writes.len() >= PAGE {
-                if let Err(x) = s.index_write(&std::mem::take(&mut writes)) {
-                    failed = Some(x);
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        })
-        .map_err(|r| format!("derived state: {r}"))?;
-        if let Some(x) = failed {
-            return Err(e(x));
-        }
-        s.index_write(&writes).map_err(e)?;
+            Ok(closed_writes(&i))
+        })?;
     }
     if format != FORMAT
         || s.index_get(IndexCf::DerivedMeta, DERIVED_FORMAT)
@@ -369,6 +340,32 @@ fn upgrade_derived_state(s: &dyn LogStore) -> Result<(), String> {
         .map_err(e)?;
     }
     Ok(())
+}
+
+/// `Derive` turns one stored pair into the index writes derived from it.
+type Derive<'a> = dyn FnMut(&[u8], &[u8]) -> Result<Vec<KvWrite>, Refusal> + 'a;
+
+/// `backfill` writes, a page at a time, what `rows` derives from each pair
+/// of `cf`: an upgrade's rebuild of an index from records already kept.
+fn backfill(s: &dyn LogStore, cf: IndexCf, rows: &mut Derive<'_>) -> Result<(), String> {
+    let e = |e: StoreError| format!("derived state: {e}");
+    let mut writes = Vec::new();
+    let mut failed = None;
+    scan_paged(s, cf, &[], &[], &mut |k, v| {
+        writes.extend(rows(k, v)?);
+        if writes.len() >= PAGE {
+            if let Err(x) = s.index_write(&std::mem::take(&mut writes)) {
+                failed = Some(x);
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+    .map_err(|r| format!("derived state: {r}"))?;
+    if let Some(x) = failed {
+        return Err(e(x));
+    }
+    s.index_write(&writes).map_err(e)
 }
 
 fn check_deadline(s: &dyn LogStore, policy: &Policy) -> Result<(), String> {
