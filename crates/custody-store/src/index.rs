@@ -20,12 +20,16 @@
 //! | `manifest_members` | root ‖ ordinal | digest |
 //! | `manifest_hashes` | root ‖ stored-hash index | hash |
 //! | `findings` | index ‖ n | a finding the entry raised |
+//! | `findings_by_time` | time ‖ id | index ‖ n ‖ rule of a raised finding |
+//! | `findings_counts` | !index | findings raised by entries up to index, by rule |
 //! | `births` | asset | born, born_by, classes (derived assets only) |
 //! | `pending` | index | a transfer's time, actor, destination, observer |
 //! | `receipts` | transfer index | receipt time, receipt index |
 //! | `attesting` | lp(system) | party, since, since_by |
 //! | `attestations` | lp(system) ‖ index | time |
 //! | `derived_meta` | name | the settings derived state was computed with |
+//! | `transfer_due` | kind ‖ time or entry ‖ transfer index | – |
+//! | `closed` | kind ‖ closing entry or time ‖ interval key | – |
 //!
 //! `lp(s)` is one length byte then the id's bytes (ids are at most 64).
 
@@ -39,7 +43,7 @@ use custody_domain::{
 use crate::{IndexRead, StoreError};
 
 mod findings;
-pub use findings::{check_derived_settings, findings_writes};
+pub use findings::{check_derived_settings, findings_writes, RaisedCounts};
 
 /// `IndexCf` is one index column family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -65,11 +69,13 @@ pub enum IndexCf {
     DerivedMeta,
     TransferDue,
     Closed,
+    FindingsByTime,
+    FindingsCounts,
 }
 
 impl IndexCf {
     /// `ALL` lists every index family.
-    pub const ALL: [IndexCf; 20] = [
+    pub const ALL: [IndexCf; 22] = [
         IndexCf::AssetEntries,
         IndexCf::PartyEntries,
         IndexCf::SystemIntervals,
@@ -90,6 +96,8 @@ impl IndexCf {
         IndexCf::DerivedMeta,
         IndexCf::TransferDue,
         IndexCf::Closed,
+        IndexCf::FindingsByTime,
+        IndexCf::FindingsCounts,
     ];
 
     /// `name` is the family's storage name.
@@ -115,6 +123,8 @@ impl IndexCf {
             IndexCf::DerivedMeta => "derived_meta",
             IndexCf::TransferDue => "transfer_due",
             IndexCf::Closed => "closed",
+            IndexCf::FindingsByTime => "findings_by_time",
+            IndexCf::FindingsCounts => "findings_counts",
         }
     }
 }

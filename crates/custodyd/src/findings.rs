@@ -10,6 +10,10 @@
 //! - An answer holds at most one page of findings in memory
 //!   (`PageCutter`), however many findings the log supports; nothing is
 //!   kept between questions.
+//! - The findings entries raised are read from the page's cursor on, and
+//!   counted from `findings_counts` (`findings_page`), for any filter of
+//!   rule alone: such an answer costs its page and the time-based rules,
+//!   not the log.
 //! - It reads one snapshot of the store, so entries committed while it
 //!   runs change nothing in it.
 //! - It never runs on the async runtime's threads, and only a few
@@ -18,7 +22,7 @@
 use std::sync::Arc;
 
 use custody_domain::findings::{
-    visit_findings_at, Finding, FindingsFilter, FindingsPage, PageCutter, Policy,
+    findings_page, visit_findings_at, Finding, FindingsFilter, FindingsPage, Policy,
 };
 use custody_domain::Timestamp;
 use custody_store::index::StoreView;
@@ -62,10 +66,20 @@ impl Findings {
         after: Option<(Timestamp, String)>,
         limit: usize,
     ) -> Result<FindingsPage, String> {
-        let mut cut = PageCutter::new(filter, after, limit);
         self.visit(size, move |me| {
-            me.each(size, as_of, &mut |f| cut.offer(f))?;
-            Ok(cut.finish())
+            let registry = me.state.registry();
+            let snapshot = me.snapshot()?;
+            findings_page(
+                &me.policy,
+                &StoreView(snapshot.as_ref()),
+                &registry,
+                size,
+                as_of,
+                &filter,
+                after.as_ref(),
+                limit,
+            )
+            .map_err(|e| e.to_string())
         })
         .await
     }
@@ -117,6 +131,16 @@ impl Findings {
             .map_err(|e| format!("findings task: {e}"))?
     }
 
+    /// `snapshot` is one snapshot for a whole answer: its scans then read
+    /// one state of the store, however many entries are committed
+    /// meanwhile.
+    fn snapshot(&self) -> Result<Box<dyn custody_store::IndexRead + '_>, String> {
+        self.state
+            .store
+            .index_snapshot()
+            .map_err(|e| format!("findings: {e}"))
+    }
+
     fn each(
         &self,
         size: u64,
@@ -124,13 +148,7 @@ impl Findings {
         sink: &mut dyn FnMut(Finding),
     ) -> Result<(), String> {
         let registry = self.state.registry();
-        // One snapshot for the whole answer: its scans then read one state
-        // of the store, however many entries are committed meanwhile.
-        let snapshot = self
-            .state
-            .store
-            .index_snapshot()
-            .map_err(|e| format!("findings: {e}"))?;
+        let snapshot = self.snapshot()?;
         visit_findings_at(
             &self.policy,
             &StoreView(snapshot.as_ref()),

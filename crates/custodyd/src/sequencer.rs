@@ -23,7 +23,7 @@ use custody_domain::{
 };
 use custody_log::{append_leaves, leaf_hash};
 use custody_proto::{decode_entry, decode_event, envelope_to_proto, v1, Entry};
-use custody_store::index::{findings_writes, index_writes, StoreView};
+use custody_store::index::{findings_writes, index_writes, RaisedCounts, StoreView};
 use custody_store::{Commit, DedupRecord, LogStore};
 use prost::Message as _;
 use rayon::prelude::*;
@@ -323,6 +323,9 @@ pub fn sequence_batch(
     };
     let mut custody = Overlay::new(StoreView(store));
     let mut findings = FindingsOverlay::new(StoreView(store));
+    // The running count of raised findings, read when an entry first
+    // raises one.
+    let mut counts: Option<RaisedCounts> = None;
     let mut verdicts: Vec<Result<Appended, Refusal>> = Vec::with_capacity(envelopes.len());
     for (envelope, c) in envelopes.iter().zip(checked) {
         let verdict = match c.event {
@@ -338,6 +341,7 @@ pub fn sequence_batch(
                 &mut in_batch,
                 &mut custody,
                 &mut findings,
+                &mut counts,
                 policy,
                 &mut commit,
             ),
@@ -432,6 +436,7 @@ fn admit_one(
     in_batch: &mut HashMap<String, (u64, [u8; 32])>,
     custody: &mut Overlay<impl CustodyView>,
     findings: &mut FindingsOverlay<impl FindingsState>,
+    counts: &mut Option<RaisedCounts>,
     policy: &Policy,
     commit: &mut Commit,
 ) -> Result<Appended, Refusal> {
@@ -502,6 +507,17 @@ fn admit_one(
         registry.as_ref(),
         &admission.effects,
     )?;
+    let counted = if delta.raised.is_empty() {
+        None
+    } else {
+        let c = match counts {
+            Some(c) => c,
+            None => counts.insert(RaisedCounts::latest(store).map_err(|e| {
+                Refusal::exhausted(format!("findings count lookup failed: {e}; retry"))
+            })?),
+        };
+        c.add(index, &delta)
+    };
     if admission.changes_registry {
         commit.registry.push(index);
         registry.to_mut().apply(event, index);
@@ -513,6 +529,7 @@ fn admit_one(
         &admission.effects,
     ));
     commit.index.extend(findings_writes(index, &delta));
+    commit.index.extend(counted);
     findings.apply(&delta);
     custody.apply(&admission.effects);
     in_batch.insert(event.event_id.clone(), (index, digest));

@@ -9,7 +9,8 @@
 //! through [`FindingsHistory`], so both give the same answer.
 
 use super::{
-    finding_id, sequence_gap, uncovered, Finding, Policy, Reason, Rule, TransferCheck, Uncovered,
+    finding_id, sequence_gap, uncovered, Finding, FindingsFilter, FindingsPage, PageCutter, Policy,
+    Reason, Rule, TransferCheck, Uncovered,
 };
 use crate::{
     AssetRef, CustodyActionKind, Digest, Effects, Event, EventBody, HoldRecord, Modality,
@@ -130,6 +131,25 @@ pub trait FindingsHistory {
     ///
     /// A `ResourceExhausted` [`Refusal`] when storage fails.
     fn raised(&self, size: u64, f: &mut dyn FnMut(Finding)) -> Result<(), Refusal>;
+
+    /// `raised_page` is the page of the findings raised by entries below
+    /// `size` that arose by `as_of` (see [`raised_in`]), cut as
+    /// [`PageCutter`] cuts it. This default reads every raised finding; a
+    /// store that keeps them by time, with counts, reads the page alone.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn raised_page(
+        &self,
+        size: u64,
+        as_of: Timestamp,
+        filter: &FindingsFilter,
+        after: Option<&(Timestamp, String)>,
+        limit: usize,
+    ) -> Result<FindingsPage, Refusal> {
+        raised_page_by_scan(self, size, as_of, filter, after, limit)
+    }
 
     /// `held` visits every custody interval opened by an entry below
     /// `size` that is still held as of (`size`, `as_of`): not closed, or
@@ -663,12 +683,85 @@ pub fn visit_findings_at(
     as_of: Timestamp,
     sink: &mut dyn FnMut(Finding),
 ) -> Result<(), Refusal> {
-    let out = sink;
     history.raised(size, &mut |f| {
-        if f.at <= as_of && f.entries.iter().all(|e| *e < size) {
-            out(f);
+        if raised_in(&f, size, as_of) {
+            sink(f);
         }
     })?;
+    visit_timed_findings_at(policy, history, registry, size, as_of, sink)
+}
+
+/// `raised_in` is whether a finding an entry raised belongs to the answer
+/// as of (`size`, `as_of`): every entry it cites is among the first `size`
+/// (the raising entry is the greatest it cites), and it arose by `as_of`.
+pub fn raised_in(f: &Finding, size: u64, as_of: Timestamp) -> bool {
+    f.at <= as_of && f.entries.iter().all(|e| *e < size)
+}
+
+/// `raised_page_by_scan` is [`FindingsHistory::raised_page`] read from
+/// every raised finding: the default, and a store's answer to a filter its
+/// indexes do not serve.
+///
+/// # Errors
+///
+/// A `ResourceExhausted` [`Refusal`] when `history` cannot be read.
+pub fn raised_page_by_scan<H: FindingsHistory + ?Sized>(
+    history: &H,
+    size: u64,
+    as_of: Timestamp,
+    filter: &FindingsFilter,
+    after: Option<&(Timestamp, String)>,
+    limit: usize,
+) -> Result<FindingsPage, Refusal> {
+    let mut cut = PageCutter::new(filter.clone(), after.cloned(), limit);
+    history.raised(size, &mut |f| {
+        if raised_in(&f, size, as_of) {
+            cut.offer(f);
+        }
+    })?;
+    Ok(cut.finish())
+}
+
+/// `findings_page` is one page of [`findings_at`]: the findings matching
+/// `filter` after the cursor `after`, at most `limit` of them, with the
+/// counts of [`FindingsPage`]. The raised findings' part is
+/// [`FindingsHistory::raised_page`], so a store that indexes them answers
+/// in proportion to the page; the time-based rules are evaluated as
+/// [`findings_at`] evaluates them, keeping one page.
+///
+/// # Errors
+///
+/// A `ResourceExhausted` [`Refusal`] when `history` cannot be read.
+#[allow(clippy::too_many_arguments)]
+pub fn findings_page(
+    policy: &Policy,
+    history: &dyn FindingsHistory,
+    registry: &Registry,
+    size: u64,
+    as_of: Timestamp,
+    filter: &FindingsFilter,
+    after: Option<&(Timestamp, String)>,
+    limit: usize,
+) -> Result<FindingsPage, Refusal> {
+    let raised = history.raised_page(size, as_of, filter, after, limit)?;
+    let mut cut = PageCutter::new(filter.clone(), after.cloned(), limit);
+    visit_timed_findings_at(policy, history, registry, size, as_of, &mut |f| {
+        cut.offer(f)
+    })?;
+    Ok(raised.merge(cut.finish(), limit))
+}
+
+/// `visit_timed_findings_at` hands `sink` the findings of the time-based
+/// rules (retention, receipts, attestations) of [`findings_at`].
+fn visit_timed_findings_at(
+    policy: &Policy,
+    history: &dyn FindingsHistory,
+    registry: &Registry,
+    size: u64,
+    as_of: Timestamp,
+    sink: &mut dyn FnMut(Finding),
+) -> Result<(), Refusal> {
+    let out = sink;
 
     // Retention: intervals open at `as_of` past their rule's max age,
     // unless a hold in force then covers them. Without a rule in force

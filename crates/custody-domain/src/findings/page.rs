@@ -74,6 +74,43 @@ pub struct FindingsPage {
     pub more: bool,
 }
 
+impl FindingsPage {
+    /// `merge` is the page of the union of two disjoint sets of findings,
+    /// given the page of each cut with the same filter, cursor and
+    /// `limit`.
+    pub fn merge(self, other: FindingsPage, limit: usize) -> FindingsPage {
+        let mut rows = Vec::with_capacity(self.rows.len() + other.rows.len());
+        let (mut a, mut b) = (
+            self.rows.into_iter().peekable(),
+            other.rows.into_iter().peekable(),
+        );
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x.order() <= y.order() => a.next(),
+                (Some(_), Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, _) => b.next(),
+            };
+            match next {
+                Some(f) => rows.push(f),
+                None => break,
+            }
+        }
+        let more = self.more || other.more || rows.len() > limit;
+        rows.truncate(limit);
+        let mut by_rule = self.by_rule;
+        for (r, n) in other.by_rule {
+            *by_rule.entry(r).or_default() += n;
+        }
+        FindingsPage {
+            rows,
+            total: self.total + other.total,
+            by_rule,
+            more,
+        }
+    }
+}
+
 /// `PageCutter` keeps, from findings handed to it in any order, the
 /// `limit` first matching ones after a cursor, and counts the rest: its
 /// memory is bounded by `limit`, not by the findings it is shown.
@@ -247,5 +284,66 @@ mod tests {
             }
         }
         assert_eq!(got, want);
+    }
+
+    /// The page of a union is the merge of its parts' pages: rows, counts
+    /// and whether more follow, at every cursor and size.
+    #[test]
+    fn merged_pages_equal_the_page_of_the_union() {
+        let rules = [Rule::UnauthorizedTransfer, Rule::RetentionOverdue];
+        let all: Vec<Finding> = (0..200u32)
+            .map(|i| {
+                f(
+                    Timestamp::from(i % 23) * 10,
+                    &format!("g{:03}", (i * 37) % 200),
+                    rules[i as usize % 2],
+                    ["a", "b", "c"][i as usize % 3],
+                )
+            })
+            .collect();
+        let filters = [
+            FindingsFilter::all(),
+            FindingsFilter {
+                rule: Some(Rule::RetentionOverdue),
+                party: Some("b".into()),
+                ..FindingsFilter::all()
+            },
+        ];
+        let cut = |xs: &mut dyn Iterator<Item = &Finding>,
+                   filter: &FindingsFilter,
+                   after: &Option<(Timestamp, String)>,
+                   limit: usize| {
+            let mut c = PageCutter::new(filter.clone(), after.clone(), limit);
+            for x in xs {
+                c.offer(x.clone());
+            }
+            c.finish()
+        };
+        let mut pages = 0;
+        for filter in &filters {
+            for limit in [1, 5, 64, 500] {
+                for after in [None, Some((50, "g100".to_owned())), Some((220, "z".into()))] {
+                    let whole = cut(&mut all.iter(), filter, &after, limit);
+                    let left = cut(&mut all.iter().step_by(3), filter, &after, limit);
+                    let right = cut(
+                        &mut all
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| i % 3 != 0)
+                            .map(|x| x.1),
+                        filter,
+                        &after,
+                        limit,
+                    );
+                    assert_eq!(
+                        left.merge(right, limit),
+                        whole,
+                        "{filter:?} {limit} {after:?}"
+                    );
+                    pages += 1;
+                }
+            }
+        }
+        assert_eq!(pages, 24);
     }
 }
