@@ -345,8 +345,8 @@ mod page;
 pub use page::{FindingsFilter, FindingsPage, PageCutter};
 
 pub use engine::{
-    findings_at, findings_page, observe, raised_in, raised_page_by_scan, visit_findings_at,
-    Attesting, Birth, FindingsDelta, FindingsHistory, FindingsOverlay, FindingsState, HeldRow,
-    Observer, Pending,
+    findings_at, findings_page, held_birth, observe, raised_in, raised_page_by_scan,
+    retention_start, visit_findings_at, After, Attesting, Birth, FindingsDelta, FindingsHistory,
+    FindingsOverlay, FindingsState, HeldRow, Observer, Pending,
 };
 pub use memory::{FindingsEngine, MemoryFindings};

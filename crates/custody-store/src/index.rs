@@ -13,6 +13,7 @@
 //! | `system_intervals` | lp(system) ‖ asset ‖ opened_by | interval |
 //! | `asset_intervals` | asset ‖ lp(system) ‖ opened_by | interval |
 //! | `open` | asset ‖ lp(system) | opened_by |
+//! | `open_since` | retention start ‖ asset ‖ lp(system) | opened_by (open intervals) |
 //! | `assets` | asset | modality, subject class, created_by, created_at |
 //! | `transfers` | index | to_system, recipient, assets, receipt |
 //! | `reporter_seq` | lp(reporter) ‖ seq ‖ index | – |
@@ -43,7 +44,7 @@ use custody_domain::{
 use crate::{IndexRead, StoreError};
 
 mod findings;
-pub use findings::{check_derived_settings, findings_writes, RaisedCounts};
+pub use findings::{check_derived_settings, findings_writes, retention_writes, RaisedCounts};
 
 /// `IndexCf` is one index column family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,11 +72,12 @@ pub enum IndexCf {
     Closed,
     FindingsByTime,
     FindingsCounts,
+    OpenSince,
 }
 
 impl IndexCf {
     /// `ALL` lists every index family.
-    pub const ALL: [IndexCf; 22] = [
+    pub const ALL: [IndexCf; 23] = [
         IndexCf::AssetEntries,
         IndexCf::PartyEntries,
         IndexCf::SystemIntervals,
@@ -98,6 +100,7 @@ impl IndexCf {
         IndexCf::Closed,
         IndexCf::FindingsByTime,
         IndexCf::FindingsCounts,
+        IndexCf::OpenSince,
     ];
 
     /// `name` is the family's storage name.
@@ -125,6 +128,7 @@ impl IndexCf {
             IndexCf::Closed => "closed",
             IndexCf::FindingsByTime => "findings_by_time",
             IndexCf::FindingsCounts => "findings_counts",
+            IndexCf::OpenSince => "open_since",
         }
     }
 }

@@ -23,7 +23,9 @@ use custody_domain::{
 };
 use custody_log::{append_leaves, leaf_hash};
 use custody_proto::{decode_entry, decode_event, envelope_to_proto, v1, Entry};
-use custody_store::index::{findings_writes, index_writes, RaisedCounts, StoreView};
+use custody_store::index::{
+    findings_writes, index_writes, retention_writes, RaisedCounts, StoreView,
+};
 use custody_store::{Commit, DedupRecord, LogStore};
 use prost::Message as _;
 use rayon::prelude::*;
@@ -518,6 +520,7 @@ fn admit_one(
         };
         c.add(index, &delta)
     };
+    let retention = retention_writes(&delta.after(&*findings), &admission.effects)?;
     if admission.changes_registry {
         commit.registry.push(index);
         registry.to_mut().apply(event, index);
@@ -530,6 +533,7 @@ fn admit_one(
     ));
     commit.index.extend(findings_writes(index, &delta));
     commit.index.extend(counted);
+    commit.index.extend(retention);
     findings.apply(&delta);
     custody.apply(&admission.effects);
     in_batch.insert(event.event_id.clone(), (index, digest));

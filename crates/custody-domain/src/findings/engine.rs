@@ -154,15 +154,23 @@ pub trait FindingsHistory {
     /// `held` visits every custody interval opened by an entry below
     /// `size` that is still held as of (`size`, `as_of`): not closed, or
     /// closed by an entry at or past `size`, or closed at a time after
-    /// `as_of`. It may visit other intervals too (the caller checks each),
-    /// but none twice; a store keeps indexes so that it reads the
-    /// intervals open now and those closed since, not every interval ever
-    /// opened.
+    /// `as_of`; of those open now, it need visit only those whose
+    /// [`retention_start`] is before `horizon`. It may visit other
+    /// intervals too (the caller checks each), but none twice; a store
+    /// keeps indexes so that it reads the intervals open since before the
+    /// horizon and those closed since the question, not every interval
+    /// ever opened.
     ///
     /// # Errors
     ///
     /// A `ResourceExhausted` [`Refusal`] when storage fails.
-    fn held(&self, size: u64, as_of: Timestamp, f: &mut dyn FnMut(HeldRow)) -> Result<(), Refusal>;
+    fn held(
+        &self,
+        size: u64,
+        as_of: Timestamp,
+        horizon: Timestamp,
+        f: &mut dyn FnMut(HeldRow),
+    ) -> Result<(), Refusal>;
 
     /// `overdue_transfers` visits, by index and with its receipt if one
     /// was logged (at any size), every COPY and MOVE logged below `size`
@@ -198,6 +206,48 @@ pub trait FindingsHistory {
     ///
     /// A `ResourceExhausted` [`Refusal`] when storage fails.
     fn hold_names(&self, hold: &HoldRecord, asset: &Digest) -> Result<bool, Refusal>;
+}
+
+/// `held_birth` is the birth the retention rule dates an interval of
+/// `asset` opened by entry `opened_by` at `from` from: the asset's own
+/// [`Birth`] if the log created it by then, else the interval's start
+/// and its `classes`. Asset births never change, so it is the same
+/// whenever it is asked.
+///
+/// # Errors
+///
+/// A `ResourceExhausted` [`Refusal`] when `state` cannot be read.
+pub fn held_birth<S: FindingsState + ?Sized>(
+    state: &S,
+    asset: &Digest,
+    opened_by: u64,
+    from: Timestamp,
+    classes: Vec<(Modality, SubjectClass)>,
+) -> Result<Birth, Refusal> {
+    let born = match state.class(asset)? {
+        Some((_, _, created_by)) if created_by <= opened_by => state.birth(asset)?,
+        _ => None,
+    };
+    Ok(born.unwrap_or((from, opened_by, classes)))
+}
+
+/// `retention_start` is the earliest time a retention rule can date an
+/// interval (of `asset`, opened by `opened_by` at `from`) from: its
+/// birth or its start, whichever came first, so that it is past a rule
+/// of max age `m` as of `t` only if `retention_start + m < t`.
+///
+/// # Errors
+///
+/// As [`held_birth`].
+pub fn retention_start<S: FindingsState + ?Sized>(
+    state: &S,
+    asset: &Digest,
+    opened_by: u64,
+    from: Timestamp,
+) -> Result<Timestamp, Refusal> {
+    Ok(held_birth(state, asset, opened_by, from, Vec::new())?
+        .0
+        .min(from))
 }
 
 /// `FindingsDelta` is what one event adds to the findings' derived state.
@@ -772,7 +822,14 @@ fn visit_timed_findings_at(
         .collect();
     if !rules.is_empty() {
         let mut err = None;
-        history.held(size, as_of, &mut |h| {
+        // No interval whose retention start is this recent can be past
+        // the shortest max age in force.
+        let horizon = rules
+            .iter()
+            .map(|r| r.rule.max_age)
+            .min()
+            .map_or(Timestamp::MIN, |m| as_of.saturating_sub(m));
+        history.held(size, as_of, horizon, &mut |h| {
             if err.is_some() || h.opened_by >= size || h.from > as_of {
                 return;
             }
@@ -917,6 +974,53 @@ fn visit_timed_findings_at(
         });
     })?;
     Ok(())
+}
+
+/// `After` is the findings' state after one more delta, read without
+/// applying it: the births and classes the delta's event creates, over
+/// the state before it. See [`FindingsDelta::after`].
+pub struct After<'a, S: ?Sized> {
+    delta: &'a FindingsDelta,
+    base: &'a S,
+}
+
+impl FindingsDelta {
+    /// `after` reads `base` as it will be once this delta is applied, as
+    /// far as births and classes go (what [`held_birth`] reads).
+    pub fn after<'a, S: FindingsState + ?Sized>(&'a self, base: &'a S) -> After<'a, S> {
+        After { delta: self, base }
+    }
+}
+
+impl<S: FindingsState + ?Sized> FindingsState for After<'_, S> {
+    fn last_seq(&self, reporter: &str) -> Result<u64, Refusal> {
+        match &self.delta.seq {
+            Some((r, s)) if r == reporter => Ok(*s),
+            _ => self.base.last_seq(reporter),
+        }
+    }
+    fn birth(&self, asset: &Digest) -> Result<Option<Birth>, Refusal> {
+        match self.delta.births.iter().rev().find(|(a, _, _)| a == asset) {
+            Some((_, b, _)) => Ok(Some(b.clone())),
+            None => self.base.birth(asset),
+        }
+    }
+    fn class(&self, asset: &Digest) -> Result<Option<(Modality, SubjectClass, u64)>, Refusal> {
+        match self.delta.classes.iter().rev().find(|(a, _)| a == asset) {
+            Some((_, c)) => Ok(Some(*c)),
+            None => self.base.class(asset),
+        }
+    }
+    fn is_attesting(&self, system: &str) -> Result<bool, Refusal> {
+        Ok(self.delta.attesting.iter().any(|(s, _)| s == system)
+            || self.base.is_attesting(system)?)
+    }
+    fn transfer_time(&self, index: u64) -> Result<Option<Timestamp>, Refusal> {
+        match &self.delta.pending {
+            Some((i, p)) if *i == index => Ok(Some(p.at)),
+            _ => self.base.transfer_time(index),
+        }
+    }
 }
 
 /// `FindingsOverlay` is the findings' state changed by entries sequenced

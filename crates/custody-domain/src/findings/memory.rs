@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::engine::{
-    findings_at, observe, Attesting, Birth, FindingsDelta, FindingsHistory, FindingsState, HeldRow,
-    Pending,
+    findings_at, held_birth, observe, Attesting, Birth, FindingsDelta, FindingsHistory,
+    FindingsState, HeldRow, Pending,
 };
 use super::{Finding, Policy};
 use crate::{AssetRef, Digest, Effects, Event, HoldRecord, Modality, Refusal, Registry};
@@ -62,13 +62,13 @@ impl MemoryFindings {
             }
         }
         for i in &fx.opened {
-            let born = self.born.get(&i.asset).cloned().unwrap_or_else(|| {
-                let classes = match (i.modality, i.subject_class) {
-                    (Some(m), Some(s)) => vec![(m, s)],
-                    _ => Vec::new(),
-                };
-                (i.from, i.opened_by, classes)
-            });
+            let classes = match (i.modality, i.subject_class) {
+                (Some(m), Some(s)) => vec![(m, s)],
+                _ => Vec::new(),
+            };
+            // Maps cannot fail to read.
+            let born = held_birth(self, &i.asset, i.opened_by, i.from, classes.clone())
+                .unwrap_or((i.from, i.opened_by, classes));
             self.open.insert((i.asset, i.system.clone()), i.opened_by);
             self.held.insert(
                 (i.opened_by, i.asset, i.system.clone()),
@@ -137,6 +137,7 @@ impl FindingsHistory for MemoryFindings {
         &self,
         size: u64,
         _as_of: Timestamp,
+        _horizon: Timestamp,
         f: &mut dyn FnMut(HeldRow),
     ) -> Result<(), Refusal> {
         // A replay's state is in memory: every interval, for the caller to

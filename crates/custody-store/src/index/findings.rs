@@ -9,10 +9,12 @@
 //! so no storage lock or iterator is held while a rule runs.
 
 use custody_domain::findings::{
-    raised_page_by_scan, Attesting, Birth, Finding, FindingsDelta, FindingsFilter, FindingsHistory,
-    FindingsPage, FindingsState, HeldRow, Pending, Policy, Rule,
+    held_birth, raised_page_by_scan, retention_start, Attesting, Birth, Finding, FindingsDelta,
+    FindingsFilter, FindingsHistory, FindingsPage, FindingsState, HeldRow, Pending, Policy, Rule,
 };
-use custody_domain::{AssetRef, Digest, HoldRecord, Modality, Refusal, SubjectClass, Timestamp};
+use custody_domain::{
+    AssetRef, Digest, Effects, HoldRecord, Modality, Refusal, SubjectClass, Timestamp,
+};
 
 use super::{
     asset_meta, decode_interval_value, lp, lp_key, manifest_member, put, storage, tail_u64,
@@ -247,6 +249,48 @@ impl RaisedCounts {
     }
 }
 
+/// `open_since_key` is the `open_since` key of the open interval of
+/// `asset` on `system` whose [`retention_start`] is `start`.
+fn open_since_key(start: Timestamp, asset: &Digest, system: &str) -> Vec<u8> {
+    let mut k = ordered(start).to_vec();
+    k.extend_from_slice(asset);
+    lp(&mut k, system);
+    k
+}
+
+/// `retention_writes` keeps `open_since` in step with the intervals `fx`
+/// opens and closes: the open intervals by their [`retention_start`], so
+/// that the retention rule reads only those open since before its
+/// horizon. `state` is the findings' state with the entry's own delta
+/// applied (its births included).
+///
+/// # Errors
+///
+/// A `ResourceExhausted` [`Refusal`] when `state` cannot be read.
+pub fn retention_writes<S: FindingsState + ?Sized>(
+    state: &S,
+    fx: &Effects,
+) -> Result<Vec<KvWrite>, Refusal> {
+    let mut out = Vec::with_capacity(fx.closed.len() + fx.opened.len());
+    for i in &fx.closed {
+        let start = retention_start(state, &i.asset, i.opened_by, i.from)?;
+        out.push(KvWrite {
+            cf: IndexCf::OpenSince,
+            key: open_since_key(start, &i.asset, &i.system),
+            value: None,
+        });
+    }
+    for i in &fx.opened {
+        let start = retention_start(state, &i.asset, i.opened_by, i.from)?;
+        out.push(put(
+            IndexCf::OpenSince,
+            open_since_key(start, &i.asset, &i.system),
+            i.opened_by.to_be_bytes().to_vec(),
+        ));
+    }
+    Ok(out)
+}
+
 /// `findings_writes` is what the findings' derived state gains from the
 /// entry at `index`, whose delta is `d`.
 pub fn findings_writes(index: u64, d: &FindingsDelta) -> Vec<KvWrite> {
@@ -377,8 +421,8 @@ pub fn check_derived_settings(s: &dyn LogStore, policy: &Policy) -> Result<(), S
 const DERIVED_FORMAT: &[u8] = b"derived_format";
 
 /// The derived state's format: 2 added `transfer_due`, 3 `closed`, 4
-/// `findings_by_time` and `findings_counts`.
-const FORMAT: u64 = 4;
+/// `findings_by_time` and `findings_counts`, 5 `open_since`.
+const FORMAT: u64 = 5;
 
 /// `upgrade_derived_state` brings derived state written by an earlier
 /// version up to [`FORMAT`], once: format 1 lacked `transfer_due`, which is
@@ -447,6 +491,36 @@ fn upgrade_derived_state(s: &dyn LogStore) -> Result<(), String> {
                 by_time_write(index, u32::from_be_bytes(n), &f),
                 counts.write(index),
             ])
+        })?;
+    }
+    if format <= 4 {
+        // Every open interval, by its retention start.
+        let view = StoreView(s);
+        backfill(s, IndexCf::Open, &mut |k, v| {
+            let opened_by = tail_u64(v).map_err(corrupt)?;
+            let mut r = Reader {
+                b: k,
+                what: "open interval key",
+            };
+            let asset = r.digest().map_err(corrupt)?;
+            let system = r.string().map_err(corrupt)?;
+            let key = system_interval_key(&system, &asset, opened_by);
+            let v = s
+                .index_get(IndexCf::SystemIntervals, &key)
+                .map_err(storage)?
+                .ok_or_else(|| {
+                    corrupt(StoreError::Corrupt(format!(
+                        "the open interval of entry {opened_by} is not stored"
+                    )))
+                })?;
+            let i = decode_interval_value(asset, system, opened_by, &v).map_err(corrupt)?;
+            retention_writes(
+                &view,
+                &Effects {
+                    opened: vec![i],
+                    ..Effects::default()
+                },
+            )
         })?;
     }
     if format != FORMAT
@@ -616,17 +690,11 @@ impl StoreView<'_> {
         let i = decode_interval_value(asset, system, opened_by, &v).map_err(corrupt)?;
         // The birth the asset had when the interval opened: an asset the
         // log created only later is dated by the interval itself.
-        let born = match self.created_by(&asset)? {
-            Some(c) if c <= opened_by => self.birth(&asset)?,
-            _ => None,
+        let classes = match (i.modality, i.subject_class) {
+            (Some(m), Some(s)) => vec![(m, s)],
+            _ => Vec::new(),
         };
-        let born = born.unwrap_or_else(|| {
-            let classes = match (i.modality, i.subject_class) {
-                (Some(m), Some(s)) => vec![(m, s)],
-                _ => Vec::new(),
-            };
-            (i.from, i.opened_by, classes)
-        });
+        let born = held_birth(self, &asset, opened_by, i.from, classes)?;
         f(HeldRow {
             opened_by,
             asset,
@@ -726,12 +794,6 @@ impl StoreView<'_> {
             f(*i, p);
         }
         Ok(())
-    }
-
-    fn created_by(&self, asset: &Digest) -> Result<Option<u64>, Refusal> {
-        Ok(asset_meta(self.0, asset)
-            .map_err(storage)?
-            .map(|m| m.created_by))
     }
 }
 
@@ -938,21 +1000,30 @@ impl FindingsHistory for StoreView<'_> {
         })
     }
 
-    fn held(&self, size: u64, as_of: i64, f: &mut dyn FnMut(HeldRow)) -> Result<(), Refusal> {
-        // Open now: `open` holds (asset, system) → the opening entry.
-        scan_paged(self.0, IndexCf::Open, &[], &[], &mut |k, v| {
+    fn held(
+        &self,
+        size: u64,
+        as_of: i64,
+        horizon: i64,
+        f: &mut dyn FnMut(HeldRow),
+    ) -> Result<(), Refusal> {
+        // Open now, with a retention start before the horizon:
+        // `open_since` holds them by that start.
+        let end = ordered(horizon);
+        scan_paged(self.0, IndexCf::OpenSince, &[], &[], &mut |k, v| {
+            if k.get(..8).is_none_or(|t| t >= end.as_slice()) {
+                return Ok(false);
+            }
             let opened_by = tail_u64(v).map_err(corrupt)?;
-            if opened_by >= size || k.len() < 33 {
+            if opened_by >= size {
                 return Ok(true);
             }
-            let mut asset = [0u8; 32];
-            asset.copy_from_slice(&k[..32]);
-            let system = Reader {
-                b: &k[32..],
-                what: "open interval key",
-            }
-            .string()
-            .map_err(corrupt)?;
+            let mut r = Reader {
+                b: &k[8..],
+                what: "open_since key",
+            };
+            let asset = r.digest().map_err(corrupt)?;
+            let system = r.string().map_err(corrupt)?;
             self.visit_held(&system_interval_key(&system, &asset, opened_by), size, f)
         })?;
         // Closed, but by an entry at or past `size`, or at a time after
@@ -1347,12 +1418,35 @@ mod tests {
 
     /// Intervals for `held`: asset k (k < 60) on system "s" from entry
     /// 2k+1 at time 100k, closed by entry 2k+2 at time 100k+50 unless k is
-    /// a multiple of 20 (those stay open).
-    fn intervals() -> (MemoryStore, Vec<Interval>) {
+    /// a multiple of 20 (those stay open), and a second, open interval of
+    /// each asset on system "t" from entry 121+k at time 50k. Assets
+    /// k ≡ 0 (mod 7) were captured at time 0 by entry 0, so the retention
+    /// rule dates them from then.
+    fn intervals() -> (MemoryStore, Vec<(Interval, Timestamp)>) {
         let s = MemoryStore::default();
         let mut writes = Vec::new();
         let mut all = Vec::new();
+        let captured = |k: u64| k.is_multiple_of(7);
+        let born = |k: u64, from: Timestamp| if captured(k) { 0 } else { from };
+        let mut fx = Vec::new();
         for k in 0..60u64 {
+            if captured(k) {
+                fx.push((
+                    0,
+                    Effects {
+                        created: vec![(
+                            [k as u8; 32],
+                            custody_domain::AssetMeta {
+                                modality: Modality::FaceImage,
+                                subject_class: SubjectClass::Citizen,
+                                created_by: 0,
+                                created_at: 0,
+                            },
+                        )],
+                        ..Default::default()
+                    },
+                ));
+            }
             let open = Interval {
                 asset: [k as u8; 32],
                 system: "s".into(),
@@ -1364,17 +1458,29 @@ mod tests {
                 modality: None,
                 subject_class: None,
             };
-            writes.extend(super::super::index_writes(
+            let other = Interval {
+                system: "t".into(),
+                from: 50 * k as i64,
+                opened_by: 121 + k,
+                ..open.clone()
+            };
+            fx.push((
                 2 * k + 1,
-                "p",
-                0,
-                &Effects {
+                Effects {
                     opened: vec![open.clone()],
                     ..Default::default()
                 },
             ));
+            fx.push((
+                121 + k,
+                Effects {
+                    opened: vec![other.clone()],
+                    ..Default::default()
+                },
+            ));
+            all.push((other.clone(), born(k, other.from)));
             if k % 20 == 0 {
-                all.push(open);
+                all.push((open.clone(), born(k, open.from)));
                 continue;
             }
             let closed = Interval {
@@ -1382,33 +1488,41 @@ mod tests {
                 closed_by: Some(2 * k + 2),
                 ..open
             };
-            writes.extend(super::super::index_writes(
+            fx.push((
                 2 * k + 2,
-                "p",
-                0,
-                &Effects {
+                Effects {
                     closed: vec![closed.clone()],
                     ..Default::default()
                 },
             ));
-            all.push(closed);
+            all.push((closed.clone(), born(k, closed.from)));
+        }
+        for (i, e) in &fx {
+            writes.extend(super::super::index_writes(*i, "p", 0, e));
+        }
+        s.index_write(&writes).unwrap();
+        // The retention index reads the assets' births, as the sequencer
+        // does after each entry.
+        let mut retention = Vec::new();
+        for (_, e) in &fx {
+            retention.extend(retention_writes(&StoreView(&s), e).unwrap());
         }
         s.commit(&Commit {
             first_index: 0,
-            entries: (0..121).map(|i| vec![i as u8]).collect(),
+            entries: (0..181).map(|i| vec![i as u8]).collect(),
             hashes: Vec::new(),
             dedup: Vec::new(),
             registry: Vec::new(),
-            index: writes,
+            index: retention,
         })
         .unwrap();
         (s, all)
     }
 
-    /// `held` reads the intervals open now and those closed since the
-    /// question's size or time: exactly those the rule keeps, not every
-    /// interval ever opened; and a log of format 2, which had no `closed`
-    /// keys, is given them at start-up.
+    /// `held` reads the intervals open since before the horizon and those
+    /// closed since the question's size or time: exactly those the rule
+    /// keeps, not every interval ever opened; and a log of format 2, which
+    /// had no `closed` keys, is given them at start-up.
     #[test]
     fn held_visits_only_what_is_held_as_of_the_question() {
         let (s, all) = intervals();
@@ -1424,6 +1538,16 @@ mod tests {
         })
         .unwrap();
         assert_eq!(gone.len(), 2 * 57, "two keys per closed interval");
+        s.index_scan(IndexCf::OpenSince, &[], &[], &mut |k, _| {
+            gone.push(KvWrite {
+                cf: IndexCf::OpenSince,
+                key: k.to_vec(),
+                value: None,
+            });
+            true
+        })
+        .unwrap();
+        assert_eq!(gone.len(), 2 * 57 + 63, "one key per open interval");
         s.index_write(&gone).unwrap();
         let policy = Policy::default();
         s.index_write(&[
@@ -1443,29 +1567,40 @@ mod tests {
         check_held(&s, &all);
     }
 
-    fn check_held(s: &MemoryStore, all: &[Interval]) {
-        for size in [1, 10, 41, 80, 121] {
+    fn check_held(s: &MemoryStore, all: &[(Interval, Timestamp)]) {
+        let mut horizons_mattered = false;
+        for size in [1, 10, 41, 80, 121, 150, 181] {
             for as_of in [0, 1000, 2550, 4000, 10_000] {
-                let mut got = Vec::new();
-                StoreView(s)
-                    .held(size, as_of, &mut |h| got.push(h.opened_by))
-                    .unwrap();
-                let n = got.len();
-                got.sort_unstable();
-                got.dedup();
-                assert_eq!(n, got.len(), "an interval visited twice at {size}, {as_of}");
-                let want: Vec<u64> = all
-                    .iter()
-                    .filter(|i| {
-                        i.opened_by < size
-                            && (i.closed_by.is_none_or(|c| c >= size)
-                                || i.to.is_some_and(|t| t > as_of))
-                    })
-                    .map(|i| i.opened_by)
-                    .collect();
-                assert_eq!(got, want, "size {size}, as of {as_of}");
+                for horizon in [Timestamp::MIN, 1, 1000, 2600, 5000, Timestamp::MAX] {
+                    let mut got = Vec::new();
+                    StoreView(s)
+                        .held(size, as_of, horizon, &mut |h| {
+                            got.push((h.opened_by, h.born.0))
+                        })
+                        .unwrap();
+                    let n = got.len();
+                    got.sort_unstable();
+                    got.dedup();
+                    assert_eq!(n, got.len(), "an interval visited twice at {size}, {as_of}");
+                    let mut want: Vec<(u64, Timestamp)> = all
+                        .iter()
+                        .filter(|(i, born)| {
+                            i.opened_by < size
+                                && match i.closed_by {
+                                    // Open now: if it started before the horizon.
+                                    None => (*born).min(i.from) < horizon,
+                                    Some(c) => c >= size || i.to.is_some_and(|t| t > as_of),
+                                }
+                        })
+                        .map(|(i, born)| (i.opened_by, *born))
+                        .collect();
+                    want.sort_unstable();
+                    assert_eq!(got, want, "size {size}, as of {as_of}, horizon {horizon}");
+                    horizons_mattered |= horizon == 1 && got.iter().any(|g| g.1 == 0);
+                }
             }
         }
+        assert!(horizons_mattered, "no interval dated from its capture");
     }
 
     #[test]
