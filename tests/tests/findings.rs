@@ -232,20 +232,29 @@ async fn use_retention_custody_and_reporting_rules() {
     let vendor_sys = system_of("vendor");
     let (face, held, kept) = ([0xd1; 32], [0xd2; 32], [0xd3; 32]);
 
-    // Retention: citizens' faces for ten minutes.
-    let rule = event(
-        &w.log.owner_id,
-        v1::event::Body::RetentionRulePublished(v1::RetentionRulePublished {
-            rule_id: "RR-10M".into(),
-            authority: v1::RetentionAuthority::Sorn as i32,
-            modality: v1::Modality::FaceImage as i32,
-            subject_class: v1::SubjectClass::Citizen as i32,
-            max_age_nanos: 10 * MIN,
-            clock: v1::RetentionClock::Capture as i32,
-            ..Default::default()
-        }),
-    );
-    append(&mut w.c, &rule, &[&owner]).await.unwrap();
+    // Retention: citizens' faces for ten minutes, published as the data
+    // owner would, with `custody append`.
+    let rule = w.log.dir.path().join("rule.json");
+    std::fs::write(
+        &rule,
+        format!(
+            r#"{{"reporter": "{}", "retention_rule_published": {{
+                "rule_id": "RR-10M", "authority": "SORN", "modality": "FACE_IMAGE",
+                "subject_class": "CITIZEN", "max_age_secs": 600, "clock": "CAPTURE"}}}}"#,
+            w.log.owner_id
+        ),
+    )
+    .unwrap();
+    let out = custody_e2e::custody(&[
+        "append",
+        "--server",
+        &w.log.grpc,
+        "--key",
+        w.log.owner_key.to_str().unwrap(),
+        "--event",
+        rule.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
     let c_face = w.capture(face, t0, v1::SubjectClass::Citizen).await;
     let c_held = w.capture(held, t0, v1::SubjectClass::Citizen).await;
     let c_kept = w.capture(kept, t0, v1::SubjectClass::NonCitizen).await;

@@ -21,7 +21,32 @@ pub struct EventJson {
     pub key_added: Option<KeyAddedJson>,
     pub key_revoked: Option<KeyRevokedJson>,
     pub system_registered: Option<SystemJson>,
+    pub retention_rule_published: Option<RetentionRuleJson>,
     pub custody: Option<CustodyJson>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRuleJson {
+    pub rule_id: String,
+    /// SORN, PIA or RECORDS_SCHEDULE.
+    pub authority: String,
+    /// Opaque id of the SORN, PIA or schedule item.
+    #[serde(default)]
+    pub authority_ref: String,
+    /// Only assets of this modality (all if absent).
+    #[serde(default)]
+    pub modality: Option<String>,
+    /// Only assets of this subject class (all if absent).
+    #[serde(default)]
+    pub subject_class: Option<String>,
+    /// Only custody on this system (all if empty).
+    #[serde(default)]
+    pub system_id: String,
+    /// How long an asset may be held, in seconds.
+    pub max_age_secs: i64,
+    /// CAPTURE or CUSTODY_START.
+    pub clock: String,
 }
 
 #[derive(Deserialize)]
@@ -136,10 +161,11 @@ impl EventJson {
             self.key_added.is_some(),
             self.key_revoked.is_some(),
             self.system_registered.is_some(),
+            self.retention_rule_published.is_some(),
             self.custody.is_some(),
         ];
         if kinds.iter().filter(|k| **k).count() != 1 {
-            bail!("set exactly one of party_registered, key_added, key_revoked, system_registered, custody");
+            bail!("set exactly one of party_registered, key_added, key_revoked, system_registered, retention_rule_published, custody");
         }
         let body = if let Some(p) = self.party_registered {
             let kind = match p.kind.as_str() {
@@ -178,6 +204,38 @@ impl EventJson {
                 accredited: s.accredited,
                 encrypted_at_rest: s.encrypted_at_rest,
                 removable_media: s.removable_media,
+            })
+        } else if let Some(r) = self.retention_rule_published {
+            use custody_domain as d;
+            let code = |field: &str, v: &Option<String>, f: fn(&str) -> Option<u8>| {
+                v.as_deref()
+                    .map_or(Ok(0), |s| named(field, s, f).map(i32::from))
+            };
+            let some = |s: &str| Some(s.to_owned());
+            v1::event::Body::RetentionRulePublished(v1::RetentionRulePublished {
+                rule_id: r.rule_id,
+                authority: code(
+                    "retention_rule_published.authority",
+                    &some(&r.authority),
+                    |s| d::RetentionAuthority::from_name(s).map(d::RetentionAuthority::code),
+                )?,
+                authority_ref: r.authority_ref,
+                modality: code("retention_rule_published.modality", &r.modality, |s| {
+                    d::Modality::from_name(s).map(d::Modality::code)
+                })?,
+                subject_class: code(
+                    "retention_rule_published.subject_class",
+                    &r.subject_class,
+                    |s| d::SubjectClass::from_name(s).map(d::SubjectClass::code),
+                )?,
+                system_id: r.system_id,
+                max_age_nanos: r
+                    .max_age_secs
+                    .checked_mul(1_000_000_000)
+                    .ok_or_else(|| anyhow!("retention_rule_published.max_age_secs is too large"))?,
+                clock: code("retention_rule_published.clock", &some(&r.clock), |s| {
+                    d::RetentionClock::from_name(s).map(d::RetentionClock::code)
+                })?,
             })
         } else if let Some(c) = self.custody {
             use custody_domain as d;
