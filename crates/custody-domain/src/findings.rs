@@ -346,7 +346,8 @@ pub use page::{FindingsFilter, FindingsPage, PageCutter};
 
 pub use engine::{
     findings_at, findings_page, held_birth, observe, raised_in, raised_page_by_scan,
-    retention_start, visit_findings_at, After, Attesting, Birth, FindingsDelta, FindingsHistory,
-    FindingsOverlay, FindingsState, HeldRow, Observer, Pending,
+    retention_start, unacknowledged, unacknowledged_page_by_scan, visit_findings_at, After,
+    Attesting, Birth, FindingsDelta, FindingsHistory, FindingsOverlay, FindingsState, HeldRow,
+    Observer, Pending,
 };
 pub use memory::{FindingsEngine, MemoryFindings};

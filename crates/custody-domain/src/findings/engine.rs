@@ -151,6 +151,27 @@ pub trait FindingsHistory {
         raised_page_by_scan(self, size, as_of, filter, after, limit)
     }
 
+    /// `unacknowledged_page` is the page of the transfers without a
+    /// receipt in `window` as of (`size`, `as_of`), cut as [`PageCutter`]
+    /// cuts it. This default reads every overdue transfer; a store that
+    /// keeps them by time reads the page and counts the rest by key.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    #[allow(clippy::too_many_arguments)]
+    fn unacknowledged_page(
+        &self,
+        window: i64,
+        size: u64,
+        as_of: Timestamp,
+        filter: &FindingsFilter,
+        after: Option<&(Timestamp, String)>,
+        limit: usize,
+    ) -> Result<FindingsPage, Refusal> {
+        unacknowledged_page_by_scan(self, window, size, as_of, filter, after, limit)
+    }
+
     /// `held` visits every custody interval opened by an entry below
     /// `size` that is still held as of (`size`, `as_of`): not closed, or
     /// closed by an entry at or past `size`, or closed at a time after
@@ -738,7 +759,90 @@ pub fn visit_findings_at(
             sink(f);
         }
     })?;
-    visit_timed_findings_at(policy, history, registry, size, as_of, sink)
+    visit_timed_findings_at(policy, history, registry, size, as_of, true, sink)
+}
+
+/// `unacknowledged` is the finding the transfer logged at `index` (made
+/// as `t` says) raises as of (`size`, `as_of`) under receipt window
+/// `window`, if its receipt is missing or late as the first `size`
+/// entries show it then.
+pub fn unacknowledged(
+    window: i64,
+    size: u64,
+    as_of: Timestamp,
+    index: u64,
+    t: Pending,
+) -> Option<Finding> {
+    let due = t.at.saturating_add(window);
+    if index >= size || due >= as_of {
+        return None;
+    }
+    // A receipt that happened after `as_of`, or is logged at or past
+    // `size`, is not in the log as read then.
+    let receipt = t.receipt.filter(|(rt, ri)| *rt <= as_of && *ri < size);
+    if receipt.is_some_and(|(rt, _)| rt <= due) {
+        return None;
+    }
+    let mut entries = vec![index];
+    if let Some((_, ri)) = receipt {
+        entries.push(ri);
+    }
+    Some(Finding {
+        id: finding_id(Rule::UnacknowledgedTransfer, index, None, None),
+        rule: Rule::UnacknowledgedTransfer,
+        entries,
+        party: Some(t.party),
+        system: Some(t.system),
+        asset: t.asset,
+        grant: None,
+        retention_rule: None,
+        at: due,
+        detail: match receipt {
+            None => Reason::NoReceipt,
+            Some(_) => Reason::ReceiptAfterWindow,
+        }
+        .to_string(),
+        observed_by: t.observed.as_ref().map(|o| o.0.clone()),
+        observed_on: t.observed.map(|o| o.1),
+    })
+}
+
+/// `visit_unacknowledged` hands `sink` every transfer without a receipt
+/// in the window as of (`size`, `as_of`).
+fn visit_unacknowledged<H: FindingsHistory + ?Sized>(
+    window: i64,
+    history: &H,
+    size: u64,
+    as_of: Timestamp,
+    sink: &mut dyn FnMut(Finding),
+) -> Result<(), Refusal> {
+    history.overdue_transfers(size, as_of, window, &mut |index, t| {
+        if let Some(f) = unacknowledged(window, size, as_of, index, t) {
+            sink(f);
+        }
+    })
+}
+
+/// `unacknowledged_page_by_scan` is
+/// [`FindingsHistory::unacknowledged_page`] read from every overdue
+/// transfer: the default.
+///
+/// # Errors
+///
+/// A `ResourceExhausted` [`Refusal`] when `history` cannot be read.
+#[allow(clippy::too_many_arguments)]
+pub fn unacknowledged_page_by_scan<H: FindingsHistory + ?Sized>(
+    history: &H,
+    window: i64,
+    size: u64,
+    as_of: Timestamp,
+    filter: &FindingsFilter,
+    after: Option<&(Timestamp, String)>,
+    limit: usize,
+) -> Result<FindingsPage, Refusal> {
+    let mut cut = PageCutter::new(filter.clone(), after.cloned(), limit);
+    visit_unacknowledged(window, history, size, as_of, &mut |f| cut.offer(f))?;
+    Ok(cut.finish())
 }
 
 /// `raised_in` is whether a finding an entry raised belongs to the answer
@@ -794,11 +898,15 @@ pub fn findings_page(
     limit: usize,
 ) -> Result<FindingsPage, Refusal> {
     let raised = history.raised_page(size, as_of, filter, after, limit)?;
+    let unacknowledged =
+        history.unacknowledged_page(policy.receipt_window, size, as_of, filter, after, limit)?;
     let mut cut = PageCutter::new(filter.clone(), after.cloned(), limit);
-    visit_timed_findings_at(policy, history, registry, size, as_of, &mut |f| {
+    visit_timed_findings_at(policy, history, registry, size, as_of, false, &mut |f| {
         cut.offer(f)
     })?;
-    Ok(raised.merge(cut.finish(), limit))
+    Ok(raised
+        .merge(unacknowledged, limit)
+        .merge(cut.finish(), limit))
 }
 
 /// `visit_timed_findings_at` hands `sink` the findings of the time-based
@@ -809,6 +917,7 @@ fn visit_timed_findings_at(
     registry: &Registry,
     size: u64,
     as_of: Timestamp,
+    with_unacknowledged: bool,
     sink: &mut dyn FnMut(Finding),
 ) -> Result<(), Refusal> {
     let out = sink;
@@ -900,43 +1009,9 @@ fn visit_timed_findings_at(
     }
 
     // Transfers without a receipt in the window.
-    history.overdue_transfers(size, as_of, policy.receipt_window, &mut |index, t| {
-        let due = t.at.saturating_add(policy.receipt_window);
-        if index >= size || due >= as_of {
-            return;
-        }
-        // A receipt that happened after `as_of`, or is logged at or past
-        // `size`, is not in the log as read then.
-        let receipt = t.receipt.filter(|(rt, ri)| *rt <= as_of && *ri < size);
-        let late = match receipt {
-            None => true,
-            Some((rt, _)) => rt > due,
-        };
-        if late {
-            let mut entries = vec![index];
-            if let Some((_, ri)) = receipt {
-                entries.push(ri);
-            }
-            out(Finding {
-                id: finding_id(Rule::UnacknowledgedTransfer, index, None, None),
-                rule: Rule::UnacknowledgedTransfer,
-                entries,
-                party: Some(t.party),
-                system: Some(t.system),
-                asset: t.asset,
-                grant: None,
-                retention_rule: None,
-                at: due,
-                detail: match receipt {
-                    None => Reason::NoReceipt,
-                    Some(_) => Reason::ReceiptAfterWindow,
-                }
-                .to_string(),
-                observed_by: t.observed.as_ref().map(|o| o.0.clone()),
-                observed_on: t.observed.map(|o| o.1),
-            });
-        }
-    })?;
+    if with_unacknowledged {
+        visit_unacknowledged(policy.receipt_window, history, size, as_of, out)?;
+    }
 
     // Parties holding data on their own systems must attest.
     history.attesting(&mut |system, a| {

@@ -9,8 +9,9 @@
 //! so no storage lock or iterator is held while a rule runs.
 
 use custody_domain::findings::{
-    held_birth, raised_page_by_scan, retention_start, Attesting, Birth, Finding, FindingsDelta,
-    FindingsFilter, FindingsHistory, FindingsPage, FindingsState, HeldRow, Pending, Policy, Rule,
+    finding_id, held_birth, raised_page_by_scan, retention_start, unacknowledged,
+    unacknowledged_page_by_scan, Attesting, Birth, Finding, FindingsDelta, FindingsFilter,
+    FindingsHistory, FindingsPage, FindingsState, HeldRow, PageCutter, Pending, Policy, Rule,
 };
 use custody_domain::{
     AssetRef, Digest, Effects, HoldRecord, Modality, Refusal, SubjectClass, Timestamp,
@@ -779,6 +780,115 @@ impl StoreView<'_> {
         Ok(out)
     }
 
+    /// `receipted_overdue` is the transfers logged below `size` that were
+    /// receipted, yet may be unacknowledged as of `size`: those receipted
+    /// at least `window` after the transfer (late), and those receipted
+    /// by an entry at or past `size` (not receipted yet as of `size`).
+    fn receipted_overdue(&self, size: u64, window: i64) -> Result<(Vec<u64>, Vec<u64>), Refusal> {
+        Ok((
+            self.due_transfers(DELAY, &ordered(window), size)?,
+            self.due_transfers(RECEIPT_ENTRY, &size.to_be_bytes(), size)?,
+        ))
+    }
+
+    /// `unacknowledged_by_time` is [`FindingsHistory::unacknowledged_page`]
+    /// for a filter of rule alone. The transfers never receipted are read
+    /// by their `transfer_due` keys alone, which are in time order: they
+    /// are counted without reading them, and only the page's are read.
+    /// The receipted ones that may be late are few, and read.
+    #[allow(clippy::too_many_arguments)]
+    fn unacknowledged_by_time(
+        &self,
+        window: i64,
+        size: u64,
+        as_of: Timestamp,
+        rule: Option<Rule>,
+        after: Option<&(Timestamp, String)>,
+        limit: usize,
+    ) -> Result<FindingsPage, Refusal> {
+        let wanted = rule.is_none_or(|r| r == Rule::UnacknowledgedTransfer);
+        let cutoff = as_of.saturating_sub(window);
+        let mut count = 0u64;
+        let mut past = 0u64;
+        // The page so far by (due, id), the last on top.
+        let mut heap: std::collections::BinaryHeap<(Timestamp, String, u64)> =
+            std::collections::BinaryHeap::new();
+        scan_paged(
+            self.0,
+            IndexCf::TransferDue,
+            &[UNRECEIPTED],
+            &[UNRECEIPTED],
+            &mut |k, _| {
+                let (at, index) = due_key_parts(k)?;
+                if at >= cutoff {
+                    return Ok(false);
+                }
+                if index >= size {
+                    return Ok(true);
+                }
+                count += 1;
+                if !wanted {
+                    return Ok(true);
+                }
+                let due = at.saturating_add(window);
+                if after.is_some_and(|(t, _)| due < *t)
+                    || heap.len() >= limit && heap.peek().is_some_and(|top| due > top.0)
+                {
+                    if after.is_none_or(|(t, _)| due >= *t) {
+                        past += 1;
+                    }
+                    return Ok(true);
+                }
+                let id = finding_id(Rule::UnacknowledgedTransfer, index, None, None);
+                if after.is_some_and(|(t, i)| (due, id.as_str()) <= (*t, i.as_str())) {
+                    return Ok(true);
+                }
+                heap.push((due, id, index));
+                if heap.len() > limit {
+                    heap.pop();
+                    past += 1;
+                }
+                Ok(true)
+            },
+        )?;
+        let mut page = FindingsPage {
+            total: if wanted { count } else { 0 },
+            more: past > 0,
+            ..FindingsPage::default()
+        };
+        if count > 0 {
+            page.by_rule.insert(Rule::UnacknowledgedTransfer, count);
+        }
+        for (_, _, index) in heap.into_sorted_vec() {
+            let p = self.pending(index)?.ok_or_else(|| {
+                storage(StoreError::Corrupt(format!(
+                    "transfer_due names entry {index}, which has no pending transfer"
+                )))
+            })?;
+            page.rows
+                .extend(unacknowledged(window, size, as_of, index, p));
+        }
+        // The receipted ones, each read; one never receipted is counted
+        // above already.
+        let (late, unseen) = self.receipted_overdue(size, window)?;
+        let mut rest: Vec<u64> = late.into_iter().chain(unseen).collect();
+        rest.sort_unstable();
+        rest.dedup();
+        let filter = FindingsFilter {
+            rule,
+            ..FindingsFilter::all()
+        };
+        let mut cut = PageCutter::new(filter, after.cloned(), limit);
+        self.visit_transfers(&rest, &mut |index, p| {
+            if p.receipt.is_some() {
+                if let Some(f) = unacknowledged(window, size, as_of, index, p) {
+                    cut.offer(f);
+                }
+            }
+        })?;
+        Ok(page.merge(cut.finish(), limit))
+    }
+
     /// `visit_transfers` hands each transfer of `indexes` to `f`.
     fn visit_transfers(
         &self,
@@ -966,7 +1076,32 @@ fn tail_i64_ordered(k: &[u8]) -> Result<Timestamp, StoreError> {
     Ok((u64::from_be_bytes(a) ^ (1 << 63)) as i64)
 }
 
+/// `rule_only` is whether `filter` selects by rule alone as of `as_of`,
+/// which the time-ordered indexes serve.
+fn rule_only(filter: &FindingsFilter, as_of: Timestamp) -> bool {
+    filter.party.is_none()
+        && filter.system.is_none()
+        && filter.from == Timestamp::MIN
+        && filter.to >= as_of
+}
+
 impl FindingsHistory for StoreView<'_> {
+    fn unacknowledged_page(
+        &self,
+        window: i64,
+        size: u64,
+        as_of: Timestamp,
+        filter: &FindingsFilter,
+        after: Option<&(Timestamp, String)>,
+        limit: usize,
+    ) -> Result<FindingsPage, Refusal> {
+        if rule_only(filter, as_of) {
+            self.unacknowledged_by_time(window, size, as_of, filter.rule, after, limit)
+        } else {
+            unacknowledged_page_by_scan(self, window, size, as_of, filter, after, limit)
+        }
+    }
+
     fn raised_page(
         &self,
         size: u64,
@@ -977,11 +1112,7 @@ impl FindingsHistory for StoreView<'_> {
     ) -> Result<FindingsPage, Refusal> {
         // The indexes serve a filter of rule alone; any other part of a
         // filter is answered by reading every raised finding.
-        let rule_only = filter.party.is_none()
-            && filter.system.is_none()
-            && filter.from == Timestamp::MIN
-            && filter.to >= as_of;
-        if rule_only {
+        if rule_only(filter, as_of) {
             self.raised_by_time(size, as_of, filter.rule, after, limit)
         } else {
             raised_page_by_scan(self, size, as_of, filter, after, limit)
@@ -1090,11 +1221,8 @@ impl FindingsHistory for StoreView<'_> {
                 Ok(true)
             },
         )?;
-        // Receipted at least `window` after the transfer: late.
-        overdue.extend(self.due_transfers(DELAY, &ordered(window), size)?);
-        // Receipted in time by an entry at or past `size`: as of `size`
-        // there is no receipt yet (those late are visited above).
-        let mut unseen = self.due_transfers(RECEIPT_ENTRY, &size.to_be_bytes(), size)?;
+        let (late, mut unseen) = self.receipted_overdue(size, window)?;
+        overdue.extend(late);
         // Over a live store (findings answers read a snapshot), a receipt
         // committed between two scans moves its transfer from one kind of
         // key to another, so it can be seen twice (never not at all, as
@@ -1805,5 +1933,117 @@ mod tests {
         assert_eq!(bare.total, 0);
         check_derived_settings(&s, &policy).unwrap();
         check_raised_pages(&s);
+    }
+
+    /// Transfers at entries 94..155, four to a time (so ids of 2 and 3
+    /// digits share one: 98..=101, of which 99, 100 and 101 are never
+    /// receipted), some receipted in time, some late, some by entries
+    /// 160.. that a smaller size does not hold.
+    fn transfers_with_ties() -> MemoryStore {
+        let s = MemoryStore::default();
+        let mut writes = Vec::new();
+        let mut receipt = 160u64;
+        for i in 94..155u64 {
+            let at = ((i - 94) / 4) as i64 * 10;
+            let d = FindingsDelta {
+                pending: Some((
+                    i,
+                    Pending {
+                        at,
+                        party: "p".into(),
+                        system: "s".into(),
+                        asset: None,
+                        receipt: None,
+                        observed: None,
+                    },
+                )),
+                ..Default::default()
+            };
+            writes.extend(findings_writes(i, &d));
+            let delay = match i % 6 {
+                0 => Some(WINDOW / 2),
+                1 => Some(WINDOW * 3),
+                2 => Some(WINDOW),
+                _ => None,
+            };
+            if let Some(delay) = delay {
+                let d = FindingsDelta {
+                    receipt: Some((i, at, at + delay, receipt)),
+                    ..Default::default()
+                };
+                writes.extend(findings_writes(receipt, &d));
+                receipt += 1;
+            }
+        }
+        s.commit(&Commit {
+            first_index: 0,
+            entries: (0..receipt).map(|i| vec![i as u8]).collect(),
+            hashes: Vec::new(),
+            dedup: Vec::new(),
+            registry: Vec::new(),
+            index: writes,
+        })
+        .unwrap();
+        s
+    }
+
+    /// Every page of unacknowledged transfers read by `transfer_due` key
+    /// equals the page cut from every overdue transfer read in full, at
+    /// every size, time, rule, cursor and page size.
+    #[test]
+    fn unacknowledged_pages_by_key_equal_a_scan_of_every_transfer() {
+        let s = transfers_with_ties();
+        let view = StoreView(&s);
+        let (mut compared, mut listed) = (0, 0);
+        for size in [0, 96, 120, 155, 165, 200] {
+            for as_of in [0, 100, 105, 150, 260, 400, 1000] {
+                for rule in [
+                    None,
+                    Some(Rule::UnacknowledgedTransfer),
+                    Some(Rule::LateReporting),
+                ] {
+                    let filter = FindingsFilter {
+                        rule,
+                        ..FindingsFilter::all()
+                    };
+                    for limit in [0, 1, 3, 1000] {
+                        let mut after: Option<(Timestamp, String)> = None;
+                        for _ in 0..80 {
+                            let got = view
+                                .unacknowledged_page(
+                                    WINDOW,
+                                    size,
+                                    as_of,
+                                    &filter,
+                                    after.as_ref(),
+                                    limit,
+                                )
+                                .unwrap();
+                            let want = unacknowledged_page_by_scan(
+                                &view,
+                                WINDOW,
+                                size,
+                                as_of,
+                                &filter,
+                                after.as_ref(),
+                                limit,
+                            )
+                            .unwrap();
+                            assert_eq!(got, want, "{size} {as_of} {rule:?} {limit} {after:?}");
+                            compared += 1;
+                            listed += got.rows.len();
+                            if !got.more || limit == 0 {
+                                break;
+                            }
+                            after = got.rows.last().map(|f| (f.at, f.id.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            compared > 500 && listed > 2000,
+            "{compared} pages, {listed} rows"
+        );
     }
 }
