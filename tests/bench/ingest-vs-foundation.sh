@@ -11,6 +11,7 @@
 #
 #   tests/bench/ingest-vs-foundation.sh
 #   RUNS=5 FOUNDATION=<commit> tests/bench/ingest-vs-foundation.sh
+#   MIXED=1 FOUNDATION=<commit> tests/bench/ingest-vs-foundation.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/custody-ledger/target}"
@@ -45,5 +46,11 @@ for r in $(seq "$RUNS"); do
     bin=$CBIN; [ "$b" = foundation ] && bin=$FBIN
     run "$b" "$bin" stream-c1 200000 1 --stream
     run "$b" "$bin" unary-c64 60000 64
+    # MIXED=1 adds scale.sh's mix (COPYs, bulk CAPTUREs); the foundation
+    # build must have `custody load --transfer-percent` (810a6a7 on).
+    if [ -n "${MIXED:-}" ]; then
+      run "$b" "$bin" stream-mixed 200000 1 --stream --transfer-percent 10 \
+        --bulk-every 10000 --bulk-size 1000
+    fi
   done
 done
