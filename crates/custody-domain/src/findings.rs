@@ -314,6 +314,19 @@ pub fn finding_id(rule: Rule, entry: u64, asset: Option<&Digest>, system: Option
     }
 }
 
+/// `finding_subject` reads back the rule of a finding id and the entry it
+/// names, if it names one ([`finding_id`]'s form; missing_attestation
+/// names a system).
+pub fn finding_subject(id: &str) -> Option<(Rule, Option<u64>)> {
+    let mut parts = id.splitn(3, ':');
+    let rule = Rule::from_name(parts.next()?)?;
+    let entry = match rule {
+        Rule::MissingAttestation => None,
+        _ => Some(parts.next()?.parse().ok()?),
+    };
+    Some((rule, entry))
+}
+
 /// `Policy` holds the agreed windows the time-based rules use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Policy {
@@ -345,7 +358,7 @@ mod page;
 pub use page::{FindingsFilter, FindingsPage, PageCutter};
 
 pub use engine::{
-    findings_at, findings_page, held_birth, observe, raised_in, raised_page_by_scan,
+    find_finding, findings_at, findings_page, held_birth, observe, raised_in, raised_page_by_scan,
     retention_start, unacknowledged, unacknowledged_page_by_scan, visit_findings_at, After,
     Attesting, Birth, FindingsDelta, FindingsHistory, FindingsOverlay, FindingsState, HeldRow,
     Observer, Pending,

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use custody_domain::findings::{
-    findings_page, visit_findings_at, Finding, FindingsFilter, FindingsPage, Policy,
+    find_finding, findings_page, Finding, FindingsFilter, FindingsPage, Policy,
 };
 use custody_domain::Timestamp;
 use custody_store::index::StoreView;
@@ -97,13 +97,17 @@ impl Findings {
         id: String,
     ) -> Result<Option<Finding>, String> {
         self.visit(size, move |me| {
-            let mut found = None;
-            me.each(size, as_of, &mut |f| {
-                if found.is_none() && f.id == id {
-                    found = Some(f);
-                }
-            })?;
-            Ok(found)
+            let registry = me.state.registry();
+            let snapshot = me.snapshot()?;
+            find_finding(
+                &me.policy,
+                &StoreView(snapshot.as_ref()),
+                &registry,
+                size,
+                as_of,
+                &id,
+            )
+            .map_err(|e| e.to_string())
         })
         .await
     }
@@ -139,24 +143,5 @@ impl Findings {
             .store
             .index_snapshot()
             .map_err(|e| format!("findings: {e}"))
-    }
-
-    fn each(
-        &self,
-        size: u64,
-        as_of: Timestamp,
-        sink: &mut dyn FnMut(Finding),
-    ) -> Result<(), String> {
-        let registry = self.state.registry();
-        let snapshot = self.snapshot()?;
-        visit_findings_at(
-            &self.policy,
-            &StoreView(snapshot.as_ref()),
-            &registry,
-            size,
-            as_of,
-            sink,
-        )
-        .map_err(|e| e.to_string())
     }
 }

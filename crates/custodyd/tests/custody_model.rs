@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use custody_domain::findings::{findings_at, Finding, Policy, Rule};
+use custody_domain::findings::{
+    find_finding, findings_at, findings_page, Finding, FindingsFilter, Policy, Rule,
+};
 use custody_domain::replay::{ManifestSource, Replay};
 use custody_domain::{
     admit, key_id_of, AssetRef, Attribution, CustodyAction, CustodyActionKind as K,
@@ -1423,6 +1425,52 @@ fn check_findings(
                 rel(t),
                 context()
             );
+        }
+        // The server's pages (read from its time-ordered indexes and
+        // counts), walked three at a time, list the same findings, and
+        // each is found again by its id.
+        for rule in [None, Some(Rule::UnauthorizedTransfer), Some(Rule::UnacknowledgedTransfer)] {
+            let filter = FindingsFilter {
+                rule,
+                ..FindingsFilter::all()
+            };
+            let want_rule: Vec<Finding> =
+                want.iter().filter(|f| filter.matches(f)).cloned().collect();
+            let mut walked = Vec::new();
+            let mut after = None;
+            loop {
+                let page = findings_page(
+                    &POLICY,
+                    &StoreView(store),
+                    registry,
+                    n,
+                    t,
+                    &filter,
+                    after.as_ref(),
+                    3,
+                )
+                .unwrap_or_else(|r| panic!("findings_page({n}, {}): {r}", rel(t)));
+                assert_eq!(page.total, want_rule.len() as u64, "total at {n}, {}", rel(t));
+                assert_eq!(
+                    page.by_rule.values().sum::<u64>(),
+                    want.len() as u64,
+                    "counts by rule at {n}, {}",
+                    rel(t)
+                );
+                after = page.rows.last().map(|f| (f.at, f.id.clone()));
+                walked.extend(page.rows);
+                if !page.more {
+                    break;
+                }
+            }
+            if let Some(d) = diff("the server's pages", &walked, "the replay", &want_rule) {
+                panic!("findings pages as of tree size {n} at {}: {d}", rel(t));
+            }
+        }
+        for f in want {
+            let found = find_finding(&POLICY, &StoreView(store), registry, n, t, &f.id)
+                .unwrap_or_else(|r| panic!("find_finding({}): {r}", f.id));
+            assert_eq!(found.as_ref(), Some(f), "finding {} by its id at {n}", f.id);
         }
         let all = replay.findings_at(n, t);
         if let Some(d) = diff("the replay of all", &all, "the replay of the first", want) {

@@ -132,6 +132,28 @@ pub trait FindingsHistory {
     /// A `ResourceExhausted` [`Refusal`] when storage fails.
     fn raised(&self, size: u64, f: &mut dyn FnMut(Finding)) -> Result<(), Refusal>;
 
+    /// `raised_by` visits the findings entry `index` raised. This default
+    /// reads every raised finding below `index + 1`.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn raised_by(&self, index: u64, f: &mut dyn FnMut(Finding)) -> Result<(), Refusal> {
+        self.raised(index.saturating_add(1), &mut |x| {
+            if x.entries.first() == Some(&index) {
+                f(x)
+            }
+        })
+    }
+
+    /// `transfer` is the COPY or MOVE logged at `index` with its receipt
+    /// (at any size), if that entry is one.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn transfer(&self, index: u64) -> Result<Option<Pending>, Refusal>;
+
     /// `raised_page` is the page of the findings raised by entries below
     /// `size` that arose by `as_of` (see [`raised_in`]), cut as
     /// [`PageCutter`] cuts it. This default reads every raised finding; a
@@ -843,6 +865,58 @@ pub fn unacknowledged_page_by_scan<H: FindingsHistory + ?Sized>(
     let mut cut = PageCutter::new(filter.clone(), after.cloned(), limit);
     visit_unacknowledged(window, history, size, as_of, &mut |f| cut.offer(f))?;
     Ok(cut.finish())
+}
+
+/// `find_finding` is the finding with id `id` among [`findings_at`]'s, if
+/// there is one, reading what its id names: the entry that raised it, or
+/// the transfer it is about, or (retention, attestations) the time-based
+/// rules' own bounded reads.
+///
+/// # Errors
+///
+/// A `ResourceExhausted` [`Refusal`] when `history` cannot be read.
+pub fn find_finding(
+    policy: &Policy,
+    history: &dyn FindingsHistory,
+    registry: &Registry,
+    size: u64,
+    as_of: Timestamp,
+    id: &str,
+) -> Result<Option<Finding>, Refusal> {
+    let Some((rule, entry)) = super::finding_subject(id) else {
+        return Ok(None);
+    };
+    let mut found = None;
+    let mut keep = |f: Finding| {
+        if found.is_none() && f.id == id {
+            found = Some(f);
+        }
+    };
+    match (rule, entry) {
+        (Rule::UnacknowledgedTransfer, Some(index)) => {
+            if let Some(t) = history.transfer(index)? {
+                keep_some(&mut keep, unacknowledged(policy.receipt_window, size, as_of, index, t));
+            }
+        }
+        (Rule::RetentionOverdue | Rule::MissingAttestation, _) => {
+            visit_timed_findings_at(policy, history, registry, size, as_of, false, &mut keep)?;
+        }
+        (_, Some(index)) if index < size => {
+            history.raised_by(index, &mut |f| {
+                if raised_in(&f, size, as_of) {
+                    keep(f)
+                }
+            })?;
+        }
+        _ => {}
+    }
+    Ok(found)
+}
+
+fn keep_some(keep: &mut dyn FnMut(Finding), f: Option<Finding>) {
+    if let Some(f) = f {
+        keep(f);
+    }
 }
 
 /// `raised_in` is whether a finding an entry raised belongs to the answer

@@ -156,6 +156,9 @@ impl FindingsHistory for MemoryFindings {
         }
         Ok(())
     }
+    fn transfer(&self, index: u64) -> Result<Option<Pending>, Refusal> {
+        Ok(self.transfers.get(&index).cloned())
+    }
     fn overdue_transfers(
         &self,
         size: u64,

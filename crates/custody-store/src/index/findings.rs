@@ -1119,6 +1119,18 @@ impl FindingsHistory for StoreView<'_> {
         }
     }
 
+    fn raised_by(&self, index: u64, f: &mut dyn FnMut(Finding)) -> Result<(), Refusal> {
+        let prefix = index.to_be_bytes();
+        scan_paged(self.0, IndexCf::Findings, &prefix, &prefix, &mut |_, v| {
+            f(decode_finding(v).map_err(corrupt)?);
+            Ok(true)
+        })
+    }
+
+    fn transfer(&self, index: u64) -> Result<Option<Pending>, Refusal> {
+        self.pending(index)
+    }
+
     fn raised(&self, size: u64, f: &mut dyn FnMut(Finding)) -> Result<(), Refusal> {
         scan_paged(self.0, IndexCf::Findings, &[], &[], &mut |k, v| {
             if k.get(..8)
