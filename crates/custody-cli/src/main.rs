@@ -212,6 +212,14 @@ enum ProveWhat {
 const EXIT_ALARM: u8 = 2;
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so printing to a closed pipe (`custody
+    // inspect ... | head`) panicked. A command-line tool ends quietly
+    // there, by the signal, as `cat` and `grep` do.
+    // SAFETY: called before any thread starts; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
