@@ -1429,7 +1429,11 @@ fn check_findings(
         // The server's pages (read from its time-ordered indexes and
         // counts), walked three at a time, list the same findings, and
         // each is found again by its id.
-        for rule in [None, Some(Rule::UnauthorizedTransfer), Some(Rule::UnacknowledgedTransfer)] {
+        for rule in [
+            None,
+            Some(Rule::UnauthorizedTransfer),
+            Some(Rule::UnacknowledgedTransfer),
+        ] {
             let filter = FindingsFilter {
                 rule,
                 ..FindingsFilter::all()
@@ -1450,7 +1454,12 @@ fn check_findings(
                     3,
                 )
                 .unwrap_or_else(|r| panic!("findings_page({n}, {}): {r}", rel(t)));
-                assert_eq!(page.total, want_rule.len() as u64, "total at {n}, {}", rel(t));
+                assert_eq!(
+                    page.total,
+                    want_rule.len() as u64,
+                    "total at {n}, {}",
+                    rel(t)
+                );
                 assert_eq!(
                     page.by_rule.values().sum::<u64>(),
                     want.len() as u64,

@@ -895,7 +895,10 @@ pub fn find_finding(
     match (rule, entry) {
         (Rule::UnacknowledgedTransfer, Some(index)) => {
             if let Some(t) = history.transfer(index)? {
-                keep_some(&mut keep, unacknowledged(policy.receipt_window, size, as_of, index, t));
+                keep_some(
+                    &mut keep,
+                    unacknowledged(policy.receipt_window, size, as_of, index, t),
+                );
             }
         }
         (Rule::RetentionOverdue | Rule::MissingAttestation, _) => {
