@@ -44,7 +44,10 @@ use custody_domain::{
 use crate::{IndexRead, StoreError};
 
 mod findings;
-pub use findings::{check_derived_settings, findings_writes, retention_writes, RaisedCounts};
+pub use findings::{
+    check_derived_settings, findings_writes, retention_writes, Progress, RaisedCounts,
+    PROGRESS_EVERY,
+};
 
 /// `IndexCf` is one index column family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -259,8 +259,16 @@ fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
     };
     let (durable, _) = watch::channel(size);
     let (checkpoint, _) = watch::channel(Arc::new(latest));
-    custody_store::index::check_derived_settings(store.as_ref(), &args.policy())
-        .map_err(anyhow::Error::msg)?;
+    // An older log's derived state is upgraded here, once; on a large log
+    // that takes minutes, so it reports as it goes.
+    custody_store::index::check_derived_settings(
+        store.as_ref(),
+        &args.policy(),
+        &mut |family, read| {
+            tracing::info!(family, read, "upgrading derived state");
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
     let (registry, _) = watch::channel(Arc::new(sequencer::load_registry(store.as_ref())?));
     let state = Arc::new(LogState {
         store,

@@ -414,10 +414,23 @@ const REPORTING_DEADLINE: &[u8] = b"reporting_deadline";
 ///
 /// A message naming the setting when the log was derived with another
 /// value, or was written before derived state was kept.
-pub fn check_derived_settings(s: &dyn LogStore, policy: &Policy) -> Result<(), String> {
+pub fn check_derived_settings(
+    s: &dyn LogStore,
+    policy: &Policy,
+    progress: &mut Progress<'_>,
+) -> Result<(), String> {
     check_deadline(s, policy)?;
-    upgrade_derived_state(s)
+    upgrade_derived_state(s, progress)
 }
+
+/// `Progress` hears how an upgrade of derived state goes: the family being
+/// rebuilt from and the records read from it so far (at least every
+/// [`PROGRESS_EVERY`] records, and once at its end). An upgrade of a large
+/// log takes minutes, and an operator should see it move.
+pub type Progress<'a> = dyn FnMut(&str, u64) + 'a;
+
+/// Records read between two reports of [`Progress`].
+pub const PROGRESS_EVERY: u64 = 1 << 18;
 
 const DERIVED_FORMAT: &[u8] = b"derived_format";
 
@@ -428,7 +441,7 @@ const FORMAT: u64 = 5;
 /// `upgrade_derived_state` brings derived state written by an earlier
 /// version up to [`FORMAT`], once: format 1 lacked `transfer_due`, which is
 /// rebuilt from the transfers and receipts it did keep.
-fn upgrade_derived_state(s: &dyn LogStore) -> Result<(), String> {
+fn upgrade_derived_state(s: &dyn LogStore, progress: &mut Progress<'_>) -> Result<(), String> {
     let e = |e: StoreError| format!("derived state: {e}");
     let format = match s
         .index_get(IndexCf::DerivedMeta, DERIVED_FORMAT)
@@ -445,7 +458,7 @@ fn upgrade_derived_state(s: &dyn LogStore) -> Result<(), String> {
     }
     if format == 1 {
         let view = StoreView(s);
-        backfill(s, IndexCf::Pending, &mut |k, _| {
+        backfill(s, IndexCf::Pending, progress, &mut |k, _| {
             let index = tail_u64(k).map_err(corrupt)?;
             let Some(p) = view.pending(index)? else {
                 return Ok(Vec::new());
@@ -462,7 +475,7 @@ fn upgrade_derived_state(s: &dyn LogStore) -> Result<(), String> {
     }
     if format <= 2 {
         // Every closed interval, by its closing entry and time.
-        backfill(s, IndexCf::SystemIntervals, &mut |k, v| {
+        backfill(s, IndexCf::SystemIntervals, progress, &mut |k, v| {
             let mut r = Reader {
                 b: k,
                 what: "system interval key",
@@ -478,7 +491,7 @@ fn upgrade_derived_state(s: &dyn LogStore) -> Result<(), String> {
         // Every raised finding, by time, and the running counts, in entry
         // order (the order `findings` keys are in).
         let mut counts = RaisedCounts::default();
-        backfill(s, IndexCf::Findings, &mut |k, v| {
+        backfill(s, IndexCf::Findings, progress, &mut |k, v| {
             let mut r = Reader {
                 b: k,
                 what: "finding key",
@@ -497,7 +510,7 @@ fn upgrade_derived_state(s: &dyn LogStore) -> Result<(), String> {
     if format <= 4 {
         // Every open interval, by its retention start.
         let view = StoreView(s);
-        backfill(s, IndexCf::Open, &mut |k, v| {
+        backfill(s, IndexCf::Open, progress, &mut |k, v| {
             let opened_by = tail_u64(v).map_err(corrupt)?;
             let mut r = Reader {
                 b: k,
@@ -544,11 +557,21 @@ type Derive<'a> = dyn FnMut(&[u8], &[u8]) -> Result<Vec<KvWrite>, Refusal> + 'a;
 
 /// `backfill` writes, a page at a time, what `rows` derives from each pair
 /// of `cf`: an upgrade's rebuild of an index from records already kept.
-fn backfill(s: &dyn LogStore, cf: IndexCf, rows: &mut Derive<'_>) -> Result<(), String> {
+fn backfill(
+    s: &dyn LogStore,
+    cf: IndexCf,
+    progress: &mut Progress<'_>,
+    rows: &mut Derive<'_>,
+) -> Result<(), String> {
     let e = |e: StoreError| format!("derived state: {e}");
     let mut writes = Vec::new();
     let mut failed = None;
+    let mut read = 0u64;
     scan_paged(s, cf, &[], &[], &mut |k, v| {
+        read += 1;
+        if read.is_multiple_of(PROGRESS_EVERY) {
+            progress(cf.name(), read);
+        }
         writes.extend(rows(k, v)?);
         if writes.len() >= PAGE {
             if let Err(x) = s.index_write(&std::mem::take(&mut writes)) {
@@ -562,7 +585,9 @@ fn backfill(s: &dyn LogStore, cf: IndexCf, rows: &mut Derive<'_>) -> Result<(), 
     if let Some(x) = failed {
         return Err(e(x));
     }
-    s.index_write(&writes).map_err(e)
+    s.index_write(&writes).map_err(e)?;
+    progress(cf.name(), read);
+    Ok(())
 }
 
 fn check_deadline(s: &dyn LogStore, policy: &Policy) -> Result<(), String> {
@@ -1703,7 +1728,7 @@ mod tests {
             ),
         ])
         .unwrap();
-        check_derived_settings(&s, &policy).unwrap();
+        check_derived_settings(&s, &policy, &mut |_, _| {}).unwrap();
         check_held(&s, &all);
     }
 
@@ -1767,7 +1792,7 @@ mod tests {
         )])
         .unwrap();
         assert!(visited(&s, 47, 1000).is_empty(), "the keys are gone");
-        check_derived_settings(&s, &policy).unwrap();
+        check_derived_settings(&s, &policy, &mut |_, _| {}).unwrap();
         check(&s, &all);
         let marker = s.index_get(IndexCf::DerivedMeta, DERIVED_FORMAT).unwrap();
         assert_eq!(marker, Some(FORMAT.to_be_bytes().to_vec()));
@@ -1778,7 +1803,7 @@ mod tests {
             (FORMAT + 1).to_be_bytes().to_vec(),
         )])
         .unwrap();
-        let e = check_derived_settings(&s, &policy).unwrap_err();
+        let e = check_derived_settings(&s, &policy, &mut |_, _| {}).unwrap_err();
         assert!(e.contains("newer"), "{e}");
     }
 
@@ -1943,7 +1968,26 @@ mod tests {
             .raised_page(300, Timestamp::MAX, &FindingsFilter::all(), None, 5)
             .unwrap();
         assert_eq!(bare.total, 0);
-        check_derived_settings(&s, &policy).unwrap();
+        let mut heard = Vec::new();
+        check_derived_settings(&s, &policy, &mut |family, read| {
+            heard.push((family.to_owned(), read))
+        })
+        .unwrap();
+        // The upgrade said what it read, to its end.
+        let stored = {
+            let mut n = 0;
+            s.index_scan(IndexCf::Findings, &[], &[], &mut |_, _| {
+                n += 1;
+                true
+            })
+            .unwrap();
+            n
+        };
+        assert!(stored > 300);
+        assert!(
+            heard.contains(&("findings".to_owned(), stored)),
+            "{heard:?}"
+        );
         check_raised_pages(&s);
     }
 
