@@ -112,6 +112,13 @@ pub fn question_from_proto(r: v1::ExportEvidenceRequest) -> Result<Question, Sta
                     "finding.id: set the finding's id, as custody inspect findings lists it",
                 ));
             }
+            if f.id.len() > crate::findings::MAX_FINDING_ID {
+                return Err(Status::invalid_argument(format!(
+                    "finding.id: {} bytes, longer than any finding's id (at most {})",
+                    f.id.len(),
+                    crate::findings::MAX_FINDING_ID
+                )));
+            }
             Ok(Question::Finding {
                 id: f.id,
                 as_of: match f.as_of_unix_nanos {
@@ -178,7 +185,8 @@ pub async fn export(
                 .map_err(Status::unavailable)?
                 .ok_or_else(|| {
                     Status::not_found(format!(
-                        "there is no finding {id:?} as of {} at tree size {}",
+                        "there is no finding {} as of {} at tree size {}",
+                        crate::findings::quoted(id),
                         rfc3339(*as_of),
                         cp.size
                     ))

@@ -29,6 +29,18 @@ use custody_store::index::StoreView;
 
 use crate::state::LogState;
 
+/// The longest finding id a question or page token may carry: longer
+/// than any `finding_id` makes (a rule's name, an entry index, a digest in
+/// hex and an opaque id of at most 64 characters).
+pub const MAX_FINDING_ID: usize = 1024;
+
+/// `quoted` is a caller's text as an error message repeats it: quoted,
+/// and cut to its first 64 characters, so that no input can make an
+/// error too long to send (a gRPC status travels in an HTTP/2 header).
+pub fn quoted(s: &str) -> String {
+    format!("{:?}", crate::ui::layout::clip(s, 64))
+}
+
 /// `Findings` answers findings questions.
 pub struct Findings {
     state: Arc<LogState>,

@@ -52,10 +52,7 @@ fn page_size(n: u32) -> Result<usize, Status> {
     }
 }
 
-/// The longest finding id a page token may carry: longer than any
-/// `finding_id` makes (a rule's name, an entry index, a digest in hex and
-/// an opaque id of at most 64 characters).
-const MAX_FINDING_ID: usize = 1024;
+use crate::findings::{quoted, MAX_FINDING_ID};
 
 fn bad_token() -> Status {
     Status::invalid_argument("page_token: not a token this server issued; start again without one")
@@ -620,7 +617,8 @@ impl CustodyQuery for CustodyQueryService {
             name => Some(
                 custody_domain::findings::Rule::from_name(name).ok_or_else(|| {
                     Status::invalid_argument(format!(
-                        "rule: {name:?} is not a rule; use one of {}",
+                        "rule: {} is not a rule; use one of {}",
+                        quoted(name),
                         custody_domain::findings::Rule::ALL
                             .iter()
                             .map(|r| r.name())

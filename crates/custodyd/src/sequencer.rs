@@ -509,6 +509,9 @@ fn admit_one(
         registry.as_ref(),
         &admission.effects,
     )?;
+    // Every read that can fail comes before the one change to batch
+    // state that is not in the commit (the running counts).
+    let retention = retention_writes(&delta.after(&*findings), &admission.effects)?;
     let counted = if delta.raised.is_empty() {
         None
     } else {
@@ -520,7 +523,6 @@ fn admit_one(
         };
         c.add(index, &delta)
     };
-    let retention = retention_writes(&delta.after(&*findings), &admission.effects)?;
     if admission.changes_registry {
         commit.registry.push(index);
         registry.to_mut().apply(event, index);
