@@ -1872,32 +1872,41 @@ mod tests {
     /// Every page read from `findings_by_time` and `findings_counts`
     /// equals the page cut from every raised finding, at every size, time,
     /// rule, cursor and page size; walking the pages lists them all.
-    fn check_raised_pages(s: &MemoryStore) {
-        let view = StoreView(s);
-        let mut compared = 0;
-        let mut listed = 0;
-        for size in [0, 1, 2, 57, 150, 299, 300] {
-            for as_of in [-1, 0, 300, 555, 999, 9_999, 10_000, Timestamp::MAX] {
-                for rule in [None, Some(Rule::LateReporting), Some(Rule::SequenceGap)] {
+    /// A page and the page it must equal, for (size, as of, filter,
+    /// cursor, page size).
+    type Pages<'a> = dyn Fn(
+            u64,
+            Timestamp,
+            &FindingsFilter,
+            Option<&(Timestamp, String)>,
+            usize,
+        ) -> (FindingsPage, FindingsPage)
+        + 'a;
+
+    /// `compare_walks` walks the pages `pages` cuts at every size, time,
+    /// rule and page size given, from the start to the last page (at most
+    /// `max_pages`), checking each page against the one it must equal, and
+    /// returns how many pages and rows it compared.
+    fn compare_walks(
+        sizes: &[u64],
+        times: &[Timestamp],
+        rules: &[Option<Rule>],
+        limits: &[usize],
+        max_pages: usize,
+        pages: &Pages<'_>,
+    ) -> (usize, usize) {
+        let (mut compared, mut listed) = (0, 0);
+        for &size in sizes {
+            for &as_of in times {
+                for &rule in rules {
                     let filter = FindingsFilter {
                         rule,
                         ..FindingsFilter::all()
                     };
-                    for limit in [0, 1, 7, 1000] {
+                    for &limit in limits {
                         let mut after: Option<(Timestamp, String)> = None;
-                        for _ in 0..40 {
-                            let got = view
-                                .raised_page(size, as_of, &filter, after.as_ref(), limit)
-                                .unwrap();
-                            let want = raised_page_by_scan(
-                                &view,
-                                size,
-                                as_of,
-                                &filter,
-                                after.as_ref(),
-                                limit,
-                            )
-                            .unwrap();
+                        for _ in 0..max_pages {
+                            let (got, want) = pages(size, as_of, &filter, after.as_ref(), limit);
                             assert_eq!(got, want, "{size} {as_of} {rule:?} {limit} {after:?}");
                             compared += 1;
                             listed += got.rows.len();
@@ -1910,6 +1919,24 @@ mod tests {
                 }
             }
         }
+        (compared, listed)
+    }
+
+    fn check_raised_pages(s: &MemoryStore) {
+        let view = StoreView(s);
+        let (compared, listed) = compare_walks(
+            &[0, 1, 2, 57, 150, 299, 300],
+            &[-1, 0, 300, 555, 999, 9_999, 10_000, Timestamp::MAX],
+            &[None, Some(Rule::LateReporting), Some(Rule::SequenceGap)],
+            &[0, 1, 7, 1000],
+            40,
+            &|size, as_of, filter, after, limit| {
+                (
+                    view.raised_page(size, as_of, filter, after, limit).unwrap(),
+                    raised_page_by_scan(&view, size, as_of, filter, after, limit).unwrap(),
+                )
+            },
+        );
         assert!(
             compared > 1000 && listed > 10_000,
             "{compared} pages, {listed} rows"
@@ -2050,53 +2077,25 @@ mod tests {
     fn unacknowledged_pages_by_key_equal_a_scan_of_every_transfer() {
         let s = transfers_with_ties();
         let view = StoreView(&s);
-        let (mut compared, mut listed) = (0, 0);
-        for size in [0, 96, 120, 155, 165, 200] {
-            for as_of in [0, 100, 105, 150, 260, 400, 1000] {
-                for rule in [
-                    None,
-                    Some(Rule::UnacknowledgedTransfer),
-                    Some(Rule::LateReporting),
-                ] {
-                    let filter = FindingsFilter {
-                        rule,
-                        ..FindingsFilter::all()
-                    };
-                    for limit in [0, 1, 3, 1000] {
-                        let mut after: Option<(Timestamp, String)> = None;
-                        for _ in 0..80 {
-                            let got = view
-                                .unacknowledged_page(
-                                    WINDOW,
-                                    size,
-                                    as_of,
-                                    &filter,
-                                    after.as_ref(),
-                                    limit,
-                                )
-                                .unwrap();
-                            let want = unacknowledged_page_by_scan(
-                                &view,
-                                WINDOW,
-                                size,
-                                as_of,
-                                &filter,
-                                after.as_ref(),
-                                limit,
-                            )
-                            .unwrap();
-                            assert_eq!(got, want, "{size} {as_of} {rule:?} {limit} {after:?}");
-                            compared += 1;
-                            listed += got.rows.len();
-                            if !got.more || limit == 0 {
-                                break;
-                            }
-                            after = got.rows.last().map(|f| (f.at, f.id.clone()));
-                        }
-                    }
-                }
-            }
-        }
+        let (compared, listed) = compare_walks(
+            &[0, 96, 120, 155, 165, 200],
+            &[0, 100, 105, 150, 260, 400, 1000],
+            &[
+                None,
+                Some(Rule::UnacknowledgedTransfer),
+                Some(Rule::LateReporting),
+            ],
+            &[0, 1, 3, 1000],
+            80,
+            &|size, as_of, filter, after, limit| {
+                (
+                    view.unacknowledged_page(WINDOW, size, as_of, filter, after, limit)
+                        .unwrap(),
+                    unacknowledged_page_by_scan(&view, WINDOW, size, as_of, filter, after, limit)
+                        .unwrap(),
+                )
+            },
+        );
         assert!(
             compared > 500 && listed > 2000,
             "{compared} pages, {listed} rows"
