@@ -25,11 +25,13 @@
 //! assert!(verify_inclusion(&proof, 5, &root, 2, &hashes[3]).is_err());
 //! ```
 
+mod cache;
 mod checkpoint;
 mod proof;
 mod tile;
 mod tree;
 
+pub use cache::{Cached, HashCache, CACHED_FROM_LEVEL};
 pub use checkpoint::{CheckpointError, LogSigner, LogVerifier, VerifiedCheckpoint};
 pub use proof::{verify_consistency, verify_inclusion, ProofError, MAX_PROOF_LEN};
 pub use tile::{

@@ -28,6 +28,14 @@ pub trait HashSource {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, Self::Error>;
 }
 
+impl<S: HashSource + ?Sized> HashSource for &S {
+    type Error = S::Error;
+
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, Self::Error> {
+        (**self).read_hashes(indexes)
+    }
+}
+
 /// `TreeError` is why a tree computation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

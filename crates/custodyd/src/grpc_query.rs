@@ -186,6 +186,7 @@ struct Cited {
 /// `EvidenceBuilder` collects what an answer cites, then proves it all
 /// against one checkpoint.
 pub(crate) struct EvidenceBuilder<'a> {
+    state: &'a LogState,
     store: &'a dyn LogStore,
     cp: &'a Pinned,
     registry: &'a Registry,
@@ -200,6 +201,7 @@ pub(crate) struct EvidenceBuilder<'a> {
 impl<'a> EvidenceBuilder<'a> {
     pub(crate) fn new(state: &'a LogState, cp: &'a Pinned, registry: &'a Registry) -> Self {
         Self {
+            state,
             store: state.store.as_ref(),
             cp,
             registry,
@@ -318,7 +320,7 @@ impl<'a> EvidenceBuilder<'a> {
     }
 
     fn proven(&self, index: u64, entry: Vec<u8>) -> Result<v1::ProvenEntry, Status> {
-        let proof = prove_inclusion(self.cp.size, index, &crate::state::StoreHashes(self.store))
+        let proof = prove_inclusion(self.cp.size, index, &self.state.hashes())
             .map_err(|e| internal("inclusion proof", e))?;
         Ok(v1::ProvenEntry {
             index,

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use custody_log::{tree_root, LogSigner, LogVerifier};
+use custody_log::{tree_root, HashCache, LogSigner, LogVerifier};
 use custody_store_rocks::RocksStore;
 use custodyd::init::Paths;
-use custodyd::state::{IngestSamples, LogState, PublishedCheckpoint, StoreHashes};
+use custodyd::state::{
+    IngestSamples, LogState, PublishedCheckpoint, StoreHashes, HASH_CACHE_CAPACITY,
+};
 use custodyd::{grpc, grpc_query, http, publisher, sequencer};
 use tokio::sync::watch;
 
@@ -278,6 +280,7 @@ fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
         checkpoint,
         ingest: IngestSamples::default(),
         findings: std::sync::OnceLock::new(),
+        hash_cache: HashCache::new(HASH_CACHE_CAPACITY),
     });
 
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -32,7 +32,7 @@ use rayon::prelude::*;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::init::now_nanos;
-use crate::state::{LogState, StoreHashes};
+use crate::state::LogState;
 
 /// `Appended` is the acknowledgement of a durable entry.
 #[derive(Debug, Clone, Copy)]
@@ -244,19 +244,15 @@ impl Sequencer {
 
         if !commit.entries.is_empty() {
             let leaf_hashes: Vec<_> = commit.entries.iter().map(|e| leaf_hash(e)).collect();
-            let result = append_leaves(
-                self.size,
-                &leaf_hashes,
-                &StoreHashes(self.state.store.as_ref()),
-            )
-            .map_err(anyhow::Error::from)
-            .and_then(|hashes| {
-                commit.hashes = hashes.into_iter().map(|(i, h)| (i, h.0)).collect();
-                self.state
-                    .store
-                    .commit(&commit)
-                    .map_err(anyhow::Error::from)
-            });
+            let result = append_leaves(self.size, &leaf_hashes, &self.state.hashes())
+                .map_err(anyhow::Error::from)
+                .and_then(|hashes| {
+                    commit.hashes = hashes.into_iter().map(|(i, h)| (i, h.0)).collect();
+                    self.state
+                        .store
+                        .commit(&commit)
+                        .map_err(anyhow::Error::from)
+                });
             if let Err(e) = result {
                 tracing::error!(error = %e, "commit failed; refusing the batch");
                 for (sub, _) in batch.into_iter().zip(verdicts) {

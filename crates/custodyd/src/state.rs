@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use custody_domain::Registry;
-use custody_log::{Hash, HashSource, LogSigner};
+use custody_log::{Cached, Hash, HashCache, HashSource, LogSigner};
 use custody_store::{LogStore, StoreError};
 use tokio::sync::watch;
 
@@ -41,7 +41,16 @@ pub struct LogState {
     /// Recent (time, size) samples of published checkpoints, so the web
     /// view can show an ingest rate without reading the log.
     pub ingest: IngestSamples,
+    /// The tree's upper hashes, shared by every proof, tile and append;
+    /// [`HASH_CACHE_CAPACITY`] of them at most.
+    pub hash_cache: HashCache,
 }
+
+/// `HASH_CACHE_CAPACITY` bounds [`LogState::hash_cache`]: 262,144 hashes,
+/// about 16 MiB. Hashes at level 8 and above number about one per 128
+/// leaves, so this holds all of them up to 33 million entries, and the
+/// hottest (the highest levels, shared by most proofs) beyond.
+pub const HASH_CACHE_CAPACITY: usize = 1 << 18;
 
 impl LogState {
     /// `latest` is the latest published checkpoint.
@@ -54,9 +63,10 @@ impl LogState {
         self.registry.borrow().clone()
     }
 
-    /// `hashes` adapts the store for the log core's tree math.
-    pub fn hashes(&self) -> StoreHashes<'_> {
-        StoreHashes(self.store.as_ref())
+    /// `hashes` adapts the store for the log core's tree math, through
+    /// the cache of upper hashes.
+    pub fn hashes(&self) -> Cached<'_, StoreHashes<'_>> {
+        self.hash_cache.over(StoreHashes(self.store.as_ref()))
     }
 }
 
