@@ -1,5 +1,12 @@
 //! `custodyd`: parse flags, then hand off to the library.
 
+/// jemalloc, as RocksDB services commonly run: with glibc's allocator a
+/// third of the server's time serving proofs went to `malloc`, `free`
+/// and `malloc_consolidate` for RocksDB's blocks (BENCHMARKS.md,
+/// "Inclusion proofs").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
