@@ -87,8 +87,11 @@ async fn append_one(
             .await
             .map_err(|e| internal("wait for checkpoint", e))?
             .clone();
-        let proof = prove_inclusion(cp.size, appended.index, &state.hashes())
-            .map_err(|e| internal("inclusion proof", e))?;
+        let (size, index) = (cp.size, appended.index);
+        let proof = blocking(move || {
+            prove_inclusion(size, index, &state.hashes()).map_err(|e| internal("inclusion proof", e))
+        })
+        .await?;
         resp.checkpoint = cp.note.clone();
         resp.inclusion_proof = proof.into_iter().map(|h| h.0.to_vec()).collect();
     }

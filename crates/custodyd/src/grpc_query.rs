@@ -149,7 +149,8 @@ fn join_token(size: u64, cursor: &[u8]) -> Vec<u8> {
     t
 }
 
-/// `pin` is the latest checkpoint, or the stored one of `size`.
+/// `pin` is the latest checkpoint, or the stored one of `size`. It reads
+/// storage for an older size: call it from a blocking task.
 pub(crate) fn pin(state: &LogState, size: Option<u64>) -> Result<Pinned, Status> {
     let latest = state.latest();
     match size {
@@ -657,7 +658,13 @@ impl CustodyQuery for CustodyQueryService {
             (_, 0) => crate::init::now_nanos(),
             (_, t) => t,
         };
-        let cp = pin(&self.state, pinned)?;
+        let cp = {
+            // An older pinned size reads its stored checkpoint.
+            let state = self.state.clone();
+            tokio::task::spawn_blocking(move || pin(&state, pinned))
+                .await
+                .map_err(|e| internal("query task", e))??
+        };
         let filter = FindingsFilter {
             rule,
             party: (!r.party.is_empty()).then(|| r.party.clone()),
