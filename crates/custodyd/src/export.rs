@@ -313,7 +313,7 @@ fn build(
                 )));
             }
             let scope = asof
-                .breach_scope(system, *from, *to, None, MAX_BUNDLE_ROWS)
+                .breach_scope(&state.scopes, system, *from, *to, None, MAX_BUNDLE_ROWS)
                 .map_err(|e| internal("breach scope", e))?;
             if scope.next.is_some() || scope.intervals.len() > MAX_BUNDLE_ROWS {
                 return Err(too_many(

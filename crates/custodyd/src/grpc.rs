@@ -89,7 +89,8 @@ async fn append_one(
             .clone();
         let (size, index) = (cp.size, appended.index);
         let proof = blocking(move || {
-            prove_inclusion(size, index, &state.hashes()).map_err(|e| internal("inclusion proof", e))
+            prove_inclusion(size, index, &state.hashes())
+                .map_err(|e| internal("inclusion proof", e))
         })
         .await?;
         resp.checkpoint = cp.note.clone();

@@ -575,6 +575,7 @@ impl CustodyQuery for CustodyQueryService {
             };
             let scope = q
                 .breach_scope(
+                    &state.scopes,
                     &r.system_id,
                     r.from_unix_nanos,
                     r.to_unix_nanos,

@@ -288,6 +288,7 @@ fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
         ingest: IngestSamples::default(),
         findings: std::sync::OnceLock::new(),
         hash_cache: HashCache::new(HASH_CACHE_CAPACITY),
+        scopes: Default::default(),
     });
 
     let rt = tokio::runtime::Builder::new_multi_thread()

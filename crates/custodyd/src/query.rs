@@ -154,10 +154,85 @@ impl AsOf<'_> {
     /// moment of `[from, to]`, split by class, and lists the intervals of up
     /// to `limit` of them after asset `after`.
     ///
+    /// The counts take a scan of every interval on the system; `memo`
+    /// keeps them, so the pages after the first (and a second asker of the
+    /// same question) read only their page, from the cursor on.
+    ///
     /// # Errors
     ///
     /// [`StoreError`] on storage failure.
     pub fn breach_scope(
+        &self,
+        memo: &ScopeMemo,
+        system: &str,
+        from: Timestamp,
+        to: Timestamp,
+        after: Option<Digest>,
+        limit: usize,
+    ) -> Result<BreachScope, StoreError> {
+        let key = (system.to_owned(), from, to, self.size);
+        if let Some(counts) = memo.counts.get(&key) {
+            let (intervals, next) = self.breach_page(system, from, to, after, limit)?;
+            return Ok(BreachScope {
+                asset_count: counts.asset_count,
+                by_class: counts.by_class,
+                intervals,
+                next,
+            });
+        }
+        let scope = self.breach_scan(system, from, to, after, limit)?;
+        memo.counts.insert(
+            key,
+            ScopeCounts {
+                asset_count: scope.asset_count,
+                by_class: scope.by_class.clone(),
+            },
+        );
+        Ok(scope)
+    }
+
+    /// `in_window` is the interval as of `size` if it overlaps `[from, to]`.
+    fn in_window(&self, i: Interval, from: Timestamp, to: Timestamp) -> Option<Interval> {
+        self.visible(i).filter(|i| i.overlaps(from, to))
+    }
+
+    /// `breach_page` is [`AsOf::breach_scope`]'s page alone, read from the
+    /// cursor on: the overlapping intervals of up to `limit` assets after
+    /// `after`, and the last of them when another follows.
+    fn breach_page(
+        &self,
+        system: &str,
+        from: Timestamp,
+        to: Timestamp,
+        after: Option<Digest>,
+        limit: usize,
+    ) -> Result<(Vec<Interval>, Option<Digest>), StoreError> {
+        let mut intervals: Vec<Interval> = Vec::new();
+        let mut next = None;
+        let mut listed = 0usize;
+        // Past every interval of `after`: no interval is opened by the
+        // entry at u64::MAX.
+        let cursor = after.map(|a| (a, u64::MAX));
+        index::scan_system_intervals(self.store, system, cursor, &mut |i| {
+            let Some(i) = self.in_window(i, from, to) else {
+                return true;
+            };
+            if intervals.last().map(|l| l.asset) != Some(i.asset) {
+                if listed == limit {
+                    // The first asset past the page: the page ended before it.
+                    next = intervals.last().map(|l| l.asset);
+                    return false;
+                }
+                listed += 1;
+            }
+            intervals.push(i);
+            true
+        })?;
+        Ok((intervals, next))
+    }
+
+    /// `breach_scan` is [`AsOf::breach_scope`] in one scan of the system.
+    fn breach_scan(
         &self,
         system: &str,
         from: Timestamp,
@@ -181,12 +256,9 @@ impl AsOf<'_> {
             }
         };
         index::scan_system_intervals(self.store, system, None, &mut |i| {
-            let Some(i) = self.visible(i) else {
+            let Some(i) = self.in_window(i, from, to) else {
                 return true;
             };
-            if !i.overlaps(from, to) {
-                return true;
-            }
             match &mut current {
                 Some((a, class)) if *a == i.asset => {
                     if class.0.is_none() {
@@ -209,5 +281,126 @@ impl AsOf<'_> {
         })?;
         finish(&mut scope, &mut current, &mut listed);
         Ok(scope)
+    }
+}
+
+/// `ScopeCounts` is a breach scope's counts, without its page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ScopeCounts {
+    asset_count: u64,
+    by_class: BTreeMap<ScopeClass, u64>,
+}
+
+/// `ScopeMemo` keeps the counts of recent breach scopes by (system, from,
+/// to, tree size). An answer as of a tree size never changes (entries at
+/// that size or later are invisible to it), so nothing is invalidated;
+/// the memo only bounds how many it keeps.
+pub struct ScopeMemo {
+    counts: quick_cache::sync::Cache<(String, Timestamp, Timestamp, u64), ScopeCounts>,
+}
+
+impl ScopeMemo {
+    /// `CAPACITY` is how many breach scopes' counts are kept: each a few
+    /// hundred bytes at most (one count per class).
+    pub const CAPACITY: usize = 1024;
+}
+
+impl Default for ScopeMemo {
+    fn default() -> Self {
+        Self {
+            counts: quick_cache::sync::Cache::new(Self::CAPACITY),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use custody_domain::Effects;
+    use custody_store::index::index_writes;
+    use custody_store::MemoryStore;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Intervals on system "s": asset byte, from, and (if it closed) how
+    /// long after and how many entries later.
+    type Spec = Vec<(u8, i64, Option<(i64, u64)>, u8)>;
+
+    fn store(spec: &Spec) -> MemoryStore {
+        let store = MemoryStore::default();
+        for (n, (asset, from, close, class)) in spec.iter().enumerate() {
+            let opened_by = 2 * n as u64;
+            let i = Interval {
+                asset: [*asset; 32],
+                system: "s".to_owned(),
+                party: "p".to_owned(),
+                from: *from,
+                to: None,
+                opened_by,
+                closed_by: None,
+                modality: Modality::from_code(class % 6),
+                subject_class: SubjectClass::from_code(class / 6 % 5),
+            };
+            let open = Effects {
+                opened: vec![i.clone()],
+                ..Effects::default()
+            };
+            store
+                .index_write(&index_writes(opened_by, "p", n as u64, &open))
+                .unwrap();
+            if let Some((after, later)) = close {
+                let close = Effects {
+                    closed: vec![Interval {
+                        to: Some(from + after),
+                        closed_by: Some(opened_by + 1 + later),
+                        ..i
+                    }],
+                    ..Effects::default()
+                };
+                store
+                    .index_write(&index_writes(opened_by + 1 + later, "p", 0, &close))
+                    .unwrap();
+            }
+        }
+        store
+    }
+
+    proptest! {
+        /// The pages after the first are read from the cursor with the
+        /// counts from the memo; walked to the end, they are what one
+        /// scan lists, at any tree size, window and page size.
+        #[test]
+        fn pages_from_the_memo_are_the_scan(
+            spec in prop::collection::vec(
+                (0u8..12, 0i64..100, prop::option::of((0i64..50, 0u64..6)), 0u8..30),
+                0..40,
+            ),
+            size in 0u64..90,
+            from in 0i64..120,
+            len in 0i64..80,
+            limit in 1usize..5,
+        ) {
+            let store = store(&spec);
+            let q = AsOf { store: &store, size };
+            let to = from + len;
+            let whole = q.breach_scan("s", from, to, None, usize::MAX).unwrap();
+            let memo = ScopeMemo::default();
+            let mut walked = Vec::new();
+            let mut after = None;
+            for _ in 0..=spec.len() {
+                let page = q.breach_scope(&memo, "s", from, to, after, limit).unwrap();
+                prop_assert_eq!(page.asset_count, whole.asset_count);
+                prop_assert_eq!(&page.by_class, &whole.by_class);
+                let mut assets: Vec<_> = page.intervals.iter().map(|i| i.asset).collect();
+                assets.dedup();
+                prop_assert!(assets.len() <= limit);
+                walked.extend(page.intervals);
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            prop_assert_eq!(walked, whole.intervals);
+        }
     }
 }

@@ -44,6 +44,9 @@ pub struct LogState {
     /// The tree's upper hashes, shared by every proof, tile and append;
     /// [`HASH_CACHE_CAPACITY`] of them at most.
     pub hash_cache: HashCache,
+    /// Recent breach scopes' counts, so their later pages read only
+    /// themselves.
+    pub scopes: crate::query::ScopeMemo,
 }
 
 /// `HASH_CACHE_CAPACITY` bounds [`LogState::hash_cache`]: 262,144 hashes,

@@ -1788,8 +1788,11 @@ fn check(
             let mut seen = BTreeSet::new();
             let mut after = None;
             let mut ended = false;
+            // The first page scans and keeps the counts; the rest read
+            // from the cursor with the kept counts.
+            let memo = custodyd::query::ScopeMemo::default();
             for _ in 0..=want_assets.len() + 1 {
-                let page = q.breach_scope(system, a, b, after, limit).unwrap();
+                let page = q.breach_scope(&memo, system, a, b, after, limit).unwrap();
                 let what = format!("breach_scope({system}, {a}, {b}) limit {limit} as of {size}");
                 assert_eq!(
                     page.asset_count,
@@ -2068,6 +2071,8 @@ fn a_recapture_with_another_class_is_refused() {
             meta.created_by
         );
     }
-    let scope = q.breach_scope("sys:0", T0, T0 + 10, None, 10).unwrap();
+    let scope = q
+        .breach_scope(&Default::default(), "sys:0", T0, T0 + 10, None, 10)
+        .unwrap();
     assert_eq!(scope.by_class, BTreeMap::from([(class, 1)]));
 }

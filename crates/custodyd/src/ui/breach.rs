@@ -139,7 +139,10 @@ pub(super) async fn page(
             store: st.store.as_ref(),
             size,
         };
-        Ok((size, q.breach_scope(&sys, from, to, after, PAGE)?))
+        Ok((
+            size,
+            q.breach_scope(&st.scopes, &sys, from, to, after, PAGE)?,
+        ))
     })
     .await?;
     let ctx = Context {
