@@ -217,10 +217,29 @@ fn the_server_derives_findings_once_and_never_replays_the_log() {
                 path.display()
             );
         }
-        seen_observe |= text.contains("observe(") && text.contains("findings_writes(");
+        seen_observe |= text.contains("sequence_batch(");
     }
     assert!(
         seen_observe,
-        "the sequencer no longer calls findings::observe and findings_writes"
+        "the sequencer no longer admits through custody_admission::sequence_batch"
     );
+    let admits = shipped_sources("custody-admission")
+        .iter()
+        .any(|(_, text)| text.contains("observe(") && text.contains("findings_writes("));
+    assert!(
+        admits,
+        "custody-admission no longer derives findings with observe and findings_writes"
+    );
+}
+
+#[test]
+fn admission_reaches_storage_only_through_the_store_contract() {
+    let mut forbidden = ASYNC_AND_RPC.to_vec();
+    forbidden.extend(["rocksdb", "librocksdb-sys", "custody-store-rocks"]);
+    assert_free_of(
+        "custody-admission",
+        &forbidden,
+        "knows nothing of tokio, tonic or RocksDB",
+    );
+    assert_no_io("custody-admission");
 }

@@ -1,6 +1,6 @@
 //! Random valid custody event sequences (single, bulk and derived assets;
 //! grants, retention rules, legal holds and attestations) go through the
-//! sequencer's own admission path (`custodyd::sequencer::sequence_batch`)
+//! sequencer's own admission path (`custody_admission::sequence_batch`)
 //! into RocksDB. HoldersAt, Holdings, BreachScope and AssetHistory answered
 //! from the indexes must equal a naive replay of the same events, and the
 //! findings answered from the derived state the sequencer committed
@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use custody_admission::{load_registry, sequence_batch, Sequenced};
 use custody_domain::findings::{
     find_finding, findings_at, findings_page, Finding, FindingsFilter, Policy, Rule,
 };
@@ -29,7 +30,6 @@ use custody_store::index::{index_writes, manifest_writes, StoreView};
 use custody_store::{Commit, LogStore};
 use custody_store_rocks::RocksStore;
 use custodyd::query::AsOf;
-use custodyd::sequencer::{load_registry, sequence_batch, Sequenced};
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;

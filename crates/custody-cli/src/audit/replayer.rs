@@ -1,6 +1,6 @@
 //! Replaying entries as the server's sequencer admitted them: decode,
 //! check each signature's key against the registry as it stood at the
-//! entry's index and integrated time (`custodyd::sequencer::admit`), queue
+//! entry's index and integrated time (`custody_domain::check_signers`), queue
 //! the signature for batch verification, and apply the event to a
 //! `custody_domain::replay::Replay` (registry rules, custody rules,
 //! findings), keeping every custody interval on the side.

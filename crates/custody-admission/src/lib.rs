@@ -1,0 +1,342 @@
+//! `custody-admission` is how events enter the log's state: one path,
+//! over a [`LogStore`], for every caller.
+//!
+//! [`sequence_batch`] decodes a batch of signed events, verifies their
+//! signatures in parallel against the registry, then admits them in order
+//! with the domain's [`admit`] and [`observe`], over the custody and
+//! findings state the store holds plus the batch's earlier entries. It
+//! returns the [`Commit`] that makes them durable (entries, dedup records,
+//! registry marks, custody indexes, the findings' derived state) and each
+//! event's verdict; the caller adds the tree's hashes and commits.
+//! custodyd's sequencer calls it for every batch, and the custody model
+//! test to log its scenarios. [`load_registry`] rebuilds the registry from
+//! a store.
+//!
+//! It does no I/O but through the store, and knows nothing of tokio,
+//! tonic or RocksDB.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use custody_domain::findings::{observe, FindingsOverlay, FindingsState, Policy};
+use custody_domain::{
+    admit, check_signers, verify_signatures_by_key, CustodyView, Event, KeyId, Overlay, Refusal,
+    Registry, SignatureCheck, SignedEnvelope,
+};
+use custody_proto::{decode_entry, decode_event, envelope_to_proto, v1, Entry};
+use custody_store::index::{
+    findings_writes, index_writes, retention_writes, RaisedCounts, StoreView,
+};
+use custody_store::{Commit, DedupRecord, LogStore};
+use prost::Message as _;
+use rayon::prelude::*;
+
+/// `Appended` is the acknowledgement of a durable entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    /// The entry's index.
+    pub index: u64,
+    /// True when the same event was already logged there.
+    pub duplicate: bool,
+}
+
+/// `load_registry` rebuilds the registry from the genesis entry and the
+/// registry entries the store lists.
+///
+/// # Errors
+///
+/// If the store cannot be read or holds entries this code did not write.
+pub fn load_registry(store: &dyn LogStore) -> anyhow::Result<Registry> {
+    let genesis = match store.read_entries(0, 1)?.first().map(|e| decode_entry(e)) {
+        Some(Ok(Entry::Genesis(g))) => g,
+        _ => anyhow::bail!("entry 0 is not a genesis entry: is this a custodyd database?"),
+    };
+    let mut registry = Registry::new(&genesis).map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
+    for i in store.registry_indexes()? {
+        let bytes = store.read_entries(i, i + 1)?;
+        let Some(Ok(Entry::Event { envelope, .. })) = bytes.first().map(|e| decode_entry(e)) else {
+            anyhow::bail!("registry entry {i} does not decode");
+        };
+        let event =
+            decode_event(&envelope.body).map_err(|e| anyhow::anyhow!("registry entry {i}: {e}"))?;
+        registry.apply(&event, i);
+    }
+    Ok(registry)
+}
+
+/// One submission after the parallel stage.
+struct Checked {
+    /// The signed bytes, PAE(payload type, body).
+    message: Vec<u8>,
+    /// The envelope digest, for dedup.
+    digest: [u8; 32],
+    /// The decoded event, and whether some signature's key was unknown at
+    /// the batch start (and so is still unverified); or the refusal.
+    event: Result<(Event, bool), Refusal>,
+}
+
+/// `Sequenced` is a batch admitted in order and not yet committed.
+pub struct Sequenced {
+    /// What to commit: the entries, their dedup records, registry marks,
+    /// custody index updates and the findings' derived state; the tree's
+    /// hashes are the committer's to add.
+    pub commit: Commit,
+    /// The registry after the batch, if the batch changed it.
+    pub registry: Option<Registry>,
+    /// Each envelope's verdict, in order.
+    pub verdicts: Vec<Result<Appended, Refusal>>,
+}
+
+/// `sequence_batch` is the sequencer's work on one batch short of the
+/// commit: decode and verify `envelopes` (in parallel, against `registry`
+/// as it stands after the log's first `size` entries), then admit them in
+/// order at integration time `time`, deriving what each adds to the
+/// findings with `policy`, over the custody and findings state committed
+/// in `store` and the batch's earlier entries. The sequencer calls it for
+/// every batch; the custody model test calls it to log its scenarios at
+/// integration times of its choosing.
+pub fn sequence_batch(
+    store: &dyn LogStore,
+    registry: &Registry,
+    size: u64,
+    policy: &Policy,
+    envelopes: &[&SignedEnvelope],
+    time: i64,
+) -> Sequenced {
+    let checked = check_parallel(registry, envelopes);
+
+    // The sequential stage, in arrival order. A registry entry changes
+    // the registry as we go, so a key added earlier in the batch can
+    // sign later in it; the registry is copied only for a batch that
+    // holds one, and the copy replaces it only if the commit succeeds.
+    let mut registry: Cow<'_, Registry> = Cow::Borrowed(registry);
+    let mut in_batch: HashMap<String, (u64, [u8; 32])> = HashMap::new();
+    let mut commit = Commit {
+        first_index: size,
+        ..Commit::default()
+    };
+    let mut custody = Overlay::new(StoreView(store));
+    let mut findings = FindingsOverlay::new(StoreView(store));
+    // The running count of raised findings, read when an entry first
+    // raises one.
+    let mut counts: Option<RaisedCounts> = None;
+    let mut verdicts: Vec<Result<Appended, Refusal>> = Vec::with_capacity(envelopes.len());
+    for (envelope, c) in envelopes.iter().zip(checked) {
+        let verdict = match c.event {
+            Err(r) => Err(r),
+            Ok((event, unknown_keys)) => admit_one(
+                store,
+                &mut registry,
+                envelope,
+                &event,
+                unknown_keys.then_some(c.message.as_slice()),
+                c.digest,
+                time,
+                &mut in_batch,
+                &mut custody,
+                &mut findings,
+                &mut counts,
+                policy,
+                &mut commit,
+            ),
+        };
+        verdicts.push(verdict);
+    }
+    Sequenced {
+        commit,
+        registry: match registry {
+            Cow::Owned(r) => Some(r),
+            Cow::Borrowed(_) => None,
+        },
+        verdicts,
+    }
+}
+
+/// The parallel stage: decode, look keys up in the registry as it stood
+/// at the batch start, and verify those signatures in batches.
+fn check_parallel(registry: &Registry, envelopes: &[&SignedEnvelope]) -> Vec<Checked> {
+    // Everything per event that needs no registry runs here, on all
+    // cores, so the sequential stage only validates and sequences.
+    let decoded: Vec<Checked> = envelopes
+        .par_iter()
+        .map(|e| Checked {
+            message: e.signing_bytes(),
+            digest: e.digest(),
+            event: decode_event(&e.body).map(|e| (e, false)),
+        })
+        .collect();
+    // Collect the checks whose key is already known.
+    let mut checks = Vec::new();
+    let mut owner = Vec::new();
+    let mut unknown = vec![false; envelopes.len()];
+    for (i, (e, c)) in envelopes.iter().zip(&decoded).enumerate() {
+        if c.event.is_err() {
+            continue;
+        }
+        for sig in &e.signatures {
+            match registry.key(&sig.key_id) {
+                Some(k) => {
+                    checks.push(SignatureCheck {
+                        message: &c.message,
+                        signature: ed25519_dalek::Signature::from_bytes(&sig.sig),
+                        key: k.public_key,
+                    });
+                    owner.push(i);
+                }
+                None => unknown[i] = true,
+            }
+        }
+    }
+    // Most events in a batch come from few keys: the keyed batch
+    // equation costs n + k + 1 points for n signatures by k keys
+    // (2n + 1 for ed25519-dalek's), with the same per-signature
+    // verify_strict fallback when a batch fails.
+    let verdicts = verify_signatures_by_key(&checks);
+    let mut bad = vec![false; envelopes.len()];
+    for (i, ok) in owner.into_iter().zip(verdicts) {
+        if !ok {
+            bad[i] = true;
+        }
+    }
+    decoded
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            c.event = match c.event {
+                Err(r) => Err(r),
+                Ok(_) if bad[i] => Err(Refusal::denied(
+                    "a signature does not verify over the event: sign PAE(payload_type, body) with the key named by key_id",
+                )),
+                Ok((event, _)) => Ok((event, unknown[i])),
+            };
+            c
+        })
+        .collect()
+}
+
+/// `admit_one` admits one event in sequence (dedup, then the domain's
+/// [`admit`], then any signature the parallel stage could not check) and,
+/// if admitted, adds it to the commit and applies it to the batch's view
+/// of custody and the registry.
+#[allow(clippy::too_many_arguments)]
+fn admit_one(
+    store: &dyn LogStore,
+    registry: &mut Cow<'_, Registry>,
+    envelope: &SignedEnvelope,
+    event: &Event,
+    unverified: Option<&[u8]>,
+    digest: [u8; 32],
+    time: i64,
+    in_batch: &mut HashMap<String, (u64, [u8; 32])>,
+    custody: &mut Overlay<impl CustodyView>,
+    findings: &mut FindingsOverlay<impl FindingsState>,
+    counts: &mut Option<RaisedCounts>,
+    policy: &Policy,
+    commit: &mut Commit,
+) -> Result<Appended, Refusal> {
+    // Dedup first: a resubmission is answered even if its key has since
+    // been revoked.
+    let seen = match in_batch.get(&event.event_id) {
+        Some((index, d)) => Some((*index, *d)),
+        None => store
+            .dedup(&event.event_id)
+            .map_err(|e| Refusal::exhausted(format!("dedup lookup failed: {e}; retry")))?
+            .map(|r| (r.index, r.digest)),
+    };
+    if let Some((index, d)) = seen {
+        if d == digest {
+            return Ok(Appended {
+                index,
+                duplicate: true,
+            });
+        }
+        return Err(Refusal::exists(format!(
+            "event_id {} is already logged at index {index} with different content",
+            event.event_id
+        )));
+    }
+
+    let index = commit.first_index + commit.entries.len() as u64;
+    let entry = v1::LogEntry {
+        content: Some(v1::log_entry::Content::Event(envelope_to_proto(envelope))),
+        integrated_time_unix_nanos: time,
+    }
+    .encode_to_vec();
+    if entry.len() > custody_domain::MAX_ENTRY_BYTES {
+        return Err(Refusal::invalid(
+            "event",
+            format!(
+                "the entry would be {} bytes; the limit is 65535",
+                entry.len()
+            ),
+        ));
+    }
+    let signers: Vec<KeyId> = envelope.signatures.iter().map(|s| s.key_id).collect();
+    if let Some(msg) = unverified {
+        // Not verified in the parallel stage: a key arrived in this batch.
+        // Verify every signature before any rule looks at the event, so a
+        // forgery learns nothing of custody state and costs no reads.
+        let keys = check_signers(registry.as_ref(), &signers, &event.reporter, time)?;
+        for (sig, key) in envelope.signatures.iter().zip(&keys) {
+            let s = ed25519_dalek::Signature::from_bytes(&sig.sig);
+            if key.verify_strict(msg, &s).is_err() {
+                return Err(Refusal::denied(format!(
+                    "signature by key {} does not verify over the event",
+                    sig.key_id
+                )));
+            }
+        }
+    }
+    // The custody rules see this batch's earlier entries through the
+    // overlay and the registry.
+    let admission = admit(registry.as_ref(), custody, &signers, event, index, time)?;
+    // What it adds to the findings, with the registry as it stood before
+    // it: written in the same batch, never derived again.
+    let delta = observe(
+        policy,
+        findings,
+        index,
+        event,
+        time,
+        registry.as_ref(),
+        &admission.effects,
+    )?;
+    // Every read that can fail comes before the one change to batch
+    // state that is not in the commit (the running counts).
+    let retention = retention_writes(&delta.after(&*findings), &admission.effects)?;
+    let counted = if delta.raised.is_empty() {
+        None
+    } else {
+        let c = match counts {
+            Some(c) => c,
+            None => counts.insert(RaisedCounts::latest(store).map_err(|e| {
+                Refusal::exhausted(format!("findings count lookup failed: {e}; retry"))
+            })?),
+        };
+        c.add(index, &delta)
+    };
+    if admission.changes_registry {
+        commit.registry.push(index);
+        registry.to_mut().apply(event, index);
+    }
+    commit.index.extend(index_writes(
+        index,
+        &event.reporter,
+        event.reporter_seq,
+        &admission.effects,
+    ));
+    commit.index.extend(findings_writes(index, &delta));
+    commit.index.extend(counted);
+    commit.index.extend(retention);
+    findings.apply(&delta);
+    custody.apply(&admission.effects);
+    in_batch.insert(event.event_id.clone(), (index, digest));
+    commit
+        .dedup
+        .push((event.event_id.clone(), DedupRecord { index, digest }));
+    commit.entries.push(entry);
+    Ok(Appended {
+        index,
+        duplicate: false,
+    })
+}
