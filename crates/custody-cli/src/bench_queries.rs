@@ -8,6 +8,7 @@
 //! members (100,000 by default) through manifests. Then each query runs `--iterations` times, one at a time, and
 //! the latencies' median and p99 are reported.
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context as _};
@@ -121,6 +122,35 @@ where
     }
     ms.sort_by(f64::total_cmp);
     Ok((quantile(&ms, 0.5), quantile(&ms, 0.99), last))
+}
+
+/// `scope_page` asks for one BreachScope page of 100 over `[from, to]`
+/// and leaves its next-page token in `next`.
+async fn scope_page(
+    mut q: CustodyQueryClient<Channel>,
+    system: String,
+    from: i64,
+    to: i64,
+    token: Vec<u8>,
+    next: &Mutex<Vec<u8>>,
+) -> anyhow::Result<String> {
+    let r = q
+        .breach_scope(v1::BreachScopeRequest {
+            system_id: system,
+            from_unix_nanos: from,
+            to_unix_nanos: to,
+            page_size: 100,
+            page_token: token,
+        })
+        .await
+        .map_err(|s| anyhow!("{}", s.message()))?
+        .into_inner();
+    *next.lock().map_err(|_| anyhow!("token lock"))? = r.next_page_token;
+    Ok(format!(
+        "asset_count {}, {} intervals on the page",
+        r.asset_count,
+        r.intervals.len()
+    ))
 }
 
 /// `run` sets up and measures.
@@ -324,32 +354,11 @@ pub async fn run(
     // the token, as an auditor walking the answer does.
     let n = iterations.min(20);
     let mut window = 0i64;
-    let token = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let token = Arc::new(Mutex::new(Vec::new()));
     let (p50, p99, answer) = time(n, || {
-        let mut q = q.clone();
-        let bulk = bulk.clone();
         window += 1;
-        let to = now + window;
-        let first = token.clone();
-        async move {
-            let r = q
-                .breach_scope(v1::BreachScopeRequest {
-                    system_id: bulk,
-                    from_unix_nanos: t0,
-                    to_unix_nanos: to,
-                    page_size: 100,
-                    page_token: Vec::new(),
-                })
-                .await
-                .map_err(|s| anyhow!("{}", s.message()))?
-                .into_inner();
-            *first.lock().map_err(|_| anyhow!("token lock"))? = r.next_page_token;
-            Ok(format!(
-                "asset_count {}, {} intervals on the page",
-                r.asset_count,
-                r.intervals.len()
-            ))
-        }
+        let (q, bulk, to, next) = (q.clone(), bulk.clone(), now + window, token.clone());
+        async move { scope_page(q, bulk, t0, to, Vec::new(), &next).await }
     })
     .await?;
     queries.push(QueryLatency {
@@ -360,31 +369,13 @@ pub async fn run(
         answer,
     });
     let (p50, p99, answer) = time(n, || {
-        let mut q = q.clone();
-        let bulk = bulk.clone();
-        let next = token.clone();
+        let (q, bulk, to, next) = (q.clone(), bulk.clone(), now + window, token.clone());
         async move {
             let page = std::mem::take(&mut *next.lock().map_err(|_| anyhow!("token lock"))?);
             if page.is_empty() {
                 return Ok("no more pages".to_owned());
             }
-            let r = q
-                .breach_scope(v1::BreachScopeRequest {
-                    system_id: bulk,
-                    from_unix_nanos: t0,
-                    to_unix_nanos: now + window,
-                    page_size: 100,
-                    page_token: page,
-                })
-                .await
-                .map_err(|s| anyhow!("{}", s.message()))?
-                .into_inner();
-            *next.lock().map_err(|_| anyhow!("token lock"))? = r.next_page_token;
-            Ok(format!(
-                "asset_count {}, {} intervals on the page",
-                r.asset_count,
-                r.intervals.len()
-            ))
+            scope_page(q, bulk, t0, to, page, &next).await
         }
     })
     .await?;
