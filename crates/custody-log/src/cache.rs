@@ -102,9 +102,10 @@ impl<S: HashSource> HashSource for Cached<'_, S> {
         }
         let read = self.source.read_hashes(&missing)?;
         if read.len() != missing.len() {
-            // A broken source: pass its short answer on for the caller's
-            // contract check rather than guess which hashes are which.
-            return Ok(read);
+            // A broken source. Which hash is which is unknown, so none is
+            // used or cached; the empty answer fails the caller's
+            // contract check, whatever the lengths.
+            return Ok(Vec::new());
         }
         let mut read = missing.iter().zip(read);
         Ok(out
@@ -192,6 +193,32 @@ mod tests {
             second.len(),
             first.iter().filter(|&&i| !cacheable(i)).count()
         );
+    }
+
+    /// Answers `.1` hashes too many.
+    struct TooMany<'a>(&'a MemoryHashes, usize);
+
+    impl HashSource for TooMany<'_> {
+        type Error = <MemoryHashes as HashSource>::Error;
+        fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, Self::Error> {
+            let mut v = self.0.read_hashes(indexes)?;
+            v.extend(std::iter::repeat_n(Hash([7; 32]), self.1));
+            Ok(v)
+        }
+    }
+
+    #[test]
+    fn a_source_that_breaks_its_contract_is_caught_even_with_hits() {
+        let store = tree(70_000);
+        let cache = HashCache::new(1_000);
+        // Warm the upper levels, so the next read of the same proof has
+        // `upper` hits: as many extra hashes make up the full count.
+        prove_inclusion(70_000, 12_345, &cache.over(&store)).unwrap();
+        let upper = cache.len();
+        assert!(upper > 0);
+        let broken = TooMany(&store, upper);
+        assert!(prove_inclusion(70_000, 12_345, &cache.over(broken)).is_err());
+        assert_eq!(cache.len(), upper, "nothing from a broken source is cached");
     }
 
     #[test]
