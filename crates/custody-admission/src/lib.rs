@@ -9,8 +9,9 @@
 //! registry marks, custody indexes, the findings' derived state) and each
 //! event's verdict; the caller adds the tree's hashes and commits.
 //! custodyd's sequencer calls it for every batch, and the custody model
-//! test to log its scenarios. [`load_registry`] rebuilds the registry from
-//! a store.
+//! test to log its scenarios, and `custody audit` to replay a log into a
+//! store of its own. [`grow_tree`] adds the tree's hashes for a commit's
+//! entries, and [`load_registry`] rebuilds the registry from a store.
 //!
 //! It does no I/O but through the store, and knows nothing of tokio,
 //! tonic or RocksDB.
@@ -23,11 +24,12 @@ use custody_domain::{
     admit, check_signers, verify_signatures_by_key, CustodyView, Event, KeyId, Overlay, Refusal,
     Registry, SignatureCheck, SignedEnvelope,
 };
+use custody_log::{append_leaves, leaf_hash, Hash, HashSource, TreeError};
 use custody_proto::{decode_entry, decode_event, envelope_to_proto, v1, Entry};
 use custody_store::index::{
     findings_writes, index_writes, retention_writes, RaisedCounts, StoreView,
 };
-use custody_store::{Commit, DedupRecord, LogStore};
+use custody_store::{Commit, DedupRecord, LogStore, StoreError};
 use prost::Message as _;
 use rayon::prelude::*;
 
@@ -38,6 +40,34 @@ pub struct Appended {
     pub index: u64,
     /// True when the same event was already logged there.
     pub duplicate: bool,
+}
+
+/// `StoreHashes` is a [`LogStore`] seen as a [`HashSource`].
+pub struct StoreHashes<'a>(pub &'a dyn LogStore);
+
+impl HashSource for StoreHashes<'_> {
+    type Error = StoreError;
+
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        Ok(self.0.read_hashes(indexes)?.into_iter().map(Hash).collect())
+    }
+}
+
+/// `grow_tree` sets `commit.hashes` to the stored hashes its entries add
+/// to the tree of its first `commit.first_index` leaves, whose hashes
+/// `tree` reads: what every committer of entries (the sequencer, `custodyd
+/// init`, an auditor's replay) adds before it commits.
+///
+/// # Errors
+///
+/// When `tree` cannot be read or does not hold that tree.
+pub fn grow_tree(commit: &mut Commit, tree: &impl HashSource) -> Result<(), TreeError> {
+    let leaves: Vec<Hash> = commit.entries.iter().map(|e| leaf_hash(e)).collect();
+    commit.hashes = append_leaves(commit.first_index, &leaves, tree)?
+        .into_iter()
+        .map(|(i, h)| (i, h.0))
+        .collect();
+    Ok(())
 }
 
 /// `load_registry` rebuilds the registry from the genesis entry and the

@@ -77,6 +77,45 @@ pub fn admit(
     index: u64,
     integrated: Timestamp,
 ) -> Result<Admission, Refusal> {
+    let keys = admit_before_custody(registry, signers, event, integrated)?;
+    let effects = plan(event, index, registry, custody)?;
+    Ok(Admission {
+        keys,
+        effects,
+        changes_registry: event.body.is_registry(),
+    })
+}
+
+/// `admit_to_registry` is [`admit`] without the custody rules: signers,
+/// the event's date and the registry's rules, then the event's change to
+/// `registry`, if any. It is for an auditor whose custody replay had to
+/// stop (a manifest it could not fetch): later signatures are still
+/// checked against the keys the registry allowed. It returns the keys to
+/// verify each signature with.
+///
+/// # Errors
+///
+/// As [`admit`], for the rules it applies.
+pub fn admit_to_registry(
+    registry: &mut Registry,
+    signers: &[KeyId],
+    event: &Event,
+    index: u64,
+    integrated: Timestamp,
+) -> Result<Vec<VerifyingKey>, Refusal> {
+    let keys = admit_before_custody(registry, signers, event, integrated)?;
+    registry.apply(event, index);
+    Ok(keys)
+}
+
+/// The rules before custody, which [`admit`] and [`admit_to_registry`]
+/// share.
+fn admit_before_custody(
+    registry: &Registry,
+    signers: &[KeyId],
+    event: &Event,
+    integrated: Timestamp,
+) -> Result<Vec<VerifyingKey>, Refusal> {
     let keys = check_signers(registry, signers, &event.reporter, integrated)?;
     if event.event_time > integrated.saturating_add(MAX_CLOCK_SKEW) {
         return Err(Refusal::invalid(
@@ -89,10 +128,5 @@ pub fn admit(
         ));
     }
     registry.validate(event)?;
-    let effects = plan(event, index, registry, custody)?;
-    Ok(Admission {
-        keys,
-        effects,
-        changes_registry: event.body.is_registry(),
-    })
+    Ok(keys)
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::findings::{Finding, FindingsEngine, Policy};
 use crate::{
-    admit, check_signers, Admission, AssetMeta, AssetRef, CustodyView, Digest, Effects, Event,
+    admit, admit_to_registry, Admission, AssetMeta, AssetRef, CustodyView, Digest, Effects, Event,
     EventBody, Genesis, Interval, KeyId, ManifestRef, Refusal, Registry, Timestamp, Transfer,
 };
 
@@ -163,10 +163,7 @@ impl Replay {
         signers: &[KeyId],
         integrated: Timestamp,
     ) -> Result<Vec<ed25519_dalek::VerifyingKey>, Refusal> {
-        let keys = check_signers(&self.registry, signers, &event.reporter, integrated)?;
-        self.registry.validate(event)?;
-        self.registry.apply(event, index);
-        Ok(keys)
+        admit_to_registry(&mut self.registry, signers, event, index, integrated)
     }
 
     fn expect(&self, index: u64) -> Result<(), Refusal> {

@@ -37,6 +37,8 @@ fn engine(context: &str, e: rocksdb::Error) -> StoreError {
 pub struct RocksStore {
     /// The database; column families per [`ALL_CFS`].
     db: DB,
+    /// Whether each write is fsync'd before it returns.
+    sync: bool,
 }
 
 /// RocksDB's memory, sized here and nowhere else: the memtables of every
@@ -59,6 +61,25 @@ impl RocksStore {
     ///
     /// [`StoreError::Engine`], e.g. when another process holds the lock.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, true)
+    }
+
+    /// `open_rebuildable` opens (creating if needed) a database for state
+    /// that can be rebuilt from the log, such as an auditor's replay. Its
+    /// writes are atomic and survive the process crashing, as every
+    /// RocksDB write does, but are not fsync'd one by one: a crash of the
+    /// machine may lose the latest, leaving an earlier consistent state.
+    /// It does not keep [`LogStore`]'s durability clause, so a server must
+    /// never open its log this way.
+    ///
+    /// # Errors
+    ///
+    /// As [`RocksStore::open`].
+    pub fn open_rebuildable(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, sync: bool) -> Result<Self, StoreError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -121,7 +142,7 @@ impl RocksStore {
             });
         let db = DB::open_cf_descriptors(&opts, path, cfs)
             .map_err(|e| engine(&format!("open {}", path.display()), e))?;
-        Ok(Self { db })
+        Ok(Self { db, sync })
     }
 
     /// `compact` compacts every family fully: superseded values and
@@ -333,7 +354,7 @@ impl LogStore for RocksStore {
         let new_size = size + batch.entries.len() as u64;
         wb.put_cf(self.cf(CF_META)?, META_TREE_SIZE, new_size.to_be_bytes());
         let mut wo = WriteOptions::default();
-        wo.set_sync(true);
+        wo.set_sync(self.sync);
         self.db.write_opt(wb, &wo).map_err(|e| engine("commit", e))
     }
 
@@ -429,7 +450,7 @@ impl LogStore for RocksStore {
         let mut wb = WriteBatch::default();
         self.put_index(&mut wb, writes)?;
         let mut wo = WriteOptions::default();
-        wo.set_sync(true);
+        wo.set_sync(self.sync);
         self.db
             .write_opt(wb, &wo)
             .map_err(|e| engine("index write", e))
@@ -437,7 +458,7 @@ impl LogStore for RocksStore {
 
     fn put_checkpoint(&self, size: u64, note: &[u8]) -> Result<(), StoreError> {
         let mut wo = WriteOptions::default();
-        wo.set_sync(true);
+        wo.set_sync(self.sync);
         self.db
             .put_cf_opt(self.cf(CF_CHECKPOINTS)?, size.to_be_bytes(), note, &wo)
             .map_err(|e| engine("put checkpoint", e))

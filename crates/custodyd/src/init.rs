@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use custody_domain::Genesis;
-use custody_log::{append_leaves, leaf_hash, tree_root, LogSigner};
+use custody_log::{tree_root, LogSigner};
 use custody_proto::v1;
 use custody_store::{Commit, LogStore};
 use custody_store_rocks::RocksStore;
 use prost::Message as _;
 
 use crate::state::StoreHashes;
+use custody_admission::grow_tree;
 
 /// `Paths` are the files under a data directory.
 pub struct Paths {
@@ -93,13 +94,13 @@ pub fn run(data: &Path, origin: &str, owner_key: &Path, owner_id: &str) -> anyho
         integrated_time_unix_nanos: now_nanos(),
     }
     .encode_to_vec();
-    let hashes = append_leaves(0, &[leaf_hash(&entry)], &StoreHashes(&store))?;
-    store.commit(&Commit {
+    let mut commit = Commit {
         first_index: 0,
         entries: vec![entry],
-        hashes: hashes.into_iter().map(|(i, h)| (i, h.0)).collect(),
         ..Commit::default()
-    })?;
+    };
+    grow_tree(&mut commit, &StoreHashes(&store))?;
+    store.commit(&commit)?;
     let root = tree_root(1, &StoreHashes(&store))?;
     store.put_checkpoint(1, &signer.sign(1, &root)?)?;
     Ok(signer.verifier_key().to_owned())

@@ -14,10 +14,10 @@
 
 use std::sync::Arc;
 
-pub use custody_admission::{load_registry, sequence_batch, Appended, Sequenced};
+pub use custody_admission::{grow_tree, load_registry, sequence_batch, Appended, Sequenced};
 use custody_domain::findings::Policy;
 use custody_domain::{Refusal, Registry, SignedEnvelope};
-use custody_log::{append_leaves, leaf_hash};
+
 use custody_proto::v1;
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
@@ -190,11 +190,9 @@ impl Sequencer {
         );
 
         if !commit.entries.is_empty() {
-            let leaf_hashes: Vec<_> = commit.entries.iter().map(|e| leaf_hash(e)).collect();
-            let result = append_leaves(self.size, &leaf_hashes, &self.state.hashes())
+            let result = grow_tree(&mut commit, &self.state.hashes())
                 .map_err(anyhow::Error::from)
-                .and_then(|hashes| {
-                    commit.hashes = hashes.into_iter().map(|(i, h)| (i, h.0)).collect();
+                .and_then(|()| {
                     self.state
                         .store
                         .commit(&commit)

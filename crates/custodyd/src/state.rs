@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use custody_domain::Registry;
-use custody_log::{Cached, Hash, HashCache, HashSource, LogSigner};
-use custody_store::{LogStore, StoreError};
+use custody_log::{Cached, Hash, HashCache, LogSigner};
+use custody_store::LogStore;
 use tokio::sync::watch;
 
 /// `PublishedCheckpoint` is a signed checkpoint the log has published.
@@ -141,16 +141,7 @@ pub async fn sample_ingest(state: Arc<LogState>) {
     }
 }
 
-/// `StoreHashes` is a [`LogStore`] seen as a [`HashSource`].
-pub struct StoreHashes<'a>(pub &'a dyn LogStore);
-
-impl HashSource for StoreHashes<'_> {
-    type Error = StoreError;
-
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
-        Ok(self.0.read_hashes(indexes)?.into_iter().map(Hash).collect())
-    }
-}
+pub use custody_admission::StoreHashes;
 
 #[cfg(test)]
 mod tests {
