@@ -1,8 +1,9 @@
 //! `custody audit` end to end: a clean replay of the demo agrees with the
 //! server and with the generator's ground truth; a resumed audit reads only
 //! the entries logged since and alarms on another log's state, a rollback
-//! and a fork; and an entry rewritten in the server's database is caught
-//! as a mismatch with the signed tree, by index.
+//! and a fork; an audit killed mid-replay resumes where it stopped; and an
+//! entry rewritten in the server's database is caught as a mismatch with
+//! the signed tree, by index.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -381,4 +382,77 @@ async fn an_entry_rewritten_in_the_database_is_caught_against_the_signed_tree() 
         alerts.len() == 1 && alerts[0].contains("entry 550 (in tile/entries/002.p/92)"),
         "{alerts:?}"
     );
+}
+
+/// `wal_bytes` is the size of the RocksDB write-ahead log files in `dir`:
+/// it grows as an audit commits its replay there.
+fn wal_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_audit_killed_mid_replay_resumes_at_the_entry_where_it_stopped() {
+    let mut log = Log::init();
+    log.start();
+    let mut c = log.client().await;
+    let cam = register(&log, &mut c, "cam", 0, 0).await;
+    let n = 20_000u64;
+    stream_captures(&mut c, "cam", &cam, n as usize).await;
+    let size = n + 4;
+    wait_for_size(&log.http, size).await;
+    let state = log.path("audit-state");
+    let vkey = log.vkey.to_str().unwrap().to_owned();
+    let args = vec![
+        "audit".to_owned(),
+        "--url".to_owned(),
+        log.http.clone(),
+        "--log-key".to_owned(),
+        vkey,
+        "--server".to_owned(),
+        log.grpc.clone(),
+        "--state".to_owned(),
+        state.to_str().unwrap().to_owned(),
+        "--json".to_owned(),
+    ];
+
+    // SIGKILL the audit once it has committed part of its replay.
+    let mut child = Command::new(bin("custody"))
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while wal_bytes(&state) < 256 << 10 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the audit ended before it could be interrupted"
+        );
+        assert!(std::time::Instant::now() < deadline, "the audit wrote nothing");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The next run goes on from the entries the killed one committed,
+    // proves them part of the signed tree, and replays only the rest.
+    let a: Vec<&str> = args[1..args.len() - 1].iter().map(String::as_str).collect();
+    let (code, j, err) = audit(&a);
+    assert_eq!(code, Some(0), "{err}\n{j:#}");
+    let resumed = j["resumed_from"].as_u64().expect("resumed_from");
+    assert!(resumed > 0 && resumed < size, "resumed from {resumed} of {size}");
+    assert_eq!(j["processed"].as_u64(), Some(size - resumed), "{j:#}");
+    assert_eq!(j["size"].as_u64(), Some(size));
+    // Every signature counted once over the two runs.
+    assert_eq!(j["signatures"]["total"].as_u64(), Some(size - 1), "{j:#}");
+    assert_eq!(j["compare"]["findings"]["agree"], true, "{j:#}");
+    assert_eq!(j["differences"], Value::Array(vec![]), "{j:#}");
 }

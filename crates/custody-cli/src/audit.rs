@@ -9,16 +9,21 @@
 //! 3. Check every signature under the key the registry allowed at that
 //!    entry's index and integrated time, as the sequencer did, in batches
 //!    on all cores.
-//! 4. Rebuild the registry, custody state and findings with
-//!    `custody_domain::replay::Replay`; bulk events' manifests come from
-//!    the server's `GetManifest` (with `--server`) and are checked against
-//!    the root the entry names.
+//! 4. Admit every entry again through the server's own admission path
+//!    (`custody_admission::sequence_batch`: signatures, dedup, registry,
+//!    custody and findings rules), into an embedded RocksDB of the audit's
+//!    own (`state.rs`); each entry must be admitted exactly where, and
+//!    exactly as, the log holds it. Bulk events' manifests come from the
+//!    server's `GetManifest` (with `--server`) and are checked against the
+//!    root the entry names.
 //! 5. With `--server`, compare findings, breach scope and holders with the
-//!    server's answers.
+//!    server's answers, read from that store.
 //!
-//! With `--state FILE` the audit saves what it proved and the next run
-//! only replays the entries logged since, after proving the new checkpoint
-//! consistent with the saved one.
+//! With `--state DIR` the store is kept: the next run resumes at the entry
+//! where this one stopped, whether it finished or was interrupted, after
+//! proving the log's new checkpoint consistent with what it replayed.
+//! Without it the store is temporary. Either way the audit's memory is
+//! bounded by the store's configuration, not by the log.
 //!
 //! Exit status: 0 when everything verified (and agreed); 1 when the audit
 //! could not be completed; 2 (`ALERT:`) when the log or server is proven
@@ -32,12 +37,11 @@ mod signatures;
 mod state;
 mod tree;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context as _};
-use custody_domain::findings::{Policy, Rule};
+use anyhow::{anyhow, bail, Context as _};
+use custody_domain::findings::{findings_page, FindingsFilter, Policy, Rule};
 use custody_domain::{hex, parse_rfc3339, rfc3339};
 use custody_log::{
     verify_consistency, Hash, LogVerifier, TileId, TileKind, VerifiedCheckpoint, TILE_WIDTH,
@@ -46,10 +50,11 @@ use serde_json::{json, Value};
 use tlog_tiles::{stored_hash_index, HashReader as _, TileHashReader};
 
 use crate::monitor::Alarm;
+use custody_store::index::{check_derived_settings, StoreView};
+use custody_store::LogStore;
 use fetch::{first_entry, Bundle, HashTiles, TileApi};
 use replayer::{Manifests, Replayer};
-use state::SavedState;
-use tree::Frontier;
+use state::AuditState;
 
 /// `AuditArgs` are `custody audit`'s options.
 #[derive(clap::Args)]
@@ -64,7 +69,8 @@ pub struct AuditArgs {
     /// compare its answers with the replay.
     #[arg(long)]
     server: Option<String>,
-    /// Resume from (and save to) this state file.
+    /// Keep the replay's state (an embedded RocksDB) in this directory,
+    /// and resume from it.
     #[arg(long)]
     state: Option<PathBuf>,
     /// How much of the server's answers to compare.
@@ -211,26 +217,25 @@ fn audit(args: &AuditArgs, report: &mut Report) -> anyhow::Result<()> {
         None => Manifests::new(None),
     };
 
-    // Resume: the saved checkpoint must be this log's, and the new one must
-    // extend it.
-    let saved = match &args.state {
-        Some(p) => state::load(p)?,
-        None => None,
-    };
-    let (mut frontier, mut replayer, resumed_from) = match saved {
-        None => (
-            Frontier::default(),
-            Replayer::new(&cp.origin, args.policy(), manifests),
-            None,
-        ),
-        Some(s) => {
-            let path = args.state.as_deref().unwrap_or(Path::new("-"));
-            check_resume(&s, path, &vkey, &verifier, &cp, &api, args.policy(), report)?;
-            let f = s.frontier()?;
-            let size = s.size;
-            (f, Replayer::resume(&cp.origin, s, manifests), Some(size))
-        }
-    };
+    // Resume: what the state replayed must be this log's, and the new
+    // checkpoint must extend it.
+    let state = AuditState::open(args.state.as_deref())?;
+    let resumed_from = check_resume(&state, &vkey, &verifier, &cp, &api, report)?;
+    check_derived_settings(&state.store, &args.policy(), &mut |_, _| {}).map_err(|e| {
+        anyhow!(
+            "audit state {}: {e}; pass the same --reporting-deadline-secs as the run that made it, or start a new state directory",
+            state.path.display()
+        )
+    })?;
+    let mut frontier = state.frontier()?;
+    let mut replayer = Replayer::new(
+        &state.store,
+        &cp.origin,
+        args.policy(),
+        manifests,
+        state.last_integrated()?,
+        state.totals()?,
+    )?;
 
     // 2-4. Read, hash, verify and replay every entry not yet audited.
     let start = frontier.size();
@@ -317,13 +322,14 @@ fn audit(args: &AuditArgs, report: &mut Report) -> anyhow::Result<()> {
             report.alert(format!("entry {} {}", f.index, f.message));
         }
     }
-    let signatures = replayer.signatures_before + verdicts.checked;
+    let this_run = replayer.signatures_admitted + verdicts.checked;
+    let signatures = replayer.signatures_before + this_run;
     report.set("resumed_from", json!(resumed_from));
     report.set("processed", json!(processed));
     report.set("size", json!(frontier.size()));
     report.set(
         "signatures",
-        json!({"this_run": verdicts.checked, "total": signatures}),
+        json!({"this_run": this_run, "total": signatures}),
     );
     report.set("entries_per_sec", json!(rate.round()));
     report.set(
@@ -349,8 +355,7 @@ fn audit(args: &AuditArgs, report: &mut Report) -> anyhow::Result<()> {
         frontier.size()
     ));
     report.line(format!(
-        "signatures: {} verified this run ({signatures} in all), each under the key the registry allowed at its entry",
-        verdicts.checked
+        "signatures: {this_run} verified this run ({signatures} in all), each under the key the registry allowed at its entry"
     ));
     report.line(format!(
         "time: {processed} entries in {:.2} s, {:.0} entries/s (waiting for tiles {:.2} s, hashing and replay {:.2} s, then waiting for signatures {:.2} s)",
@@ -361,24 +366,37 @@ fn audit(args: &AuditArgs, report: &mut Report) -> anyhow::Result<()> {
         elapsed.saturating_sub(replayed).as_secs_f64()
     ));
 
-    let Some(replay) = replayer.replay.take() else {
+    let Some(registry) = replayer.registry().cloned() else {
         return Err(anyhow!("the log is empty: it has no genesis entry"));
     };
+    let replayed_size = replayer.size();
     report.line(format!(
-        "replay: registry, custody state and findings rebuilt over {} entries; {} bulk events' manifests checked against their roots ({} fetched this run)",
-        replay.size, replayer.bulk_events, replayer.manifests.fetched
+        "replay: every entry admitted again by the server's own rules into {}; registry, custody state and findings rebuilt over {replayed_size} entries; {} bulk events' manifests checked against their roots ({} fetched this run)",
+        if args.state.is_some() { state.path.display().to_string() } else { "a temporary store".to_owned() },
+        replayer.bulk_events, replayer.manifests.fetched
     ));
     report.set("bulk_events", json!(replayer.bulk_events));
     let as_of = as_of_arg.unwrap_or(replayer.last_integrated);
-    let findings = replay.findings(as_of);
-    let mut counts: BTreeMap<&str, u64> = Rule::ALL.iter().map(|r| (r.name(), 0)).collect();
-    for f in &findings {
-        *counts.entry(f.rule.name()).or_default() += 1;
-    }
+    let counts = findings_page(
+        &args.policy(),
+        &StoreView(&state.store),
+        &registry,
+        replayed_size,
+        as_of,
+        &FindingsFilter::all(),
+        None,
+        1,
+    )
+    .map_err(|r| anyhow!("the audit's own findings: {r}"))?;
+    // Every rule, with those that raised nothing.
+    let counts: std::collections::BTreeMap<&str, u64> = Rule::ALL
+        .iter()
+        .map(|r| (r.name(), counts.by_rule.get(r).copied().unwrap_or(0)))
+        .collect();
     report.line(format!(
         "findings as of {} ({} in all): {}",
         rfc3339(as_of),
-        findings.len(),
+        counts.values().sum::<u64>(),
         counts
             .iter()
             .map(|(r, n)| format!("{r} {n}"))
@@ -407,25 +425,13 @@ fn audit(args: &AuditArgs, report: &mut Report) -> anyhow::Result<()> {
         return Err(anyhow!("the audit is incomplete: {msg}"));
     }
 
-    let saved = SavedState {
-        log_key: vkey.trim().to_owned(),
-        checkpoint: cp.note.clone(),
-        size: frontier.size(),
-        frontier: frontier.nodes().iter().map(|h| h.0).collect(),
-        root: frontier.root().0,
-        last_integrated: replayer.last_integrated,
-        replay,
-        history: std::mem::take(&mut replayer.history),
-        event_ids: std::mem::take(&mut replayer.event_ids),
-        signatures,
-        bulk_events: replayer.bulk_events,
-    };
-    if let Some(p) = &args.state {
-        state::save(p, &saved)?;
+    // Everything replayed is now proven: keep the checkpoint it matched.
+    state.store.put_checkpoint(cp.size, &cp.note)?;
+    if args.state.is_some() {
         report.line(format!(
-            "state: saved to {} (size {})",
-            p.display(),
-            saved.size
+            "state: {} holds the replay of size {}",
+            state.path.display(),
+            replayed_size
         ));
     }
 
@@ -435,11 +441,11 @@ fn audit(args: &AuditArgs, report: &mut Report) -> anyhow::Result<()> {
         return Ok(());
     };
     let audited = compare::Audited {
-        size: saved.size,
-        replay: &saved.replay,
-        history: &saved.history,
+        size: replayed_size,
+        store: &state.store,
+        registry: &registry,
+        policy: args.policy(),
         as_of,
-        findings: &findings,
     };
     let c = rt.block_on(compare::compare(
         server,
@@ -470,98 +476,107 @@ fn audit(args: &AuditArgs, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `check_resume` checks a saved state against the log before resuming:
-/// it must be this log's, made with the same policy, and the log's new
-/// checkpoint must extend the saved one.
-#[allow(clippy::too_many_arguments)]
+/// `check_resume` checks the audit's state against the log before going
+/// on from it, and returns the size it resumes from (`None` for a new
+/// state). The newest checkpoint a finished audit proved the state against
+/// must verify with the pinned key, and the log's new checkpoint must
+/// extend it; entries an interrupted run replayed past it must be in the
+/// new tree too.
 fn check_resume(
-    s: &SavedState,
-    path: &Path,
+    state: &AuditState,
     vkey: &str,
     verifier: &LogVerifier,
     cp: &VerifiedCheckpoint,
     api: &TileApi,
-    policy: Policy,
     report: &Report,
-) -> anyhow::Result<()> {
-    if s.log_key.trim() != vkey.trim() {
-        return Err(alarm(format!(
-            "state file {} was written for another log (key {}), not the pinned key {}",
-            path.display(),
-            s.log_key,
-            vkey.trim()
-        )));
+) -> anyhow::Result<Option<u64>> {
+    let size = state.size()?;
+    if size == 0 {
+        return Ok(None);
     }
-    let old = verifier.verify(&s.checkpoint).map_err(|e| {
-        alarm(format!(
-            "state file {} holds a checkpoint the pinned key did not sign: {e}",
-            path.display()
-        ))
-    })?;
-    if s.size > old.size || s.replay.size != s.size {
-        anyhow::bail!(
-            "state file {} is inconsistent: it replayed {} entries of a checkpoint of size {}",
-            path.display(),
-            s.replay.size,
-            old.size
-        );
-    }
-    if s.replay.findings.policy() != policy {
-        anyhow::bail!(
-            "state file {} was made with another findings policy ({:?}); pass the same --receipt-window-secs, --reporting-deadline-secs and --attestation-period-secs, or start a new state file",
-            path.display(),
-            s.replay.findings.policy()
-        );
-    }
-    if old.size > cp.size {
-        return Err(alarm(format!(
-            "the log rolled back from size {} (saved in {}) to size {}",
-            old.size,
-            path.display(),
-            cp.size
-        )));
-    }
-    if old.size == cp.size {
-        if old.root != cp.root {
+    let path = state.path.display();
+    if let Some((_, note)) = state.store.latest_checkpoint()? {
+        let old = verifier.verify(&note).map_err(|e| {
+            alarm(format!(
+                "audit state {path} holds a checkpoint that the pinned key {} did not sign ({e}): it was written for another log",
+                vkey.trim()
+            ))
+        })?;
+        if old.size > size {
+            bail!("audit state {path} is inconsistent: it replayed {size} entries, but proved a checkpoint of size {}; start a new state directory", old.size);
+        }
+        if old.size > cp.size {
+            return Err(alarm(format!(
+                "the log rolled back from size {} (saved in {path}) to size {}",
+                old.size, cp.size
+            )));
+        }
+        if old.size == cp.size && old.root != cp.root {
             return Err(alarm(format!(
                 "split view: two different trees of size {} are signed (the saved one and the log's)",
                 cp.size
             )));
         }
-        report.line(format!(
-            "resume: the log has not grown since size {} (saved in {})",
-            old.size,
-            path.display()
-        ));
-        return Ok(());
-    }
-    if old.size > 0 {
-        let tiles = HashTiles::new(api);
-        let reader = TileHashReader::new(cp.size, cp.root, &tiles);
-        let proof = match tlog_tiles::prove_tree(cp.size, old.size, &reader) {
-            Ok(p) => p,
-            Err(e) => {
-                if let Some(fetch) = tiles.take_error() {
-                    return Err(fetch.context("read hash tiles for the consistency proof"));
-                }
-                return Err(alarm(format!(
-                    "the hash tiles for size {} do not match its signed root: {e}",
-                    cp.size
-                )));
-            }
-        };
-        if verify_consistency(&proof, old.size, &old.root, cp.size, &cp.root).is_err() {
+        if old.size < cp.size && !extends(api, cp, old.size, old.root)? {
             return Err(alarm(format!(
                 "the checkpoint of size {} is not consistent with the saved one of size {}: the log forked or rewrote its history",
                 cp.size, old.size
             )));
         }
+    } else if let Some(origin) = state.origin()? {
+        if origin != cp.origin {
+            bail!(
+                "audit state {path} replayed the log {origin:?}, not {:?}: start a new state directory",
+                cp.origin
+            );
+        }
+    }
+    // An interrupted run's entries were read but never proven.
+    let root = state.frontier()?.root();
+    let fits = match size.cmp(&cp.size) {
+        std::cmp::Ordering::Greater => false,
+        std::cmp::Ordering::Equal => root == cp.root,
+        std::cmp::Ordering::Less => extends(api, cp, size, root)?,
+    };
+    if !fits {
+        bail!(
+            "audit state {path} replayed {size} entries that an earlier run read but did not finish proving, and they are not the first {size} of the log's checkpoint of size {}: remove {path} and audit again",
+            cp.size
+        );
     }
     report.line(format!(
-        "resume: size {} extends the saved size {} (consistency proven from the hash tiles)",
-        cp.size, old.size
+        "resume: size {} extends the {size} entries replayed in {path} (consistency proven from the hash tiles)",
+        cp.size
     ));
-    Ok(())
+    Ok(Some(size))
+}
+
+/// `extends` is whether the tree of size `cp.size` extends the tree of
+/// `size` with root `root`, proven from the log's hash tiles.
+///
+/// # Errors
+///
+/// When the tiles cannot be fetched; an alarm when they do not match the
+/// signed root.
+fn extends(api: &TileApi, cp: &VerifiedCheckpoint, size: u64, root: Hash) -> anyhow::Result<bool> {
+    if size == 0 {
+        return Ok(true);
+    }
+    let tiles = HashTiles::new(api);
+    let reader = TileHashReader::new(cp.size, cp.root, &tiles);
+    let proof = match tlog_tiles::prove_tree(cp.size, size, &reader) {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(fetch) = tiles.take_error() {
+                return Err(fetch.context("read hash tiles for the consistency proof"));
+            }
+            return Err(alarm(format!(
+                "the hash tiles for size {} do not match its signed root: {e}",
+                cp.size
+            )));
+        }
+    };
+    Ok(verify_consistency(&proof, size, &root, cp.size, &cp.root).is_ok())
 }
 
 /// `localise` names the first entry that does not hash to the signed tree:

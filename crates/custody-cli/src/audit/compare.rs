@@ -2,19 +2,27 @@
 //! findings, breach scope of every system, and who held a sample of
 //! assets (or every asset, with `--compare all`).
 //!
+//! The audit's answers come from its own store, which its replay wrote
+//! through the server's admission path, read with the same
+//! `custody_store::index` and `custody_domain::findings` functions the
+//! server answers with. Findings and intervals are compared as two sorted
+//! streams, a page at a time, so the comparison's memory does not grow
+//! with the log (except with `--compare all`, which lists every asset).
+//!
 //! Findings and breach scope are asked as of the audited checkpoint: their
 //! page tokens begin with the tree size they are pinned to (the server's
 //! token format, `grpc_query.rs`), so a first token of just that size pins
 //! the answer even when the log has grown since. `HoldersAt` has no token;
 //! an answer proven against another checkpoint is counted as skipped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, VecDeque};
 
 use anyhow::{anyhow, Context as _};
-use custody_domain::findings::{Finding, Rule};
-use custody_domain::replay::Replay;
-use custody_domain::{hex, Digest, Interval, Modality, SubjectClass};
+use custody_domain::findings::{findings_page, FindingsFilter, Policy, Rule};
+use custody_domain::{hex, Digest, Interval, Modality, Registry, SubjectClass};
 use custody_proto::v1::{self, custody_query_client::CustodyQueryClient};
+use custody_store::index::{asset_intervals, scan_system_intervals, StoreView};
+use custody_store::{IndexCf, IndexRead};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{json, Value};
 use tonic::transport::Channel;
@@ -26,17 +34,20 @@ const CONCURRENCY: usize = 8;
 
 /// `Audited` is what the audit established, to compare against.
 pub struct Audited<'a> {
-    /// The audited tree size.
+    /// The audited tree size, which the store holds exactly.
     pub size: u64,
-    /// The replay at that size.
-    pub replay: &'a Replay,
-    /// Every custody interval, by asset.
-    pub history: &'a HashMap<Digest, Vec<Interval>>,
+    /// The audit's store.
+    pub store: &'a dyn IndexRead,
+    /// The registry after the audited entries.
+    pub registry: &'a Registry,
+    /// The findings policy.
+    pub policy: Policy,
     /// The time findings are evaluated at.
     pub as_of: i64,
-    /// Our findings as of `as_of`.
-    pub findings: &'a [Finding],
 }
+
+/// Findings per page, on either side.
+const FINDINGS_PAGE: usize = 1000;
 
 /// `Mode` is how much of the server's answers to compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -197,44 +208,172 @@ pub async fn compare(
     Ok(out)
 }
 
+/// `OurFindings` pages through the audit's own findings in the order the
+/// server lists its own: by (time, id).
+struct OurFindings<'a> {
+    a: &'a Audited<'a>,
+    page: VecDeque<v1::Finding>,
+    after: Option<(i64, String)>,
+    more: bool,
+}
+
+impl OurFindings<'_> {
+    fn next(&mut self) -> anyhow::Result<Option<v1::Finding>> {
+        if self.page.is_empty() && self.more {
+            let p = findings_page(
+                &self.a.policy,
+                &StoreView(self.a.store),
+                self.a.registry,
+                self.a.size,
+                self.a.as_of,
+                &FindingsFilter::all(),
+                self.after.as_ref(),
+                FINDINGS_PAGE,
+            )
+            .map_err(|r| anyhow!("the audit's own findings: {r}"))?;
+            self.more = p.more;
+            if let Some(f) = p.rows.last() {
+                self.after = Some((f.at, f.id.clone()));
+            } else {
+                self.more = false;
+            }
+            self.page
+                .extend(p.rows.iter().map(custody_proto::finding_to_proto));
+        }
+        Ok(self.page.pop_front())
+    }
+}
+
+/// `TheirFindings` pages through the server's findings, pinned to the
+/// audited size.
+struct TheirFindings<'a> {
+    q: &'a mut CustodyQueryClient<Channel>,
+    a: &'a Audited<'a>,
+    page: VecDeque<v1::Finding>,
+    token: Option<Vec<u8>>,
+}
+
+impl TheirFindings<'_> {
+    async fn next(&mut self) -> anyhow::Result<Option<v1::Finding>> {
+        if self.page.is_empty() {
+            if let Some(token) = self.token.take() {
+                let r = self
+                    .q
+                    .findings(v1::FindingsRequest {
+                        as_of_unix_nanos: self.a.as_of.max(1),
+                        page_size: FINDINGS_PAGE as u32,
+                        page_token: token,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|s| status("findings", s))?
+                    .into_inner();
+                proven_at("findings", r.evidence.as_ref(), self.a.size)?;
+                self.page.extend(r.findings);
+                if !r.next_page_token.is_empty() {
+                    self.token = Some(r.next_page_token);
+                }
+            }
+        }
+        Ok(self.page.pop_front())
+    }
+}
+
+fn finding_order(f: &v1::Finding) -> (i64, &str) {
+    (f.at_unix_nanos, f.id.as_str())
+}
+
 async fn findings(
     q: &mut CustodyQueryClient<Channel>,
     a: &Audited<'_>,
     out: &mut Comparison,
 ) -> anyhow::Result<()> {
-    let mut theirs: Vec<v1::Finding> = Vec::new();
-    let mut token = pin(a.size);
-    loop {
-        let r = q
-            .findings(v1::FindingsRequest {
-                as_of_unix_nanos: a.as_of.max(1),
-                page_size: 1000,
-                page_token: token,
-                ..Default::default()
-            })
-            .await
-            .map_err(|s| status("findings", s))?
-            .into_inner();
-        proven_at("findings", r.evidence.as_ref(), a.size)?;
-        theirs.extend(r.findings);
-        if r.next_page_token.is_empty() {
-            break;
-        }
-        token = r.next_page_token;
-    }
-    let ours: Vec<v1::Finding> = a
-        .findings
-        .iter()
-        .map(custody_proto::finding_to_proto)
-        .collect();
-    let count = |v: &[v1::Finding]| {
-        let mut m: BTreeMap<String, u64> = Rule::ALL.iter().map(|r| (r.name().into(), 0)).collect();
-        for f in v {
-            *m.entry(f.rule.clone()).or_default() += 1;
-        }
-        m
+    let mut ours = OurFindings {
+        a,
+        page: VecDeque::new(),
+        after: None,
+        more: true,
     };
-    let (oc, tc) = (count(&ours), count(&theirs));
+    let mut theirs = TheirFindings {
+        q,
+        a,
+        page: VecDeque::new(),
+        token: Some(pin(a.size)),
+    };
+    let mut oc: BTreeMap<String, u64> = Rule::ALL.iter().map(|r| (r.name().into(), 0)).collect();
+    let mut tc = oc.clone();
+    let (mut missing, mut extra, mut changed, mut repeated) = (0usize, 0usize, 0usize, 0usize);
+    let mut shown = 0usize;
+    let mut show = |out: &mut Comparison, line: String| {
+        if shown < SHOWN {
+            out.differ(line);
+        }
+        shown += 1;
+    };
+    let (mut o, mut t) = (ours.next()?, theirs.next().await?);
+    let mut last_theirs: Option<(i64, String)> = None;
+    let mut compared = 0u64;
+    loop {
+        let take = match (&o, &t) {
+            (None, None) => break,
+            (Some(x), Some(y)) => finding_order(x).cmp(&finding_order(y)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+        };
+        compared += 1;
+        match take {
+            std::cmp::Ordering::Less => {
+                if let Some(x) = o.take() {
+                    *oc.entry(x.rule.clone()).or_default() += 1;
+                    missing += 1;
+                    show(out, format!("findings: the server omits {}", x.id));
+                }
+                o = ours.next()?;
+            }
+            std::cmp::Ordering::Greater => {
+                if let Some(y) = t.take() {
+                    *tc.entry(y.rule.clone()).or_default() += 1;
+                    let key = (y.at_unix_nanos, y.id.clone());
+                    if last_theirs.as_ref() == Some(&key) {
+                        repeated += 1;
+                        show(out, format!("findings: the server lists {} twice", y.id));
+                    } else {
+                        extra += 1;
+                        show(
+                            out,
+                            format!(
+                                "findings: the server adds {}, which the replay does not raise",
+                                y.id
+                            ),
+                        );
+                    }
+                    last_theirs = Some(key);
+                }
+                t = theirs.next().await?;
+            }
+            std::cmp::Ordering::Equal => {
+                if let (Some(x), Some(y)) = (o.take(), t.take()) {
+                    *oc.entry(x.rule.clone()).or_default() += 1;
+                    *tc.entry(y.rule.clone()).or_default() += 1;
+                    if x != y {
+                        changed += 1;
+                        show(
+                            out,
+                            format!(
+                                "findings: {} differs: the server says {:?}, the replay {:?}",
+                                x.id,
+                                (&y.entries, &y.detail, y.at_unix_nanos),
+                                (&x.entries, &x.detail, x.at_unix_nanos),
+                            ),
+                        );
+                    }
+                    last_theirs = Some((y.at_unix_nanos, y.id));
+                }
+                o = ours.next()?;
+                t = theirs.next().await?;
+            }
+        }
+    }
     for (rule, n) in &oc {
         let m = tc.get(rule).copied().unwrap_or(0);
         if *n != m {
@@ -250,50 +389,21 @@ async fn findings(
             ));
         }
     }
-    let o: BTreeMap<&str, &v1::Finding> = ours.iter().map(|f| (f.id.as_str(), f)).collect();
-    let t: BTreeMap<&str, &v1::Finding> = theirs.iter().map(|f| (f.id.as_str(), f)).collect();
-    let missing: Vec<&str> = o.keys().filter(|k| !t.contains_key(*k)).copied().collect();
-    let extra: Vec<&str> = t.keys().filter(|k| !o.contains_key(*k)).copied().collect();
-    let changed: Vec<&str> = o
-        .iter()
-        .filter(|(k, f)| t.get(*k).is_some_and(|g| g != *f))
-        .map(|(k, _)| *k)
-        .collect();
-    for id in missing.iter().take(SHOWN) {
-        out.differ(format!("findings: the server omits {id}"));
-    }
-    for id in extra.iter().take(SHOWN) {
+    if shown > SHOWN {
         out.differ(format!(
-            "findings: the server adds {id}, which the replay does not raise"
+            "findings: {} more differences not shown",
+            shown - SHOWN
         ));
     }
-    for id in changed.iter().take(SHOWN) {
-        out.differ(format!(
-            "findings: {id} differs: the server says {:?}, the replay {:?}",
-            t.get(id).map(|f| (&f.entries, &f.detail, f.at_unix_nanos)),
-            o.get(id).map(|f| (&f.entries, &f.detail, f.at_unix_nanos)),
-        ));
-    }
-    if theirs.len() != t.len() {
-        out.differ(format!(
-            "findings: the server lists {} findings under {} distinct ids",
-            theirs.len(),
-            t.len()
-        ));
-    }
-    let agree = missing.is_empty() && extra.is_empty() && changed.is_empty() && oc == tc;
+    let agree = missing == 0 && extra == 0 && changed == 0 && repeated == 0 && oc == tc;
     out.summary.push(format!(
-        "findings as of {}: {} compared (every one, per rule and by id): {}",
+        "findings as of {}: {compared} compared (every one, per rule and by id): {}",
         custody_domain::rfc3339(a.as_of),
-        ours.len().max(theirs.len()),
         if agree {
             "all agree".to_owned()
         } else {
             format!(
-                "{} omitted by the server, {} added, {} differ",
-                missing.len(),
-                extra.len(),
-                changed.len()
+                "{missing} omitted by the server, {extra} added, {changed} differ, {repeated} listed twice"
             )
         }
     ));
@@ -301,7 +411,7 @@ async fn findings(
         "findings".into(),
         json!({
             "ours": oc, "theirs": tc, "agree": agree,
-            "missing": missing.len(), "extra": extra.len(), "changed": changed.len(),
+            "missing": missing, "extra": extra, "changed": changed, "repeated": repeated,
         }),
     );
     Ok(())
@@ -310,36 +420,62 @@ async fn findings(
 /// `Class` is a breach scope's split key, as the wire codes.
 type Class = (i32, i32);
 
-/// `scope_of` is our breach scope of one system over all time: distinct
-/// assets by class and every interval, in (asset, opened_by) order. An
-/// asset's class is its first interval's that knows one, as the server's
-/// scan takes it.
-fn scope_of(intervals: &[&Interval]) -> (BTreeMap<Class, u64>, Vec<v1::CustodyInterval>) {
-    let mut by_asset: BTreeMap<Digest, Vec<&Interval>> = BTreeMap::new();
-    for i in intervals {
-        by_asset.entry(i.asset).or_default().push(i);
-    }
-    let mut classes: BTreeMap<Class, u64> = BTreeMap::new();
-    let mut listed = Vec::new();
-    for (_, mut v) in by_asset {
-        v.sort_by_key(|i| i.opened_by);
-        // The first interval's class, replaced by a later one's while it
-        // knows none.
-        let mut class: Option<(Option<Modality>, Option<SubjectClass>)> = None;
-        for i in &v {
-            if class.is_none_or(|c| c.0.is_none()) {
-                class = Some((i.modality, i.subject_class));
+/// `Scope` is our breach scope of one system over all time: distinct
+/// assets by class, and the intervals listed (every one, or those of the
+/// first assets in sample mode), in (asset, opened_by) order. An asset's
+/// class is its first interval's that knows one, as the server's scan
+/// takes it.
+#[derive(Default)]
+struct Scope {
+    classes: BTreeMap<Class, u64>,
+    listed: Vec<v1::CustodyInterval>,
+    assets: usize,
+    /// The current asset and its class so far.
+    current: Option<(Digest, Option<Modality>, Option<SubjectClass>)>,
+}
+
+impl Scope {
+    /// `add` takes the system's next interval, in (asset, opened_by)
+    /// order; intervals of the first `list` assets are listed.
+    fn add(&mut self, i: &Interval, list: usize) {
+        match &mut self.current {
+            Some((a, m, s)) if *a == i.asset => {
+                if m.is_none() {
+                    (*m, *s) = (i.modality, i.subject_class);
+                }
+            }
+            _ => {
+                self.end_asset();
+                self.current = Some((i.asset, i.modality, i.subject_class));
+                self.assets += 1;
             }
         }
-        let class = class.unwrap_or((None, None));
-        let key = (
-            class.0.map_or(0, |m| i32::from(m.code())),
-            class.1.map_or(0, |s| i32::from(s.code())),
-        );
-        *classes.entry(key).or_default() += 1;
-        listed.extend(v.into_iter().map(interval_wire));
+        if self.assets <= list {
+            self.listed.push(interval_wire(i));
+        }
     }
-    (classes, listed)
+
+    fn end_asset(&mut self) {
+        if let Some((_, m, s)) = self.current.take() {
+            let key = (
+                m.map_or(0, |m| i32::from(m.code())),
+                s.map_or(0, |s| i32::from(s.code())),
+            );
+            *self.classes.entry(key).or_default() += 1;
+        }
+    }
+}
+
+/// `scope_of` reads our breach scope of `system` from the store.
+fn scope_of(a: &Audited<'_>, system: &str, list: usize) -> anyhow::Result<Scope> {
+    let mut scope = Scope::default();
+    scan_system_intervals(a.store, system, None, &mut |i| {
+        scope.add(&i, list);
+        true
+    })
+    .with_context(|| format!("read the breach scope of {system} from the audit's state"))?;
+    scope.end_asset();
+    Ok(scope)
 }
 
 async fn breach_scope(
@@ -348,27 +484,22 @@ async fn breach_scope(
     mode: Mode,
     out: &mut Comparison,
 ) -> anyhow::Result<()> {
-    let mut per_system: BTreeMap<&str, Vec<&Interval>> = a
-        .replay
-        .registry
-        .systems()
-        .map(|(id, _)| (id.as_str(), Vec::new()))
-        .collect();
-    for v in a.history.values() {
-        for i in v {
-            if let Some(s) = per_system.get_mut(i.system.as_str()) {
-                s.push(i);
-            }
-        }
-    }
     let page_size: u32 = match mode {
         Mode::Sample => 100,
         Mode::All => 1000,
     };
     let (mut systems, mut agreed, mut assets, mut intervals) = (0usize, 0usize, 0u64, 0usize);
-    for (system, list) in &per_system {
+    for (system, _) in a.registry.systems() {
         systems += 1;
-        let (classes, ours) = scope_of(list);
+        let list = match mode {
+            Mode::All => usize::MAX,
+            Mode::Sample => page_size as usize,
+        };
+        let Scope {
+            classes,
+            listed: ours,
+            ..
+        } = scope_of(a, system, list)?;
         let count: u64 = classes.values().sum();
         assets += count;
         let what = format!("breach scope of {system}");
@@ -412,19 +543,6 @@ async fn breach_scope(
         }
         // In sample mode, the server's first page: the intervals of the
         // first `page_size` assets in asset order, as ours are listed.
-        let ours: Vec<v1::CustodyInterval> = match mode {
-            Mode::All => ours,
-            Mode::Sample => {
-                let n = page_size as usize;
-                let mut seen = std::collections::BTreeSet::new();
-                ours.into_iter()
-                    .filter(|i| {
-                        seen.insert(i.asset.clone());
-                        seen.len() <= n
-                    })
-                    .collect()
-            }
-        };
         intervals += ours.len();
         ok &= diff_intervals(out, &what, ours, theirs);
         if ok {
@@ -450,19 +568,47 @@ async fn breach_scope(
     Ok(())
 }
 
-/// `sample_assets` is every asset (`All`), or `n` assets spread evenly over
-/// the sorted list.
-fn sample_assets(history: &HashMap<Digest, Vec<Interval>>, mode: Mode, n: usize) -> Vec<Digest> {
-    let mut all: Vec<Digest> = history.keys().copied().collect();
-    all.sort_unstable();
-    if mode == Mode::All || all.len() <= n {
-        return all;
+/// `sample_assets` is every asset (`All`), or up to `n` assets spread
+/// evenly over the digest space: for each of `n` evenly spaced points,
+/// the first asset at or after it not already taken. Digests are SHA-256
+/// values, so the points spread over the assets too, and each costs one
+/// seek instead of a listing of every asset.
+fn sample_assets(s: &dyn IndexRead, mode: Mode, n: usize) -> anyhow::Result<Vec<Digest>> {
+    let mut out: Vec<Digest> = Vec::new();
+    let visit = |start: &[u8], limit: usize, out: &mut Vec<Digest>| {
+        s.index_scan(IndexCf::AssetIntervals, b"", start, &mut |k, _| {
+            let Ok(d) = <Digest>::try_from(k.get(..32).unwrap_or_default()) else {
+                return true;
+            };
+            if out.last().is_none_or(|l| *l < d) {
+                out.push(d);
+            }
+            out.len() < limit
+        })
+    };
+    match mode {
+        Mode::All => visit(b"", usize::MAX, &mut out)?,
+        Mode::Sample => {
+            for k in 0..n as u128 {
+                let point = ((k << 64) / n as u128) as u64;
+                let want = out.len() + 1;
+                visit(&point.to_be_bytes(), want, &mut out)?;
+            }
+        }
     }
-    if n == 0 {
-        return Vec::new();
-    }
-    let step = all.len() as f64 / n as f64;
-    (0..n).map(|k| all[(k as f64 * step) as usize]).collect()
+    Ok(out)
+}
+
+/// `history` is every interval of `asset`, in the order they opened.
+fn history(a: &Audited<'_>, asset: &Digest) -> anyhow::Result<Vec<Interval>> {
+    let mut v = asset_intervals(a.store, asset).with_context(|| {
+        format!(
+            "read the intervals of {} from the audit's state",
+            hex(asset)
+        )
+    })?;
+    v.sort_by_key(|i| i.opened_by);
+    Ok(v)
 }
 
 async fn holders(
@@ -472,15 +618,13 @@ async fn holders(
     sample: usize,
     out: &mut Comparison,
 ) -> anyhow::Result<()> {
-    let assets = sample_assets(a.history, mode, sample);
+    let assets = sample_assets(a.store, mode, sample)?;
     // Each asset at the audit's as-of time and at the start of each of
     // its first three intervals.
     let mut asks: Vec<(Digest, i64)> = Vec::new();
     for d in &assets {
         let mut times = vec![a.as_of];
-        if let Some(v) = a.history.get(d) {
-            times.extend(v.iter().take(3).map(|i| i.from));
-        }
+        times.extend(history(a, d)?.iter().take(3).map(|i| i.from));
         times.sort_unstable();
         times.dedup();
         asks.extend(times.into_iter().map(|t| (*d, t)));
@@ -510,16 +654,11 @@ async fn holders(
             continue;
         }
         compared += 1;
-        let ours: Vec<v1::CustodyInterval> = a
-            .history
-            .get(&d)
-            .map(|v| {
-                v.iter()
-                    .filter(|i| i.holds_at(t))
-                    .map(interval_wire)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let ours: Vec<v1::CustodyInterval> = history(a, &d)?
+            .iter()
+            .filter(|i| i.holds_at(t))
+            .map(interval_wire)
+            .collect();
         let what = format!("holders of {} at {}", hex(&d), custody_domain::rfc3339(t));
         if diff_intervals(out, &what, ours, r.intervals) {
             agreed += 1;

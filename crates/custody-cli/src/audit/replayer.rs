@@ -1,24 +1,33 @@
-//! Replaying entries as the server's sequencer admitted them: decode,
-//! check each signature's key against the registry as it stood at the
-//! entry's index and integrated time (`custody_domain::check_signers`), queue
-//! the signature for batch verification, and apply the event to a
-//! `custody_domain::replay::Replay` (registry rules, custody rules,
-//! findings), keeping every custody interval on the side.
-
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+//! Replaying entries through the server's own admission path: entries
+//! integrated at the same time are admitted together by
+//! `custody_admission::sequence_batch` (signatures verified in batches on
+//! all cores, dedup, the registry's rules, custody, findings) into the
+//! audit's store, which must accept each exactly where the log has it.
+//! An entry it refuses is one the log should not hold.
+//!
+//! When a bulk event's manifest cannot be had (no `--server`), the custody
+//! replay stops there; later entries still go through the registry's
+//! rules (`custody_domain::admit_to_registry`), so every signature is
+//! checked against the key the registry allowed, off this thread.
 
 use anyhow::anyhow;
+use custody_admission::{grow_tree, sequence_batch, StoreHashes};
 use custody_domain::findings::Policy;
-use custody_domain::replay::{manifest_of, ManifestSource, Replay};
-use custody_domain::{hex, Digest, Effects, Interval, KeyId, ManifestRef, Refusal};
+use custody_domain::replay::manifest_of;
+use custody_domain::{
+    admit_to_registry, hex, Digest, Event, KeyId, ManifestRef, RefusalKind, Registry,
+    SignedEnvelope,
+};
 use custody_proto::v1::custody_log_client::CustodyLogClient;
 use custody_proto::{decode_entry, decode_event, v1, Entry};
+use custody_store::index::{manifest_count, manifest_writes};
+use custody_store::{Commit, LogStore};
+use custody_store_rocks::RocksStore;
 use ed25519_dalek::Signature;
 use tonic::transport::Channel;
 
 use super::signatures::{SigBatch, Verdicts, Verifier, BATCH};
-use super::state::SavedState;
+use super::state::totals_writes;
 use super::tree::Frontier;
 
 /// `Failure` is the first entry the audit could not accept.
@@ -40,34 +49,9 @@ pub struct Stopped {
     pub manifest: ManifestRef,
 }
 
-/// `event_key` is an exact, compact key for an event id: a UUID's 32 hex
-/// digits as a number, and which of them were upper case (ids that differ
-/// only in case are different ids to the server's dedup).
-pub fn event_key(id: &str) -> (u128, u32) {
-    let mut v: u128 = 0;
-    let mut upper: u32 = 0;
-    let mut digits = 0u32;
-    for b in id.bytes() {
-        let d = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            b'A'..=b'F' => {
-                upper |= 1 << digits.min(31);
-                b - b'A' + 10
-            }
-            _ => continue,
-        };
-        v = (v << 4) | u128::from(d);
-        digits += 1;
-    }
-    (v, upper)
-}
-
-/// `Manifests` holds the manifests checked so far and, with `--server`,
-/// fetches more from the server's `GetManifest`.
+/// `Manifests` fetches manifests from the server's `GetManifest`, with
+/// `--server`, into the audit's store once they are checked.
 pub struct Manifests {
-    /// Checked manifests, by reference.
-    cache: HashMap<ManifestRef, Arc<Vec<Digest>>>,
     /// The server to fetch members from, and the runtime to do it on.
     server: Option<(tokio::runtime::Handle, CustodyLogClient<Channel>)>,
     /// Distinct manifests fetched and checked in this run.
@@ -80,23 +64,24 @@ const MEMBERS_PAGE: u32 = 10_000;
 impl Manifests {
     /// `new` is an empty cache; `server` is where to fetch from, if any.
     pub fn new(server: Option<(tokio::runtime::Handle, CustodyLogClient<Channel>)>) -> Self {
-        Self {
-            cache: HashMap::new(),
-            server,
-            fetched: 0,
-        }
+        Self { server, fetched: 0 }
     }
 
-    /// `ensure` makes `m`'s members available, fetching and checking them
-    /// if needed. It returns `Ok(Ok(true))` when they are, `Ok(Ok(false))`
-    /// when there is no server to fetch from, and `Ok(Err(why))` when the
-    /// server's members are not the manifest's.
+    /// `ensure` makes `m`'s members available in `store`, fetching and
+    /// checking them if needed. It returns `Ok(Ok(true))` when they are,
+    /// `Ok(Ok(false))` when there is no server to fetch from, and
+    /// `Ok(Err(why))` when the server's members are not the manifest's.
+    /// Only checked members are stored.
     ///
     /// # Errors
     ///
-    /// When the server cannot be asked.
-    fn ensure(&mut self, m: &ManifestRef) -> anyhow::Result<Result<bool, String>> {
-        if self.cache.contains_key(m) {
+    /// When the server cannot be asked or the store fails.
+    fn ensure(
+        &mut self,
+        store: &dyn LogStore,
+        m: &ManifestRef,
+    ) -> anyhow::Result<Result<bool, String>> {
+        if manifest_count(store, &m.root)? == Some(m.count) {
             return Ok(Ok(true));
         }
         let Some((rt, client)) = &self.server else {
@@ -157,8 +142,8 @@ impl Manifests {
         if let Err(why) = check_manifest(m, &members) {
             return Ok(Err(why));
         }
+        store.index_write(&manifest_writes(&m.root, &members, &[]))?;
         self.fetched += 1;
-        self.cache.insert(*m, Arc::new(members));
         Ok(Ok(true))
     }
 }
@@ -190,32 +175,40 @@ fn check_manifest(m: &ManifestRef, members: &[Digest]) -> Result<(), String> {
     Ok(())
 }
 
-struct Cached<'a>(&'a HashMap<ManifestRef, Arc<Vec<Digest>>>);
+/// Entries admitted together at most: one `sequence_batch` and one commit.
+const ADMIT_BATCH: usize = 4096;
 
-impl ManifestSource for Cached<'_> {
-    fn members(&self, m: &ManifestRef) -> Result<Option<Arc<Vec<Digest>>>, Refusal> {
-        Ok(self.0.get(m).cloned())
-    }
+/// `Waiting` is an entry read but not yet admitted.
+struct Waiting {
+    index: u64,
+    bytes: Vec<u8>,
+    envelope: SignedEnvelope,
+    event_id: String,
 }
 
-/// `Replayer` replays entries in log order.
-pub struct Replayer {
-    /// The replay; `None` until the genesis entry is read.
-    pub replay: Option<Replay>,
-    /// Every custody interval, open or closed, by asset.
-    pub history: HashMap<Digest, Vec<Interval>>,
-    /// Every event id seen.
-    pub event_ids: HashSet<(u128, u32)>,
-    /// Integrated time of the last entry.
-    pub last_integrated: i64,
-    /// Signatures verified before this run.
-    pub signatures_before: u64,
-    /// Bulk events whose manifests were checked.
-    pub bulk_events: u64,
-    /// The findings policy for a replay started here.
+/// `Replayer` replays entries in log order into the audit's store.
+pub struct Replayer<'s> {
+    /// The audit's store.
+    store: &'s RocksStore,
+    /// The registry after the entries admitted; `None` before genesis.
+    registry: Option<Registry>,
+    /// Entries admitted into the store.
+    size: u64,
+    /// Entries waiting for their batch, all integrated at `waiting_time`.
+    waiting: Vec<Waiting>,
+    waiting_time: i64,
+    /// The findings policy.
     policy: Policy,
     /// The origin the genesis entry must name.
     origin: String,
+    /// Integrated time of the last entry read.
+    pub last_integrated: i64,
+    /// Signatures verified before this run.
+    pub signatures_before: u64,
+    /// Signatures verified by admission in this run.
+    pub signatures_admitted: u64,
+    /// Bulk events whose manifests were checked, over every run.
+    pub bulk_events: u64,
     /// Manifests.
     pub manifests: Manifests,
     /// The first entry that could not be accepted; the replay stops there.
@@ -226,24 +219,45 @@ pub struct Replayer {
     pub stopped: Option<Stopped>,
     /// Bulk events whose manifests were not checked (after `stopped`).
     pub unchecked_bulk: Vec<u64>,
-    /// Signatures waiting for the verifier.
+    /// Signatures of entries past `stopped`, waiting for the verifier.
     batch: SigBatch,
-    /// The verifier thread.
+    /// The verifier of signatures past `stopped`.
     verifier: Verifier,
 }
 
-impl Replayer {
-    /// `new` starts a replay from entry 0.
-    pub fn new(origin: &str, policy: Policy, manifests: Manifests) -> Self {
-        Self {
-            replay: None,
-            history: HashMap::new(),
-            event_ids: HashSet::new(),
-            last_integrated: 0,
-            signatures_before: 0,
-            bulk_events: 0,
+impl<'s> Replayer<'s> {
+    /// `new` continues the replay in `store` (from entry 0 if it is
+    /// empty).
+    ///
+    /// # Errors
+    ///
+    /// If the store cannot be read.
+    pub fn new(
+        store: &'s RocksStore,
+        origin: &str,
+        policy: Policy,
+        manifests: Manifests,
+        last_integrated: i64,
+        (signatures_before, bulk_events): (u64, u64),
+    ) -> anyhow::Result<Self> {
+        let size = store.tree_size()?;
+        let registry = if size > 0 {
+            Some(custody_admission::load_registry(store)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            store,
+            registry,
+            size,
+            waiting: Vec::new(),
+            waiting_time: 0,
             policy,
             origin: origin.to_owned(),
+            last_integrated,
+            signatures_before,
+            signatures_admitted: 0,
+            bulk_events,
             manifests,
             failure: None,
             manifest_failure: None,
@@ -251,21 +265,17 @@ impl Replayer {
             unchecked_bulk: Vec::new(),
             batch: SigBatch::default(),
             verifier: Verifier::start(),
-        }
+        })
     }
 
-    /// `resume` continues a saved replay.
-    pub fn resume(origin: &str, saved: SavedState, manifests: Manifests) -> Self {
-        let policy = saved.replay.findings.policy();
-        Self {
-            replay: Some(saved.replay),
-            history: saved.history,
-            event_ids: saved.event_ids,
-            last_integrated: saved.last_integrated,
-            signatures_before: saved.signatures,
-            bulk_events: saved.bulk_events,
-            ..Self::new(origin, policy, manifests)
-        }
+    /// `size` is the number of entries admitted into the store.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// `registry` is the registry after the entries replayed.
+    pub fn registry(&self) -> Option<&Registry> {
+        self.registry.as_ref()
     }
 
     fn fail(&mut self, index: u64, message: String) {
@@ -278,8 +288,8 @@ impl Replayer {
     ///
     /// # Errors
     ///
-    /// When a manifest cannot be fetched (an operational failure; a
-    /// proven problem is recorded in `failure` instead).
+    /// When a manifest cannot be fetched or the store fails (operational
+    /// failures; a proven problem is recorded in `failure` instead).
     pub fn process(&mut self, index: u64, bytes: &[u8]) -> anyhow::Result<()> {
         if self.failure.is_some() || self.manifest_failure.is_some() {
             return Ok(());
@@ -303,8 +313,18 @@ impl Replayer {
                     );
                     return Ok(());
                 }
-                match Replay::new(&g, self.policy) {
-                    Ok(r) => self.replay = Some(r),
+                match Registry::new(&g) {
+                    Ok(r) => {
+                        let mut commit = Commit {
+                            first_index: 0,
+                            entries: vec![bytes.to_vec()],
+                            ..Commit::default()
+                        };
+                        grow_tree(&mut commit, &StoreHashes(self.store))?;
+                        self.store.commit(&commit)?;
+                        self.size = 1;
+                        self.registry = Some(r);
+                    }
                     Err(r) => self.fail(0, format!("is a malformed genesis entry: {r}")),
                 }
                 return Ok(());
@@ -318,7 +338,7 @@ impl Replayer {
                 integrated_time,
             } => (envelope, integrated_time),
         };
-        if self.replay.is_none() {
+        if self.registry.is_none() {
             self.fail(
                 index,
                 "is an event, but the log has no genesis entry".into(),
@@ -333,6 +353,7 @@ impl Replayer {
             self.fail(index, msg);
             return Ok(());
         }
+        self.last_integrated = integrated;
         let event = match decode_event(&envelope.body) {
             Ok(e) => e,
             Err(r) => {
@@ -340,70 +361,147 @@ impl Replayer {
                 return Ok(());
             }
         };
-        if !self.event_ids.insert(event_key(&event.event_id)) {
-            let msg = format!(
-                "repeats event id {}, which the log had already logged",
-                event.event_id
-            );
-            self.fail(index, msg);
-            return Ok(());
+        if self.stopped.is_some() {
+            return self.registry_only(index, &envelope, &event, integrated);
         }
-
-        self.last_integrated = integrated;
-
-        let manifest = manifest_of(&event);
-        if self.stopped.is_none() {
-            if let Some(m) = &manifest {
-                match self.manifests.ensure(m)? {
-                    Ok(true) => self.bulk_events += 1,
-                    Ok(false) => {
-                        self.stopped = Some(Stopped {
-                            index,
-                            manifest: *m,
-                        })
-                    }
-                    Err(why) => {
-                        self.manifest_failure = Some(Failure {
-                            index,
-                            message: format!(
-                                "names manifest {} of {} members, and {why}",
-                                hex(&m.root),
-                                m.count
-                            ),
-                        });
+        if let Some(m) = manifest_of(&event) {
+            // Admission reads the members from the store.
+            match self.manifests.ensure(self.store, &m)? {
+                Ok(true) => self.bulk_events += 1,
+                Ok(false) => {
+                    // Everything before it is admitted first, so the
+                    // registry is the one this entry was checked against.
+                    self.flush()?;
+                    if self.failure.is_some() {
                         return Ok(());
                     }
+                    self.stopped = Some(Stopped { index, manifest: m });
+                    return self.registry_only(index, &envelope, &event, integrated);
+                }
+                Err(why) => {
+                    self.manifest_failure = Some(Failure {
+                        index,
+                        message: format!(
+                            "names manifest {} of {} members, and {why}",
+                            hex(&m.root),
+                            m.count
+                        ),
+                    });
+                    return Ok(());
                 }
             }
         }
-        let Some(replay) = self.replay.as_mut() else {
+        // The sequencer admitted a batch at one integration time; entries
+        // of one time are admitted together here too.
+        if !self.waiting.is_empty()
+            && (self.waiting_time != integrated || self.waiting.len() >= ADMIT_BATCH)
+        {
+            self.flush()?;
+            if self.failure.is_some() {
+                return Ok(());
+            }
+        }
+        self.waiting_time = integrated;
+        self.waiting.push(Waiting {
+            index,
+            bytes: bytes.to_vec(),
+            envelope,
+            event_id: event.event_id,
+        });
+        Ok(())
+    }
+
+    /// `flush` admits the waiting entries with `sequence_batch`, as the
+    /// sequencer did, and commits them to the store if every one is
+    /// admitted exactly where the log has it, in exactly its bytes.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        let waiting = std::mem::take(&mut self.waiting);
+        let Some(registry) = &self.registry else {
             return Ok(());
         };
-        // The sequencer's own rule (`custody_domain::admit`): signers, the
-        // registry's rules, then custody.
-        let signers: Vec<KeyId> = envelope.signatures.iter().map(|s| s.key_id).collect();
-        let keys = if self.stopped.is_some() {
-            // The custody replay stopped: keep only the registry, which
-            // signatures need and which no manifest affects.
-            if manifest.is_some() {
-                self.unchecked_bulk.push(index);
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let envelopes: Vec<&SignedEnvelope> = waiting.iter().map(|w| &w.envelope).collect();
+        let seq = sequence_batch(
+            self.store,
+            registry,
+            self.size,
+            &self.policy,
+            &envelopes,
+            self.waiting_time,
+        );
+        for (w, v) in waiting.iter().zip(&seq.verdicts) {
+            let why = match v {
+                Ok(a) if !a.duplicate && a.index == w.index => continue,
+                Ok(a) if a.duplicate => format!(
+                    "repeats event id {}, which the log had already logged at index {}",
+                    w.event_id, a.index
+                ),
+                Ok(a) => format!(
+                    "is admitted by the log's own rules at index {}, not where the log has it",
+                    a.index
+                ),
+                // Admission refuses with RESOURCE_EXHAUSTED only when
+                // its store fails: the audit's, not the log's, fault.
+                Err(r) if r.kind == RefusalKind::ResourceExhausted => {
+                    return Err(anyhow!(
+                        "the audit's state failed while admitting entry {}: {r}",
+                        w.index
+                    ))
+                }
+                Err(r) => format!("is refused by the log's own rules: {r}"),
+            };
+            self.fail(w.index, why);
+            return Ok(());
+        }
+        let mut commit = seq.commit;
+        // What the sequencer would have logged is these very bytes: an
+        // entry that carries more (fields the parser skips) is not one it
+        // wrote.
+        for (e, w) in commit.entries.iter().zip(&waiting) {
+            if *e != w.bytes {
+                self.fail(
+                    w.index,
+                    "is not in the form the log writes: its bytes are not the encoding of the event they decode to".into(),
+                );
+                return Ok(());
             }
-            replay.apply_registry_only(index, &event, &signers, integrated)
-        } else {
-            replay
-                .apply(
-                    index,
-                    &event,
-                    &signers,
-                    integrated,
-                    &Cached(&self.manifests.cache),
-                )
-                .map(|a| {
-                    record(&mut self.history, a.effects);
-                    a.keys
-                })
+        }
+        grow_tree(&mut commit, &StoreHashes(self.store))?;
+        self.signatures_admitted += waiting
+            .iter()
+            .map(|w| w.envelope.signatures.len() as u64)
+            .sum::<u64>();
+        commit.index.extend(totals_writes(
+            self.signatures_before + self.signatures_admitted,
+            self.bulk_events,
+        ));
+        self.store.commit(&commit)?;
+        self.size += waiting.len() as u64;
+        if let Some(r) = seq.registry {
+            self.registry = Some(r);
+        }
+        Ok(())
+    }
+
+    /// `registry_only` checks an entry past `stopped` against the
+    /// registry's rules and queues its signatures for the verifier.
+    fn registry_only(
+        &mut self,
+        index: u64,
+        envelope: &SignedEnvelope,
+        event: &Event,
+        integrated: i64,
+    ) -> anyhow::Result<()> {
+        if manifest_of(event).is_some() {
+            self.unchecked_bulk.push(index);
+        }
+        let Some(registry) = self.registry.as_mut() else {
+            return Ok(());
         };
-        match keys {
+        let signers: Vec<KeyId> = envelope.signatures.iter().map(|s| s.key_id).collect();
+        match admit_to_registry(registry, &signers, event, index, integrated) {
             Ok(keys) => {
                 let sigs: Vec<_> = envelope
                     .signatures
@@ -422,48 +520,25 @@ impl Replayer {
         Ok(())
     }
 
-    /// `finish` waits for every signature to be checked.
+    /// `finish` admits the entries still waiting and waits for every
+    /// signature past `stopped` to be checked.
     ///
     /// # Errors
     ///
-    /// If the verifier thread failed.
+    /// If the store or the verifier thread failed.
     pub fn finish(&mut self) -> anyhow::Result<Verdicts> {
+        if self.failure.is_none() && self.manifest_failure.is_none() {
+            self.flush()?;
+        }
         self.verifier.submit(std::mem::take(&mut self.batch));
         let verifier = std::mem::replace(&mut self.verifier, Verifier::idle());
         verifier.finish()
     }
 }
 
-/// `record` adds an event's effects to the interval history: closed
-/// intervals replace their open form, opened ones are added.
-fn record(history: &mut HashMap<Digest, Vec<Interval>>, fx: Effects) {
-    for c in fx.closed {
-        if let Some(slot) = history.get_mut(&c.asset).and_then(|v| {
-            v.iter_mut()
-                .find(|i| i.system == c.system && i.opened_by == c.opened_by)
-        }) {
-            *slot = c;
-        }
-    }
-    for o in fx.opened {
-        history.entry(o.asset).or_default().push(o);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn event_keys_are_exact() {
-        let a = "0f0e0d0c-0b0a-4908-8706-050403020100";
-        assert_eq!(event_key(a), event_key(a));
-        assert_ne!(event_key(a), event_key(&a.to_uppercase()));
-        assert_ne!(
-            event_key(a),
-            event_key("0f0e0d0c-0b0a-4908-8706-050403020101")
-        );
-    }
 
     #[test]
     fn manifests_are_checked_against_their_root() {

@@ -1,126 +1,176 @@
-//! The resume file of `custody audit --state`: what a finished audit
-//! proved, so the next one continues from there instead of re-verifying.
+//! The audit's replay state: an embedded RocksDB that the replay writes as
+//! it goes, through the server's own admission path
+//! (`custody_admission::sequence_batch`) and storage layout, so the audit's
+//! memory is bounded by RocksDB's configuration instead of by the log.
 //!
-//! The file is a short magic line followed by a bincode body. It holds the
-//! newest signed checkpoint the audit verified (so rollbacks and forks are
-//! caught against it), the right edge of the tree over the entries
-//! replayed (so hashing can continue), and the replay itself: registry,
-//! custody state, findings engine, every custody interval, and the event
-//! ids seen. It is written to a temporary file and renamed into place, so
-//! a crash leaves the old state or the new one.
+//! With `--state DIR` it is kept, and the next audit resumes at the entry
+//! where the last one stopped, finished or not. Without it, it lives in a
+//! temporary directory removed at exit.
+//!
+//! What it holds, besides the server's families:
+//! - the newest signed checkpoint the audit verified the whole tree
+//!   against (`put_checkpoint`), so rollbacks and forks are caught against
+//!   it;
+//! - running totals (signatures verified, bulk events checked), written
+//!   in each batch's own commit.
+//!
+//! Entries past that checkpoint were read and replayed but not yet
+//! proven: the next audit proves them consistent with the log's new
+//! checkpoint before it goes on.
 
-use std::collections::{HashMap, HashSet};
-use std::io::{BufReader, BufWriter, Read as _, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
-use bincode::Options as _;
-use custody_domain::replay::Replay;
-use custody_domain::{Digest, Interval};
+use anyhow::{anyhow, bail, Context as _};
 use custody_log::Hash;
-use serde::{Deserialize, Serialize};
+use custody_proto::{decode_entry, Entry};
+use custody_store::{IndexCf, IndexRead as _, KvWrite, LogStore};
+use custody_store_rocks::RocksStore;
 
 use super::tree::Frontier;
 
-/// The first bytes of a state file.
-const MAGIC: &[u8] = b"custody-audit-state v1\n";
+/// Running totals, in the store's meta family.
+const SIGNATURES: &[u8] = b"audit:signatures";
+const BULK_EVENTS: &[u8] = b"audit:bulk_events";
 
-/// `SavedState` is the content of a state file.
-#[derive(Serialize, Deserialize)]
-pub struct SavedState {
-    /// The log's verifier key string the audit pinned.
-    pub log_key: String,
-    /// The newest signed checkpoint note verified and found consistent.
-    pub checkpoint: Vec<u8>,
-    /// Entries verified and replayed: the tree size the frontier is at.
-    pub size: u64,
-    /// The frontier's subtree roots, largest first.
-    pub frontier: Vec<[u8; 32]>,
-    /// The root of the first `size` entries, recomputed by the audit.
-    pub root: [u8; 32],
-    /// Integrated time of entry `size - 1`.
-    pub last_integrated: i64,
-    /// The replay after `size` entries.
-    pub replay: Replay,
-    /// Every custody interval, open or closed, by asset.
-    pub history: HashMap<Digest, Vec<Interval>>,
-    /// Every event id logged so far (see `replayer::event_key`).
-    pub event_ids: HashSet<(u128, u32)>,
-    /// Signatures verified over the whole log so far.
-    pub signatures: u64,
-    /// Bulk events whose manifests were checked so far.
-    pub bulk_events: u64,
+/// `AuditState` is the replay's store, and where it lives.
+pub struct AuditState {
+    /// The store; dropped before `_temp`.
+    pub store: RocksStore,
+    /// Where it is.
+    pub path: PathBuf,
+    /// A temporary directory, removed when the audit ends.
+    _temp: Option<tempfile::TempDir>,
 }
 
-impl SavedState {
-    /// `frontier` is the saved right edge of the tree.
+impl AuditState {
+    /// `open` opens the state at `dir`, creating it if needed, or a
+    /// temporary one.
     ///
     /// # Errors
     ///
-    /// If its node count does not match its size (a corrupt file).
+    /// If the directory cannot be created or opened (another audit holds
+    /// it, or it is not a state directory).
+    pub fn open(dir: Option<&Path>) -> anyhow::Result<Self> {
+        let (path, temp) = match dir {
+            Some(d) => {
+                if d.is_file() {
+                    bail!(
+                        "--state {} is a file, but the audit's state is now a directory (an embedded RocksDB): remove the file, or name a new directory",
+                        d.display()
+                    );
+                }
+                (d.to_path_buf(), None)
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("custody-audit-")
+                    .tempdir()
+                    .context("create a temporary directory for the audit's state")?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let store = RocksStore::open_rebuildable(&path)
+            .with_context(|| format!("open the audit state {}", path.display()))?;
+        Ok(Self {
+            store,
+            path,
+            _temp: temp,
+        })
+    }
+
+    /// `size` is how many entries the state has replayed.
+    ///
+    /// # Errors
+    ///
+    /// If the store cannot be read.
+    pub fn size(&self) -> anyhow::Result<u64> {
+        Ok(self.store.tree_size()?)
+    }
+
+    /// `frontier` is the right edge of the tree of the replayed entries,
+    /// read from the stored hashes.
+    ///
+    /// # Errors
+    ///
+    /// If the hashes cannot be read.
     pub fn frontier(&self) -> anyhow::Result<Frontier> {
-        let nodes = self.frontier.iter().map(|h| Hash(*h)).collect();
-        let f = Frontier::from_parts(self.size, nodes)
-            .ok_or_else(|| anyhow::anyhow!("the saved tree edge does not fit its size"))?;
-        if f.root().0 != self.root {
-            bail!("the saved tree edge does not hash to the saved root");
+        let size = self.size()?;
+        let idx = Frontier::stored_indexes(size);
+        let nodes = self
+            .store
+            .read_hashes(&idx)
+            .with_context(|| format!("read the tree edge from {}", self.path.display()))?
+            .into_iter()
+            .map(Hash)
+            .collect();
+        Frontier::from_parts(size, nodes).ok_or_else(|| anyhow!("bug: frontier of size {size}"))
+    }
+
+    /// `origin` is the origin the replayed genesis entry names, if the
+    /// state has one.
+    ///
+    /// # Errors
+    ///
+    /// If entry 0 cannot be read or is not a genesis entry.
+    pub fn origin(&self) -> anyhow::Result<Option<String>> {
+        if self.size()? == 0 {
+            return Ok(None);
         }
-        Ok(f)
+        let e = self.store.read_entries(0, 1)?;
+        match e.first().map(|b| decode_entry(b)) {
+            Some(Ok(Entry::Genesis(g))) => Ok(Some(g.origin)),
+            _ => bail!(
+                "{} is not a `custody audit` state: its entry 0 is not a genesis entry",
+                self.path.display()
+            ),
+        }
+    }
+
+    /// `last_integrated` is the integration time of the last replayed
+    /// event, or 0.
+    ///
+    /// # Errors
+    ///
+    /// If the entry cannot be read.
+    pub fn last_integrated(&self) -> anyhow::Result<i64> {
+        let size = self.size()?;
+        if size < 2 {
+            return Ok(0);
+        }
+        let e = self.store.read_entries(size - 1, size)?;
+        match e.first().map(|b| decode_entry(b)) {
+            Some(Ok(Entry::Event {
+                integrated_time, ..
+            })) => Ok(integrated_time),
+            _ => bail!("entry {} of the audit state does not decode", size - 1),
+        }
+    }
+
+    /// `totals` is (signatures verified, bulk events checked) over every
+    /// run so far.
+    ///
+    /// # Errors
+    ///
+    /// If the store cannot be read.
+    pub fn totals(&self) -> anyhow::Result<(u64, u64)> {
+        let get = |k: &[u8]| -> anyhow::Result<u64> {
+            Ok(match self.store.index_get(IndexCf::DerivedMeta, k)? {
+                Some(v) => <[u8; 8]>::try_from(v.as_slice())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| anyhow!("the audit state's totals are corrupt"))?,
+                None => 0,
+            })
+        };
+        Ok((get(SIGNATURES)?, get(BULK_EVENTS)?))
     }
 }
 
-/// `load` reads a state file, or `None` if there is none.
-///
-/// # Errors
-///
-/// If the file exists but cannot be read or is not a state file.
-pub fn load(path: &Path) -> anyhow::Result<Option<SavedState>> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+/// `totals_writes` records the running totals, for a batch's commit.
+pub fn totals_writes(signatures: u64, bulk_events: u64) -> [KvWrite; 2] {
+    let w = |k: &[u8], v: u64| KvWrite {
+        cf: IndexCf::DerivedMeta,
+        key: k.to_vec(),
+        value: Some(v.to_be_bytes().to_vec()),
     };
-    let len = file
-        .metadata()
-        .with_context(|| format!("read {}", path.display()))?
-        .len();
-    let mut r = BufReader::new(file);
-    let mut magic = vec![0u8; MAGIC.len()];
-    if r.read_exact(&mut magic).is_err() || magic != MAGIC {
-        bail!(
-            "{} is not a `custody audit` state file (or one of another version)",
-            path.display()
-        );
-    }
-    let state = options(len)
-        .deserialize_from(r)
-        .with_context(|| format!("state file {} is corrupt", path.display()))?;
-    Ok(Some(state))
-}
-
-/// `save` writes a state file atomically (temporary file, fsync, rename).
-///
-/// # Errors
-///
-/// On I/O failure.
-pub fn save(path: &Path, state: &SavedState) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let write = || -> anyhow::Result<()> {
-        let file = std::fs::File::create(&tmp)?;
-        let mut w = BufWriter::new(file);
-        w.write_all(MAGIC)?;
-        options(u64::MAX).serialize_into(&mut w, state)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        Ok(())
-    };
-    write().with_context(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
-    Ok(())
-}
-
-/// Bincode options for the body: variable-length integers, and no length
-/// prefix may claim more bytes than the file holds.
-fn options(limit: u64) -> impl bincode::Options {
-    bincode::DefaultOptions::new().with_limit(limit)
+    [w(SIGNATURES, signatures), w(BULK_EVENTS, bulk_events)]
 }
