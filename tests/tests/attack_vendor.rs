@@ -152,6 +152,7 @@ impl W {
             .holders_at(v1::HoldersAtRequest {
                 asset: asset.to_vec(),
                 time_unix_nanos: now(),
+                tree_size: 0,
             })
             .await
             .unwrap()

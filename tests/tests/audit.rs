@@ -436,7 +436,10 @@ async fn an_audit_killed_mid_replay_resumes_at_the_entry_where_it_stopped() {
             child.try_wait().unwrap().is_none(),
             "the audit ended before it could be interrupted"
         );
-        assert!(std::time::Instant::now() < deadline, "the audit wrote nothing");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the audit wrote nothing"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     child.kill().unwrap();
@@ -448,7 +451,10 @@ async fn an_audit_killed_mid_replay_resumes_at_the_entry_where_it_stopped() {
     let (code, j, err) = audit(&a);
     assert_eq!(code, Some(0), "{err}\n{j:#}");
     let resumed = j["resumed_from"].as_u64().expect("resumed_from");
-    assert!(resumed > 0 && resumed < size, "resumed from {resumed} of {size}");
+    assert!(
+        resumed > 0 && resumed < size,
+        "resumed from {resumed} of {size}"
+    );
     assert_eq!(j["processed"].as_u64(), Some(size - resumed), "{j:#}");
     assert_eq!(j["size"].as_u64(), Some(size));
     // Every signature counted once over the two runs.

@@ -1641,6 +1641,7 @@ async fn policy_breaches_are_accepted_as_evidence() {
         .holders_at(v1::HoldersAtRequest {
             asset: a.to_vec(),
             time_unix_nanos: now(),
+            tree_size: 0,
         })
         .await
         .unwrap()
@@ -1835,4 +1836,60 @@ async fn replayed_non_canonical_and_recased_events_are_refused() {
     e.event_id = id;
     l.accept(&e, &cam).await;
     l.settle().await;
+}
+
+/// `HoldersAt` with a `tree_size` answers as of that checkpoint, however
+/// the log has grown since (an auditor compares it with a replay of
+/// exactly that tree), and refuses a size the log never published.
+#[tokio::test(flavor = "multi_thread")]
+async fn holders_at_a_tree_size_answer_as_of_that_checkpoint() {
+    let mut l = Ledger::start().await;
+    let cam = l.party("cam", &l.log.owner_id.clone()).await;
+    let a = digest();
+    l.accept(&event("cam", custody(capture("cam", &a, "cam-sys"))), &cam)
+        .await;
+    l.settle().await;
+    let held_size = l.size;
+    l.accept(&event("cam", custody(delete("cam", &a, "cam-sys"))), &cam)
+        .await;
+    l.settle().await;
+
+    let q = CustodyQueryClient::connect(l.log.grpc.clone())
+        .await
+        .unwrap();
+    let t = now();
+    let ask = |tree_size: u64| {
+        let mut q = q.clone();
+        async move {
+            q.holders_at(v1::HoldersAtRequest {
+                asset: a.to_vec(),
+                time_unix_nanos: t,
+                tree_size,
+            })
+            .await
+        }
+    };
+    let then = ask(held_size).await.unwrap().into_inner();
+    assert_eq!(then.evidence.as_ref().map(|e| e.tree_size), Some(held_size));
+    let systems: Vec<_> = then
+        .intervals
+        .iter()
+        .map(|i| i.system_id.as_str())
+        .collect();
+    assert_eq!(
+        systems,
+        ["cam-sys"],
+        "as of the checkpoint before the DELETE"
+    );
+    let latest = ask(0).await.unwrap().into_inner();
+    assert_eq!(latest.evidence.as_ref().map(|e| e.tree_size), Some(l.size));
+    assert!(latest.intervals.is_empty(), "{:?}", latest.intervals);
+
+    let err = ask(l.size + 10).await.expect_err("a size never published");
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+    assert!(
+        err.message().starts_with("tree_size: "),
+        "{}",
+        err.message()
+    );
 }

@@ -221,6 +221,9 @@ fn audit(args: &AuditArgs, report: &mut Report) -> anyhow::Result<()> {
     // checkpoint must extend it.
     let state = AuditState::open(args.state.as_deref())?;
     let resumed_from = check_resume(&state, &vkey, &verifier, &cp, &api, report)?;
+    // Kept at once, whatever becomes of this run: a later run must find
+    // every tree this log signed to the auditor extended, or alarm.
+    state.store.put_checkpoint(cp.size, &cp.note)?;
     check_derived_settings(&state.store, &args.policy(), &mut |_, _| {}).map_err(|e| {
         anyhow!(
             "audit state {}: {e}; pass the same --reporting-deadline-secs as the run that made it, or start a new state directory",
@@ -425,8 +428,6 @@ fn audit(args: &AuditArgs, report: &mut Report) -> anyhow::Result<()> {
         return Err(anyhow!("the audit is incomplete: {msg}"));
     }
 
-    // Everything replayed is now proven: keep the checkpoint it matched.
-    state.store.put_checkpoint(cp.size, &cp.note)?;
     if args.state.is_some() {
         report.line(format!(
             "state: {} holds the replay of size {}",
@@ -478,10 +479,10 @@ fn audit(args: &AuditArgs, report: &mut Report) -> anyhow::Result<()> {
 
 /// `check_resume` checks the audit's state against the log before going
 /// on from it, and returns the size it resumes from (`None` for a new
-/// state). The newest checkpoint a finished audit proved the state against
-/// must verify with the pinned key, and the log's new checkpoint must
-/// extend it; entries an interrupted run replayed past it must be in the
-/// new tree too.
+/// state). The newest checkpoint any earlier run verified (finished or
+/// not) must verify with the pinned key, and the log's new checkpoint must
+/// extend it, or the log is proven to have rolled back or forked; the
+/// entries replayed so far must be the first of the new tree.
 fn check_resume(
     state: &AuditState,
     vkey: &str,
@@ -491,9 +492,6 @@ fn check_resume(
     report: &Report,
 ) -> anyhow::Result<Option<u64>> {
     let size = state.size()?;
-    if size == 0 {
-        return Ok(None);
-    }
     let path = state.path.display();
     if let Some((_, note)) = state.store.latest_checkpoint()? {
         let old = verifier.verify(&note).map_err(|e| {
@@ -502,9 +500,6 @@ fn check_resume(
                 vkey.trim()
             ))
         })?;
-        if old.size > size {
-            bail!("audit state {path} is inconsistent: it replayed {size} entries, but proved a checkpoint of size {}; start a new state directory", old.size);
-        }
         if old.size > cp.size {
             return Err(alarm(format!(
                 "the log rolled back from size {} (saved in {path}) to size {}",
@@ -523,7 +518,11 @@ fn check_resume(
                 cp.size, old.size
             )));
         }
-    } else if let Some(origin) = state.origin()? {
+    }
+    if size == 0 {
+        return Ok(None);
+    }
+    if let Some(origin) = state.origin()? {
         if origin != cp.origin {
             bail!(
                 "audit state {path} replayed the log {origin:?}, not {:?}: start a new state directory",
@@ -540,7 +539,7 @@ fn check_resume(
     };
     if !fits {
         bail!(
-            "audit state {path} replayed {size} entries that an earlier run read but did not finish proving, and they are not the first {size} of the log's checkpoint of size {}: remove {path} and audit again",
+            "audit state {path} replayed {size} entries that an earlier run read but did not finish proving, and they are not the first {size} of the log's checkpoint of size {}: audit into a new --state directory, and keep {path}, which holds the checkpoints this log signed",
             cp.size
         );
     }

@@ -305,6 +305,7 @@ pub async fn run(
                 .holders_at(v1::HoldersAtRequest {
                     asset: asset.to_vec(),
                     time_unix_nanos: mid,
+                    tree_size: 0,
                 })
                 .await
                 .map_err(|s| anyhow!("{}", s.message()))?
@@ -328,6 +329,7 @@ pub async fn run(
                     .holders_at(v1::HoldersAtRequest {
                         asset: probe.to_vec(),
                         time_unix_nanos: now,
+                        tree_size: 0,
                     })
                     .await
                     .map_err(|s| anyhow!("{}", s.message()))?

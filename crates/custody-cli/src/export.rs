@@ -103,6 +103,7 @@ fn request(q: Question) -> anyhow::Result<v1::ExportEvidenceRequest> {
         Question::Holders { asset, at } => Q::Holders(v1::HoldersAtRequest {
             asset: digest_arg(&asset)?.to_vec(),
             time_unix_nanos: time_arg("--at", &at)?,
+            tree_size: 0,
         }),
         Question::Holdings { party, system, at } => {
             let holder = match (party, system) {

@@ -389,6 +389,7 @@ pub async fn run(q: Query) -> anyhow::Result<()> {
                 .holders_at(v1::HoldersAtRequest {
                     asset: asset.to_vec(),
                     time_unix_nanos: t,
+                    tree_size: 0,
                 })
                 .await
                 .map_err(|e| status("holders", e))?

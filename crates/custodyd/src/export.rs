@@ -69,6 +69,9 @@ pub fn question_from_proto(r: v1::ExportEvidenceRequest) -> Result<Question, Sta
                 asset: digest("history.asset", &h.asset)?,
             })
         }
+        Some(Q::Holders(h)) if h.tree_size != 0 => Err(Status::invalid_argument(
+            "holders.tree_size: an evidence bundle answers as of the latest checkpoint; leave tree_size 0",
+        )),
         Some(Q::Holders(h)) => Ok(Question::Holders {
             asset: digest("holders.asset", &h.asset)?,
             at: time("holders.time", h.time_unix_nanos)?,

@@ -463,8 +463,17 @@ impl CustodyQuery for CustodyQueryService {
         let r = request.into_inner();
         let asset = digest("asset", &r.asset)?;
         let state = self.state.clone();
+        let size = (r.tree_size != 0).then_some(r.tree_size);
         tokio::task::spawn_blocking(move || {
-            let cp = pin(&state, None)?;
+            let cp = pin(&state, size).map_err(|s| {
+                if s.code() != tonic::Code::InvalidArgument {
+                    return s;
+                }
+                Status::invalid_argument(format!(
+                    "tree_size: the log keeps no checkpoint of size {}; ask as of a checkpoint it published, or 0 for the latest",
+                    r.tree_size
+                ))
+            })?;
             let registry = state.registry();
             let q = AsOf {
                 store: state.store.as_ref(),

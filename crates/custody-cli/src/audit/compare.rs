@@ -9,11 +9,11 @@
 //! streams, a page at a time, so the comparison's memory does not grow
 //! with the log (except with `--compare all`, which lists every asset).
 //!
-//! Findings and breach scope are asked as of the audited checkpoint: their
-//! page tokens begin with the tree size they are pinned to (the server's
-//! token format, `grpc_query.rs`), so a first token of just that size pins
-//! the answer even when the log has grown since. `HoldersAt` has no token;
-//! an answer proven against another checkpoint is counted as skipped.
+//! Every question is asked as of the audited checkpoint, so the log may
+//! grow meanwhile: findings and breach scope by a first page token of
+//! just that tree size (the server's token format, `grpc_query.rs`),
+//! `HoldersAt` by its `tree_size`. An answer as of any other size is a
+//! difference, never skipped.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -637,6 +637,7 @@ async fn holders(
                     .holders_at(v1::HoldersAtRequest {
                         asset: d.to_vec(),
                         time_unix_nanos: t,
+                        tree_size: a.size,
                     })
                     .await
                     .map_err(|s| status("holders at", s))?
@@ -647,31 +648,29 @@ async fn holders(
         .buffered(CONCURRENCY)
         .try_collect()
         .await?;
-    let (mut compared, mut agreed, mut skipped) = (0usize, 0usize, 0usize);
+    let (mut compared, mut agreed) = (0usize, 0usize);
     for (d, t, r) in answers {
-        if proven_at("holders at", r.evidence.as_ref(), a.size).is_err() {
-            skipped += 1;
+        compared += 1;
+        let what = format!("holders of {} at {}", hex(&d), custody_domain::rfc3339(t));
+        // Asked as of the audited size: an answer as of any other is no
+        // answer to the question, and is never skipped.
+        if let Err(e) = proven_at(&what, r.evidence.as_ref(), a.size) {
+            out.differ(format!("{e:#}"));
             continue;
         }
-        compared += 1;
         let ours: Vec<v1::CustodyInterval> = history(a, &d)?
             .iter()
             .filter(|i| i.holds_at(t))
             .map(interval_wire)
             .collect();
-        let what = format!("holders of {} at {}", hex(&d), custody_domain::rfc3339(t));
         if diff_intervals(out, &what, ours, r.intervals) {
             agreed += 1;
         }
     }
     out.summary.push(format!(
-        "holders at: {} assets, {compared} questions compared{}: {}",
+        "holders at: {} assets, {compared} questions compared as of size {}: {}",
         assets.len(),
-        if skipped > 0 {
-            format!(" ({skipped} skipped: answered as of a newer checkpoint)")
-        } else {
-            String::new()
-        },
+        a.size,
         if agreed == compared {
             "all agree".to_owned()
         } else {
@@ -680,7 +679,7 @@ async fn holders(
     ));
     out.json.insert(
         "holders_at".into(),
-        json!({"assets": assets.len(), "compared": compared, "agreed": agreed, "skipped": skipped}),
+        json!({"assets": assets.len(), "compared": compared, "agreed": agreed}),
     );
     Ok(())
 }

@@ -8,15 +8,17 @@
 //! temporary directory removed at exit.
 //!
 //! What it holds, besides the server's families:
-//! - the newest signed checkpoint the audit verified the whole tree
-//!   against (`put_checkpoint`), so rollbacks and forks are caught against
-//!   it;
+//! - every checkpoint an audit verified with the pinned key
+//!   (`put_checkpoint`), kept as soon as it is verified, before the run
+//!   replays anything: the next run alarms unless the log's new checkpoint
+//!   extends the newest, so a run that fails, or is made to fail, forgets
+//!   nothing the log signed;
 //! - running totals (signatures verified, bulk events checked), written
 //!   in each batch's own commit.
 //!
-//! Entries past that checkpoint were read and replayed but not yet
-//! proven: the next audit proves them consistent with the log's new
-//! checkpoint before it goes on.
+//! The replayed entries are proven only when a run's rehashed root is
+//! the signed one; an interrupted run's are proven consistent with the
+//! log's new checkpoint by the next run before it goes on.
 
 use std::path::{Path, PathBuf};
 
