@@ -247,6 +247,17 @@ async fn a_killed_audits_unproven_tail_refuses_a_rollback_and_a_fork_and_stays_u
         assert!(Instant::now() < deadline, "the audit wrote nothing");
         std::thread::sleep(Duration::from_millis(2));
     }
+    // A batch's commit is one write to the log file: kill between two,
+    // once it has stopped growing, so the killed run leaves whole batches.
+    let mut last = wal_bytes(&state);
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = wal_bytes(&state);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     let tail = state_size(&state);

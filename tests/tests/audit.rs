@@ -442,6 +442,17 @@ async fn an_audit_killed_mid_replay_resumes_at_the_entry_where_it_stopped() {
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    // A batch's commit is one write to the log file: kill between two,
+    // once it has stopped growing, so the killed run leaves whole batches.
+    let mut last = wal_bytes(&state);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let now = wal_bytes(&state);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
     child.kill().unwrap();
     child.wait().unwrap();
 

@@ -133,6 +133,24 @@ pub fn sequence_batch(
     envelopes: &[&SignedEnvelope],
     time: i64,
 ) -> Sequenced {
+    sequence_timed(store, registry, size, policy, envelopes, &|_| time)
+}
+
+/// `sequence_timed` is [`sequence_batch`] with an integration time for
+/// each envelope, `time(i)` for `envelopes[i]`, not decreasing: for a
+/// replay (`custody audit`) of entries the log integrated over many
+/// batches, admitted in batches of its own. Each entry is admitted at its
+/// own time, as it was logged; only the keys the parallel stage verifies
+/// with are looked up once, in the registry at the batch start, and every
+/// other key in order, as in any batch.
+pub fn sequence_timed(
+    store: &dyn LogStore,
+    registry: &Registry,
+    size: u64,
+    policy: &Policy,
+    envelopes: &[&SignedEnvelope],
+    time: &dyn Fn(usize) -> i64,
+) -> Sequenced {
     let checked = check_parallel(registry, envelopes);
 
     // The sequential stage, in arrival order. A registry entry changes
@@ -151,7 +169,8 @@ pub fn sequence_batch(
     // raises one.
     let mut counts: Option<RaisedCounts> = None;
     let mut verdicts: Vec<Result<Appended, Refusal>> = Vec::with_capacity(envelopes.len());
-    for (envelope, c) in envelopes.iter().zip(checked) {
+    for (k, (envelope, c)) in envelopes.iter().zip(checked).enumerate() {
+        let time = time(k);
         let verdict = match c.event {
             Err(r) => Err(r),
             Ok((event, unknown_keys)) => admit_one(

@@ -1,5 +1,11 @@
 //! `custody`: the command-line tool for reporters and auditors.
 
+/// jemalloc, as in `custodyd`: `custody audit` runs the server's admission
+/// path over an embedded RocksDB, where glibc's allocator took a tenth of
+/// its time (BENCHMARKS.md, "custody audit in RocksDB").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod audit;
 mod bench_proofs;
 mod bench_queries;

@@ -1,6 +1,6 @@
-//! Replaying entries through the server's own admission path: entries
-//! integrated at the same time are admitted together by
-//! `custody_admission::sequence_batch` (signatures verified in batches on
+//! Replaying entries through the server's own admission path: entries are
+//! admitted in batches, each at its own integration time, by
+//! `custody_admission::sequence_timed` (signatures verified in batches on
 //! all cores, dedup, the registry's rules, custody, findings) into the
 //! audit's store, which must accept each exactly where the log has it.
 //! An entry it refuses is one the log should not hold.
@@ -11,7 +11,7 @@
 //! checked against the key the registry allowed, off this thread.
 
 use anyhow::anyhow;
-use custody_admission::{grow_tree, sequence_batch, StoreHashes};
+use custody_admission::{grow_tree, sequence_timed, StoreHashes};
 use custody_domain::findings::Policy;
 use custody_domain::replay::manifest_of;
 use custody_domain::{
@@ -175,12 +175,13 @@ fn check_manifest(m: &ManifestRef, members: &[Digest]) -> Result<(), String> {
     Ok(())
 }
 
-/// Entries admitted together at most: one `sequence_batch` and one commit.
+/// Entries admitted together at most: one `sequence_timed` and one commit.
 const ADMIT_BATCH: usize = 4096;
 
 /// `Waiting` is an entry read but not yet admitted.
 struct Waiting {
     index: u64,
+    time: i64,
     bytes: Vec<u8>,
     envelope: SignedEnvelope,
     event_id: String,
@@ -194,9 +195,8 @@ pub struct Replayer<'s> {
     registry: Option<Registry>,
     /// Entries admitted into the store.
     size: u64,
-    /// Entries waiting for their batch, all integrated at `waiting_time`.
+    /// Entries waiting for their batch.
     waiting: Vec<Waiting>,
-    waiting_time: i64,
     /// The findings policy.
     policy: Policy,
     /// The origin the genesis entry must name.
@@ -251,7 +251,6 @@ impl<'s> Replayer<'s> {
             registry,
             size,
             waiting: Vec::new(),
-            waiting_time: 0,
             policy,
             origin: origin.to_owned(),
             last_integrated,
@@ -391,19 +390,18 @@ impl<'s> Replayer<'s> {
                 }
             }
         }
-        // The sequencer admitted a batch at one integration time; entries
-        // of one time are admitted together here too.
-        if !self.waiting.is_empty()
-            && (self.waiting_time != integrated || self.waiting.len() >= ADMIT_BATCH)
-        {
+        // Each entry is admitted at its own integration time, in batches
+        // of the audit's own: fewer, larger batches than the sequencer's,
+        // so signatures are verified in large batches and commits are few.
+        if self.waiting.len() >= ADMIT_BATCH {
             self.flush()?;
             if self.failure.is_some() {
                 return Ok(());
             }
         }
-        self.waiting_time = integrated;
         self.waiting.push(Waiting {
             index,
+            time: integrated,
             bytes: bytes.to_vec(),
             envelope,
             event_id: event.event_id,
@@ -411,7 +409,7 @@ impl<'s> Replayer<'s> {
         Ok(())
     }
 
-    /// `flush` admits the waiting entries with `sequence_batch`, as the
+    /// `flush` admits the waiting entries with `sequence_timed`, as the
     /// sequencer did, and commits them to the store if every one is
     /// admitted exactly where the log has it, in exactly its bytes.
     fn flush(&mut self) -> anyhow::Result<()> {
@@ -423,13 +421,13 @@ impl<'s> Replayer<'s> {
             return Ok(());
         }
         let envelopes: Vec<&SignedEnvelope> = waiting.iter().map(|w| &w.envelope).collect();
-        let seq = sequence_batch(
+        let seq = sequence_timed(
             self.store,
             registry,
             self.size,
             &self.policy,
             &envelopes,
-            self.waiting_time,
+            &|k| waiting[k].time,
         );
         for (w, v) in waiting.iter().zip(&seq.verdicts) {
             let why = match v {
