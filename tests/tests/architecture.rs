@@ -243,3 +243,30 @@ fn admission_reaches_storage_only_through_the_store_contract() {
     );
     assert_no_io("custody-admission");
 }
+
+#[test]
+fn the_audit_admits_through_the_servers_path_and_keeps_no_replay_in_memory() {
+    // ARCHITECTURE.md: `custody audit` admits every entry again through
+    // custody_admission into a store of its own, so its memory does not
+    // grow with the log; the in-memory `Replay` is the tests' model only.
+    let mut admits = false;
+    for (path, text) in shipped_sources("custody-cli") {
+        for word in [
+            "replay::Replay",
+            "MemoryFindings",
+            "FindingsEngine",
+            "MemoryCustody",
+        ] {
+            assert!(
+                !text.contains(word),
+                "ARCHITECTURE.md says the audit keeps no replay in memory, but {} names {word}",
+                path.display()
+            );
+        }
+        admits |= text.contains("admit_checked(");
+    }
+    assert!(
+        admits,
+        "custody audit no longer admits through custody_admission::admit_checked"
+    );
+}

@@ -151,7 +151,44 @@ pub fn sequence_timed(
     envelopes: &[&SignedEnvelope],
     time: &dyn Fn(usize) -> i64,
 ) -> Sequenced {
-    let checked = check_parallel(registry, envelopes);
+    let checked = check_batch(registry, envelopes);
+    admit_checked(store, registry, size, policy, envelopes, checked, time)
+}
+
+/// `CheckedBatch` is a batch after the parallel stage ([`check_batch`]):
+/// each event decoded, and its signatures by keys the registry knew
+/// verified.
+pub struct CheckedBatch(Vec<Checked>);
+
+/// `check_batch` is the parallel stage of [`sequence_timed`] on its own,
+/// so a replayer can run it for one batch while it admits the one before
+/// ([`admit_checked`]). `registry` may be the registry as of any point of
+/// the same log up to the batch's start: a key id names one public key,
+/// so a signature it verifies stays verified, and whether that key may
+/// sign at an entry's index and time is checked in order at admission;
+/// signatures by keys it does not know are verified then too.
+pub fn check_batch(registry: &Registry, envelopes: &[&SignedEnvelope]) -> CheckedBatch {
+    CheckedBatch(check_parallel(registry, envelopes))
+}
+
+/// `admit_checked` is the sequential stage of [`sequence_timed`], over a
+/// batch that [`check_batch`] checked.
+pub fn admit_checked(
+    store: &dyn LogStore,
+    registry: &Registry,
+    size: u64,
+    policy: &Policy,
+    envelopes: &[&SignedEnvelope],
+    checked: CheckedBatch,
+    time: &dyn Fn(usize) -> i64,
+) -> Sequenced {
+    // A batch checked for other envelopes is checked again, never
+    // half-trusted.
+    let checked = if checked.0.len() == envelopes.len() {
+        checked.0
+    } else {
+        check_parallel(registry, envelopes)
+    };
 
     // The sequential stage, in arrival order. A registry entry changes
     // the registry as we go, so a key added earlier in the batch can

@@ -10,7 +10,7 @@
 //!    entry's index and integrated time, as the sequencer did, in batches
 //!    on all cores.
 //! 4. Admit every entry again through the server's own admission path
-//!    (`custody_admission::sequence_timed`: signatures, dedup, registry,
+//!    (`custody_admission`: signatures, dedup, registry,
 //!    custody and findings rules), into an embedded RocksDB of the audit's
 //!    own (`state.rs`); each entry must be admitted exactly where, and
 //!    exactly as, the log holds it. Bulk events' manifests come from the

@@ -1,8 +1,10 @@
 //! Replaying entries through the server's own admission path: entries are
 //! admitted in batches, each at its own integration time, by
-//! `custody_admission::sequence_timed` (signatures verified in batches on
-//! all cores, dedup, the registry's rules, custody, findings) into the
-//! audit's store, which must accept each exactly where the log has it.
+//! `custody_admission`'s two stages: `check_batch` (decoding, and
+//! signatures verified in batches on all cores) on a thread of its own a
+//! batch ahead, then `admit_checked` (dedup, the registry's rules,
+//! custody, findings) into the audit's store, which must accept each
+//! entry exactly where the log has it.
 //! An entry it refuses is one the log should not hold.
 //!
 //! When a bulk event's manifest cannot be had (no `--server`), the custody
@@ -10,8 +12,10 @@
 //! rules (`custody_domain::admit_to_registry`), so every signature is
 //! checked against the key the registry allowed, off this thread.
 
+use std::sync::{mpsc, Arc};
+
 use anyhow::anyhow;
-use custody_admission::{grow_tree, sequence_timed, StoreHashes};
+use custody_admission::{admit_checked, check_batch, grow_tree, CheckedBatch, StoreHashes};
 use custody_domain::findings::Policy;
 use custody_domain::replay::manifest_of;
 use custody_domain::{
@@ -175,16 +179,87 @@ fn check_manifest(m: &ManifestRef, members: &[Digest]) -> Result<(), String> {
     Ok(())
 }
 
-/// Entries admitted together at most: one `sequence_timed` and one commit.
+/// Entries admitted together at most: one `check_batch`, one
+/// `admit_checked` and one commit.
 const ADMIT_BATCH: usize = 4096;
 
 /// `Waiting` is an entry read but not yet admitted.
 struct Waiting {
     index: u64,
     time: i64,
+    /// Whether it names a manifest, checked and stored.
+    bulk: bool,
     bytes: Vec<u8>,
     envelope: SignedEnvelope,
     event_id: String,
+}
+
+/// A batch for the checker, with the registry to check it with.
+type ToCheck = (Vec<Waiting>, Arc<Registry>);
+
+/// `Checker` runs admission's parallel stage (`check_batch`: decoding
+/// and batch signature verification on all cores) on a thread of its
+/// own, a batch ahead of admission, and hands batches back in order.
+struct Checker {
+    tx: Option<mpsc::Sender<ToCheck>>,
+    rx: mpsc::Receiver<(Vec<Waiting>, CheckedBatch)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Batches sent and not yet taken back.
+    in_flight: usize,
+}
+
+impl Checker {
+    fn start() -> Self {
+        let (tx, rx_in) = mpsc::channel::<ToCheck>();
+        let (tx_out, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            for (batch, registry) in rx_in {
+                let envelopes: Vec<&SignedEnvelope> = batch.iter().map(|w| &w.envelope).collect();
+                let checked = check_batch(&registry, &envelopes);
+                drop(envelopes);
+                if tx_out.send((batch, checked)).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            tx: Some(tx),
+            rx,
+            thread: Some(thread),
+            in_flight: 0,
+        }
+    }
+
+    fn send(&mut self, batch: Vec<Waiting>, registry: Arc<Registry>) -> anyhow::Result<()> {
+        self.tx
+            .as_ref()
+            .and_then(|tx| tx.send((batch, registry)).ok())
+            .ok_or_else(|| anyhow!("the audit's signature checker stopped"))?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// `next` is the oldest batch sent, checked, or `None` if none is out.
+    fn next(&mut self) -> anyhow::Result<Option<(Vec<Waiting>, CheckedBatch)>> {
+        if self.in_flight == 0 {
+            return Ok(None);
+        }
+        let got = self
+            .rx
+            .recv()
+            .map_err(|_| anyhow!("the audit's signature checker stopped"))?;
+        self.in_flight -= 1;
+        Ok(Some(got))
+    }
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// `Replayer` replays entries in log order into the audit's store.
@@ -197,6 +272,8 @@ pub struct Replayer<'s> {
     size: u64,
     /// Entries waiting for their batch.
     waiting: Vec<Waiting>,
+    /// The parallel stage, a batch ahead of admission.
+    checker: Checker,
     /// The findings policy.
     policy: Policy,
     /// The origin the genesis entry must name.
@@ -251,6 +328,7 @@ impl<'s> Replayer<'s> {
             registry,
             size,
             waiting: Vec::new(),
+            checker: Checker::start(),
             policy,
             origin: origin.to_owned(),
             last_integrated,
@@ -363,10 +441,11 @@ impl<'s> Replayer<'s> {
         if self.stopped.is_some() {
             return self.registry_only(index, &envelope, &event, integrated);
         }
-        if let Some(m) = manifest_of(&event) {
+        let bulk = manifest_of(&event);
+        if let Some(m) = bulk {
             // Admission reads the members from the store.
             match self.manifests.ensure(self.store, &m)? {
-                Ok(true) => self.bulk_events += 1,
+                Ok(true) => {}
                 Ok(false) => {
                     // Everything before it is admitted first, so the
                     // registry is the one this entry was checked against.
@@ -394,7 +473,7 @@ impl<'s> Replayer<'s> {
         // of the audit's own: fewer, larger batches than the sequencer's,
         // so signatures are verified in large batches and commits are few.
         if self.waiting.len() >= ADMIT_BATCH {
-            self.flush()?;
+            self.send()?;
             if self.failure.is_some() {
                 return Ok(());
             }
@@ -402,6 +481,7 @@ impl<'s> Replayer<'s> {
         self.waiting.push(Waiting {
             index,
             time: integrated,
+            bulk: bulk.is_some(),
             bytes: bytes.to_vec(),
             envelope,
             event_id: event.event_id,
@@ -409,24 +489,58 @@ impl<'s> Replayer<'s> {
         Ok(())
     }
 
-    /// `flush` admits the waiting entries with `sequence_timed`, as the
-    /// sequencer did, and commits them to the store if every one is
-    /// admitted exactly where the log has it, in exactly its bytes.
-    fn flush(&mut self) -> anyhow::Result<()> {
-        let waiting = std::mem::take(&mut self.waiting);
+    /// `send` hands the waiting entries to the checker, with the registry
+    /// as it stands, and admits the batch sent before, which the checker
+    /// has checked meanwhile: one batch's signatures are verified while
+    /// the one before it is admitted.
+    fn send(&mut self) -> anyhow::Result<()> {
         let Some(registry) = &self.registry else {
             return Ok(());
         };
-        if waiting.is_empty() {
+        let batch = std::mem::take(&mut self.waiting);
+        self.checker.send(batch, Arc::new(registry.clone()))?;
+        if self.checker.in_flight > 1 {
+            if let Some((w, c)) = self.checker.next()? {
+                self.admit(w, c)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `flush` admits every entry read: the batches at the checker, then
+    /// those still waiting.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        while let Some((w, c)) = self.checker.next()? {
+            self.admit(w, c)?;
+        }
+        let waiting = std::mem::take(&mut self.waiting);
+        if let Some(registry) = &self.registry {
+            let envelopes: Vec<&SignedEnvelope> = waiting.iter().map(|w| &w.envelope).collect();
+            let checked = check_batch(registry, &envelopes);
+            drop(envelopes);
+            self.admit(waiting, checked)?;
+        }
+        Ok(())
+    }
+
+    /// `admit` admits a checked batch with `admit_checked`, as the
+    /// sequencer did, and commits it to the store if every entry is
+    /// admitted exactly where the log has it, in exactly its bytes.
+    fn admit(&mut self, waiting: Vec<Waiting>, checked: CheckedBatch) -> anyhow::Result<()> {
+        if self.failure.is_some() || waiting.is_empty() {
             return Ok(());
         }
+        let Some(registry) = &self.registry else {
+            return Ok(());
+        };
         let envelopes: Vec<&SignedEnvelope> = waiting.iter().map(|w| &w.envelope).collect();
-        let seq = sequence_timed(
+        let seq = admit_checked(
             self.store,
             registry,
             self.size,
             &self.policy,
             &envelopes,
+            checked,
             &|k| waiting[k].time,
         );
         for (w, v) in waiting.iter().zip(&seq.verdicts) {
@@ -471,6 +585,7 @@ impl<'s> Replayer<'s> {
             .iter()
             .map(|w| w.envelope.signatures.len() as u64)
             .sum::<u64>();
+        self.bulk_events += waiting.iter().filter(|w| w.bulk).count() as u64;
         commit.index.extend(totals_writes(
             self.signatures_before + self.signatures_admitted,
             self.bulk_events,

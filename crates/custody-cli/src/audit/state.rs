@@ -1,6 +1,6 @@
 //! The audit's replay state: an embedded RocksDB that the replay writes as
 //! it goes, through the server's own admission path
-//! (`custody_admission::sequence_timed`) and storage layout, so the audit's
+//! (`custody_admission`) and storage layout, so the audit's
 //! memory is bounded by RocksDB's configuration instead of by the log.
 //!
 //! With `--state DIR` it is kept, and the next audit resumes at the entry
