@@ -480,3 +480,131 @@ pub fn inspect_json(args: &[&str]) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("inspect printed JSON")
 }
+
+/// `audit_json` runs `custody audit ARGS --json` and returns its exit
+/// code, the JSON it printed and its stderr.
+///
+/// # Panics
+///
+/// If the audit printed no JSON.
+pub fn audit_json(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let mut all = vec!["audit"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = custody(&all);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("audit printed no JSON ({e}): {err}"));
+    (out.status.code(), json, err)
+}
+
+/// `audit_text` runs `custody audit ARGS` and returns its output.
+pub fn audit_text(args: &[&str]) -> Output {
+    let mut all = vec!["audit"];
+    all.extend_from_slice(args);
+    custody(&all)
+}
+
+/// `alert_lines` is the lines of stdout that start with `ALERT:`.
+pub fn alert_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("ALERT:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `copy_dir` replaces `to` with a copy of `from`.
+///
+/// # Panics
+///
+/// If the copy fails.
+pub fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("run cp");
+    assert!(ok.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+/// `wait_for_size` waits until the tile API at `http` serves a checkpoint
+/// of at least `size` entries.
+///
+/// # Panics
+///
+/// After 30 s without one.
+pub async fn wait_for_size(http: &str, size: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let note = match reqwest::get(format!("{http}/checkpoint")).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let got: u64 = note
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        if got >= size {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint of size {size}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `wal_bytes` is the size of the RocksDB write-ahead log files in `dir`:
+/// it grows as an audit commits its replay there.
+pub fn wal_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// `kill_audit_mid_replay` runs `custody audit ARGS` with its state in
+/// `state`, and SIGKILLs it once its write-ahead log has grown by `grown`
+/// bytes and then stopped growing: between two of its batch commits, each
+/// one write, so the killed run leaves whole batches behind.
+///
+/// # Panics
+///
+/// If the audit ends first, or writes nothing for a minute.
+pub fn kill_audit_mid_replay(args: &[String], state: &Path, grown: u64) {
+    let before = wal_bytes(state);
+    let mut child = Command::new(bin("custody"))
+        .arg("audit")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run custody audit");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while wal_bytes(state) < before + grown {
+        assert!(
+            child.try_wait().expect("audit status").is_none(),
+            "the audit ended before it could be interrupted"
+        );
+        assert!(Instant::now() < deadline, "the audit wrote nothing");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut last = wal_bytes(state);
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = wal_bytes(state);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    child.kill().expect("kill the audit");
+    let _ = child.wait();
+}

@@ -26,8 +26,7 @@ use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 use custody_e2e::*;
 use custody_proto::v1;
@@ -36,26 +35,6 @@ use ed25519_dalek::SigningKey;
 use serde_json::Value;
 use tonic::transport::Channel;
 
-/// `audit` runs `custody audit ARGS --json` and returns its exit code, the
-/// JSON it printed and its stderr.
-fn audit(args: &[&str]) -> (Option<i32>, Value, String) {
-    let mut all = vec!["audit"];
-    all.extend_from_slice(args);
-    all.push("--json");
-    let out = custody(&all);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    let json = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("audit printed no JSON ({e}): {err}"));
-    (out.status.code(), json, err)
-}
-
-/// `audit_text` runs `custody audit ARGS` and returns its output.
-fn audit_text(args: &[&str]) -> Output {
-    let mut all = vec!["audit"];
-    all.extend_from_slice(args);
-    custody(&all)
-}
-
 /// `text` is stdout and stderr together, for messages.
 fn text(out: &Output) -> String {
     format!(
@@ -63,61 +42,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// `alert_lines` is the lines of stdout that start with `ALERT:`.
-fn alert_lines(out: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with("ALERT:"))
-        .map(str::to_owned)
-        .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let _ = std::fs::remove_dir_all(to);
-    let ok = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
-/// `wait_for_size` waits until the tile API's checkpoint covers `size`
-/// entries.
-async fn wait_for_size(http: &str, size: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let note = match reqwest::get(format!("{http}/checkpoint")).await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        let got: u64 = note
-            .lines()
-            .nth(1)
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(0);
-        if got >= size {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no checkpoint of size {size}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `wal_bytes` is the size of the RocksDB write-ahead log files in `dir`.
-fn wal_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// `open_db` opens a RocksDB (a stopped server's `data/db`, or an audit
@@ -213,7 +137,7 @@ async fn a_killed_audits_unproven_tail_refuses_a_rollback_and_a_fork_and_stays_u
     wait_for_size(&log.http, proven).await;
     let state = log.path("audit-state");
     let args = state_args(&log, &state);
-    let (code, j, err) = audit(&strs(&args));
+    let (code, j, err) = audit_json(&strs(&args));
     assert_eq!(code, Some(0), "{err}\n{j:#}");
 
     // The root of every fork below: the log as the state proved it.
@@ -229,37 +153,7 @@ async fn a_killed_audits_unproven_tail_refuses_a_rollback_and_a_fork_and_stays_u
     let args = state_args(&log, &state);
 
     // SIGKILL the audit once it has committed part of the new entries.
-    let mut all = vec!["audit".to_owned()];
-    all.extend(args.iter().cloned());
-    let before = wal_bytes(&state);
-    let mut child = Command::new(bin("custody"))
-        .args(&all)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while wal_bytes(&state) < before + (256 << 10) {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the audit ended before it could be interrupted"
-        );
-        assert!(Instant::now() < deadline, "the audit wrote nothing");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    // A batch's commit is one write to the log file: kill between two,
-    // once it has stopped growing, so the killed run leaves whole batches.
-    let mut last = wal_bytes(&state);
-    loop {
-        std::thread::sleep(Duration::from_millis(50));
-        let now = wal_bytes(&state);
-        if now == last {
-            break;
-        }
-        last = now;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_audit_mid_replay(&args, &state, 256 << 10);
     let tail = state_size(&state);
     eprintln!("the killed audit left {tail} of {size} entries in its state");
     assert!(
@@ -325,7 +219,7 @@ async fn a_killed_audits_unproven_tail_refuses_a_rollback_and_a_fork_and_stays_u
     log.start();
     wait_for_size(&log.http, size).await;
     let args = state_args(&log, &state);
-    let (code, j, err) = audit(&strs(&args));
+    let (code, j, err) = audit_json(&strs(&args));
     assert_eq!(code, Some(0), "{err}\n{j:#}");
     assert_eq!(j["resumed_from"].as_u64(), Some(tail), "{j:#}");
     assert_eq!(j["processed"].as_u64(), Some(size - tail), "{j:#}");
@@ -436,7 +330,7 @@ async fn a_manifest_lie_is_alarmed_every_time_and_never_kept_in_the_state() {
     log.start();
     wait_for_size(&log.http, size).await;
     let args = state_args(&log, &state);
-    let (code, j, err) = audit(&strs(&args));
+    let (code, j, err) = audit_json(&strs(&args));
     assert_eq!(code, Some(0), "{err}\n{j:#}");
     assert_eq!(j["resumed_from"].as_u64(), Some(kept), "{j:#}");
     assert_eq!(j["processed"].as_u64(), Some(size - kept), "{j:#}");
@@ -483,7 +377,7 @@ async fn a_checkpoint_seen_by_an_unfinished_run_is_not_forgotten() {
     let proven = 104;
     wait_for_size(&log.http, proven).await;
     let state = log.path("audit-state");
-    let (code, j, err) = audit(&strs(&state_args(&log, &state)));
+    let (code, j, err) = audit_json(&strs(&state_args(&log, &state)));
     assert_eq!(code, Some(0), "{err}\n{j:#}");
     log.kill();
     let snapshot = log.path("snapshot");
@@ -650,7 +544,7 @@ async fn holders_answered_as_of_another_size_are_not_silently_skipped() {
 
     // Audited at size 10 while the log is at 11: asked as of size 10, the
     // lie is caught the same.
-    let (code, j, err) = audit(&["--url", &frozen, "--log-key", &vkey, "--server", &log.grpc]);
+    let (code, j, err) = audit_json(&["--url", &frozen, "--log-key", &vkey, "--server", &log.grpc]);
     assert_eq!(j["checkpoint"]["size"].as_u64(), Some(size), "{j:#}");
     assert_eq!(
         code,

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use custody_e2e::*;
 use custody_proto::v1;
@@ -19,78 +18,13 @@ use serde_json::Value;
 /// server's policy to raise the same findings.
 const DEMO_REPORTING_DEADLINE_SECS: &str = "432000";
 
-/// `audit` runs `custody audit ARGS --json` and returns its exit code, the
-/// JSON it printed and its stderr.
-fn audit(args: &[&str]) -> (Option<i32>, Value, String) {
-    let mut all = vec!["audit"];
-    all.extend_from_slice(args);
-    all.push("--json");
-    let out = custody(&all);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    let json = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("audit printed no JSON ({e}): {err}"));
-    (out.status.code(), json, err)
-}
-
-/// `audit_text` runs `custody audit ARGS` and returns its output.
-fn audit_text(args: &[&str]) -> Output {
-    let mut all = vec!["audit"];
-    all.extend_from_slice(args);
-    custody(&all)
-}
-
-/// `alert_lines` is the lines of stdout that start with `ALERT:`.
-fn alert_lines(out: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with("ALERT:"))
-        .map(str::to_owned)
-        .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let _ = std::fs::remove_dir_all(to);
-    let ok = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
-/// `wait_for_size` waits until the tile API's checkpoint covers `size`
-/// entries.
-async fn wait_for_size(http: &str, size: u64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let note = match reqwest::get(format!("{http}/checkpoint")).await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        let got: u64 = note
-            .lines()
-            .nth(1)
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(0);
-        if got >= size {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint of size {size}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 #[test]
 fn a_clean_audit_of_the_demo_agrees_with_the_server_and_the_ground_truth() {
     let demo = Demo::start(7);
     let as_of = demo.truth["as_of"].as_str().unwrap().to_owned();
     let vkey = demo.vkey();
     let vkey = vkey.to_str().unwrap();
-    let (code, j, err) = audit(&[
+    let (code, j, err) = audit_json(&[
         "--url",
         &demo.http,
         "--log-key",
@@ -182,7 +116,7 @@ async fn a_resumed_audit_reads_only_new_entries_and_alarms_on_rollback_fork_and_
     let run = |log: &Log, state: &Path| {
         let a = args(log, state);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        audit(&a)
+        audit_json(&a)
     };
 
     let (code, j, err) = run(&log, &state);
@@ -276,7 +210,7 @@ async fn a_resumed_audit_reads_only_new_entries_and_alarms_on_rollback_fork_and_
     );
     // A fresh audit of the forked log itself is clean: it is the state
     // that no longer fits.
-    let (code, j, err) = audit(&["--url", &log.http, "--log-key", &vkey]);
+    let (code, j, err) = audit_json(&["--url", &log.http, "--log-key", &vkey]);
     assert_eq!(code, Some(0), "{err}\n{j:#}");
 }
 
@@ -304,7 +238,7 @@ async fn an_entry_rewritten_in_the_database_is_caught_against_the_signed_tree() 
     let size = 604;
     wait_for_size(&log.http, size).await;
     let vkey = log.vkey.to_str().unwrap().to_owned();
-    let (code, j, err) = audit(&[
+    let (code, j, err) = audit_json(&[
         "--url",
         &log.http,
         "--log-key",
@@ -384,20 +318,6 @@ async fn an_entry_rewritten_in_the_database_is_caught_against_the_signed_tree() 
     );
 }
 
-/// `wal_bytes` is the size of the RocksDB write-ahead log files in `dir`:
-/// it grows as an audit commits its replay there.
-fn wal_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_audit_killed_mid_replay_resumes_at_the_entry_where_it_stopped() {
     let mut log = Log::init();
@@ -424,42 +344,12 @@ async fn an_audit_killed_mid_replay_resumes_at_the_entry_where_it_stopped() {
     ];
 
     // SIGKILL the audit once it has committed part of its replay.
-    let mut child = Command::new(bin("custody"))
-        .args(&args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while wal_bytes(&state) < 256 << 10 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the audit ended before it could be interrupted"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the audit wrote nothing"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    // A batch's commit is one write to the log file: kill between two,
-    // once it has stopped growing, so the killed run leaves whole batches.
-    let mut last = wal_bytes(&state);
-    loop {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        let now = wal_bytes(&state);
-        if now == last {
-            break;
-        }
-        last = now;
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_audit_mid_replay(&args[1..], &state, 256 << 10);
 
     // The next run goes on from the entries the killed one committed,
     // proves them part of the signed tree, and replays only the rest.
     let a: Vec<&str> = args[1..args.len() - 1].iter().map(String::as_str).collect();
-    let (code, j, err) = audit(&a);
+    let (code, j, err) = audit_json(&a);
     assert_eq!(code, Some(0), "{err}\n{j:#}");
     let resumed = j["resumed_from"].as_u64().expect("resumed_from");
     assert!(
