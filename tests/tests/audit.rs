@@ -363,3 +363,46 @@ async fn an_audit_killed_mid_replay_resumes_at_the_entry_where_it_stopped() {
     assert_eq!(j["compare"]["findings"]["agree"], true, "{j:#}");
     assert_eq!(j["differences"], Value::Array(vec![]), "{j:#}");
 }
+
+/// Reported digests need not spread over the digest space (a reporter
+/// chooses them): the sample of assets whose holders are compared is
+/// still as large as asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_holders_sample_is_full_when_digests_cluster() {
+    let mut log = Log::init();
+    log.start();
+    let mut c = log.client().await;
+    let cam = register(&log, &mut c, "cam", 0, 0).await;
+    for i in 0..12u8 {
+        let mut digest = [0u8; 32];
+        digest[31] = i;
+        let body = v1::event::Body::Custody(v1::CustodyAction {
+            action: v1::CustodyActionKind::Capture as i32,
+            actor: "cam".into(),
+            asset_digest: digest.to_vec(),
+            to_system: system_of("cam"),
+            modality: v1::Modality::FaceImage as i32,
+            subject_class: v1::SubjectClass::Citizen as i32,
+            ..Default::default()
+        });
+        append(&mut c, &event("cam", body), &[&cam]).await.unwrap();
+    }
+    wait_for_size(&log.http, 16).await;
+    let vkey = log.vkey.to_str().unwrap().to_owned();
+    let (code, j, err) = audit_json(&[
+        "--url",
+        &log.http,
+        "--log-key",
+        &vkey,
+        "--server",
+        &log.grpc,
+        "--sample",
+        "8",
+    ]);
+    assert_eq!(code, Some(0), "{err}\n{j:#}");
+    assert_eq!(
+        j["compare"]["holders_at"]["assets"].as_u64(),
+        Some(8),
+        "{j:#}"
+    );
+}

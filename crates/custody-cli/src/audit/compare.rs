@@ -569,10 +569,10 @@ async fn breach_scope(
 }
 
 /// `sample_assets` is every asset (`All`), or up to `n` assets spread
-/// evenly over the digest space: for each of `n` evenly spaced points,
-/// the first asset at or after it not already taken. Digests are SHA-256
-/// values, so the points spread over the assets too, and each costs one
-/// seek instead of a listing of every asset.
+/// over the digest space: for each of `n` evenly spaced points, the first
+/// asset at or after it not already taken, each one seek instead of a
+/// listing of every asset; SHA-256 digests spread evenly, and when the
+/// reported ones do not, the assets after the last taken make up `n`.
 fn sample_assets(s: &dyn IndexRead, mode: Mode, n: usize) -> anyhow::Result<Vec<Digest>> {
     let mut out: Vec<Digest> = Vec::new();
     let visit = |start: &[u8], limit: usize, out: &mut Vec<Digest>| {
@@ -593,6 +593,13 @@ fn sample_assets(s: &dyn IndexRead, mode: Mode, n: usize) -> anyhow::Result<Vec<
                 let point = ((k << 64) / n as u128) as u64;
                 let want = out.len() + 1;
                 visit(&point.to_be_bytes(), want, &mut out)?;
+            }
+            // Digests a reporter chose need not spread (a load generator's
+            // do not): make up the sample with the assets after the last.
+            if let Some(last) = out.last() {
+                let mut after = last.to_vec();
+                after.push(0xff);
+                visit(&after, n, &mut out)?;
             }
         }
     }
