@@ -8,9 +8,13 @@
 //! each batches it differently: [`Admission::keys`] says which key must
 //! verify each signature.
 
+use std::ops::Range;
+
 use ed25519_dalek::VerifyingKey;
 
-use crate::{plan, CustodyView, Effects, Event, KeyId, Refusal, Registry, Timestamp};
+use crate::{
+    plan_members, CustodyView, Effects, Event, KeyId, Refusal, Registry, Timestamp, ALL_MEMBERS,
+};
 
 /// `Admission` is an admitted event's consequences. Nothing is applied
 /// yet: the caller applies [`Admission::effects`] to its custody state and
@@ -77,8 +81,36 @@ pub fn admit(
     index: u64,
     integrated: Timestamp,
 ) -> Result<Admission, Refusal> {
+    admit_members(
+        registry,
+        custody,
+        signers,
+        event,
+        index,
+        integrated,
+        ALL_MEMBERS,
+    )
+}
+
+/// `admit_members` is [`admit`] with the custody rules for the members
+/// `members` of the event's manifest alone ([`plan_members`]): a bulk
+/// event is admitted once with no members, then planned a slice of
+/// members at a time.
+///
+/// # Errors
+///
+/// As [`admit`].
+pub fn admit_members(
+    registry: &Registry,
+    custody: &dyn CustodyView,
+    signers: &[KeyId],
+    event: &Event,
+    index: u64,
+    integrated: Timestamp,
+    members: Range<usize>,
+) -> Result<Admission, Refusal> {
     let keys = admit_before_custody(registry, signers, event, integrated)?;
-    let effects = plan(event, index, registry, custody)?;
+    let effects = plan_members(event, index, registry, custody, members)?;
     Ok(Admission {
         keys,
         effects,

@@ -14,6 +14,7 @@
 //! accepted: it is the evidence that findings are made from.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::{
@@ -162,10 +163,35 @@ pub fn plan(
     registry: &Registry,
     view: &dyn CustodyView,
 ) -> Result<Effects, Refusal> {
+    plan_members(event, index, registry, view, ALL_MEMBERS)
+}
+
+/// `ALL_MEMBERS` is every member of a manifest, for [`plan_members`].
+pub const ALL_MEMBERS: Range<usize> = 0..usize::MAX;
+
+/// `plan_members` is [`plan`] over the members `members` of the manifest
+/// the event acts on one by one ([`bulk_manifest`]) and no others, so a
+/// bulk event of a million members can be planned and logged in bounded
+/// slices: the effects of the whole event are the union of its slices'
+/// (the event's own effects, which every slice repeats, once). An event
+/// that names a single digest has the one member `0`.
+///
+/// # Errors
+///
+/// As [`plan`], for the members in `members` and the event itself.
+pub fn plan_members(
+    event: &Event,
+    index: u64,
+    registry: &Registry,
+    view: &dyn CustodyView,
+    range: Range<usize>,
+) -> Result<Effects, Refusal> {
     let mut fx = Effects::default();
     push_party(&mut fx, &event.reporter);
     match &event.body {
-        EventBody::Custody(c) => plan_custody(event, c, index, registry, view, &mut fx)?,
+        EventBody::Custody(c) => {
+            plan_custody(event, c, index, registry, view, &range, &mut fx)?;
+        }
         EventBody::MaintenanceSession(m) => {
             registry.require_party("actor", &m.actor)?;
             if !m.on_behalf_of.is_empty() {
@@ -220,6 +246,42 @@ fn require<T>(v: Option<T>, field: &'static str, what: &str) -> Result<T, Refusa
     v.ok_or_else(|| Refusal::invalid(field, what.to_owned()))
 }
 
+/// `bulk_manifest` is the manifest whose members `event` acts on one by
+/// one, if it names one: a custody action on a manifest, or a RECEIPT of
+/// a transfer of one. Its count is what planning the event costs, and
+/// [`plan_members`] plans it a slice at a time. (A LEGAL_HOLD or an
+/// attestation names its manifest as a whole.)
+///
+/// # Errors
+///
+/// A `ResourceExhausted` [`Refusal`] when storage fails.
+pub fn bulk_manifest(
+    event: &Event,
+    view: &dyn CustodyView,
+) -> Result<Option<ManifestRef>, Refusal> {
+    let EventBody::Custody(c) = &event.body else {
+        return Ok(None);
+    };
+    let asset = if c.action == CustodyActionKind::Receipt {
+        match c.receipt_of {
+            Some(of) => view.transfer(of)?.map(|t| t.asset),
+            None => None,
+        }
+    } else {
+        c.asset
+    };
+    Ok(match asset {
+        Some(AssetRef::Manifest(m)) => Some(m),
+        _ => None,
+    })
+}
+
+/// `slice` is the members of `all` within `range`, clamped to `all`.
+fn slice<'a>(all: &'a [Digest], range: &Range<usize>) -> &'a [Digest] {
+    let end = range.end.min(all.len());
+    all.get(range.start.min(end)..end).unwrap_or(&[])
+}
+
 fn members(view: &dyn CustodyView, a: &AssetRef) -> Result<Arc<Vec<Digest>>, Refusal> {
     match a {
         AssetRef::One(d) => Ok(Arc::new(vec![*d])),
@@ -244,6 +306,7 @@ fn plan_custody(
     index: u64,
     registry: &Registry,
     view: &dyn CustodyView,
+    range: &Range<usize>,
     fx: &mut Effects,
 ) -> Result<(), Refusal> {
     use CustodyActionKind as K;
@@ -346,7 +409,7 @@ fn plan_custody(
                 ));
             }
             let all = members(view, &asset)?;
-            for d in all.iter() {
+            for d in slice(&all, range) {
                 fx.assets.push(*d);
                 let known = view.asset_meta(d)?;
                 if let Some(m) = known {
@@ -411,7 +474,7 @@ fn plan_custody(
                 ));
             }
             let all = members(view, &asset)?;
-            for d in all.iter() {
+            for d in slice(&all, range) {
                 fx.assets.push(*d);
                 let meta = view.asset_meta(d)?;
                 if view.open_interval(d, &to.system.system_id)?.is_none() {
@@ -460,7 +523,9 @@ fn plan_custody(
                     tr.recipient, tr.to_system, event.reporter
                 )));
             }
-            if let Some(r) = tr.receipt {
+            // A receipt by this very entry is one a slice before this one
+            // recorded ([`plan_members`]).
+            if let Some(r) = tr.receipt.filter(|r| *r != index) {
                 return Err(Refusal::precondition(format!(
                     "the transfer at entry {of} was already acknowledged by entry {r}"
                 )));
@@ -473,7 +538,8 @@ fn plan_custody(
                     ));
                 }
             }
-            fx.assets.extend(members(view, &tr.asset)?.iter().copied());
+            fx.assets
+                .extend(slice(&members(view, &tr.asset)?, range).iter().copied());
             push_party(fx, &tr.recipient);
             tr.receipt = Some(index);
             fx.transfer = Some((of, tr));
@@ -494,7 +560,7 @@ fn plan_custody(
                 "custody.purpose",
                 "an access or use states its purpose",
             )?;
-            for d in members(view, &asset)?.iter() {
+            for d in slice(&members(view, &asset)?, range) {
                 fx.assets.push(*d);
                 if view.open_interval(d, &from.system.system_id)?.is_none() {
                     fx.unexplained.push((*d, from.system.system_id.clone()));
@@ -517,7 +583,7 @@ fn plan_custody(
                 "custody.delete_method",
                 "a DELETE records its method",
             )?;
-            for d in members(view, &asset)?.iter() {
+            for d in slice(&members(view, &asset)?, range) {
                 let Some(open) = view.open_interval(d, &from.system.system_id)? else {
                     return Err(Refusal::precondition(format!(
                         "asset {} has no open custody interval on system {}: nothing to delete",

@@ -358,9 +358,9 @@ mod page;
 pub use page::{FindingsFilter, FindingsPage, PageCutter};
 
 pub use engine::{
-    find_finding, findings_at, findings_page, held_birth, observe, raised_in, raised_page_by_scan,
-    retention_start, unacknowledged, unacknowledged_page_by_scan, visit_findings_at, After,
-    Attesting, Birth, FindingsDelta, FindingsHistory, FindingsOverlay, FindingsState, HeldRow,
-    Observer, Pending,
+    find_finding, findings_at, findings_page, held_birth, observe, observe_event, observe_members,
+    raised_in, raised_page_by_scan, retention_start, unacknowledged, unacknowledged_page_by_scan,
+    visit_findings_at, After, Attesting, Birth, FindingsDelta, FindingsHistory, FindingsOverlay,
+    FindingsState, HeldRow, MemberFacts, Observer, Pending,
 };
 pub use memory::{FindingsEngine, MemoryFindings};

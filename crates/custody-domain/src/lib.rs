@@ -22,8 +22,13 @@ mod registry;
 pub mod replay;
 mod verify;
 
-pub use admit::{admit, admit_to_registry, check_signers, Admission, MAX_CLOCK_SKEW};
-pub use custody::{hex, plan, AssetMeta, CustodyView, Effects, Interval, Overlay, Transfer};
+pub use admit::{
+    admit, admit_members, admit_to_registry, check_signers, Admission, MAX_CLOCK_SKEW,
+};
+pub use custody::{
+    bulk_manifest, hex, plan, plan_members, AssetMeta, CustodyView, Effects, Interval, Overlay,
+    Transfer, ALL_MEMBERS,
+};
 pub use envelope::{
     key_id_of, pae, EventSignature, KeyId, SignedEnvelope, MAX_SIGNATURES, PAYLOAD_TYPE,
 };

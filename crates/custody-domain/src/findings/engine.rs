@@ -376,6 +376,93 @@ pub fn observe(
     registry: &Registry,
     fx: &Effects,
 ) -> Result<FindingsDelta, Refusal> {
+    let mut facts = MemberFacts::default();
+    facts.add(state, event, fx)?;
+    let mut out = observe_event(
+        policy, state, index, event, integrated, registry, fx, &facts,
+    )?;
+    out.extend(observe_members(state, index, event, fx)?);
+    Ok(out)
+}
+
+/// `MemberFacts` is what the findings of a bulk event need to know of all
+/// its members at once, gathered a slice of members at a time
+/// ([`crate::plan_members`]): the classes that moved, each with the first
+/// member of it, and the system and party of the custody it opens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberFacts {
+    /// Each distinct class among the members, with its creating entry and
+    /// the first member of it, in the entry's order (gathered for a
+    /// transfer under a grant, the only rule that reads them).
+    pub classes: Vec<(Modality, SubjectClass, u64, Digest)>,
+    /// The (system, party) of the intervals the event opens, if it opens
+    /// any: one event opens custody on one system only.
+    pub opens: Option<(String, String)>,
+}
+
+impl MemberFacts {
+    /// `add` gathers the facts of one slice's effects `fx`, the slices
+    /// taken in member order.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when `state` cannot be read.
+    pub fn add(
+        &mut self,
+        state: &dyn FindingsState,
+        event: &Event,
+        fx: &Effects,
+    ) -> Result<(), Refusal> {
+        if self.opens.is_none() {
+            self.opens = fx
+                .opened
+                .first()
+                .map(|i| (i.system.clone(), i.party.clone()));
+        }
+        // Only a transfer under a grant is judged by the classes it moves.
+        let under_grant = matches!(&event.body, EventBody::Custody(c)
+            if matches!(c.action, CustodyActionKind::Copy | CustodyActionKind::Move)
+                && !c.grant_id.is_empty());
+        if !under_grant {
+            return Ok(());
+        }
+        for d in &fx.assets {
+            let class = match fx.created.iter().find(|(a, _)| a == d) {
+                Some((_, m)) => Some((m.modality, m.subject_class, m.created_by)),
+                None => state.class(d)?,
+            };
+            if let Some((m, s, by)) = class {
+                if !self
+                    .classes
+                    .iter()
+                    .any(|(m2, s2, _, _)| (*m2, *s2) == (m, s))
+                {
+                    self.classes.push((m, s, by, *d));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `observe_event` is the part of [`observe`] about the event as a whole,
+/// given `facts` of all its members; `fx` need hold only the event's own
+/// effects.
+///
+/// # Errors
+///
+/// As [`observe`].
+#[allow(clippy::too_many_arguments)]
+pub fn observe_event(
+    policy: &Policy,
+    state: &dyn FindingsState,
+    index: u64,
+    event: &Event,
+    integrated: Timestamp,
+    registry: &Registry,
+    fx: &Effects,
+    facts: &MemberFacts,
+) -> Result<FindingsDelta, Refusal> {
     let mut out = FindingsDelta::default();
     let t = event.event_time;
     let observed: Observer = fx
@@ -414,59 +501,15 @@ pub fn observe(
             out.seq = Some((event.reporter.clone(), event.reporter_seq));
         }
     }
-    for (asset, system) in &fx.unexplained {
-        out.raised.push(Finding {
-            id: finding_id(Rule::UnexplainedCustody, index, Some(asset), Some(system)),
-            system: Some(system.clone()),
-            asset: Some(*asset),
-            observed_by: observed.as_ref().map(|o| o.0.clone()),
-            observed_on: observed.as_ref().map(|o| o.1.clone()),
-            ..blank(
-                Rule::UnexplainedCustody,
-                index,
-                match &event.body {
-                    EventBody::Custody(c) => Some(c.actor.clone()),
-                    _ => Some(event.reporter.clone()),
-                },
-                t,
-                Reason::Unexplained,
-            )
-        });
-    }
-
-    // Births: a derived asset is as old as its oldest parent, and carries
-    // its parents' classes too.
-    for (d, m) in &fx.created {
-        let mut classes = vec![(m.modality, m.subject_class)];
-        let mut born = (t, index);
-        if let EventBody::Custody(c) = &event.body {
-            for p in &c.parents {
-                if let Some((pt, pi, pc)) = state.birth(&p.digest)? {
-                    if pt < born.0 {
-                        born = (pt, pi);
-                    }
-                    classes.extend(pc.iter().copied());
-                }
-            }
-        }
-        classes.sort_by_key(|(m, s)| (m.code(), s.code()));
-        classes.dedup();
-        let derived = born != (t, index) || classes.len() > 1;
-        out.births.push((*d, (born.0, born.1, classes), derived));
-        out.classes
-            .push((*d, (m.modality, m.subject_class, m.created_by)));
-    }
-    for i in &fx.opened {
-        if i.party != registry.owner()
-            && !out.attesting.iter().any(|(s, _)| *s == i.system)
-            && !state.is_attesting(&i.system)?
-        {
+    // A party other than the data owner begins to hold data on a system.
+    if let Some((system, party)) = &facts.opens {
+        if *party != registry.owner() && !state.is_attesting(system)? {
             out.attesting.push((
-                i.system.clone(),
+                system.clone(),
                 Attesting {
-                    party: i.party.clone(),
-                    since: i.from,
-                    since_by: i.opened_by,
+                    party: party.clone(),
+                    since: t,
+                    since_by: index,
                     attestations: Vec::new(),
                 },
             ));
@@ -476,7 +519,7 @@ pub fn observe(
     match &event.body {
         EventBody::Custody(c) => match c.action {
             CustodyActionKind::Copy | CustodyActionKind::Move => {
-                transfer_rules(&mut out, state, index, event, registry, c, fx, &observed)?;
+                transfer_rules(&mut out, index, event, registry, c, facts, &observed)?;
                 out.pending = Some((
                     index,
                     Pending {
@@ -518,27 +561,78 @@ pub fn observe(
     Ok(out)
 }
 
-/// The class of an asset created by this very event, else from `state`.
-fn class_of(
-    out: &FindingsDelta,
+/// `observe_members` is the part of [`observe`] about the members in
+/// `fx` one by one: their unexplained custody, and the births of those
+/// the event creates. The slices of a bulk event, observed in turn, raise
+/// what the whole event would.
+///
+/// # Errors
+///
+/// As [`observe`].
+pub fn observe_members(
     state: &dyn FindingsState,
-    d: &Digest,
-) -> Result<Option<(Modality, SubjectClass, u64)>, Refusal> {
-    match out.classes.iter().find(|(a, _)| a == d) {
-        Some((_, c)) => Ok(Some(*c)),
-        None => state.class(d),
+    index: u64,
+    event: &Event,
+    fx: &Effects,
+) -> Result<FindingsDelta, Refusal> {
+    let mut out = FindingsDelta::default();
+    let t = event.event_time;
+    let observed: Observer = fx
+        .observed_on
+        .as_ref()
+        .map(|s| (event.reporter.clone(), s.clone()));
+    for (asset, system) in &fx.unexplained {
+        out.raised.push(Finding {
+            id: finding_id(Rule::UnexplainedCustody, index, Some(asset), Some(system)),
+            system: Some(system.clone()),
+            asset: Some(*asset),
+            observed_by: observed.as_ref().map(|o| o.0.clone()),
+            observed_on: observed.as_ref().map(|o| o.1.clone()),
+            ..blank(
+                Rule::UnexplainedCustody,
+                index,
+                match &event.body {
+                    EventBody::Custody(c) => Some(c.actor.clone()),
+                    _ => Some(event.reporter.clone()),
+                },
+                t,
+                Reason::Unexplained,
+            )
+        });
     }
+    // Births: a derived asset is as old as its oldest parent, and carries
+    // its parents' classes too.
+    for (d, m) in &fx.created {
+        let mut classes = vec![(m.modality, m.subject_class)];
+        let mut born = (t, index);
+        if let EventBody::Custody(c) = &event.body {
+            for p in &c.parents {
+                if let Some((pt, pi, pc)) = state.birth(&p.digest)? {
+                    if pt < born.0 {
+                        born = (pt, pi);
+                    }
+                    classes.extend(pc.iter().copied());
+                }
+            }
+        }
+        classes.sort_by_key(|(m, s)| (m.code(), s.code()));
+        classes.dedup();
+        let derived = born != (t, index) || classes.len() > 1;
+        out.births.push((*d, (born.0, born.1, classes), derived));
+        out.classes
+            .push((*d, (m.modality, m.subject_class, m.created_by)));
+    }
+    Ok(out)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn transfer_rules(
     out: &mut FindingsDelta,
-    state: &dyn FindingsState,
     index: u64,
     event: &Event,
     registry: &Registry,
     c: &crate::CustodyAction,
-    fx: &Effects,
+    facts: &MemberFacts,
     observed: &Observer,
 ) -> Result<(), Refusal> {
     let t = event.event_time;
@@ -596,21 +690,14 @@ fn transfer_rules(
                     .map(|s| s.system.owner_party.clone());
                 // The classes of what moved: each distinct class once,
                 // with the first asset of it, in the entry's order.
-                let mut classes: Vec<(Modality, SubjectClass, u64, Digest)> = Vec::new();
-                for d in &fx.assets {
-                    if let Some((m, s, by)) = class_of(out, state, d)? {
-                        if !classes.iter().any(|(m2, s2, _, _)| (*m2, *s2) == (m, s)) {
-                            classes.push((m, s, by, *d));
-                        }
-                    }
-                }
+                let classes = &facts.classes;
                 let check = TransferCheck {
                     action: c.action,
                     recipient,
                     to_system: &c.to_system,
                     purpose: c.purpose,
                     at: t,
-                    classes: &classes,
+                    classes,
                 };
                 if let Some(r) = g.revoked_at.filter(|r| *r < index) {
                     entries.push(r);
@@ -1137,6 +1224,20 @@ pub struct After<'a, S: ?Sized> {
 }
 
 impl FindingsDelta {
+    /// `extend` adds `more`, what a later part of the same event's
+    /// observation raised ([`observe_members`] after [`observe_event`]).
+    pub fn extend(&mut self, more: FindingsDelta) {
+        self.raised.extend(more.raised);
+        self.births.extend(more.births);
+        self.classes.extend(more.classes);
+        self.attesting.extend(more.attesting);
+        self.seq = more.seq.or(self.seq.take());
+        self.attestation = more.attestation.or(self.attestation.take());
+        self.pending = more.pending.or(self.pending.take());
+        self.receipt = more.receipt.or(self.receipt.take());
+        self.hold = more.hold.or(self.hold.take());
+    }
+
     /// `after` reads `base` as it will be once this delta is applied, as
     /// far as births and classes go (what [`held_birth`] reads).
     pub fn after<'a, S: FindingsState + ?Sized>(&'a self, base: &'a S) -> After<'a, S> {
