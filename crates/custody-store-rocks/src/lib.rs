@@ -471,13 +471,19 @@ impl LogStore for RocksStore {
     }
 
     fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        let mut it = self
-            .db
-            .iterator_cf(self.cf(CF_CHECKPOINTS)?, IteratorMode::End);
+        self.checkpoint_at_or_below(u64::MAX)
+    }
+
+    fn checkpoint_at_or_below(&self, size: u64) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let key = size.to_be_bytes();
+        let mut it = self.db.iterator_cf(
+            self.cf(CF_CHECKPOINTS)?,
+            IteratorMode::From(&key, rocksdb::Direction::Reverse),
+        );
         match it.next() {
             None => Ok(None),
             Some(item) => {
-                let (k, v) = item.map_err(|e| engine("latest checkpoint", e))?;
+                let (k, v) = item.map_err(|e| engine("checkpoint at or below", e))?;
                 let b: [u8; 8] = k
                     .as_ref()
                     .try_into()

@@ -269,6 +269,17 @@ pub fn check_all<S: LogStore>(store: &S) {
         store.latest_checkpoint().unwrap(),
         Some((8, b"cp8".to_vec()))
     );
+    // The latest no larger than a size: what queries answer as of while
+    // a bulk event's members are being applied.
+    assert_eq!(
+        store.checkpoint_at_or_below(7).unwrap(),
+        Some((5, b"cp5".to_vec()))
+    );
+    assert_eq!(
+        store.checkpoint_at_or_below(8).unwrap(),
+        Some((8, b"cp8".to_vec()))
+    );
+    assert!(store.checkpoint_at_or_below(4).unwrap().is_none());
 }
 
 #[cfg(test)]

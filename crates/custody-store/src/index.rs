@@ -45,8 +45,8 @@ use crate::{IndexRead, StoreError};
 
 mod findings;
 pub use findings::{
-    check_derived_settings, findings_writes, retention_writes, Progress, RaisedCounts,
-    PROGRESS_EVERY,
+    check_derived_settings, findings_writes, findings_writes_from, retention_writes, Progress,
+    RaisedCounts, PROGRESS_EVERY,
 };
 
 /// `IndexCf` is one index column family.

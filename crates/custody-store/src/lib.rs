@@ -238,4 +238,12 @@ pub trait LogStore: IndexRead + Send + Sync + 'static {
     ///
     /// [`StoreError`] on engine failure.
     fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+
+    /// `checkpoint_at_or_below` is the stored checkpoint of the largest
+    /// size no larger than `size`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on engine failure.
+    fn checkpoint_at_or_below(&self, size: u64) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
 }

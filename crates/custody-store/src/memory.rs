@@ -194,4 +194,13 @@ impl LogStore for MemoryStore {
             .last_key_value()
             .map(|(k, v)| (*k, v.clone())))
     }
+
+    fn checkpoint_at_or_below(&self, size: u64) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()?
+            .checkpoints
+            .range(..=size)
+            .next_back()
+            .map(|(k, v)| (*k, v.clone())))
+    }
 }

@@ -229,10 +229,34 @@ impl RaisedCounts {
         if d.raised.is_empty() {
             return None;
         }
+        self.count(d);
+        Some(self.write(index))
+    }
+
+    /// `count` counts the findings `d` raises, without a write: for the
+    /// slices of a bulk event, counted before the event is logged.
+    pub fn count(&mut self, d: &FindingsDelta) {
         for f in &d.raised {
             self.bump(f.rule);
         }
-        Some(self.write(index))
+    }
+
+    /// `merge` adds the counts of `other`.
+    pub fn merge(&mut self, other: &RaisedCounts) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+    }
+
+    /// `total` is the number of findings counted, of every rule.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// `record` is the write that records these counts as those of the
+    /// entries up to `index`.
+    pub fn record(&self, index: u64) -> KvWrite {
+        self.write(index)
     }
 
     fn bump(&mut self, r: Rule) {
@@ -295,13 +319,21 @@ pub fn retention_writes<S: FindingsState + ?Sized>(
 /// `findings_writes` is what the findings' derived state gains from the
 /// entry at `index`, whose delta is `d`.
 pub fn findings_writes(index: u64, d: &FindingsDelta) -> Vec<KvWrite> {
+    findings_writes_from(index, 0, d)
+}
+
+/// `findings_writes_from` is [`findings_writes`] for a part of an entry's
+/// delta whose raised findings follow `first` raised by the parts before
+/// it (the slices of a bulk event, [`custody_domain::plan_members`]).
+pub fn findings_writes_from(index: u64, first: u32, d: &FindingsDelta) -> Vec<KvWrite> {
     let ix = index.to_be_bytes();
     let mut out = Vec::new();
     for (n, f) in d.raised.iter().enumerate() {
+        let n = first.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
         let mut k = ix.to_vec();
-        k.extend_from_slice(&(n as u32).to_be_bytes());
+        k.extend_from_slice(&n.to_be_bytes());
         out.push(put(IndexCf::Findings, k, finding_value(f)));
-        out.push(by_time_write(index, n as u32, f));
+        out.push(by_time_write(index, n, f));
     }
     // A birth that is the asset's own creation is read from `assets`.
     for (a, (born, by, classes), derived) in &d.births {
@@ -1542,6 +1574,9 @@ mod tests {
         }
         fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
             self.s.latest_checkpoint()
+        }
+        fn checkpoint_at_or_below(&self, size: u64) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+            self.s.checkpoint_at_or_below(size)
         }
     }
 
