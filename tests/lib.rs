@@ -289,18 +289,22 @@ pub async fn register(
     add_key(log, c, party, from, to).await
 }
 
-/// `put_manifest` uploads `members` (sorted, distinct) as one manifest in
-/// one message and returns its reference.
+/// `put_manifest` uploads `members` (sorted, distinct) as one manifest,
+/// in messages of 4,096 members, and returns its reference.
 pub async fn put_manifest(c: &mut CustodyLogClient<Channel>, members: &[[u8; 32]]) -> v1::Manifest {
-    c.put_manifest(tokio_stream::iter(vec![v1::PutManifestRequest {
-        members: members.iter().map(|d| d.to_vec()).collect(),
-        expected_root: Vec::new(),
-    }]))
-    .await
-    .expect("PutManifest")
-    .into_inner()
-    .manifest
-    .expect("PutManifest returns the manifest")
+    let messages: Vec<v1::PutManifestRequest> = members
+        .chunks(4096)
+        .map(|part| v1::PutManifestRequest {
+            members: part.iter().map(|d| d.to_vec()).collect(),
+            expected_root: Vec::new(),
+        })
+        .collect();
+    c.put_manifest(tokio_stream::iter(messages))
+        .await
+        .expect("PutManifest")
+        .into_inner()
+        .manifest
+        .expect("PutManifest returns the manifest")
 }
 
 /// `add_key` adds a new key for `party`.

@@ -25,12 +25,14 @@ use custody_domain::{
     Registry, SignatureCheck, SignedEnvelope,
 };
 use custody_log::{append_leaves, leaf_hash, Hash, HashSource, TreeError};
-use custody_proto::{decode_entry, decode_event, envelope_to_proto, v1, Entry};
+use custody_proto::{decode_entry, decode_event, Entry};
 use custody_store::index::{
     findings_writes, index_writes, retention_writes, RaisedCounts, StoreView,
 };
 use custody_store::{Commit, DedupRecord, LogStore, StoreError};
-use prost::Message as _;
+
+mod bulk;
+pub use bulk::{bulk_members, BulkJob, HeadStep, Slice};
 use rayon::prelude::*;
 
 /// `Appended` is the acknowledgement of a durable entry.
@@ -113,8 +115,24 @@ pub struct Sequenced {
     pub commit: Commit,
     /// The registry after the batch, if the batch changed it.
     pub registry: Option<Registry>,
-    /// Each envelope's verdict, in order.
+    /// Each envelope's verdict, in order: of every envelope, or of those
+    /// before [`Sequenced::bulk`].
     pub verdicts: Vec<Result<Appended, Refusal>>,
+    /// The bulk event admission stopped at ([`sequence_bounded`]), if
+    /// any: it and the envelopes after it have no verdict yet.
+    pub bulk: Option<BulkCandidate>,
+}
+
+/// `BulkCandidate` is an event whose manifest has more members than a
+/// batch may plan at once: the caller admits it as a [`BulkJob`].
+pub struct BulkCandidate {
+    /// Its position in the batch.
+    pub position: usize,
+    /// The decoded event.
+    pub event: Event,
+    /// Its signed bytes, if some signature is still to verify (a key
+    /// arrived in the batch).
+    pub unverified: Option<Vec<u8>>,
 }
 
 /// `sequence_batch` is the sequencer's work on one batch short of the
@@ -155,6 +173,34 @@ pub fn sequence_timed(
     admit_checked(store, registry, size, policy, envelopes, checked, time)
 }
 
+/// `sequence_bounded` is [`sequence_batch`] that stops at the first new
+/// event acting on more than `limit` manifest members one by one
+/// ([`bulk_members`]): the batch up to it is admitted as usual, and it is
+/// returned in [`Sequenced::bulk`] for the caller to admit in slices as a
+/// [`BulkJob`], so no batch plans more than `limit` members of a
+/// manifest at once. The sequencer calls it.
+pub fn sequence_bounded(
+    store: &dyn LogStore,
+    registry: &Registry,
+    size: u64,
+    policy: &Policy,
+    envelopes: &[&SignedEnvelope],
+    time: i64,
+    limit: usize,
+) -> Sequenced {
+    let checked = check_batch(registry, envelopes);
+    admit_in_order(
+        store,
+        registry,
+        size,
+        policy,
+        envelopes,
+        checked,
+        &|_| time,
+        Some(limit),
+    )
+}
+
 /// `CheckedBatch` is a batch after the parallel stage ([`check_batch`]):
 /// each event decoded, and its signatures by keys the registry knew
 /// verified.
@@ -182,6 +228,23 @@ pub fn admit_checked(
     checked: CheckedBatch,
     time: &dyn Fn(usize) -> i64,
 ) -> Sequenced {
+    admit_in_order(
+        store, registry, size, policy, envelopes, checked, time, None,
+    )
+}
+
+/// The sequential stage, stopping at a bulk event above `bulk_limit`.
+#[allow(clippy::too_many_arguments)]
+fn admit_in_order(
+    store: &dyn LogStore,
+    registry: &Registry,
+    size: u64,
+    policy: &Policy,
+    envelopes: &[&SignedEnvelope],
+    checked: CheckedBatch,
+    time: &dyn Fn(usize) -> i64,
+    bulk_limit: Option<usize>,
+) -> Sequenced {
     // A batch checked for other envelopes is checked again, never
     // half-trusted.
     let checked = if checked.0.len() == envelopes.len() {
@@ -206,8 +269,27 @@ pub fn admit_checked(
     // raises one.
     let mut counts: Option<RaisedCounts> = None;
     let mut verdicts: Vec<Result<Appended, Refusal>> = Vec::with_capacity(envelopes.len());
+    let mut bulk = None;
     for (k, (envelope, c)) in envelopes.iter().zip(checked).enumerate() {
         let time = time(k);
+        if let (Some(limit), Ok((event, unknown))) = (bulk_limit, &c.event) {
+            // A resubmission is answered by `admit_one`, at no cost; only a
+            // bulk event (rare) costs the lookup twice.
+            if matches!(bulk_members(event, &custody, limit), Ok(Some(_)))
+                && !in_batch.contains_key(&event.event_id)
+                && matches!(store.dedup(&event.event_id), Ok(None))
+            {
+                let unverified = unknown.then(|| c.message.clone());
+                if let Ok((event, _)) = c.event {
+                    bulk = Some(BulkCandidate {
+                        position: k,
+                        event,
+                        unverified,
+                    });
+                }
+                break;
+            }
+        }
         let verdict = match c.event {
             Err(r) => Err(r),
             Ok((event, unknown_keys)) => admit_one(
@@ -235,6 +317,7 @@ pub fn admit_checked(
             Cow::Borrowed(_) => None,
         },
         verdicts,
+        bulk,
     }
 }
 
@@ -300,6 +383,31 @@ fn check_parallel(registry: &Registry, envelopes: &[&SignedEnvelope]) -> Vec<Che
         .collect()
 }
 
+/// `verify_late` verifies every signature of an envelope the parallel
+/// stage could not (a key arrived in its batch) over its signed bytes
+/// `msg`, before any rule looks at the event, so a forgery learns nothing
+/// of custody state and costs no reads.
+fn verify_late(
+    registry: &Registry,
+    envelope: &SignedEnvelope,
+    event: &Event,
+    msg: &[u8],
+    time: i64,
+) -> Result<(), Refusal> {
+    let signers: Vec<KeyId> = envelope.signatures.iter().map(|s| s.key_id).collect();
+    let keys = check_signers(registry, &signers, &event.reporter, time)?;
+    for (sig, key) in envelope.signatures.iter().zip(&keys) {
+        let s = ed25519_dalek::Signature::from_bytes(&sig.sig);
+        if key.verify_strict(msg, &s).is_err() {
+            return Err(Refusal::denied(format!(
+                "signature by key {} does not verify over the event",
+                sig.key_id
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `admit_one` admits one event in sequence (dedup, then the domain's
 /// [`admit`], then any signature the parallel stage could not check) and,
 /// if admitted, adds it to the commit and applies it to the batch's view
@@ -343,35 +451,10 @@ fn admit_one(
     }
 
     let index = commit.first_index + commit.entries.len() as u64;
-    let entry = v1::LogEntry {
-        content: Some(v1::log_entry::Content::Event(envelope_to_proto(envelope))),
-        integrated_time_unix_nanos: time,
-    }
-    .encode_to_vec();
-    if entry.len() > custody_domain::MAX_ENTRY_BYTES {
-        return Err(Refusal::invalid(
-            "event",
-            format!(
-                "the entry would be {} bytes; the limit is 65535",
-                entry.len()
-            ),
-        ));
-    }
+    let entry = bulk::encode_entry(envelope, time)?;
     let signers: Vec<KeyId> = envelope.signatures.iter().map(|s| s.key_id).collect();
     if let Some(msg) = unverified {
-        // Not verified in the parallel stage: a key arrived in this batch.
-        // Verify every signature before any rule looks at the event, so a
-        // forgery learns nothing of custody state and costs no reads.
-        let keys = check_signers(registry.as_ref(), &signers, &event.reporter, time)?;
-        for (sig, key) in envelope.signatures.iter().zip(&keys) {
-            let s = ed25519_dalek::Signature::from_bytes(&sig.sig);
-            if key.verify_strict(msg, &s).is_err() {
-                return Err(Refusal::denied(format!(
-                    "signature by key {} does not verify over the event",
-                    sig.key_id
-                )));
-            }
-        }
+        verify_late(registry.as_ref(), envelope, event, msg, time)?;
     }
     // The custody rules see this batch's earlier entries through the
     // overlay and the registry.

@@ -152,7 +152,7 @@ fn join_token(size: u64, cursor: &[u8]) -> Vec<u8> {
 /// `pin` is the latest checkpoint, or the stored one of `size`. It reads
 /// storage for an older size: call it from a blocking task.
 pub(crate) fn pin(state: &LogState, size: Option<u64>) -> Result<Pinned, Status> {
-    let latest = state.latest();
+    let latest = state.answerable();
     match size {
         None => Ok(Pinned {
             size: latest.size,
@@ -162,6 +162,11 @@ pub(crate) fn pin(state: &LogState, size: Option<u64>) -> Result<Pinned, Status>
             size: s,
             note: latest.note.clone(),
         }),
+        Some(s) if s > *state.indexed.borrow() => Err(Status::unavailable(format!(
+            "entries from {} on are still being indexed (a bulk event's members are applied in slices); ask as of tree size {} or retry shortly",
+            *state.indexed.borrow(),
+            latest.size
+        ))),
         Some(s) => {
             let note = state
                 .store

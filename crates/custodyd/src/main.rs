@@ -100,6 +100,10 @@ struct ServeArgs {
     /// Largest batch per commit.
     #[arg(long, default_value_t = 8192)]
     max_batch: usize,
+    /// Manifest members planned at once: a bulk event of more is admitted
+    /// in slices of this many, between other reporters' batches.
+    #[arg(long, default_value_t = sequencer::DEFAULT_BULK_SLICE)]
+    bulk_slice: usize,
     /// Findings: a transfer must be acknowledged within this many seconds.
     #[arg(long, default_value_t = 3600)]
     receipt_window_secs: i64,
@@ -267,7 +271,9 @@ fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
         }
     };
     let (durable, _) = watch::channel(size);
-    let (checkpoint, _) = watch::channel(Arc::new(latest));
+    let latest = Arc::new(latest);
+    let (answerable, _) = watch::channel(latest.clone());
+    let (checkpoint, _) = watch::channel(latest);
     // An older log's derived state is upgraded here, once; on a large log
     // that takes minutes, so it reports as it goes.
     custody_store::index::check_derived_settings(
@@ -289,6 +295,8 @@ fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
         findings: std::sync::OnceLock::new(),
         hash_cache: HashCache::new(HASH_CACHE_CAPACITY),
         scopes: Default::default(),
+        indexed: watch::channel(u64::MAX).0,
+        answerable,
     });
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -310,6 +318,7 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
         args.queue_bytes,
         args.max_batch,
         args.policy(),
+        args.bulk_slice,
     )?;
     let (stop_tx, stop_rx) = watch::channel(false);
 

@@ -25,6 +25,9 @@ pub fn publish(state: &LogState, size: u64) -> anyhow::Result<Arc<PublishedCheck
     let note = state.signer.sign(size, &root)?;
     state.store.put_checkpoint(size, &note)?;
     let cp = Arc::new(PublishedCheckpoint { size, root, note });
+    if size <= *state.indexed.borrow() {
+        state.answerable.send_replace(cp.clone());
+    }
     state.checkpoint.send_replace(cp.clone());
     Ok(cp)
 }

@@ -11,19 +11,33 @@
 //!   index updates and the findings' derived state are committed in one
 //!   batch, so a crash leaves all or none of them, and nothing is derived
 //!   again at start-up.
+//! - No batch plans more than `slice` members of a manifest. A bulk event
+//!   of more is a [`BulkJob`]: its members are checked a slice at a time,
+//!   then its entry is logged with the job's record, then its members are
+//!   applied a slice per commit, each between other reporters' batches.
+//!   Until it ends, submissions that conflict with it are held back (in
+//!   order, per reporter), queries answer as of a checkpoint before it
+//!   (`LogState::indexed`), and its submitter waits for its verdict. A
+//!   restart resumes it from its record.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-pub use custody_admission::{grow_tree, load_registry, sequence_batch, Appended, Sequenced};
+pub use custody_admission::{
+    grow_tree, load_registry, sequence_batch, sequence_bounded, Appended, BulkJob, HeadStep,
+    Sequenced,
+};
 use custody_domain::findings::Policy;
 use custody_domain::{Refusal, Registry, SignedEnvelope};
+use custody_log::LogVerifier;
+use custody_store::index::StoreView;
 
-use custody_proto::v1;
+use custody_proto::{decode_event, v1};
 use prost::Message as _;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::init::now_nanos;
-use crate::state::LogState;
+use crate::state::{LogState, PublishedCheckpoint};
 
 /// `Submission` is one event waiting to be sequenced.
 pub struct Submission {
@@ -109,11 +123,33 @@ pub struct Sequencer {
     /// The findings policy (its reporting deadline applies as entries are
     /// logged).
     policy: Policy,
+    /// Members of a manifest planned at once: a bulk event of more runs as
+    /// a [`BulkJob`], a slice of this many at a time between batches.
+    slice: usize,
+    /// The bulk event being admitted, and who waits for its verdict
+    /// (nobody, for one resumed after a restart).
+    job: Option<(BulkJob, Option<Submission>)>,
+    /// Submissions held back until the job ends (they conflict with it,
+    /// or their reporter has one held), in arrival order; each still holds
+    /// its share of the queue's byte budget, so they are bounded with it.
+    held: VecDeque<Submission>,
+    /// Reporters with a submission in `held`.
+    held_reporters: HashSet<String>,
+    /// Submissions to sequence before any newer one: the rest of a batch a
+    /// bulk event stopped, and the held ones once the job ends.
+    backlog: VecDeque<Submission>,
 }
+
+/// `DEFAULT_BULK_SLICE` is how many manifest members the sequencer plans
+/// at once by default: about 10 ms of work, so other reporters' acks
+/// wait no longer for a bulk event.
+pub const DEFAULT_BULK_SLICE: usize = 2048;
 
 impl Sequencer {
     /// `start` spawns the sequencer on its own thread and returns the handle
-    /// to submit to. `queue` bounds the submissions waiting.
+    /// to submit to. `queue` bounds the submissions waiting. A bulk event
+    /// the store says was logged and not yet applied in full is resumed
+    /// first, and queries answer as of a checkpoint before it until done.
     ///
     /// # Errors
     ///
@@ -124,6 +160,7 @@ impl Sequencer {
         queue_bytes: usize,
         max_batch: usize,
         policy: Policy,
+        slice: usize,
     ) -> anyhow::Result<SequencerHandle> {
         let registry = state.registry().as_ref().clone();
         let size = state.store.tree_size()?;
@@ -137,6 +174,27 @@ impl Sequencer {
                 .unwrap_or(0),
             None => 0,
         };
+        let job = BulkJob::resume(state.store.as_ref())?;
+        if let Some(j) = &job {
+            let below = j.indexed_below();
+            let (cp_size, note) = state
+                .store
+                .checkpoint_at_or_below(below)?
+                .ok_or_else(|| anyhow::anyhow!("no checkpoint before bulk entry {below}"))?;
+            let cp = LogVerifier::new(state.signer.verifier_key())?.verify(&note)?;
+            state.indexed.send_replace(below);
+            state.answerable.send_replace(Arc::new(PublishedCheckpoint {
+                size: cp_size,
+                root: cp.root,
+                note,
+            }));
+            tracing::warn!(
+                index = below,
+                applied = j.done(),
+                members = j.members(),
+                "resuming a bulk entry whose members were not all applied; queries answer as of tree size {cp_size} until it is done"
+            );
+        }
         let (tx, rx) = mpsc::channel(queue);
         let mut seq = Sequencer {
             state,
@@ -145,6 +203,11 @@ impl Sequencer {
             last_time,
             max_batch,
             policy,
+            slice: slice.max(1),
+            job: job.map(|j| (j, None)),
+            held: VecDeque::new(),
+            held_reporters: HashSet::new(),
+            backlog: VecDeque::new(),
         };
         std::thread::Builder::new()
             .name("sequencer".into())
@@ -157,21 +220,73 @@ impl Sequencer {
     }
 
     fn run(&mut self, mut rx: mpsc::Receiver<Submission>) {
-        let mut batch = Vec::with_capacity(self.max_batch);
-        while let Some(first) = rx.blocking_recv() {
-            batch.push(first);
+        let mut open = true;
+        loop {
+            let mut batch = Vec::with_capacity(self.max_batch);
             while batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(s) => batch.push(s),
-                    Err(_) => break,
+                match self.backlog.pop_front() {
+                    Some(s) => batch.push(s),
+                    None => break,
                 }
             }
-            self.process(std::mem::take(&mut batch));
+            if batch.is_empty() && self.job.is_none() {
+                if !open {
+                    break;
+                }
+                match rx.blocking_recv() {
+                    Some(s) => batch.push(s),
+                    None => break,
+                }
+            }
+            while open && batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(s) => batch.push(s),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+                }
+            }
+            if self.job.is_some() {
+                batch = self.hold_back(batch);
+            }
+            if !batch.is_empty() {
+                self.process(batch);
+            }
+            if self.job.is_some() {
+                self.bulk_step();
+            }
         }
         tracing::info!("sequencer stopped: all submitters gone");
     }
 
-    fn process(&mut self, batch: Vec<Submission>) {
+    /// `hold_back` keeps the submissions that may be sequenced while the
+    /// bulk job runs, and holds back the rest ([`BulkJob::conflicts`]), and
+    /// every later one by a reporter with one held, so each reporter's
+    /// events keep their order.
+    fn hold_back(&mut self, batch: Vec<Submission>) -> Vec<Submission> {
+        let Some((job, _)) = &self.job else {
+            return batch;
+        };
+        let view = StoreView(self.state.store.as_ref());
+        let mut keep = Vec::with_capacity(batch.len());
+        for sub in batch {
+            // An envelope that does not decode is refused in its batch.
+            let held = match decode_event(&sub.envelope.body) {
+                Ok(e) => (self.held_reporters.contains(&e.reporter) || job.conflicts(&e, &view))
+                    .then_some(e.reporter),
+                Err(_) => None,
+            };
+            match held {
+                Some(reporter) => {
+                    self.held_reporters.insert(reporter);
+                    self.held.push_back(sub);
+                }
+                None => keep.push(sub),
+            }
+        }
+        keep
+    }
+
+    fn process(&mut self, mut batch: Vec<Submission>) {
         // Keys are checked at the integration time, which a verifier can
         // read from the entry.
         let time = now_nanos().max(self.last_time);
@@ -180,14 +295,22 @@ impl Sequencer {
             mut commit,
             registry: changed,
             verdicts,
-        } = sequence_batch(
+            bulk,
+        } = sequence_bounded(
             self.state.store.as_ref(),
             &self.registry,
             self.size,
             &self.policy,
             &envelopes,
             time,
+            self.slice,
         );
+        // A bulk event stops the batch: it becomes the job, and the
+        // submissions after it go back to the head of the line.
+        let rest = match &bulk {
+            Some(b) => batch.split_off(b.position),
+            None => Vec::new(),
+        };
 
         if !commit.entries.is_empty() {
             let result = grow_tree(&mut commit, &self.state.hashes())
@@ -200,7 +323,7 @@ impl Sequencer {
                 });
             if let Err(e) = result {
                 tracing::error!(error = %e, "commit failed; refusing the batch");
-                for (sub, _) in batch.into_iter().zip(verdicts) {
+                for sub in batch.into_iter().chain(rest) {
                     let _ = sub.reply.send(Err(Refusal::exhausted(
                         "the log could not make this batch durable; nothing was logged, retry",
                     )));
@@ -221,6 +344,134 @@ impl Sequencer {
             // The submitter may have gone away; the entry stays logged.
             let _ = sub.reply.send(v);
         }
+        let Some(candidate) = bulk else {
+            return;
+        };
+        let mut rest = rest.into_iter();
+        let Some(sub) = rest.next() else {
+            return;
+        };
+        for s in rest.rev() {
+            self.backlog.push_front(s);
+        }
+        match BulkJob::begin(
+            self.state.store.as_ref(),
+            &self.registry,
+            &sub.envelope,
+            candidate.event,
+            candidate.unverified.as_deref(),
+            time,
+        ) {
+            Ok(job) => {
+                tracing::info!(
+                    members = job.members(),
+                    reporter = %job.event().reporter,
+                    "admitting a bulk event in slices of {}",
+                    self.slice
+                );
+                self.job = Some((job, Some(sub)));
+            }
+            Err(r) => {
+                let _ = sub.reply.send(Err(r));
+            }
+        }
+    }
+
+    /// `bulk_step` does one slice of the bulk job: checks a slice of its
+    /// members, or logs its entry once all are checked, or applies a slice
+    /// of them once it is logged; and ends it when it is done or refused.
+    fn bulk_step(&mut self) {
+        if let Some(verdict) = self.bulk_slice() {
+            self.end_job(verdict);
+        }
+    }
+
+    /// `bulk_slice` is [`Sequencer::bulk_step`]'s work, and the job's
+    /// verdict if it ended.
+    fn bulk_slice(&mut self) -> Option<Result<Appended, Refusal>> {
+        let (job, _) = self.job.as_mut()?;
+        let store = self.state.store.clone();
+        let Some(index) = job.index() else {
+            if !job.checked() {
+                return job
+                    .check_slice(store.as_ref(), &self.registry, self.slice)
+                    .err()
+                    .map(Err);
+            }
+            let time = now_nanos().max(self.last_time);
+            // Queries stop at a checkpoint before the entry until its
+            // members are all applied; set before any checkpoint holds it.
+            self.state.indexed.send_replace(self.size);
+            let mut commit = match job.head(
+                store.as_ref(),
+                &self.registry,
+                self.size,
+                &self.policy,
+                time,
+            ) {
+                Err(r) => return Some(Err(r)),
+                Ok(HeadStep::Duplicate(a)) => return Some(Ok(a)),
+                Ok(HeadStep::Logged(c)) => c,
+            };
+            let result = grow_tree(&mut commit, &self.state.hashes())
+                .map_err(anyhow::Error::from)
+                .and_then(|()| store.commit(&commit).map_err(anyhow::Error::from));
+            if let Err(e) = result {
+                tracing::error!(error = %e, "commit failed; refusing the bulk event");
+                return Some(Err(Refusal::exhausted(
+                    "the log could not make this event durable; nothing was logged, retry",
+                )));
+            }
+            self.size += 1;
+            self.last_time = time;
+            self.state.durable.send_replace(self.size);
+            return None;
+        };
+        let done = Appended {
+            index,
+            duplicate: false,
+        };
+        match job.apply_slice(store.as_ref(), &self.registry, self.slice) {
+            Ok((commit, slice)) => match store.commit(&commit) {
+                Ok(()) => {
+                    job.applied(slice);
+                    return slice.last.then_some(Ok(done));
+                }
+                Err(e) => tracing::error!(error = %e, "committing a bulk slice failed; retrying"),
+            },
+            Err(r) if r.kind == custody_domain::RefusalKind::ResourceExhausted => {
+                tracing::error!(error = %r, "reading a bulk slice failed; retrying");
+            }
+            Err(r) => {
+                // Holding back conflicting events makes this impossible;
+                // if it happens, say so loudly, with the entry.
+                tracing::error!(
+                    index,
+                    applied = job.done(),
+                    error = %r,
+                    "ALARM: bulk entry {index} is logged but its members from {} on could not be applied; its custody and findings are incomplete",
+                    job.done()
+                );
+                return Some(Ok(done));
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        None
+    }
+
+    /// `end_job` answers the bulk event's submitter, lets queries answer
+    /// as of the latest checkpoint again, and puts the held submissions
+    /// back in line, ahead of newer ones.
+    fn end_job(&mut self, verdict: Result<Appended, Refusal>) {
+        if let Some((_, Some(sub))) = self.job.take() {
+            let _ = sub.reply.send(verdict);
+        }
+        self.job = None;
+        self.state.indexed.send_replace(u64::MAX);
+        for s in self.held.drain(..).rev() {
+            self.backlog.push_front(s);
+        }
+        self.held_reporters.clear();
     }
 }
 

@@ -47,6 +47,14 @@ pub struct LogState {
     /// Recent breach scopes' counts, so their later pages read only
     /// themselves.
     pub scopes: crate::query::ScopeMemo,
+    /// The tree size below which every entry's derived state (custody
+    /// indexes, findings) is complete: the index of a bulk entry whose
+    /// members are still being applied in slices, else `u64::MAX`. Set by
+    /// the sequencer before it logs such an entry.
+    pub indexed: watch::Sender<u64>,
+    /// The latest checkpoint published no larger than `indexed` was then:
+    /// what queries answer as of while a bulk entry is being applied.
+    pub answerable: watch::Sender<Arc<PublishedCheckpoint>>,
 }
 
 /// `HASH_CACHE_CAPACITY` bounds [`LogState::hash_cache`]: 262,144 hashes,
@@ -59,6 +67,17 @@ impl LogState {
     /// `latest` is the latest published checkpoint.
     pub fn latest(&self) -> Arc<PublishedCheckpoint> {
         self.checkpoint.borrow().clone()
+    }
+
+    /// `answerable` is the checkpoint custody and findings queries answer
+    /// as of: the latest, unless a bulk entry at or below it is still
+    /// being applied, then the latest published before it.
+    pub fn answerable(&self) -> Arc<PublishedCheckpoint> {
+        let latest = self.latest();
+        if latest.size <= *self.indexed.borrow() {
+            return latest;
+        }
+        self.answerable.borrow().clone()
     }
 
     /// `registry` is the registry at the durable tree size.

@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use custody_admission::{load_registry, sequence_batch, Sequenced};
+use custody_admission::{
+    load_registry, sequence_batch, sequence_bounded, Appended, BulkJob, HeadStep, Sequenced,
+};
 use custody_domain::findings::{
     find_finding, findings_at, findings_page, Finding, FindingsFilter, Policy, Rule,
 };
@@ -27,7 +29,7 @@ use custody_domain::{
 };
 use custody_proto::{decode_entry, decode_event, v1, Entry};
 use custody_store::index::{index_writes, manifest_writes, StoreView};
-use custody_store::{Commit, LogStore};
+use custody_store::{Commit, IndexCf, IndexRead, LogStore};
 use custody_store_rocks::RocksStore;
 use custodyd::query::AsOf;
 use ed25519_dalek::SigningKey;
@@ -1013,7 +1015,12 @@ fn envelope(sc: &Scenario, e: &Event) -> SignedEnvelope {
 /// and the findings' derived state, all in the batch's one commit), each
 /// batch integrated [`integration_lag`] after its latest event. It returns
 /// the tree sizes after each batch and the registry the sequencer keeps.
-fn sequence(store: &RocksStore, sc: &Scenario, batches: &[(usize, u16)]) -> (Vec<u64>, Registry) {
+fn sequence(
+    store: &RocksStore,
+    sc: &Scenario,
+    batches: &[(usize, u16)],
+    slice: Option<usize>,
+) -> (Vec<u64>, Registry) {
     let genesis = v1::LogEntry {
         content: Some(v1::log_entry::Content::Genesis(v1::Genesis {
             origin: sc.genesis.origin.clone(),
@@ -1053,11 +1060,7 @@ fn sequence(store: &RocksStore, sc: &Scenario, batches: &[(usize, u16)]) -> (Vec
         let envelopes: Vec<&SignedEnvelope> = envelopes.iter().collect();
         let latest = batch.iter().map(|e| e.event_time).max().unwrap_or(T0);
         let time = last_time.max(latest + integration_lag(lag));
-        let Sequenced {
-            commit,
-            registry: changed,
-            verdicts,
-        } = sequence_batch(store, &registry, first_index, &POLICY, &envelopes, time);
+        let verdicts = log_batch(store, &mut registry, &envelopes, time, slice);
         for ((k, verdict), e) in verdicts.into_iter().enumerate().zip(batch) {
             let index = first_index + k as u64;
             match verdict {
@@ -1070,16 +1073,85 @@ fn sequence(store: &RocksStore, sc: &Scenario, batches: &[(usize, u16)]) -> (Vec
                 Err(r) => panic!("event {index} ({}) refused: {r}\n{e:?}", e.body.code()),
             }
         }
-        store.commit(&commit).unwrap();
-        if let Some(r) = changed {
-            registry = r;
-        }
         last_time = time;
         at += n;
         sizes.push(store.tree_size().unwrap());
     }
     EVENTS.fetch_add(sc.events.len() as u64, Ordering::Relaxed);
     (sizes, registry)
+}
+
+/// `log_batch` logs one batch as the sequencer does, and each envelope's
+/// verdict: with a `slice`, through [`sequence_bounded`], and a bulk
+/// event of more members than that as a [`BulkJob`] (members checked,
+/// entry logged, members applied, a slice per step and a commit per
+/// slice), then the rest of the batch; without, whole
+/// ([`sequence_batch`]), as `custody audit` replays.
+fn log_batch(
+    store: &RocksStore,
+    registry: &mut Registry,
+    envelopes: &[&SignedEnvelope],
+    time: Timestamp,
+    slice: Option<usize>,
+) -> Vec<Result<Appended, Refusal>> {
+    let mut out = Vec::new();
+    while out.len() < envelopes.len() {
+        let part = &envelopes[out.len()..];
+        let size = store.tree_size().unwrap();
+        let Sequenced {
+            commit,
+            registry: changed,
+            verdicts,
+            bulk,
+        } = match slice {
+            Some(n) => sequence_bounded(store, registry, size, &POLICY, part, time, n),
+            None => sequence_batch(store, registry, size, &POLICY, part, time),
+        };
+        store.commit(&commit).unwrap();
+        if let Some(r) = changed {
+            *registry = r;
+        }
+        out.extend(verdicts);
+        let (Some(b), Some(n)) = (bulk, slice) else {
+            continue;
+        };
+        let size = store.tree_size().unwrap();
+        let env = part[b.position];
+        let verdict = (|| {
+            let mut job =
+                BulkJob::begin(store, registry, env, b.event, b.unverified.as_deref(), time)?;
+            while !job.checked() {
+                job.check_slice(store, registry, n)?;
+            }
+            match job.head(store, registry, size, &POLICY, time)? {
+                HeadStep::Logged(c) => store.commit(&c).unwrap(),
+                HeadStep::Duplicate(a) => return Ok(a),
+            }
+            loop {
+                let (c, s) = job.apply_slice(store, registry, n)?;
+                store.commit(&c).unwrap();
+                job.applied(s);
+                if s.last {
+                    break;
+                }
+            }
+            Ok(job.appended().unwrap())
+        })();
+        out.push(verdict);
+    }
+    out
+}
+
+/// `dump` is every record of one index family.
+fn dump(store: &RocksStore, cf: IndexCf) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    store
+        .index_scan(cf, &[], &[], &mut |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        })
+        .unwrap();
+    out
 }
 
 /// `Uploads` serves the scenario's manifests to a replay, as `GetManifest`
@@ -1866,7 +1938,35 @@ fn run(raw: &Raw) {
     let sc = build(raw);
     let dir = tempfile::tempdir().unwrap();
     let store = RocksStore::open(dir.path()).unwrap();
-    let (sizes, registry) = sequence(&store, &sc, &raw.batches);
+    // Two cases in three admit bulk events in slices of one or two
+    // members, as the sequencer admits bulk events above its slice.
+    let slice = match raw.query_seed % 3 {
+        0 => None,
+        n => Some(n as usize),
+    };
+    let (sizes, registry) = sequence(&store, &sc, &raw.batches, slice);
+    if slice.is_some() {
+        // Slices write exactly what the whole event writes: every entry
+        // and every record of derived state, byte for byte.
+        let dir = tempfile::tempdir().unwrap();
+        let whole = RocksStore::open(dir.path()).unwrap();
+        sequence(&whole, &sc, &raw.batches, None);
+        let size = store.tree_size().unwrap();
+        assert_eq!(
+            store.read_entries(0, size).unwrap(),
+            whole.read_entries(0, size).unwrap()
+        );
+        for cf in IndexCf::ALL {
+            let (a, b) = (dump(&store, cf), dump(&whole, cf));
+            if let Some(k) = (0..a.len().max(b.len())).find(|k| a.get(*k) != b.get(*k)) {
+                panic!(
+                    "{cf:?} differs between slices of {slice:?} and whole events, first at record {k}: {:?} against {:?}",
+                    a.get(k),
+                    b.get(k)
+                );
+            }
+        }
+    }
     let manifests: HashMap<Digest, Vec<Digest>> = sc.uploads.values().cloned().collect();
     let size = store.tree_size().unwrap();
     assert_eq!(size, sc.events.len() as u64 + 1);

@@ -105,7 +105,7 @@ pub(super) async fn page(
             "the findings stage is not running".into(),
         ));
     };
-    let size = state.latest().size;
+    let size = state.answerable().size;
     let found = stage
         .page(
             size,

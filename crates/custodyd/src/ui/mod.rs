@@ -201,7 +201,7 @@ fn now() -> Timestamp {
 /// own paging links, which must be a checkpoint the log published, or the
 /// latest checkpoint's. It reads storage: call it from [`blocking`].
 fn pinned(state: &LogState, size: Option<&str>) -> Result<u64, UiError> {
-    let latest = state.latest().size;
+    let latest = state.answerable().size;
     let Some(size) = size else {
         return Ok(latest);
     };
