@@ -8,6 +8,8 @@
 //! to maps. [`findings_at`] evaluates the time-based rules from that state
 //! through [`FindingsHistory`], so both give the same answer.
 
+use std::collections::HashMap;
+
 use super::{
     finding_id, sequence_gap, uncovered, Finding, FindingsFilter, FindingsPage, PageCutter, Policy,
     Reason, Rule, TransferCheck, Uncovered,
@@ -1221,6 +1223,24 @@ fn visit_timed_findings_at(
 pub struct After<'a, S: ?Sized> {
     delta: &'a FindingsDelta,
     base: &'a S,
+    /// Where each asset's last birth and class are in the delta, for a
+    /// delta of many (a bulk event's): a lookup per member must not scan
+    /// every member.
+    births: HashMap<Digest, usize>,
+    classes: HashMap<Digest, usize>,
+}
+
+/// `AFTER_SCAN` is the largest delta [`After`] searches by scanning; a
+/// larger one is indexed first.
+const AFTER_SCAN: usize = 16;
+
+/// `last_positions` maps each asset to the position of its last
+/// occurrence in `assets`, or is empty for few enough to scan.
+fn last_positions<'a>(assets: impl ExactSizeIterator<Item = &'a Digest>) -> HashMap<Digest, usize> {
+    if assets.len() <= AFTER_SCAN {
+        return HashMap::new();
+    }
+    assets.enumerate().map(|(n, d)| (*d, n)).collect()
 }
 
 impl FindingsDelta {
@@ -1241,7 +1261,12 @@ impl FindingsDelta {
     /// `after` reads `base` as it will be once this delta is applied, as
     /// far as births and classes go (what [`held_birth`] reads).
     pub fn after<'a, S: FindingsState + ?Sized>(&'a self, base: &'a S) -> After<'a, S> {
-        After { delta: self, base }
+        After {
+            delta: self,
+            base,
+            births: last_positions(self.births.iter().map(|(d, _, _)| d)),
+            classes: last_positions(self.classes.iter().map(|(d, _)| d)),
+        }
     }
 }
 
@@ -1253,13 +1278,27 @@ impl<S: FindingsState + ?Sized> FindingsState for After<'_, S> {
         }
     }
     fn birth(&self, asset: &Digest) -> Result<Option<Birth>, Refusal> {
-        match self.delta.births.iter().rev().find(|(a, _, _)| a == asset) {
+        let found = if self.births.is_empty() {
+            self.delta.births.iter().rev().find(|(a, _, _)| a == asset)
+        } else {
+            self.births
+                .get(asset)
+                .and_then(|n| self.delta.births.get(*n))
+        };
+        match found {
             Some((_, b, _)) => Ok(Some(b.clone())),
             None => self.base.birth(asset),
         }
     }
     fn class(&self, asset: &Digest) -> Result<Option<(Modality, SubjectClass, u64)>, Refusal> {
-        match self.delta.classes.iter().rev().find(|(a, _)| a == asset) {
+        let found = if self.classes.is_empty() {
+            self.delta.classes.iter().rev().find(|(a, _)| a == asset)
+        } else {
+            self.classes
+                .get(asset)
+                .and_then(|n| self.delta.classes.get(*n))
+        };
+        match found {
             Some((_, c)) => Ok(Some(*c)),
             None => self.base.class(asset),
         }
