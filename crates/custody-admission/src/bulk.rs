@@ -29,12 +29,10 @@
 //! ends, and answers queries as of a checkpoint no later than the entry
 //! ([`BulkJob::indexed_below`]).
 
-use std::sync::Arc;
-
 use custody_domain::findings::{observe_event, observe_members, MemberFacts, Policy};
 use custody_domain::{
     admit_members, bulk_manifest, AssetRef, CustodyActionKind, CustodyView, Digest, Effects, Event,
-    EventBody, Interval, KeyId, ManifestRef, Refusal, Registry, SignedEnvelope,
+    EventBody, KeyId, ManifestRef, Refusal, Registry, SignedEnvelope,
 };
 use custody_proto::{decode_entry, decode_event, envelope_to_proto, v1, Entry};
 use custody_store::index::{
@@ -60,7 +58,8 @@ pub struct BulkJob {
     event: Event,
     digest: [u8; 32],
     manifest: ManifestRef,
-    members: Arc<Vec<Digest>>,
+    /// Its member count: members are read a slice at a time, never all.
+    members: usize,
     stage: Stage,
 }
 
@@ -116,32 +115,6 @@ pub fn bulk_members(
         .filter(|n| *n > limit as u64))
 }
 
-/// A view whose one manifest is already in memory, so each slice does not
-/// read a million members again.
-struct Pinned<'a> {
-    base: StoreView<'a>,
-    manifest: ManifestRef,
-    members: &'a Arc<Vec<Digest>>,
-}
-
-impl CustodyView for Pinned<'_> {
-    fn open_interval(&self, asset: &Digest, system: &str) -> Result<Option<Interval>, Refusal> {
-        self.base.open_interval(asset, system)
-    }
-    fn asset_meta(&self, asset: &Digest) -> Result<Option<custody_domain::AssetMeta>, Refusal> {
-        self.base.asset_meta(asset)
-    }
-    fn transfer(&self, index: u64) -> Result<Option<custody_domain::Transfer>, Refusal> {
-        self.base.transfer(index)
-    }
-    fn manifest(&self, m: &ManifestRef) -> Result<Option<Arc<Vec<Digest>>>, Refusal> {
-        if *m == self.manifest {
-            return Ok(Some(self.members.clone()));
-        }
-        self.base.manifest(m)
-    }
-}
-
 fn storage(what: &str, e: impl std::fmt::Display) -> Refusal {
     Refusal::exhausted(format!("{what} failed: {e}; retry"))
 }
@@ -172,12 +145,12 @@ impl BulkJob {
         admit_members(registry, &view, &signers, &event, UNLOGGED, time, 0..0)?;
         let manifest = bulk_manifest(&event, &view)?
             .ok_or_else(|| Refusal::invalid("custody.manifest", "the event names no manifest"))?;
-        let members = view.manifest(&manifest)?.ok_or_else(|| {
-            Refusal::precondition(format!(
-                "manifest {} with {} members was not uploaded: send its members with PutManifest first",
-                custody_domain::hex(&manifest.root),
-                manifest.count
-            ))
+        // `admit_members` found it uploaded, with this count.
+        let members = usize::try_from(manifest.count).map_err(|_| {
+            Refusal::invalid(
+                "custody.manifest.count",
+                "more members than this server can address",
+            )
         })?;
         Ok(Self {
             envelope: envelope.clone(),
@@ -217,10 +190,14 @@ impl BulkJob {
         let manifest = bulk_manifest(&event, &view)
             .map_err(|e| anyhow::anyhow!("bulk entry {index}: {e}"))?
             .ok_or_else(|| anyhow::anyhow!("bulk entry {index} names no manifest"))?;
-        let members = view
-            .manifest(&manifest)
+        if view
+            .manifest_members(&manifest, 0..0)
             .map_err(|e| anyhow::anyhow!("bulk entry {index}: {e}"))?
-            .ok_or_else(|| anyhow::anyhow!("bulk entry {index}: its manifest is not stored"))?;
+            .is_none()
+        {
+            anyhow::bail!("bulk entry {index}: its manifest is not stored");
+        }
+        let members = usize::try_from(manifest.count)?;
         Ok(Some(Self {
             digest: envelope.digest(),
             envelope,
@@ -242,7 +219,7 @@ impl BulkJob {
 
     /// `members` is its member count.
     pub fn members(&self) -> usize {
-        self.members.len()
+        self.members
     }
 
     /// `done` is how many members were checked (before the head) or
@@ -264,7 +241,7 @@ impl BulkJob {
     /// `checked` is whether every member was checked, so the entry may be
     /// logged ([`BulkJob::head`]).
     pub fn checked(&self) -> bool {
-        matches!(&self.stage, Stage::Check { next, .. } if *next >= self.members.len())
+        matches!(&self.stage, Stage::Check { next, .. } if *next >= self.members)
     }
 
     /// `indexed_below` is the tree size below which every entry's derived
@@ -274,9 +251,24 @@ impl BulkJob {
         self.index().unwrap_or(u64::MAX)
     }
 
-    /// `holds` is whether `asset` is a member.
-    fn holds(&self, asset: &Digest) -> bool {
-        self.members.binary_search(asset).is_ok()
+    /// `holds` is whether `asset` is a member: a binary search of the
+    /// stored members, which are sorted (about 20 reads for a million).
+    /// A failed read counts as a member, so the caller holds back.
+    fn holds(&self, asset: &Digest, view: &dyn CustodyView) -> bool {
+        let (mut lo, mut hi) = (0usize, self.members);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match view.manifest_members(&self.manifest, mid..mid + 1) {
+                Ok(Some(m)) => match m.first().map(|d| d.cmp(asset)) {
+                    Some(std::cmp::Ordering::Equal) => return true,
+                    Some(std::cmp::Ordering::Less) => lo = mid + 1,
+                    Some(std::cmp::Ordering::Greater) => hi = mid,
+                    None => return true,
+                },
+                _ => return true,
+            }
+        }
+        false
     }
 
     /// `conflicts` is whether `event` must wait until the job ends: it is
@@ -292,10 +284,10 @@ impl BulkJob {
             EventBody::Custody(c) => {
                 let named = |a: &Option<AssetRef>| match a {
                     Some(AssetRef::Manifest(_)) => true,
-                    Some(AssetRef::One(d)) => self.holds(d),
+                    Some(AssetRef::One(d)) => self.holds(d, view),
                     None => false,
                 };
-                if named(&c.asset) || c.parents.iter().any(|p| self.holds(&p.digest)) {
+                if named(&c.asset) || c.parents.iter().any(|p| self.holds(&p.digest, view)) {
                     return true;
                 }
                 match (c.action, c.receipt_of) {
@@ -328,7 +320,7 @@ impl BulkJob {
         registry: &Registry,
         n: usize,
     ) -> Result<bool, Refusal> {
-        let len = self.members.len();
+        let len = self.members;
         let Stage::Check {
             next,
             facts,
@@ -338,11 +330,7 @@ impl BulkJob {
             return Ok(true);
         };
         let end = next.saturating_add(n.max(1)).min(len);
-        let view = Pinned {
-            base: StoreView(store),
-            manifest: self.manifest,
-            members: &self.members,
-        };
+        let view = StoreView(store);
         let fx = custody_domain::plan_members(&self.event, UNLOGGED, registry, &view, *next..end)?;
         let state = StoreView(store);
         facts.add(&state, &self.event, &fx)?;
@@ -480,13 +468,9 @@ impl BulkJob {
         else {
             return Err(Refusal::exhausted("the bulk event is not logged yet"));
         };
-        let len = self.members.len();
+        let len = self.members;
         let end = next.saturating_add(n.max(1)).min(len);
-        let view = Pinned {
-            base: StoreView(store),
-            manifest: self.manifest,
-            members: &self.members,
-        };
+        let view = StoreView(store);
         let fx: Effects =
             custody_domain::plan_members(&self.event, index, registry, &view, next..end)?;
         let state = StoreView(store);

@@ -115,6 +115,21 @@ pub trait CustodyView {
     ///
     /// A `ResourceExhausted` [`Refusal`] when storage fails.
     fn manifest(&self, m: &ManifestRef) -> Result<Option<Arc<Vec<Digest>>>, Refusal>;
+
+    /// `manifest_members` is the members of an uploaded manifest within
+    /// `range` (clamped to its count), if its root and count were
+    /// uploaded: what a slice of a bulk event reads, without the rest.
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] when storage fails.
+    fn manifest_members(
+        &self,
+        m: &ManifestRef,
+        range: Range<usize>,
+    ) -> Result<Option<Vec<Digest>>, Refusal> {
+        Ok(self.manifest(m)?.map(|all| slice(&all, &range).to_vec()))
+    }
 }
 
 /// `Effects` is what one accepted event changes.
@@ -218,7 +233,8 @@ pub fn plan_members(
                 )));
             }
             if a.holdings.count > 0 {
-                members(view, &AssetRef::Manifest(a.holdings))?;
+                // Uploaded, that is all.
+                members(view, &AssetRef::Manifest(a.holdings), &(0..0))?;
             }
         }
         EventBody::PartyRegistered(p) => push_party(&mut fx, &p.party_id),
@@ -229,7 +245,7 @@ pub fn plan_members(
         EventBody::GrantRevoked(_) | EventBody::RetentionRulePublished(_) => {}
         EventBody::LegalHold(h) => {
             if let (false, Some(m @ AssetRef::Manifest(_))) = (h.released, &h.assets) {
-                fx.held_assets = members(view, m)?.to_vec();
+                fx.held_assets = members(view, m, &ALL_MEMBERS)?;
             }
         }
     }
@@ -282,10 +298,14 @@ fn slice<'a>(all: &'a [Digest], range: &Range<usize>) -> &'a [Digest] {
     all.get(range.start.min(end)..end).unwrap_or(&[])
 }
 
-fn members(view: &dyn CustodyView, a: &AssetRef) -> Result<Arc<Vec<Digest>>, Refusal> {
+fn members(
+    view: &dyn CustodyView,
+    a: &AssetRef,
+    range: &Range<usize>,
+) -> Result<Vec<Digest>, Refusal> {
     match a {
-        AssetRef::One(d) => Ok(Arc::new(vec![*d])),
-        AssetRef::Manifest(m) => view.manifest(m)?.ok_or_else(|| {
+        AssetRef::One(d) => Ok(slice(&[*d], range).to_vec()),
+        AssetRef::Manifest(m) => view.manifest_members(m, range.clone())?.ok_or_else(|| {
             Refusal::precondition(format!(
                 "manifest {} with {} members was not uploaded: send its members with PutManifest first",
                 hex(&m.root),
@@ -408,8 +428,7 @@ fn plan_custody(
                     "only DERIVE has parents",
                 ));
             }
-            let all = members(view, &asset)?;
-            for d in slice(&all, range) {
+            for d in &members(view, &asset, range)? {
                 fx.assets.push(*d);
                 let known = view.asset_meta(d)?;
                 if let Some(m) = known {
@@ -473,8 +492,7 @@ fn plan_custody(
                     "from_system and to_system are the same system",
                 ));
             }
-            let all = members(view, &asset)?;
-            for d in slice(&all, range) {
+            for d in &members(view, &asset, range)? {
                 fx.assets.push(*d);
                 let meta = view.asset_meta(d)?;
                 if view.open_interval(d, &to.system.system_id)?.is_none() {
@@ -538,8 +556,7 @@ fn plan_custody(
                     ));
                 }
             }
-            fx.assets
-                .extend(slice(&members(view, &tr.asset)?, range).iter().copied());
+            fx.assets.extend(members(view, &tr.asset, range)?);
             push_party(fx, &tr.recipient);
             tr.receipt = Some(index);
             fx.transfer = Some((of, tr));
@@ -560,7 +577,7 @@ fn plan_custody(
                 "custody.purpose",
                 "an access or use states its purpose",
             )?;
-            for d in slice(&members(view, &asset)?, range) {
+            for d in &members(view, &asset, range)? {
                 fx.assets.push(*d);
                 if view.open_interval(d, &from.system.system_id)?.is_none() {
                     fx.unexplained.push((*d, from.system.system_id.clone()));
@@ -583,7 +600,7 @@ fn plan_custody(
                 "custody.delete_method",
                 "a DELETE records its method",
             )?;
-            for d in slice(&members(view, &asset)?, range) {
+            for d in &members(view, &asset, range)? {
                 let Some(open) = view.open_interval(d, &from.system.system_id)? else {
                     return Err(Refusal::precondition(format!(
                         "asset {} has no open custody interval on system {}: nothing to delete",
@@ -680,5 +697,13 @@ impl<V: CustodyView> CustodyView for Overlay<V> {
 
     fn manifest(&self, m: &ManifestRef) -> Result<Option<Arc<Vec<Digest>>>, Refusal> {
         self.base.manifest(m)
+    }
+
+    fn manifest_members(
+        &self,
+        m: &ManifestRef,
+        range: Range<usize>,
+    ) -> Result<Option<Vec<Digest>>, Refusal> {
+        self.base.manifest_members(m, range)
     }
 }

@@ -840,4 +840,32 @@ impl CustodyView for StoreView<'_> {
             _ => Ok(None),
         }
     }
+
+    fn manifest_members(
+        &self,
+        m: &ManifestRef,
+        range: std::ops::Range<usize>,
+    ) -> Result<Option<Vec<Digest>>, Refusal> {
+        match manifest_count(self.0, &m.root).map_err(storage)? {
+            Some(n) if n == m.count => {
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                let end = range.end.min(n);
+                let start = range.start.min(end);
+                if start == end {
+                    return Ok(Some(Vec::new()));
+                }
+                let members = manifest_members(self.0, &m.root, start as u64, end - start)
+                    .map_err(storage)?;
+                if members.len() != end - start {
+                    return Err(storage(StoreError::Corrupt(format!(
+                        "manifest {} lists {} of its members {start}..{end}",
+                        custody_domain::hex(&m.root),
+                        members.len()
+                    ))));
+                }
+                Ok(Some(members))
+            }
+            _ => Ok(None),
+        }
+    }
 }
