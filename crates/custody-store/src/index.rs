@@ -415,24 +415,48 @@ pub fn manifest_writes(
     members: &[Digest],
     hashes: &[(u64, [u8; 32])],
 ) -> Vec<KvWrite> {
-    let mut out = Vec::with_capacity(members.len() + hashes.len() + 1);
-    for (i, d) in members.iter().enumerate() {
-        let mut k = root.to_vec();
-        k.extend_from_slice(&(i as u64).to_be_bytes());
-        out.push(put(IndexCf::ManifestMembers, k, d.to_vec()));
-    }
-    for (i, h) in hashes {
-        let mut k = root.to_vec();
-        k.extend_from_slice(&i.to_be_bytes());
-        out.push(put(IndexCf::ManifestHashes, k, h.to_vec()));
-    }
+    let mut out = manifest_member_writes(root, 0, members);
+    out.extend(manifest_hash_writes(root, hashes));
     // Written last in the batch; the whole batch is atomic anyway.
-    out.push(put(
+    out.push(manifest_meta_write(root, members.len() as u64));
+    out
+}
+
+/// `manifest_member_writes` stores members of a manifest, the first of
+/// them at ordinal `first`: one piece of a large manifest, written before
+/// its [`manifest_meta_write`], which makes it known.
+pub fn manifest_member_writes(root: &Digest, first: u64, members: &[Digest]) -> Vec<KvWrite> {
+    members
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut k = root.to_vec();
+            k.extend_from_slice(&(first + i as u64).to_be_bytes());
+            put(IndexCf::ManifestMembers, k, d.to_vec())
+        })
+        .collect()
+}
+
+/// `manifest_hash_writes` stores stored hashes of a manifest's tree.
+pub fn manifest_hash_writes(root: &Digest, hashes: &[(u64, [u8; 32])]) -> Vec<KvWrite> {
+    hashes
+        .iter()
+        .map(|(i, h)| {
+            let mut k = root.to_vec();
+            k.extend_from_slice(&i.to_be_bytes());
+            put(IndexCf::ManifestHashes, k, h.to_vec())
+        })
+        .collect()
+}
+
+/// `manifest_meta_write` records a manifest's member count: once it is
+/// written, the manifest is uploaded.
+pub fn manifest_meta_write(root: &Digest, count: u64) -> KvWrite {
+    put(
         IndexCf::ManifestMeta,
         root.to_vec(),
-        (members.len() as u64).to_be_bytes().to_vec(),
-    ));
-    out
+        count.to_be_bytes().to_vec(),
+    )
 }
 
 fn tail_u64(key: &[u8]) -> Result<u64, StoreError> {

@@ -771,6 +771,10 @@ fn decode_holdings_token(t: &[u8]) -> Result<Option<HoldingsCursor>, Status> {
     )))
 }
 
+/// `MANIFEST_WRITE_CHUNK` is how many members (or tree hashes) of an
+/// uploaded manifest are written at once.
+const MANIFEST_WRITE_CHUNK: usize = 65_536;
+
 /// `put_manifest` receives a manifest upload, checks it, computes its tree
 /// and stores it.
 ///
@@ -833,13 +837,32 @@ pub async fn put_manifest(
         let count = members.len() as u64;
         let m = ManifestRef { root, count };
         let known = StoreView(state.store.as_ref())
-            .manifest(&m)
+            .manifest_members(&m, 0..0)
             .map_err(|e| internal("read manifest", e))?;
         if known.is_none() {
+            drop(memory);
+            drop(leaves);
             let stored: Vec<(u64, [u8; 32])> = hashes.into_iter().map(|(i, h)| (i, h.0)).collect();
+            // In pieces, so a million members are never a million writes
+            // in memory at once; the count, which makes the manifest
+            // known, comes last (a failed upload leaves members no event
+            // can name).
+            for (k, part) in members.chunks(MANIFEST_WRITE_CHUNK).enumerate() {
+                let first = (k * MANIFEST_WRITE_CHUNK) as u64;
+                state
+                    .store
+                    .index_write(&index::manifest_member_writes(&root, first, part))
+                    .map_err(|e| internal("store manifest", e))?;
+            }
+            for part in stored.chunks(MANIFEST_WRITE_CHUNK) {
+                state
+                    .store
+                    .index_write(&index::manifest_hash_writes(&root, part))
+                    .map_err(|e| internal("store manifest", e))?;
+            }
             state
                 .store
-                .index_write(&index::manifest_writes(&root, &members, &stored))
+                .index_write(&[index::manifest_meta_write(&root, count)])
                 .map_err(|e| internal("store manifest", e))?;
         }
         Ok(v1::PutManifestResponse {
