@@ -1,9 +1,9 @@
 //! Bulk events admitted in slices (issue 9: "no request can stall the
 //! log"). A CAPTURE of a large manifest runs as a bulk job, a slice of
 //! members per step: other reporters' events are logged and acknowledged
-//! while it runs, events that touch its members or the registry wait until
-//! it ends, and `custody audit`, which replays every event whole, agrees
-//! with what the slices wrote. A server killed between two slices resumes
+//! while it runs, events that touch its members wait until it ends, and
+//! `custody audit`, which replays every event whole, agrees with what the
+//! slices wrote. A server killed between two slices resumes
 //! the job from its record.
 
 use std::time::{Duration, Instant};
@@ -133,8 +133,10 @@ async fn other_reporters_are_logged_while_a_bulk_event_is_applied_and_the_audit_
         let i = append_at(&mut c, &event("gate", capture("gate")), &gate).await;
         small.push((i, Instant::now()));
         // Once the bulk entry is logged (it is the one index the small
-        // events skip), one event that reads a member's custody and one
-        // registry event: both must wait for the whole event.
+        // events skip), one event that reads a member's custody, which
+        // must wait for the whole event, and one registry event, which
+        // need not (the members are applied with the registry the entry
+        // was logged after).
         if small.len() >= 2
             && small[small.len() - 1].0 > small[small.len() - 2].0 + 1
             && !bulk.is_finished()

@@ -41,7 +41,7 @@ use custody_store::index::{
 use custody_store::{Commit, DedupRecord, IndexCf, KvWrite, LogStore};
 use prost::Message as _;
 
-use crate::{verify_late, Appended};
+use crate::{load_registry_below, verify_late, Appended};
 
 /// `JOB_KEY` is the job's record in `derived_meta`: the index of the bulk
 /// entry being applied, the first member not yet applied, and the number
@@ -60,6 +60,12 @@ pub struct BulkJob {
     manifest: ManifestRef,
     /// Its member count: members are read a slice at a time, never all.
     members: usize,
+    /// The registry its members are planned with: as the check began,
+    /// then as the entry was logged. Registry events are logged while the
+    /// job runs; one logged before the head starts the check again
+    /// ([`BulkJob::registry_changed`]), and those after it do not reach
+    /// the entry's members, as in a replay of the log.
+    registry: Registry,
     stage: Stage,
 }
 
@@ -158,6 +164,7 @@ impl BulkJob {
             event,
             manifest,
             members,
+            registry: registry.clone(),
             stage: Stage::Check {
                 next: 0,
                 facts: MemberFacts::default(),
@@ -198,12 +205,14 @@ impl BulkJob {
             anyhow::bail!("bulk entry {index}: its manifest is not stored");
         }
         let members = usize::try_from(manifest.count)?;
+        let registry = load_registry_below(store, index)?;
         Ok(Some(Self {
             digest: envelope.digest(),
             envelope,
             event,
             manifest,
             members,
+            registry,
             stage: Stage::Apply {
                 index,
                 next: usize::try_from(next).unwrap_or(usize::MAX),
@@ -272,12 +281,13 @@ impl BulkJob {
     }
 
     /// `conflicts` is whether `event` must wait until the job ends: it is
-    /// by the same reporter (whose events keep their order), changes the
-    /// registry (which the job's slices are planned with), names a
-    /// manifest, or names a member, as its asset, a parent or what its
-    /// RECEIPT acknowledges; or cannot be told apart from one that does.
+    /// by the same reporter (whose events keep their order), carries the
+    /// job's event id, names a manifest, or names a member, as its asset,
+    /// a parent or what its RECEIPT acknowledges; or cannot be told apart
+    /// from one that does. Registry events need not wait: see
+    /// [`BulkJob::registry_changed`].
     pub fn conflicts(&self, event: &Event, view: &dyn CustodyView) -> bool {
-        if event.reporter == self.event.reporter || event.body.is_registry() {
+        if event.reporter == self.event.reporter || event.event_id == self.event.event_id {
             return true;
         }
         match &event.body {
@@ -307,6 +317,25 @@ impl BulkJob {
         }
     }
 
+    /// `registry_changed` is told of each registry entry logged while the
+    /// job runs. Before the job's entry is logged, its members' check
+    /// starts again with `registry`, the registry it will be logged after;
+    /// after, nothing changes: its members are applied with the registry
+    /// it was logged with.
+    pub fn registry_changed(&mut self, registry: &Registry) {
+        if let Stage::Check {
+            next,
+            facts,
+            raised,
+        } = &mut self.stage
+        {
+            *next = 0;
+            *facts = MemberFacts::default();
+            *raised = RaisedCounts::default();
+            self.registry = registry.clone();
+        }
+    }
+
     /// `check_slice` checks the next `n` members against committed state,
     /// writing nothing, and says whether all are checked.
     ///
@@ -314,12 +343,7 @@ impl BulkJob {
     ///
     /// The [`Refusal`] a member gives the event: the job ends, and nothing
     /// was logged.
-    pub fn check_slice(
-        &mut self,
-        store: &dyn LogStore,
-        registry: &Registry,
-        n: usize,
-    ) -> Result<bool, Refusal> {
+    pub fn check_slice(&mut self, store: &dyn LogStore, n: usize) -> Result<bool, Refusal> {
         let len = self.members;
         let Stage::Check {
             next,
@@ -331,7 +355,8 @@ impl BulkJob {
         };
         let end = next.saturating_add(n.max(1)).min(len);
         let view = StoreView(store);
-        let fx = custody_domain::plan_members(&self.event, UNLOGGED, registry, &view, *next..end)?;
+        let fx =
+            custody_domain::plan_members(&self.event, UNLOGGED, &self.registry, &view, *next..end)?;
         let state = StoreView(store);
         facts.add(&state, &self.event, &fx)?;
         raised.count(&observe_members(&state, UNLOGGED, &self.event, &fx)?);
@@ -436,6 +461,7 @@ impl BulkJob {
             commit.registry.push(size);
         }
         commit.entries.push(entry);
+        self.registry = registry.clone();
         self.stage = Stage::Apply {
             index: size,
             next: 0,
@@ -454,12 +480,7 @@ impl BulkJob {
     /// A `ResourceExhausted` [`Refusal`] when storage fails (retry); any
     /// other means the members' state changed under the job, which the
     /// caller's holding back of conflicting events should make impossible.
-    pub fn apply_slice(
-        &self,
-        store: &dyn LogStore,
-        registry: &Registry,
-        n: usize,
-    ) -> Result<(Commit, Slice), Refusal> {
+    pub fn apply_slice(&self, store: &dyn LogStore, n: usize) -> Result<(Commit, Slice), Refusal> {
         let Stage::Apply {
             index,
             next,
@@ -472,7 +493,7 @@ impl BulkJob {
         let end = next.saturating_add(n.max(1)).min(len);
         let view = StoreView(store);
         let fx: Effects =
-            custody_domain::plan_members(&self.event, index, registry, &view, next..end)?;
+            custody_domain::plan_members(&self.event, index, &self.registry, &view, next..end)?;
         let state = StoreView(store);
         let delta = observe_members(&state, index, &self.event, &fx)?;
         let size = store.tree_size().map_err(|e| storage("tree size", e))?;

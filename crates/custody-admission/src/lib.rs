@@ -79,12 +79,22 @@ pub fn grow_tree(commit: &mut Commit, tree: &impl HashSource) -> Result<(), Tree
 ///
 /// If the store cannot be read or holds entries this code did not write.
 pub fn load_registry(store: &dyn LogStore) -> anyhow::Result<Registry> {
+    load_registry_below(store, u64::MAX)
+}
+
+/// `load_registry_below` is the registry as of the log's first `size`
+/// entries: what a bulk entry at index `size` was logged after.
+///
+/// # Errors
+///
+/// As [`load_registry`].
+pub fn load_registry_below(store: &dyn LogStore, size: u64) -> anyhow::Result<Registry> {
     let genesis = match store.read_entries(0, 1)?.first().map(|e| decode_entry(e)) {
         Some(Ok(Entry::Genesis(g))) => g,
         _ => anyhow::bail!("entry 0 is not a genesis entry: is this a custodyd database?"),
     };
     let mut registry = Registry::new(&genesis).map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
-    for i in store.registry_indexes()? {
+    for i in store.registry_indexes()?.into_iter().filter(|i| *i < size) {
         let bytes = store.read_entries(i, i + 1)?;
         let Some(Ok(Entry::Event { envelope, .. })) = bytes.first().map(|e| decode_entry(e)) else {
             anyhow::bail!("registry entry {i} does not decode");
@@ -381,6 +391,24 @@ fn check_parallel(registry: &Registry, envelopes: &[&SignedEnvelope]) -> Vec<Che
             c
         })
         .collect()
+}
+
+/// `verify_signatures` verifies every signature of `envelope`, whose
+/// event is `event`, by keys `registry` allows its reporter at `time`:
+/// for a caller about to keep a submission waiting, so nothing forged
+/// waits, and nothing forged makes another reporter's events wait.
+///
+/// # Errors
+///
+/// The `PermissionDenied` [`Refusal`] for the first key or signature at
+/// fault.
+pub fn verify_signatures(
+    registry: &Registry,
+    envelope: &SignedEnvelope,
+    event: &Event,
+    time: i64,
+) -> Result<(), Refusal> {
+    verify_late(registry, envelope, event, &envelope.signing_bytes(), time)
 }
 
 /// `verify_late` verifies every signature of an envelope the parallel

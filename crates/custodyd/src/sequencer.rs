@@ -16,7 +16,9 @@
 //!   then its entry is logged with the job's record, then its members are
 //!   applied a slice per commit, each between other reporters' batches.
 //!   Until it ends, submissions that conflict with it are held back (in
-//!   order, per reporter), queries answer as of a checkpoint before it
+//!   order, per reporter, once their signatures verify), registry entries
+//!   logged before its entry restart its check, queries answer as of a
+//!   checkpoint before it
 //!   (`LogState::indexed`), and its submitter waits for its verdict. A
 //!   restart resumes it from its record.
 
@@ -24,8 +26,8 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 pub use custody_admission::{
-    grow_tree, load_registry, sequence_batch, sequence_bounded, Appended, BulkJob, HeadStep,
-    Sequenced,
+    grow_tree, load_registry, sequence_batch, sequence_bounded, verify_signatures, Appended,
+    BulkJob, HeadStep, Sequenced,
 };
 use custody_domain::findings::Policy;
 use custody_domain::{Refusal, Registry, SignedEnvelope};
@@ -267,12 +269,16 @@ impl Sequencer {
             return batch;
         };
         let view = StoreView(self.state.store.as_ref());
+        let time = now_nanos().max(self.last_time);
         let mut keep = Vec::with_capacity(batch.len());
         for sub in batch {
-            // An envelope that does not decode is refused in its batch.
+            // An envelope that does not decode, or whose signatures do not
+            // verify, is refused in its batch: nothing forged waits, nor
+            // makes the reporter it names wait.
             let held = match decode_event(&sub.envelope.body) {
-                Ok(e) => (self.held_reporters.contains(&e.reporter) || job.conflicts(&e, &view))
-                    .then_some(e.reporter),
+                Ok(e) => ((self.held_reporters.contains(&e.reporter) || job.conflicts(&e, &view))
+                    && verify_signatures(&self.registry, &sub.envelope, &e, time).is_ok())
+                .then_some(e.reporter),
                 Err(_) => None,
             };
             match held {
@@ -337,6 +343,9 @@ impl Sequencer {
                 self.state
                     .registry
                     .send_replace(Arc::new(self.registry.clone()));
+                if let Some((job, _)) = self.job.as_mut() {
+                    job.registry_changed(&self.registry);
+                }
             }
             self.state.durable.send_replace(self.size);
         }
@@ -393,10 +402,7 @@ impl Sequencer {
         let store = self.state.store.clone();
         let Some(index) = job.index() else {
             if !job.checked() {
-                return job
-                    .check_slice(store.as_ref(), &self.registry, self.slice)
-                    .err()
-                    .map(Err);
+                return job.check_slice(store.as_ref(), self.slice).err().map(Err);
             }
             let time = now_nanos().max(self.last_time);
             // Queries stop at a checkpoint before the entry until its
@@ -431,7 +437,7 @@ impl Sequencer {
             index,
             duplicate: false,
         };
-        match job.apply_slice(store.as_ref(), &self.registry, self.slice) {
+        match job.apply_slice(store.as_ref(), self.slice) {
             Ok((commit, slice)) => match store.commit(&commit) {
                 Ok(()) => {
                     job.applied(slice);

@@ -1121,14 +1121,14 @@ fn log_batch(
             let mut job =
                 BulkJob::begin(store, registry, env, b.event, b.unverified.as_deref(), time)?;
             while !job.checked() {
-                job.check_slice(store, registry, n)?;
+                job.check_slice(store, n)?;
             }
             match job.head(store, registry, size, &POLICY, time)? {
                 HeadStep::Logged(c) => store.commit(&c).unwrap(),
                 HeadStep::Duplicate(a) => return Ok(a),
             }
             loop {
-                let (c, s) = job.apply_slice(store, registry, n)?;
+                let (c, s) = job.apply_slice(store, n)?;
                 store.commit(&c).unwrap();
                 job.applied(s);
                 if s.last {
