@@ -22,7 +22,7 @@
 //!   (`LogState::indexed`), and its submitter waits for its verdict. A
 //!   restart resumes it from its record.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 pub use custody_admission::{
@@ -50,6 +50,9 @@ pub struct Submission {
     /// Its share of the queue's byte budget, given back when the
     /// submission is dropped (after its verdict).
     _bytes: OwnedSemaphorePermit,
+    /// Whether a running bulk job already sent it back once to be looked
+    /// at again after its batch (its key may arrive in that batch).
+    rechecked: bool,
 }
 
 /// `queued_bytes` is what a waiting envelope is charged against the
@@ -95,6 +98,7 @@ impl SequencerHandle {
                 envelope,
                 reply,
                 _bytes: permit,
+                rechecked: false,
             })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => Refusal::exhausted(
@@ -135,8 +139,21 @@ pub struct Sequencer {
     /// or their reporter has one held), in arrival order; each still holds
     /// its share of the queue's byte budget, so they are bounded with it.
     held: VecDeque<Submission>,
-    /// Reporters with a submission in `held`.
-    held_reporters: HashSet<String>,
+    /// Reporters with a submission in `held`, and the bytes each holds
+    /// there: at most [`Sequencer::held_limit`], so no reporter's held
+    /// events crowd out the others'.
+    held_reporters: HashMap<String, usize>,
+    /// Set once a registry event waits in `held`: every later submission
+    /// waits too, so none is judged before a registry change that came
+    /// first (a revoked key or grant), nor a held one after it.
+    barrier: bool,
+    /// The keys that KEY_ADDED events waiting in `held` add: a submission
+    /// signed with one waits behind it, unverified until then.
+    held_keys: HashSet<custody_domain::KeyId>,
+    /// The queue's byte budget, of which one reporter may hold an eighth.
+    queue_bytes: usize,
+    /// How long the last batch took: a bulk job's check gets as long.
+    last_batch: std::time::Duration,
     /// Submissions to sequence before any newer one: the rest of a batch a
     /// bulk event stopped, and the held ones once the job ends.
     backlog: VecDeque<Submission>,
@@ -146,6 +163,10 @@ pub struct Sequencer {
 /// at once by default: about 10 ms of work, so other reporters' acks
 /// wait no longer for a bulk event.
 pub const DEFAULT_BULK_SLICE: usize = 2048;
+
+/// `CHECK_BUDGET` is how long the sequencer checks a bulk event's members
+/// between two batches of other submissions.
+const CHECK_BUDGET: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl Sequencer {
     /// `start` spawns the sequencer on its own thread and returns the handle
@@ -208,7 +229,11 @@ impl Sequencer {
             slice: slice.max(1),
             job: job.map(|j| (j, None)),
             held: VecDeque::new(),
-            held_reporters: HashSet::new(),
+            held_reporters: HashMap::new(),
+            barrier: false,
+            held_keys: HashSet::new(),
+            queue_bytes,
+            last_batch: std::time::Duration::ZERO,
             backlog: VecDeque::new(),
         };
         std::thread::Builder::new()
@@ -247,11 +272,17 @@ impl Sequencer {
                     Err(mpsc::error::TryRecvError::Disconnected) => open = false,
                 }
             }
+            let mut again = Vec::new();
             if self.job.is_some() {
-                batch = self.hold_back(batch);
+                (batch, again) = self.hold_back(batch);
             }
             if !batch.is_empty() {
+                let start = std::time::Instant::now();
                 self.process(batch);
+                self.last_batch = start.elapsed();
+            }
+            for s in again.into_iter().rev() {
+                self.backlog.push_front(s);
             }
             if self.job.is_some() {
                 self.bulk_step();
@@ -260,36 +291,95 @@ impl Sequencer {
         tracing::info!("sequencer stopped: all submitters gone");
     }
 
-    /// `hold_back` keeps the submissions that may be sequenced while the
-    /// bulk job runs, and holds back the rest ([`BulkJob::conflicts`]), and
-    /// every later one by a reporter with one held, so each reporter's
-    /// events keep their order.
-    fn hold_back(&mut self, batch: Vec<Submission>) -> Vec<Submission> {
+    /// `held_limit` is the bytes of held submissions one reporter may
+    /// have: an eighth of the queue's budget.
+    fn held_limit(&self) -> usize {
+        (self.queue_bytes / 8).max(1 << 17)
+    }
+
+    /// `hold_back` splits a batch taken while the bulk job runs: the
+    /// submissions that may be sequenced now, and those to look at again
+    /// after it (signed by a key no registry entry has added yet, which
+    /// the batch may add); it holds back the rest until the job ends.
+    /// A submission waits if [`BulkJob::conflicts`] says so, or its
+    /// reporter has one waiting (each reporter's events keep their
+    /// order), or it is a registry event while others wait, or a
+    /// registry event waits (see `barrier`). Only what verifies waits,
+    /// or what is signed by a key a waiting KEY_ADDED adds; anything else
+    /// is refused in its batch, so nothing forged waits, nor makes the
+    /// reporter it names wait.
+    fn hold_back(&mut self, batch: Vec<Submission>) -> (Vec<Submission>, Vec<Submission>) {
         let Some((job, _)) = &self.job else {
-            return batch;
+            return (batch, Vec::new());
         };
         let view = StoreView(self.state.store.as_ref());
         let time = now_nanos().max(self.last_time);
+        let limit = self.held_limit();
         let mut keep = Vec::with_capacity(batch.len());
-        for sub in batch {
-            // An envelope that does not decode, or whose signatures do not
-            // verify, is refused in its batch: nothing forged waits, nor
-            // makes the reporter it names wait.
-            let held = match decode_event(&sub.envelope.body) {
-                Ok(e) => ((self.held_reporters.contains(&e.reporter) || job.conflicts(&e, &view))
-                    && verify_signatures(&self.registry, &sub.envelope, &e, time).is_ok())
-                .then_some(e.reporter),
-                Err(_) => None,
+        let mut again: Vec<Submission> = Vec::new();
+        // Reporters sent back in this batch: their later events follow.
+        let mut later: HashSet<String> = HashSet::new();
+        for mut sub in batch {
+            let Ok(e) = decode_event(&sub.envelope.body) else {
+                keep.push(sub);
+                continue;
             };
-            match held {
-                Some(reporter) => {
-                    self.held_reporters.insert(reporter);
-                    self.held.push_back(sub);
-                }
-                None => keep.push(sub),
+            if later.contains(&e.reporter) {
+                again.push(sub);
+                continue;
             }
+            let waits = self.barrier
+                || self.held_reporters.contains_key(&e.reporter)
+                || (e.body.is_registry() && !self.held.is_empty())
+                || job.conflicts(&e, &view);
+            if !waits {
+                keep.push(sub);
+                continue;
+            }
+            let unknown: Vec<custody_domain::KeyId> = sub
+                .envelope
+                .signatures
+                .iter()
+                .map(|s| s.key_id)
+                .filter(|k| self.registry.key(k).is_none())
+                .collect();
+            let may_wait = if unknown.is_empty() {
+                verify_signatures(&self.registry, &sub.envelope, &e, time).is_ok()
+            } else if unknown.iter().all(|k| self.held_keys.contains(k)) {
+                true
+            } else if !sub.rechecked {
+                sub.rechecked = true;
+                later.insert(e.reporter);
+                again.push(sub);
+                continue;
+            } else {
+                false
+            };
+            if !may_wait {
+                keep.push(sub);
+                continue;
+            }
+            let charge = queued_bytes(&sub.envelope) as usize;
+            let used = self.held_reporters.get(&e.reporter).copied().unwrap_or(0);
+            if used + charge > limit {
+                let _ = sub.reply.send(Err(Refusal::exhausted(format!(
+                    "{} already has {used} bytes of events waiting for bulk entry {} to be applied; retry once it is",
+                    e.reporter,
+                    job.index().map_or_else(|| "(not yet logged)".to_owned(), |i| i.to_string())
+                ))));
+                continue;
+            }
+            if e.body.is_registry() {
+                self.barrier = true;
+                if let custody_domain::EventBody::KeyAdded(k) = &e.body {
+                    self.held_keys
+                        .insert(custody_domain::key_id_of(&k.public_key));
+                }
+            }
+            *self.held_reporters.entry(e.reporter).or_default() += charge;
+            self.held.push_back(sub);
         }
-        keep
+        (keep, again)
     }
 
     fn process(&mut self, mut batch: Vec<Submission>) {
@@ -402,11 +492,27 @@ impl Sequencer {
         let store = self.state.store.clone();
         let Some(index) = job.index() else {
             if !job.checked() {
-                return job.check_slice(store.as_ref(), self.slice).err().map(Err);
+                // Checking writes nothing, so it takes slices for as long
+                // as the last batch took (CHECK_BUDGET at least) before
+                // the next: a bulk event gets half the sequencer, and is
+                // not logged ever later behind traffic that came after it.
+                let start = std::time::Instant::now();
+                let budget = CHECK_BUDGET.max(self.last_batch);
+                loop {
+                    match job.check_slice(store.as_ref(), self.slice) {
+                        Err(r) => return Some(Err(r)),
+                        Ok(true) => return None,
+                        Ok(false) if start.elapsed() >= budget => return None,
+                        Ok(false) => {}
+                    }
+                }
             }
             let time = now_nanos().max(self.last_time);
             // Queries stop at a checkpoint before the entry until its
             // members are all applied; set before any checkpoint holds it.
+            // Every entry before it is complete, so the latest checkpoint
+            // (which cannot hold it yet) answers.
+            self.state.answerable.send_replace(self.state.latest());
             self.state.indexed.send_replace(self.size);
             let mut commit = match job.head(
                 store.as_ref(),
@@ -478,6 +584,8 @@ impl Sequencer {
             self.backlog.push_front(s);
         }
         self.held_reporters.clear();
+        self.held_keys.clear();
+        self.barrier = false;
     }
 }
 
