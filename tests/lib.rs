@@ -543,21 +543,25 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub async fn wait_for_size(http: &str, size: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let note = match reqwest::get(format!("{http}/checkpoint")).await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        let got: u64 = note
-            .lines()
-            .nth(1)
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(0);
-        if got >= size {
+        if checkpoint_size(http).await >= size {
             return;
         }
         assert!(Instant::now() < deadline, "no checkpoint of size {size}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `checkpoint_size` is the size of the log's latest checkpoint, read from
+/// `GET /checkpoint` at `http`, or 0 when there is no answer.
+pub async fn checkpoint_size(http: &str) -> u64 {
+    let note = match reqwest::get(format!("{http}/checkpoint")).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    note.lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0)
 }
 
 /// `wal_bytes` is the size of the RocksDB write-ahead log files in `dir`:

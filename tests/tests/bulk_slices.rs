@@ -52,20 +52,6 @@ fn copy_of(actor: &str, asset: &[u8; 32], from: &str) -> v1::Event {
     )
 }
 
-/// `tree_size` is the size of the log's latest checkpoint, over HTTP.
-async fn tree_size(http: &str) -> u64 {
-    let body = reqwest::get(format!("{http}/checkpoint"))
-        .await
-        .expect("GET /checkpoint")
-        .text()
-        .await
-        .expect("checkpoint body");
-    body.lines()
-        .nth(1)
-        .and_then(|l| l.parse().ok())
-        .expect("checkpoint size line")
-}
-
 /// `audit_agrees` runs `custody audit --server` over the whole log and
 /// asserts it agrees with the server.
 fn audit_agrees(log: &Log) -> Value {
@@ -208,7 +194,7 @@ async fn a_server_killed_between_slices_resumes_the_bulk_event() {
     let cam = register(&log, &mut c, "cam", 0, 0).await;
     let members = manifest(MEMBERS);
     let m = put_manifest(&mut c, &members).await;
-    let before = tree_size(&log.http).await;
+    let before = checkpoint_size(&log.http).await;
     let e = bulk_capture("cam", &m);
     let bulk = {
         let mut c = log.client().await;
@@ -225,7 +211,7 @@ async fn a_server_killed_between_slices_resumes_the_bulk_event() {
     // Kill it once the entry is checkpointed but not yet acknowledged:
     // between two slices of its members.
     let deadline = Instant::now() + Duration::from_secs(300);
-    while tree_size(&log.http).await <= before {
+    while checkpoint_size(&log.http).await <= before {
         assert!(Instant::now() < deadline, "the bulk entry was never logged");
         assert!(
             !bulk.is_finished(),

@@ -467,10 +467,7 @@ pub fn observe_event(
 ) -> Result<FindingsDelta, Refusal> {
     let mut out = FindingsDelta::default();
     let t = event.event_time;
-    let observed: Observer = fx
-        .observed_on
-        .as_ref()
-        .map(|s| (event.reporter.clone(), s.clone()));
+    let observed = observer(event, fx);
     // Late reporting and sequence gaps apply to every event.
     let delay = integrated.saturating_sub(t);
     if delay > policy.reporting_deadline {
@@ -563,6 +560,14 @@ pub fn observe_event(
     Ok(out)
 }
 
+/// `observer` is who observed the event's action and on which system,
+/// when the reporter reports another party's action it saw there.
+fn observer(event: &Event, fx: &Effects) -> Observer {
+    fx.observed_on
+        .as_ref()
+        .map(|s| (event.reporter.clone(), s.clone()))
+}
+
 /// `observe_members` is the part of [`observe`] about the members in
 /// `fx` one by one: their unexplained custody, and the births of those
 /// the event creates. The slices of a bulk event, observed in turn, raise
@@ -579,10 +584,7 @@ pub fn observe_members(
 ) -> Result<FindingsDelta, Refusal> {
     let mut out = FindingsDelta::default();
     let t = event.event_time;
-    let observed: Observer = fx
-        .observed_on
-        .as_ref()
-        .map(|s| (event.reporter.clone(), s.clone()));
+    let observed = observer(event, fx);
     for (asset, system) in &fx.unexplained {
         out.raised.push(Finding {
             id: finding_id(Rule::UnexplainedCustody, index, Some(asset), Some(system)),
