@@ -502,6 +502,29 @@ pub fn audit_json(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
     (out.status.code(), json, err)
 }
 
+/// `audit_agrees` runs `custody audit --server --compare all` over the
+/// whole of `log` (it replays every event, bulk events whole) and asserts
+/// that it agrees with the server; it returns the audit's report.
+///
+/// # Panics
+///
+/// When the audit disagrees or fails.
+pub fn audit_agrees(log: &Log) -> serde_json::Value {
+    let vkey = log.vkey.to_str().unwrap().to_owned();
+    let (code, j, err) = audit_json(&[
+        "--url",
+        &log.http,
+        "--log-key",
+        &vkey,
+        "--server",
+        &log.grpc,
+        "--compare",
+        "all",
+    ]);
+    assert_eq!(code, Some(0), "the audit disagrees: {err}\n{j:#}");
+    j
+}
+
 /// `audit_text` runs `custody audit ARGS` and returns its output.
 pub fn audit_text(args: &[&str]) -> Output {
     let mut all = vec!["audit"];

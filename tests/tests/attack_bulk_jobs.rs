@@ -238,28 +238,6 @@ async fn wait_head(http: &str, before: u64, job: &Sent) {
     );
 }
 
-/// `audit_agrees` runs `custody audit --server` over the whole log
-/// (it replays every event whole) and asserts it agrees with the server.
-fn audit_agrees(log: &Log) -> Value {
-    let vkey = log.vkey.to_str().unwrap().to_owned();
-    let (code, j, err) = audit_json(&[
-        "--url",
-        &log.http,
-        "--log-key",
-        &vkey,
-        "--server",
-        &log.grpc,
-        "--compare",
-        "all",
-    ]);
-    assert_eq!(
-        code,
-        Some(0),
-        "ATTACK SUCCEEDED: the audit (whole replay) disagrees with the server: {err}\n{j:#}"
-    );
-    j
-}
-
 /// `all_findings` is every finding as of `as_of` (0: now), at the latest
 /// answerable checkpoint, over all pages, with the total the first page
 /// stated.

@@ -12,7 +12,6 @@ use custody_domain::{hex, rfc3339};
 use custody_e2e::*;
 use custody_proto::v1;
 use ed25519_dalek::SigningKey;
-use serde_json::Value;
 
 /// Members of the bulk event: with `SLICE`, thousands of steps.
 const MEMBERS: usize = 4_000;
@@ -50,24 +49,6 @@ fn copy_of(actor: &str, asset: &[u8; 32], from: &str) -> v1::Event {
             ..Default::default()
         }),
     )
-}
-
-/// `audit_agrees` runs `custody audit --server` over the whole log and
-/// asserts it agrees with the server.
-fn audit_agrees(log: &Log) -> Value {
-    let vkey = log.vkey.to_str().unwrap().to_owned();
-    let (code, j, err) = audit_json(&[
-        "--url",
-        &log.http,
-        "--log-key",
-        &vkey,
-        "--server",
-        &log.grpc,
-        "--compare",
-        "all",
-    ]);
-    assert_eq!(code, Some(0), "the audit disagrees: {err}\n{j:#}");
-    j
 }
 
 /// `append_at` appends and returns the index.
