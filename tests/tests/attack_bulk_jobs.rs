@@ -648,6 +648,7 @@ async fn a03_a_grant_revocation_held_by_a_job_is_not_overtaken_by_a_copy_under_i
     let job_running = !job.is_finished();
     let (rev_at, _) = ok(revoked, "GRANT_REVOKED").await;
     ok(job, "bulk capture").await;
+    wait_for_size(&w.log.http, copy.max(rev_at).max(bulk_at) + 1).await;
     let (all, _) = all_findings(&mut w.q, "unauthorized_transfer", 0).await;
     eprintln!(
         "a03: bulk {bulk_at}, revocation {rev_at}, copy {copy}, job running at copy: {job_running}"
@@ -839,6 +840,13 @@ async fn a05_events_on_members_by_any_route_are_judged_on_the_whole_event() {
     }
     let (by_cam, _) = by_cam.await.unwrap();
     eprintln!("a05: bulk {bulk_at}; {logged:?}; gate-reported ACCESS by cam: {by_cam:?}; answered before the job ended: {early:?}");
+    let last = logged
+        .iter()
+        .map(|(_, i)| *i)
+        .max()
+        .unwrap_or(0)
+        .max(bulk_at);
+    wait_for_size(&w.log.http, last + 1).await;
 
     let (unexplained, _) = all_findings(&mut w.q, "unexplained_custody", 0).await;
     assert!(
@@ -931,6 +939,9 @@ async fn a06_an_uncovered_class_deep_in_a_manifest_is_found() {
             "G-CIT",
         ))
         .await;
+    // Acknowledged without waiting for a checkpoint: wait for one that
+    // holds the COPY before asking.
+    wait_for_size(&w.log.http, copy + 1).await;
     let (all, total) = all_findings(&mut w.q, "", 0).await;
     assert_eq!(total as usize, all.len());
     assert!(
@@ -1250,6 +1261,7 @@ async fn a07_queries_during_a_job_never_answer_from_part_of_it() {
         bad.join("\n")
     );
     // Once it is done: all of it.
+    wait_for_size(&w.log.http, bulk_at + 1).await;
     let (_, total) = all_findings(&mut w.q, "unexplained_custody", 0).await;
     assert_eq!(total, 2 + n as u64 - 3);
     assert_eq!(breach_count(&mut w.q, &vendor_sys).await.0, n as u64);

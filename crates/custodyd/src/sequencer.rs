@@ -575,11 +575,13 @@ impl Sequencer {
     /// as of the latest checkpoint again, and puts the held submissions
     /// back in line, ahead of newer ones.
     fn end_job(&mut self, verdict: Result<Appended, Refusal>) {
+        // Queries answer as of the latest checkpoint again before the
+        // submitter hears, so a question asked after the ack sees the
+        // event (a checkpoint holding it may already be published).
+        self.state.indexed.send_replace(u64::MAX);
         if let Some((_, Some(sub))) = self.job.take() {
             let _ = sub.reply.send(verdict);
         }
-        self.job = None;
-        self.state.indexed.send_replace(u64::MAX);
         for s in self.held.drain(..).rev() {
             self.backlog.push_front(s);
         }
