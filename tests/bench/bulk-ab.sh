@@ -6,13 +6,20 @@
 # its peak RSS from then on (the bulk event's). One JSON line per run. Not
 # part of CI.
 #
-#   A=<dir with custodyd, custody> B=<dir> [MANIFEST=1000000] [RUNS=2] tests/bench/bulk-ab.sh
+#   A=<dir with custodyd, custody> B=<dir> [MANIFEST=1000000] [RUNS=2] \
+#     [SLICE=2048] [LOGS=dir] tests/bench/bulk-ab.sh
+#
+# SLICE is passed to `custodyd serve --bulk-slice`; LOGS keeps each run's
+# server log there (set RUST_LOG=info,custodyd::sequencer=debug to see
+# the sequencer's slow steps).
 set -euo pipefail
 : "${A:?}" "${B:?}"
 MANIFEST="${MANIFEST:-1000000}"
 SMALL="${SMALL:-3000}"
 RATE="${RATE:-100}"
 RUNS="${RUNS:-2}"
+SLICE="${SLICE:-2048}"
+RUN=0
 C=$(mktemp -d)
 trap 'rm -rf "$C"' EXIT
 GRPC=127.0.0.1:17710
@@ -22,7 +29,8 @@ one() { # label bin
   local d; d=$(mktemp -d -p "$C")
   "$bin/custody" keygen --out "$d/owner" >/dev/null
   "$bin/custodyd" init --data "$d/data" --origin bench.example/log --owner-key "$d/owner.pub" >/dev/null
-  "$bin/custodyd" serve --data "$d/data" --grpc-addr $GRPC --http-addr $HTTP 2>"$d/server.log" &
+  "$bin/custodyd" serve --data "$d/data" --grpc-addr $GRPC --http-addr $HTTP \
+    --bulk-slice "$SLICE" 2>"$d/server.log" &
   local pid=$!
   until curl -sf http://$HTTP/checkpoint >/dev/null; do sleep 0.1; done
   "$bin/custody" load --server http://$GRPC --owner-key "$d/owner.key" --events 1 --stream \
@@ -43,11 +51,11 @@ one() { # label bin
   wait $bulk
   local hwm; hwm=$(awk '/VmHWM/ {printf "%d", $2/1024}' /proc/$pid/status)
   kill $pid; while kill -0 $pid 2>/dev/null; do sleep 0.1; done
-  python3 - "$label" "$MANIFEST" "$before" "$hwm" "$d/bulk.json" "$d/small.json" "$upload" <<'EOF'
+  python3 - "$label" "$MANIFEST" "$before" "$hwm" "$d/bulk.json" "$d/small.json" "$upload" "$SLICE" <<'EOF'
 import json, sys
-label, manifest, before, hwm, bulk, small, upload = sys.argv[1:]
+label, manifest, before, hwm, bulk, small, upload, slice = sys.argv[1:]
 b, s = json.load(open(bulk)), json.load(open(small))
-print(json.dumps({"build": label, "manifest": int(manifest),
+print(json.dumps({"build": label, "manifest": int(manifest), "slice": int(slice),
                   "bulk_ack_s": round(b["seconds"], 2),
                   "small_ack_p50_ms": round(s["ack_p50_ms"], 2),
                   "small_ack_p99_ms": round(s["ack_p99_ms"], 2),
@@ -55,6 +63,8 @@ print(json.dumps({"build": label, "manifest": int(manifest),
                   "upload_peak_rss_mib": int(upload),
                   "rss_before_mib": int(before), "peak_rss_mib": int(hwm)}))
 EOF
+  RUN=$((RUN + 1))
+  if [ -n "${LOGS:-}" ]; then mkdir -p "$LOGS"; cp "$d/server.log" "$LOGS/$RUN-$label.log"; fi
   rm -rf "$d"
 }
 for _ in $(seq "$RUNS"); do
