@@ -9,9 +9,11 @@
 #   MANIFEST=1000000 tests/bench/queries.sh   # one bulk capture of 1,000,000
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/custody-ledger/target}"
-cargo build --release --bins --locked >&2
-BIN="$CARGO_TARGET_DIR/release"
+if [ -z "${BIN:-}" ]; then  # BIN=<dir with custodyd, custody> runs those instead
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/custody-ledger/target}"
+  cargo build --release --bins --locked >&2
+  BIN="$CARGO_TARGET_DIR/release"
+fi
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
 "$BIN/custody" keygen --out "$d/owner" >/dev/null

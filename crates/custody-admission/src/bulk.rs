@@ -36,7 +36,7 @@ use custody_domain::{
 };
 use custody_proto::{decode_entry, decode_event, envelope_to_proto, v1, Entry};
 use custody_store::index::{
-    findings_writes_from, index_writes, retention_writes, RaisedCounts, StoreView,
+    findings_writes_from, index_writes, retention_writes, scope_writes, RaisedCounts, StoreView,
 };
 use custody_store::{Commit, DedupRecord, IndexCf, KvWrite, LogStore};
 use prost::Message as _;
@@ -461,6 +461,9 @@ impl BulkJob {
             commit.registry.push(size);
         }
         commit.entries.push(entry);
+        commit.index.extend(
+            scope_writes(store, &commit.index).map_err(|e| storage("breach-scope counts", e))?,
+        );
         self.registry = registry.clone();
         self.stage = Stage::Apply {
             index: size,
@@ -513,6 +516,9 @@ impl BulkJob {
         commit
             .index
             .extend(findings_writes_from(index, ordinal, &delta));
+        commit.index.extend(
+            scope_writes(store, &commit.index).map_err(|e| storage("breach-scope counts", e))?,
+        );
         let ordinal = ordinal.saturating_add(u32::try_from(delta.raised.len()).unwrap_or(u32::MAX));
         let last = end >= len;
         commit.index.push(if last {

@@ -320,6 +320,25 @@ fn admit_in_order(
         };
         verdicts.push(verdict);
     }
+    // The breach-scope counts of the intervals the batch opens and closes,
+    // read once for the whole batch.
+    match custody_store::index::scope_writes(store, &commit.index) {
+        Ok(w) => commit.index.extend(w),
+        Err(e) => {
+            let r = Refusal::exhausted(format!(
+                "the log could not read its breach-scope counts ({e}); nothing was logged, retry"
+            ));
+            return Sequenced {
+                commit: Commit {
+                    first_index: size,
+                    ..Commit::default()
+                },
+                registry: None,
+                verdicts: verdicts.iter().map(|_| Err(r.clone())).collect(),
+                bulk,
+            };
+        }
+    }
     Sequenced {
         commit,
         registry: match registry {

@@ -31,6 +31,7 @@
 //! | `derived_meta` | name | the settings derived state was computed with |
 //! | `transfer_due` | kind ‖ time or entry ‖ transfer index | – |
 //! | `closed` | kind ‖ closing entry or time ‖ interval key | – |
+//! | `scope` | lp(system) ‖ … | breach-scope counts (see `scope.rs`) |
 //!
 //! `lp(s)` is one length byte then the id's bytes (ids are at most 64).
 
@@ -44,10 +45,12 @@ use custody_domain::{
 use crate::{IndexRead, StoreError};
 
 mod findings;
+mod scope;
 pub use findings::{
     check_derived_settings, findings_writes, findings_writes_from, retention_writes, Progress,
     RaisedCounts, PROGRESS_EVERY,
 };
+pub use scope::{scope_count, scope_writes, ScopeClass, ScopeCount};
 
 /// `IndexCf` is one index column family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -76,11 +79,12 @@ pub enum IndexCf {
     FindingsByTime,
     FindingsCounts,
     OpenSince,
+    Scope,
 }
 
 impl IndexCf {
     /// `ALL` lists every index family.
-    pub const ALL: [IndexCf; 23] = [
+    pub const ALL: [IndexCf; 24] = [
         IndexCf::AssetEntries,
         IndexCf::PartyEntries,
         IndexCf::SystemIntervals,
@@ -104,6 +108,7 @@ impl IndexCf {
         IndexCf::FindingsByTime,
         IndexCf::FindingsCounts,
         IndexCf::OpenSince,
+        IndexCf::Scope,
     ];
 
     /// `name` is the family's storage name.
@@ -132,6 +137,7 @@ impl IndexCf {
             IndexCf::FindingsByTime => "findings_by_time",
             IndexCf::FindingsCounts => "findings_counts",
             IndexCf::OpenSince => "open_since",
+            IndexCf::Scope => "scope",
         }
     }
 }
@@ -244,33 +250,58 @@ fn interval_value(i: &Interval) -> Vec<u8> {
     v
 }
 
+/// `IntervalFields` is an interval value's fields, read in place.
+struct IntervalFields<'a> {
+    party: &'a [u8],
+    from: i64,
+    to: Option<i64>,
+    closed_by: Option<u64>,
+    modality: u8,
+    subject_class: u8,
+}
+
+/// `interval_fields` reads what [`interval_value`] wrote.
+fn interval_fields(value: &[u8]) -> Result<IntervalFields<'_>, StoreError> {
+    let mut r = Reader {
+        b: value,
+        what: "interval",
+    };
+    let n = r.u8()? as usize;
+    let party = r.take(n)?;
+    let from = r.i64()?;
+    let to = r.opt_u64()?.map(|t| t as i64);
+    let closed_by = r.opt_u64()?;
+    let modality = r.u8()?;
+    let subject_class = r.u8()?;
+    r.done()?;
+    Ok(IntervalFields {
+        party,
+        from,
+        to,
+        closed_by,
+        modality,
+        subject_class,
+    })
+}
+
 fn decode_interval_value(
     asset: Digest,
     system: String,
     opened_by: u64,
     value: &[u8],
 ) -> Result<Interval, StoreError> {
-    let mut r = Reader {
-        b: value,
-        what: "interval",
-    };
-    let party = r.string()?;
-    let from = r.i64()?;
-    let to = r.opt_u64()?.map(|t| t as i64);
-    let closed_by = r.opt_u64()?;
-    let modality = Modality::from_code(r.u8()?);
-    let subject_class = SubjectClass::from_code(r.u8()?);
-    r.done()?;
+    let f = interval_fields(value)?;
     Ok(Interval {
         asset,
         system,
-        party,
-        from,
-        to,
+        party: String::from_utf8(f.party.to_vec())
+            .map_err(|_| StoreError::Corrupt("interval id is not UTF-8".into()))?,
+        from: f.from,
+        to: f.to,
         opened_by,
-        closed_by,
-        modality,
-        subject_class,
+        closed_by: f.closed_by,
+        modality: Modality::from_code(f.modality),
+        subject_class: SubjectClass::from_code(f.subject_class),
     })
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use custody_domain::{Digest, Interval, Modality, SubjectClass, Timestamp};
+use custody_domain::{Digest, Interval, Timestamp};
 use custody_store::index::{self, SystemCursor};
 use custody_store::{LogStore, StoreError};
 
@@ -20,8 +20,7 @@ pub struct AsOf<'a> {
     pub size: u64,
 }
 
-/// `ScopeClass` is one cell of a breach scope's split.
-pub type ScopeClass = (Option<Modality>, Option<SubjectClass>);
+pub use custody_store::index::ScopeClass;
 
 /// `BreachScope` is the answer to "which assets rested on system S at any
 /// moment of `[from, to]`".
@@ -154,9 +153,11 @@ impl AsOf<'_> {
     /// moment of `[from, to]`, split by class, and lists the intervals of up
     /// to `limit` of them after asset `after`.
     ///
-    /// The counts take a scan of every interval on the system; `memo`
-    /// keeps them, so the pages after the first (and a second asker of the
-    /// same question) read only their page, from the cursor on.
+    /// The counts come from the kept breach-scope counts
+    /// ([`index::scope_count`]), or, on a log begun before they were kept,
+    /// from a scan of every interval on the system. `memo` keeps them, so
+    /// the pages after the first (and a second asker of the same question)
+    /// read only their page, from the cursor on.
     ///
     /// # Errors
     ///
@@ -176,6 +177,22 @@ impl AsOf<'_> {
             return Ok(BreachScope {
                 asset_count: counts.asset_count,
                 by_class: counts.by_class,
+                intervals,
+                next,
+            });
+        }
+        if let Some(c) = index::scope_count(self.store, system, from, to, self.size)? {
+            let (intervals, next) = self.breach_page(system, from, to, after, limit)?;
+            memo.counts.insert(
+                key,
+                ScopeCounts {
+                    asset_count: c.assets,
+                    by_class: c.by_class.clone(),
+                },
+            );
+            return Ok(BreachScope {
+                asset_count: c.assets,
+                by_class: c.by_class,
                 intervals,
                 next,
             });
@@ -315,9 +332,10 @@ impl Default for ScopeMemo {
 
 #[cfg(test)]
 mod tests {
-    use custody_domain::Effects;
-    use custody_store::index::index_writes;
-    use custody_store::MemoryStore;
+    use custody_domain::findings::Policy;
+    use custody_domain::{Effects, Modality, SubjectClass};
+    use custody_store::index::{check_derived_settings, index_writes, scope_writes};
+    use custody_store::{KvWrite, MemoryStore};
     use proptest::prelude::*;
 
     use super::*;
@@ -328,6 +346,28 @@ mod tests {
 
     fn store(spec: &Spec) -> MemoryStore {
         let store = MemoryStore::default();
+        write(&store, spec, &|_, w| w);
+        store
+    }
+
+    /// `counted` is [`store`] with the breach-scope counts kept, as a log
+    /// begun by this custodyd keeps them.
+    fn counted(spec: &Spec) -> MemoryStore {
+        let store = MemoryStore::default();
+        check_derived_settings(&store, &Policy::default(), &mut |_, _| {}).unwrap();
+        write(&store, spec, &|s, mut w| {
+            let more = scope_writes(s, &w).unwrap();
+            w.extend(more);
+            w
+        });
+        store
+    }
+
+    fn write(
+        store: &MemoryStore,
+        spec: &Spec,
+        finish: &dyn Fn(&MemoryStore, Vec<KvWrite>) -> Vec<KvWrite>,
+    ) {
         for (n, (asset, from, close, class)) in spec.iter().enumerate() {
             let opened_by = 2 * n as u64;
             let i = Interval {
@@ -346,7 +386,10 @@ mod tests {
                 ..Effects::default()
             };
             store
-                .index_write(&index_writes(opened_by, "p", n as u64, &open))
+                .index_write(&finish(
+                    store,
+                    index_writes(opened_by, "p", n as u64, &open),
+                ))
                 .unwrap();
             if let Some((after, later)) = close {
                 let close = Effects {
@@ -358,11 +401,13 @@ mod tests {
                     ..Effects::default()
                 };
                 store
-                    .index_write(&index_writes(opened_by + 1 + later, "p", 0, &close))
+                    .index_write(&finish(
+                        store,
+                        index_writes(opened_by + 1 + later, "p", 0, &close),
+                    ))
                     .unwrap();
             }
         }
-        store
     }
 
     proptest! {
@@ -402,5 +447,62 @@ mod tests {
             }
             prop_assert_eq!(walked, whole.intervals);
         }
+
+        /// The kept breach-scope counts are what a scan counts, at any
+        /// tree size and window: with times spread over every level of
+        /// buckets (and before 1970), intervals that close before they
+        /// open, and assets that come back to the system.
+        #[test]
+        fn kept_counts_are_the_scan(
+            spec in prop::collection::vec(
+                (0u8..12, 0i64..100, prop::option::of((-20i64..50, 0u64..6)), 0u8..30),
+                0..40,
+            ),
+            scale in prop::sample::select(vec![1i64, 1 << 28, 1 << 33, 1 << 41, 1 << 47, 1 << 55]),
+            size in 0u64..90,
+            from in 0i64..120,
+            len in 0i64..80,
+        ) {
+            let spec: Spec = spec
+                .into_iter()
+                .map(|(a, f, c, k)| (a, (f - 50) * scale, c.map(|(d, l)| (d * scale, l)), k))
+                .collect();
+            let (from, to) = ((from - 60) * scale, (from - 60 + len) * scale);
+            let scanned = AsOf { store: &store(&spec), size }
+                .breach_scan("s", from, to, None, usize::MAX)
+                .unwrap();
+            let store = counted(&spec);
+            let kept = index::scope_count(&store, "s", from, to, size).unwrap().unwrap();
+            prop_assert_eq!(kept.assets, scanned.asset_count);
+            prop_assert_eq!(&kept.by_class, &scanned.by_class);
+            // And through the query, whose first page is the scan's.
+            let q = AsOf { store: &store, size };
+            let page = q.breach_scope(&ScopeMemo::default(), "s", from, to, None, 3).unwrap();
+            prop_assert_eq!(page.asset_count, scanned.asset_count);
+            let mut first = scanned.intervals.clone();
+            let mut assets: Vec<_> = first.iter().map(|i| i.asset).collect();
+            assets.dedup();
+            if let Some(fourth) = assets.get(3) {
+                first.retain(|i| i.asset < *fourth);
+            }
+            prop_assert_eq!(page.intervals, first);
+        }
+    }
+
+    /// A log begun before the counts were kept says so, and its queries
+    /// scan.
+    #[test]
+    fn a_log_without_kept_counts_scans() {
+        let spec: Spec = vec![(1, 5, None, 0), (2, 7, Some((3, 1)), 7)];
+        let store = store(&spec);
+        assert_eq!(index::scope_count(&store, "s", 0, 100, 10).unwrap(), None);
+        let q = AsOf {
+            store: &store,
+            size: 10,
+        };
+        let page = q
+            .breach_scope(&ScopeMemo::default(), "s", 0, 100, None, 10)
+            .unwrap();
+        assert_eq!(page.asset_count, 2);
     }
 }

@@ -28,7 +28,7 @@ use custody_domain::{
     RetentionRule, SignedEnvelope, SubjectClass, SystemRegistered, Timestamp, EMPTY_MANIFEST_ROOT,
 };
 use custody_proto::{decode_entry, decode_event, v1, Entry};
-use custody_store::index::{index_writes, manifest_writes, StoreView};
+use custody_store::index::{check_derived_settings, index_writes, manifest_writes, StoreView};
 use custody_store::{Commit, IndexCf, IndexRead, LogStore};
 use custody_store_rocks::RocksStore;
 use custodyd::query::AsOf;
@@ -1030,6 +1030,9 @@ fn sequence(
         integrated_time_unix_nanos: T0,
     }
     .encode_to_vec();
+    // As custodyd does before it serves: a log begun now keeps every
+    // derived family, breach-scope counts included.
+    check_derived_settings(store, &POLICY, &mut |_, _| {}).unwrap();
     store
         .commit(&Commit {
             first_index: 0,
@@ -1860,8 +1863,8 @@ fn check(
             let mut seen = BTreeSet::new();
             let mut after = None;
             let mut ended = false;
-            // The first page scans and keeps the counts; the rest read
-            // from the cursor with the kept counts.
+            // The first page reads the kept breach-scope counts and the
+            // memo keeps them; the rest read from the cursor.
             let memo = custodyd::query::ScopeMemo::default();
             for _ in 0..=want_assets.len() + 1 {
                 let page = q.breach_scope(&memo, system, a, b, after, limit).unwrap();

@@ -17,6 +17,7 @@ use custody_domain::{
     AssetRef, Digest, Effects, HoldRecord, Modality, Refusal, SubjectClass, Timestamp,
 };
 
+use super::scope::SCOPE_COUNTS;
 use super::{
     asset_meta, decode_interval_value, lp, lp_key, manifest_member, put, storage, tail_u64,
     IndexCf, KvWrite, Reader, StoreView,
@@ -467,8 +468,10 @@ pub const PROGRESS_EVERY: u64 = 1 << 18;
 const DERIVED_FORMAT: &[u8] = b"derived_format";
 
 /// The derived state's format: 2 added `transfer_due`, 3 `closed`, 4
-/// `findings_by_time` and `findings_counts`, 5 `open_since`.
-const FORMAT: u64 = 5;
+/// `findings_by_time` and `findings_counts`, 5 `open_since`, 6 `scope`
+/// (kept only by logs begun at format 6 or later: see
+/// [`super::scope::SCOPE_COUNTS`]).
+const FORMAT: u64 = 6;
 
 /// `upgrade_derived_state` brings derived state written by an earlier
 /// version up to [`FORMAT`], once: format 1 lacked `transfer_due`, which is
@@ -480,7 +483,13 @@ fn upgrade_derived_state(s: &dyn LogStore, progress: &mut Progress<'_>) -> Resul
         .map_err(e)?
     {
         Some(v) => tail_u64(&v).map_err(e)?,
-        None if s.tree_size().map_err(e)? <= 1 => FORMAT,
+        None if s.tree_size().map_err(e)? <= 1 => {
+            // A log begun now keeps breach-scope counts from its first
+            // interval; one begun earlier never has them all, and scans.
+            s.index_write(&[put(IndexCf::DerivedMeta, SCOPE_COUNTS.to_vec(), Vec::new())])
+                .map_err(e)?;
+            FORMAT
+        }
         None => 1,
     };
     if format > FORMAT {
