@@ -181,7 +181,11 @@ impl AsOf<'_> {
                 next,
             });
         }
-        if let Some(c) = index::scope_count(self.store, system, from, to, self.size)? {
+        // One snapshot for every read of the counts: a commit landing
+        // between the bucket reads and the journal's would be subtracted
+        // without having been added.
+        let snapshot = self.store.index_snapshot()?;
+        if let Some(c) = index::scope_count(snapshot.as_ref(), system, from, to, self.size)? {
             let (intervals, next) = self.breach_page(system, from, to, after, limit)?;
             memo.counts.insert(
                 key,
@@ -487,6 +491,67 @@ mod tests {
             }
             prop_assert_eq!(page.intervals, first);
         }
+    }
+
+    /// Counts read while entries are committed are those of one moment:
+    /// as of a size before every new entry, the answer never moves.
+    #[test]
+    fn counts_read_during_commits_are_of_one_moment() {
+        let spec: Spec = (0..20)
+            .map(|n| (n, i64::from(n) << 31, None, n % 7))
+            .collect();
+        let store = counted(&spec);
+        let q = AsOf {
+            store: &store,
+            size: 50,
+        };
+        let want = q
+            .breach_scope(&ScopeMemo::default(), "s", 0, i64::MAX, None, 1)
+            .unwrap()
+            .asset_count;
+        assert_eq!(want, 20);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                // New assets, each in a bucket of its own, by entries past
+                // the size asked about.
+                for n in 0..3000u64 {
+                    let i = Interval {
+                        asset: [(n % 200) as u8 + 30; 32],
+                        system: "s".to_owned(),
+                        party: "p".to_owned(),
+                        from: (n as i64 + 20) << 31,
+                        to: None,
+                        opened_by: 100 + n,
+                        closed_by: None,
+                        modality: None,
+                        subject_class: None,
+                    };
+                    let mut w = index_writes(
+                        100 + n,
+                        "p",
+                        n,
+                        &Effects {
+                            opened: vec![i],
+                            ..Effects::default()
+                        },
+                    );
+                    let more = scope_writes(&store, &w).unwrap();
+                    w.extend(more);
+                    store.index_write(&w).unwrap();
+                }
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            let mut asked = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) || asked == 0 {
+                let got = q
+                    .breach_scope(&ScopeMemo::default(), "s", 0, i64::MAX, None, 1)
+                    .unwrap()
+                    .asset_count;
+                assert_eq!(got, want, "as of size 50, after {asked} answers");
+                asked += 1;
+            }
+        });
     }
 
     /// A log begun before the counts were kept says so, and its queries
