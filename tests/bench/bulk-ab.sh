@@ -7,9 +7,10 @@
 # part of CI.
 #
 #   A=<dir with custodyd, custody> B=<dir> [MANIFEST=1000000] [RUNS=2] \
-#     [SLICE=2048] [LOGS=dir] tests/bench/bulk-ab.sh
+#     [SLICE=n] [LOGS=dir] tests/bench/bulk-ab.sh
 #
-# SLICE is passed to `custodyd serve --bulk-slice`; LOGS keeps each run's
+# SLICE, if set, is passed to `custodyd serve --bulk-slice` (builds before
+# 00cc2f9 have no such flag); LOGS keeps each run's
 # server log there (set RUST_LOG=info,custodyd::sequencer=debug to see
 # the sequencer's slow steps).
 set -euo pipefail
@@ -18,7 +19,8 @@ MANIFEST="${MANIFEST:-1000000}"
 SMALL="${SMALL:-3000}"
 RATE="${RATE:-100}"
 RUNS="${RUNS:-2}"
-SLICE="${SLICE:-2048}"
+SLICE_ARGS=()
+if [ -n "${SLICE:-}" ]; then SLICE_ARGS=(--bulk-slice "$SLICE"); fi
 RUN=0
 C=$(mktemp -d)
 trap 'rm -rf "$C"' EXIT
@@ -30,7 +32,7 @@ one() { # label bin
   "$bin/custody" keygen --out "$d/owner" >/dev/null
   "$bin/custodyd" init --data "$d/data" --origin bench.example/log --owner-key "$d/owner.pub" >/dev/null
   "$bin/custodyd" serve --data "$d/data" --grpc-addr $GRPC --http-addr $HTTP \
-    --bulk-slice "$SLICE" 2>"$d/server.log" &
+    "${SLICE_ARGS[@]}" 2>"$d/server.log" &
   local pid=$!
   until curl -sf http://$HTTP/checkpoint >/dev/null; do sleep 0.1; done
   "$bin/custody" load --server http://$GRPC --owner-key "$d/owner.key" --events 1 --stream \
@@ -51,11 +53,11 @@ one() { # label bin
   wait $bulk
   local hwm; hwm=$(awk '/VmHWM/ {printf "%d", $2/1024}' /proc/$pid/status)
   kill $pid; while kill -0 $pid 2>/dev/null; do sleep 0.1; done
-  python3 - "$label" "$MANIFEST" "$before" "$hwm" "$d/bulk.json" "$d/small.json" "$upload" "$SLICE" <<'EOF'
+  python3 - "$label" "$MANIFEST" "$before" "$hwm" "$d/bulk.json" "$d/small.json" "$upload" "${SLICE:-default}" <<'EOF'
 import json, sys
 label, manifest, before, hwm, bulk, small, upload, slice = sys.argv[1:]
 b, s = json.load(open(bulk)), json.load(open(small))
-print(json.dumps({"build": label, "manifest": int(manifest), "slice": int(slice),
+print(json.dumps({"build": label, "manifest": int(manifest), "slice": slice,
                   "bulk_ack_s": round(b["seconds"], 2),
                   "small_ack_p50_ms": round(s["ack_p50_ms"], 2),
                   "small_ack_p99_ms": round(s["ack_p99_ms"], 2),

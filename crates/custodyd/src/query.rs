@@ -385,8 +385,23 @@ mod tests {
                 modality: Modality::from_code(class % 6),
                 subject_class: SubjectClass::from_code(class / 6 % 5),
             };
+            // Odd classes open by creating the asset (a CAPTURE), even if
+            // an earlier interval (a COPY of bytes not yet known) had it.
+            let created = match (i.modality, i.subject_class) {
+                (Some(modality), Some(subject_class)) if class % 2 == 1 => vec![(
+                    i.asset,
+                    custody_domain::AssetMeta {
+                        modality,
+                        subject_class,
+                        created_by: opened_by,
+                        created_at: *from,
+                    },
+                )],
+                _ => Vec::new(),
+            };
             let open = Effects {
                 opened: vec![i.clone()],
+                created,
                 ..Effects::default()
             };
             store

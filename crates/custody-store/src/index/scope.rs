@@ -154,11 +154,6 @@ fn mark_key(system: &str, mark: u8, asset: &Digest) -> Vec<u8> {
 ///
 /// [`StoreError`] on engine failure or corrupt records.
 pub fn scope_writes(s: &dyn IndexRead, writes: &[KvWrite]) -> Result<Vec<KvWrite>, StoreError> {
-    let created: HashSet<&[u8]> = writes
-        .iter()
-        .filter(|w| w.cf == IndexCf::Assets && w.value.is_some())
-        .map(|w| w.key.as_slice())
-        .collect();
     // Opens and closes grouped by (system, kind, time, entry) first: a
     // bulk entry's members share one group, so the keys below are built
     // once per group, not once per member.
@@ -173,10 +168,11 @@ pub fn scope_writes(s: &dyn IndexRead, writes: &[KvWrite]) -> Result<Vec<KvWrite
         let (kind, time, by) = match (i.closed_by, i.to) {
             (None, _) => {
                 let again = !opened_here.insert((i.system, i.asset));
-                if again
-                    || (!created.contains(i.asset.as_slice())
-                        && has_other_interval(s, i.system, &i.asset, i.opened_by)?)
-                {
+                // Even an asset this commit creates may have had an
+                // interval here: a COPY of bytes the log did not know yet
+                // opens one, and a CAPTURE or DERIVE of them later creates
+                // the asset.
+                if again || has_other_interval(s, i.system, &i.asset, i.opened_by)? {
                     marks.insert(mark_key(i.system, REPEAT, &i.asset), ());
                 }
                 (OPEN, i.from, i.opened_by)
