@@ -462,7 +462,8 @@ impl BulkJob {
         }
         commit.entries.push(entry);
         commit.index.extend(
-            scope_writes(store, &commit.index).map_err(|e| storage("breach-scope counts", e))?,
+            scope_writes(store, commit.first_index, &commit.index)
+                .map_err(|e| storage("breach-scope counts", e))?,
         );
         self.registry = registry.clone();
         self.stage = Stage::Apply {
@@ -517,7 +518,8 @@ impl BulkJob {
             .index
             .extend(findings_writes_from(index, ordinal, &delta));
         commit.index.extend(
-            scope_writes(store, &commit.index).map_err(|e| storage("breach-scope counts", e))?,
+            scope_writes(store, commit.first_index, &commit.index)
+                .map_err(|e| storage("breach-scope counts", e))?,
         );
         let ordinal = ordinal.saturating_add(u32::try_from(delta.raised.len()).unwrap_or(u32::MAX));
         let last = end >= len;

@@ -322,7 +322,7 @@ fn admit_in_order(
     }
     // The breach-scope counts of the intervals the batch opens and closes,
     // read once for the whole batch.
-    match custody_store::index::scope_writes(store, &commit.index) {
+    match custody_store::index::scope_writes(store, commit.first_index, &commit.index) {
         Ok(w) => commit.index.extend(w),
         Err(e) => {
             let r = Refusal::exhausted(format!(

@@ -108,6 +108,7 @@ impl RocksStore {
             IndexCf::Births.name(),
             IndexCf::Receipts.name(),
             IndexCf::Attesting.name(),
+            IndexCf::ScopeSeen.name(),
         ];
         let cfs = ALL_CFS
             .iter()

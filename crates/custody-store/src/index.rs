@@ -32,6 +32,7 @@
 //! | `transfer_due` | kind ‖ time or entry ‖ transfer index | – |
 //! | `closed` | kind ‖ closing entry or time ‖ interval key | – |
 //! | `scope` | lp(system) ‖ … | breach-scope counts (see `scope.rs`) |
+//! | `scope_seen` | asset | – (it had an interval it was not created with) |
 //!
 //! `lp(s)` is one length byte then the id's bytes (ids are at most 64).
 
@@ -80,11 +81,12 @@ pub enum IndexCf {
     FindingsCounts,
     OpenSince,
     Scope,
+    ScopeSeen,
 }
 
 impl IndexCf {
     /// `ALL` lists every index family.
-    pub const ALL: [IndexCf; 24] = [
+    pub const ALL: [IndexCf; 25] = [
         IndexCf::AssetEntries,
         IndexCf::PartyEntries,
         IndexCf::SystemIntervals,
@@ -109,6 +111,7 @@ impl IndexCf {
         IndexCf::FindingsCounts,
         IndexCf::OpenSince,
         IndexCf::Scope,
+        IndexCf::ScopeSeen,
     ];
 
     /// `name` is the family's storage name.
@@ -138,6 +141,7 @@ impl IndexCf {
             IndexCf::FindingsCounts => "findings_counts",
             IndexCf::OpenSince => "open_since",
             IndexCf::Scope => "scope",
+            IndexCf::ScopeSeen => "scope_seen",
         }
     }
 }

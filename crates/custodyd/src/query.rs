@@ -359,8 +359,10 @@ mod tests {
     fn counted(spec: &Spec) -> MemoryStore {
         let store = MemoryStore::default();
         check_derived_settings(&store, &Policy::default(), &mut |_, _| {}).unwrap();
+        // Entries here write in any order, so every record is read and
+        // added to (`first` past them all).
         write(&store, spec, &|s, mut w| {
-            let more = scope_writes(s, &w).unwrap();
+            let more = scope_writes(s, u64::MAX, &w).unwrap();
             w.extend(more);
             w
         });
@@ -372,6 +374,7 @@ mod tests {
         spec: &Spec,
         finish: &dyn Fn(&MemoryStore, Vec<KvWrite>) -> Vec<KvWrite>,
     ) {
+        let mut creations = std::collections::HashSet::new();
         for (n, (asset, from, close, class)) in spec.iter().enumerate() {
             let opened_by = 2 * n as u64;
             let i = Interval {
@@ -386,9 +389,11 @@ mod tests {
                 subject_class: SubjectClass::from_code(class / 6 % 5),
             };
             // Odd classes open by creating the asset (a CAPTURE), even if
-            // an earlier interval (a COPY of bytes not yet known) had it.
+            // an earlier interval (a COPY of bytes not yet known) had it;
+            // an asset is created once.
+            let create = class % 2 == 1 && creations.insert(*asset);
             let created = match (i.modality, i.subject_class) {
-                (Some(modality), Some(subject_class)) if class % 2 == 1 => vec![(
+                (Some(modality), Some(subject_class)) if create => vec![(
                     i.asset,
                     custody_domain::AssetMeta {
                         modality,
@@ -551,7 +556,7 @@ mod tests {
                             ..Effects::default()
                         },
                     );
-                    let more = scope_writes(&store, &w).unwrap();
+                    let more = scope_writes(&store, u64::MAX, &w).unwrap();
                     w.extend(more);
                     store.index_write(&w).unwrap();
                 }

@@ -145,15 +145,33 @@ fn mark_key(system: &str, mark: u8, asset: &Digest) -> Vec<u8> {
 }
 
 /// `scope_writes` is what the breach-scope counts gain from the intervals
-/// that `writes` (one commit's index writes, in order) open and close,
-/// read against the counts `s` holds. Every record is added to what `s`
+/// that `writes` (the index writes of one commit, whose first entry is
+/// `first`, in order) open and close, read against the counts `s` holds. Every record is added to what `s`
 /// holds under its key, so a bulk entry applied in slices, one commit
 /// each, leaves the same records as the same entry applied whole.
 ///
 /// # Errors
 ///
 /// [`StoreError`] on engine failure or corrupt records.
-pub fn scope_writes(s: &dyn IndexRead, writes: &[KvWrite]) -> Result<Vec<KvWrite>, StoreError> {
+pub fn scope_writes(
+    s: &dyn IndexRead,
+    first: u64,
+    writes: &[KvWrite],
+) -> Result<Vec<KvWrite>, StoreError> {
+    // Assets created in this commit, by the entry that created each (an
+    // `assets` value is modality, subject class, created_by, created_at).
+    let mut created: HashMap<&[u8], u64> = HashMap::new();
+    for w in writes {
+        if let (IndexCf::Assets, Some(v)) = (w.cf, &w.value) {
+            let mut r = Reader {
+                b: v,
+                what: "asset",
+            };
+            r.take(2)?;
+            created.insert(w.key.as_slice(), r.u64()?);
+        }
+    }
+    let mut seen: BTreeMap<Digest, ()> = BTreeMap::new();
     // Opens and closes grouped by (system, kind, time, entry) first: a
     // bulk entry's members share one group, so the keys below are built
     // once per group, not once per member.
@@ -168,11 +186,19 @@ pub fn scope_writes(s: &dyn IndexRead, writes: &[KvWrite]) -> Result<Vec<KvWrite
         let (kind, time, by) = match (i.closed_by, i.to) {
             (None, _) => {
                 let again = !opened_here.insert((i.system, i.asset));
-                // Even an asset this commit creates may have had an
-                // interval here: a COPY of bytes the log did not know yet
-                // opens one, and a CAPTURE or DERIVE of them later creates
-                // the asset.
-                if again || has_other_interval(s, i.system, &i.asset, i.opened_by)? {
+                // An asset its opening entry creates may have had an
+                // interval here only if it had one it was not created with: a COPY
+                // of bytes the log did not know yet opens one, and a
+                // CAPTURE or DERIVE of them later creates the asset. Such
+                // intervals are remembered in `scope_seen`, so a creation
+                // (most opens) costs a point lookup, not a scan.
+                let look = if created.get(i.asset.as_slice()) == Some(&i.opened_by) {
+                    s.index_get(IndexCf::ScopeSeen, &i.asset)?.is_some()
+                } else {
+                    seen.insert(i.asset, ());
+                    true
+                };
+                if again || (look && has_other_interval(s, i.system, &i.asset)?) {
                     marks.insert(mark_key(i.system, REPEAT, &i.asset), ());
                 }
                 (OPEN, i.from, i.opened_by)
@@ -196,35 +222,46 @@ pub fn scope_writes(s: &dyn IndexRead, writes: &[KvWrite]) -> Result<Vec<KvWrite
             .entry(i.class)
             .or_default() += 1;
     }
-    let mut counts: BTreeMap<Vec<u8>, BTreeMap<Code, u64>> = BTreeMap::new();
+    // Keys by entries of this commit are new; those by an earlier entry
+    // (a bulk entry's slices) add to what its earlier slices wrote, as
+    // do the buckets.
+    let mut counts: BTreeMap<Vec<u8>, (bool, BTreeMap<Code, u64>)> = BTreeMap::new();
     for ((system, kind, time, by), add) in groups {
         let u = ordered_u64(time);
+        let earlier = by < first;
         let keys = [
-            exact_key(system, kind, time, by),
-            journal_key(system, by, kind, time),
+            (earlier, exact_key(system, kind, time, by)),
+            (earlier, journal_key(system, by, kind, time)),
         ]
         .into_iter()
         .chain(
             LEVELS
                 .iter()
-                .map(|(level, shift)| level_key(system, kind, *level, u >> shift)),
+                .map(|(level, shift)| (true, level_key(system, kind, *level, u >> shift))),
         );
-        for key in keys {
+        for (read, key) in keys {
             let c = counts.entry(key).or_default();
+            c.0 |= read;
             for (class, n) in &add {
-                *c.entry(*class).or_default() += n;
+                *c.1.entry(*class).or_default() += n;
             }
         }
     }
-    let mut out = Vec::with_capacity(counts.len() + marks.len());
-    for (key, mut add) in counts {
-        if let Some(v) = s.index_get(IndexCf::Scope, &key)? {
-            for (c, n) in decode_counts(&v)? {
-                *add.entry(c).or_default() += n;
+    let mut out = Vec::with_capacity(counts.len() + marks.len() + seen.len());
+    for (key, (read, mut add)) in counts {
+        if read {
+            if let Some(v) = s.index_get(IndexCf::Scope, &key)? {
+                for (c, n) in decode_counts(&v)? {
+                    *add.entry(c).or_default() += n;
+                }
             }
         }
         out.push(put(IndexCf::Scope, key, counts_value(&add)));
     }
+    out.extend(
+        seen.into_keys()
+            .map(|a| put(IndexCf::ScopeSeen, a.to_vec(), Vec::new())),
+    );
     out.extend(
         marks
             .into_keys()
@@ -272,19 +309,15 @@ impl<'a> Brief<'a> {
 }
 
 /// `has_other_interval` is whether `s` holds an interval of `asset` on
-/// `system` other than the one `opened_by` opens.
-fn has_other_interval(
-    s: &dyn IndexRead,
-    system: &str,
-    asset: &Digest,
-    opened_by: u64,
-) -> Result<bool, StoreError> {
+/// `system`: one from before the commit being built, which `s` does not
+/// hold yet.
+fn has_other_interval(s: &dyn IndexRead, system: &str, asset: &Digest) -> Result<bool, StoreError> {
     let mut prefix = lp_key(system);
     prefix.extend_from_slice(asset);
     let mut other = false;
-    s.index_scan(IndexCf::SystemIntervals, &prefix, &prefix, &mut |k, _| {
-        other = k[prefix.len()..] != opened_by.to_be_bytes();
-        !other
+    s.index_scan(IndexCf::SystemIntervals, &prefix, &prefix, &mut |_, _| {
+        other = true;
+        false
     })?;
     Ok(other)
 }
