@@ -230,6 +230,27 @@ impl IndexRead for Reads<'_> {
             .map_err(|e| engine("index get", e))
     }
 
+    fn index_get_many(
+        &self,
+        cf: IndexCf,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.store
+            .db
+            .batched_multi_get_cf_opt(
+                self.store.cf(cf.name())?,
+                keys.iter().copied(),
+                false,
+                &self.opts(),
+            )
+            .into_iter()
+            .map(|r| {
+                r.map(|v| v.map(|v| v.to_vec()))
+                    .map_err(|e| engine("index get", e))
+            })
+            .collect()
+    }
+
     fn index_scan(
         &self,
         cf: IndexCf,
@@ -290,6 +311,14 @@ impl IndexRead for Reads<'_> {
 impl IndexRead for RocksStore {
     fn index_get(&self, cf: IndexCf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.now().index_get(cf, key)
+    }
+
+    fn index_get_many(
+        &self,
+        cf: IndexCf,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.now().index_get_many(cf, keys)
     }
 
     fn index_scan(

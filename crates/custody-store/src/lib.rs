@@ -116,6 +116,20 @@ pub trait IndexRead: Send + Sync {
     /// [`StoreError`] on engine failure.
     fn index_get(&self, cf: IndexCf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// `index_get_many` reads several index values of one family, in the
+    /// order of `keys`; a backend may read them in one batch.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] on engine failure.
+    fn index_get_many(
+        &self,
+        cf: IndexCf,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|k| self.index_get(cf, k)).collect()
+    }
+
     /// `index_scan` visits `(key, value)` pairs of `cf` whose key starts
     /// with `prefix`, from the first key `>= start`, until `f` returns false.
     ///

@@ -178,11 +178,26 @@ pub fn scope_writes(
     let mut groups: HashMap<(&str, u8, Timestamp, u64), BTreeMap<Code, u64>> = HashMap::new();
     let mut marks: BTreeMap<Vec<u8>, ()> = BTreeMap::new();
     let mut opened_here: HashSet<(&str, Digest)> = HashSet::new();
-    for w in writes {
-        let (IndexCf::SystemIntervals, Some(v)) = (w.cf, &w.value) else {
-            continue;
-        };
-        let i = Brief::parse(&w.key, v)?;
+    let briefs = writes
+        .iter()
+        .filter_map(|w| match (w.cf, &w.value) {
+            (IndexCf::SystemIntervals, Some(v)) => Some(Brief::parse(&w.key, v)),
+            _ => None,
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Which assets created by their opening entry had an interval they were
+    // not created with, read in one batch: most opens are creations.
+    let births: Vec<&[u8]> = briefs
+        .iter()
+        .filter(|i| i.closed_by.is_none() && created.get(i.asset.as_slice()) == Some(&i.opened_by))
+        .map(|i| i.asset.as_slice())
+        .collect();
+    let sighted: HashSet<&[u8]> = births
+        .iter()
+        .zip(s.index_get_many(IndexCf::ScopeSeen, &births)?)
+        .filter_map(|(a, v)| v.map(|_| *a))
+        .collect();
+    for i in &briefs {
         let (kind, time, by) = match (i.closed_by, i.to) {
             (None, _) => {
                 let again = !opened_here.insert((i.system, i.asset));
@@ -193,7 +208,7 @@ pub fn scope_writes(
                 // intervals are remembered in `scope_seen`, so a creation
                 // (most opens) costs a point lookup, not a scan.
                 let look = if created.get(i.asset.as_slice()) == Some(&i.opened_by) {
-                    s.index_get(IndexCf::ScopeSeen, &i.asset)?.is_some()
+                    sighted.contains(i.asset.as_slice())
                 } else {
                     seen.insert(i.asset, ());
                     true
