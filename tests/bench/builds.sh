@@ -9,7 +9,18 @@ earlier_bins() {
   if [ ! -x "$bin/custodyd" ]; then
     local wt; wt=$(mktemp -d)
     git worktree add --detach "$wt/src" "$1" >&2
+    # As in current_bins: touched, so the shared build is redone from this
+    # commit's sources; and the binaries must be newer than the touch, or
+    # what would be copied is some other build (an interrupted one).
+    touch "$wt/stamp"
+    find "$wt/src/crates" "$wt/src/tests" "$wt/src/proto" -type f -exec touch {} +
     (cd "$wt/src" && cargo build --release --bins --locked >&2)
+    for b in custodyd custody; do
+      if [ ! "$CARGO_TARGET_DIR/release/$b" -nt "$wt/stamp" ]; then
+        echo "earlier_bins: $b was not rebuilt from $1; not copying it" >&2
+        return 1
+      fi
+    done
     mkdir -p "$bin"
     cp "$CARGO_TARGET_DIR/release/custodyd" "$CARGO_TARGET_DIR/release/custody" "$bin/"
     git worktree remove --force "$wt/src"
