@@ -217,11 +217,13 @@ fn the_server_derives_findings_once_and_never_replays_the_log() {
                 path.display()
             );
         }
-        seen_observe |= text.contains("sequence_bounded(") && text.contains("BulkJob::begin(");
+        seen_observe |= text.contains("check_batch(")
+            && text.contains("admit_bounded(")
+            && text.contains("BulkJob::begin(");
     }
     assert!(
         seen_observe,
-        "the sequencer no longer admits through custody_admission (sequence_bounded, and BulkJob for bulk events)"
+        "the sequencer no longer admits through custody_admission (check_batch, admit_bounded, and BulkJob for bulk events)"
     );
     let admits = shipped_sources("custody-admission")
         .iter()

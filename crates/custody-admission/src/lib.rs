@@ -106,8 +106,9 @@ pub fn load_registry_below(store: &dyn LogStore, size: u64) -> anyhow::Result<Re
     Ok(registry)
 }
 
-/// One submission after the parallel stage.
-struct Checked {
+/// `Checked` is one envelope after the parallel stage ([`check_batch`]):
+/// decoded, and its signatures by keys the registry knew verified.
+pub struct Checked {
     /// The signed bytes, PAE(payload type, body).
     message: Vec<u8>,
     /// The envelope digest, for dedup.
@@ -128,7 +129,7 @@ pub struct Sequenced {
     /// Each envelope's verdict, in order: of every envelope, or of those
     /// before [`Sequenced::bulk`].
     pub verdicts: Vec<Result<Appended, Refusal>>,
-    /// The bulk event admission stopped at ([`sequence_bounded`]), if
+    /// The bulk event admission stopped at ([`admit_bounded`]), if
     /// any: it and the envelopes after it have no verdict yet.
     pub bulk: Option<BulkCandidate>,
 }
@@ -183,22 +184,25 @@ pub fn sequence_timed(
     admit_checked(store, registry, size, policy, envelopes, checked, time)
 }
 
-/// `sequence_bounded` is [`sequence_batch`] that stops at the first new
-/// event acting on more than `limit` manifest members one by one
-/// ([`bulk_members`]): the batch up to it is admitted as usual, and it is
-/// returned in [`Sequenced::bulk`] for the caller to admit in slices as a
-/// [`BulkJob`], so no batch plans more than `limit` members of a
-/// manifest at once. The sequencer calls it.
-pub fn sequence_bounded(
+/// `admit_bounded` is the sequencer's sequential stage, over a batch that
+/// [`check_batch`] checked (the sequencer checks its next batch while it
+/// admits and commits this one): [`admit_checked`] at one integration
+/// time that stops at the first new event acting on more than `limit`
+/// manifest members one by one ([`bulk_members`]). The batch up to it is
+/// admitted as usual, and it is returned in [`Sequenced::bulk`] for the
+/// caller to admit in slices as a [`BulkJob`], so no batch plans more than
+/// `limit` members of a manifest at once.
+#[allow(clippy::too_many_arguments)]
+pub fn admit_bounded(
     store: &dyn LogStore,
     registry: &Registry,
     size: u64,
     policy: &Policy,
     envelopes: &[&SignedEnvelope],
+    checked: CheckedBatch,
     time: i64,
     limit: usize,
 ) -> Sequenced {
-    let checked = check_batch(registry, envelopes);
     admit_in_order(
         store,
         registry,
@@ -215,6 +219,23 @@ pub fn sequence_bounded(
 /// each event decoded, and its signatures by keys the registry knew
 /// verified.
 pub struct CheckedBatch(Vec<Checked>);
+
+impl CheckedBatch {
+    /// `into_envelopes` is the batch's envelopes, checked, one by one, in
+    /// order: to be kept with their submissions and batched again.
+    #[must_use]
+    pub fn into_envelopes(self) -> Vec<Checked> {
+        self.0
+    }
+
+    /// `from_envelopes` is a batch of envelopes checked one by one, in
+    /// the order of the envelopes it is admitted with. (One that does
+    /// not hold one per envelope is checked again at admission.)
+    #[must_use]
+    pub fn from_envelopes(checked: Vec<Checked>) -> Self {
+        Self(checked)
+    }
+}
 
 /// `check_batch` is the parallel stage of [`sequence_timed`] on its own,
 /// so a replayer can run it for one batch while it admits the one before

@@ -1,12 +1,20 @@
 //! Stage 1 of the append path: verify, validate, sequence, commit.
 //!
+//! Two threads: the checker decodes a batch and verifies its signatures
+//! (on all cores) while the sequencer admits and commits the batch before
+//! ([`check_ahead`]).
+//!
 //! Contract:
 //! - The sequencer MUST NOT resolve a submission's reply with an index
 //!   until the entry is durable (its `WriteBatch` was fsync'd).
 //! - It MUST NOT write any part of a refused submission.
 //! - The queue in front of it is bounded in submissions and in bytes; when
 //!   either is full, submitters get `RESOURCE_EXHAUSTED` at once and
-//!   nothing is buffered.
+//!   nothing is buffered. Submissions the checker holds, a batch being
+//!   checked and one waiting, keep their share of the byte budget.
+//! - A signature the checker verified against an earlier registry is
+//!   verified; whether its key may sign is judged at admission, by the
+//!   registry as of the entry.
 //! - Entries, their tree hashes, dedup records, registry marks, custody
 //!   index updates and the findings' derived state are committed in one
 //!   batch, so a crash leaves all or none of them, and nothing is derived
@@ -25,9 +33,10 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use custody_admission::Checked;
 pub use custody_admission::{
-    grow_tree, load_registry, sequence_batch, sequence_bounded, verify_signatures, Appended,
-    BulkJob, HeadStep, Sequenced,
+    admit_bounded, check_batch, grow_tree, load_registry, sequence_batch, verify_signatures,
+    Appended, BulkJob, CheckedBatch, HeadStep, Sequenced,
 };
 use custody_domain::findings::Policy;
 use custody_domain::{Refusal, Registry, SignedEnvelope};
@@ -53,6 +62,9 @@ pub struct Submission {
     /// Whether a running bulk job already sent it back once to be looked
     /// at again after its batch (its key may arrive in that batch).
     rechecked: bool,
+    /// What the checker found: the envelope decoded, and its signatures by
+    /// keys the registry knew verified (`None` until it has looked).
+    checked: Option<Checked>,
 }
 
 /// `queued_bytes` is what a waiting envelope is charged against the
@@ -99,6 +111,7 @@ impl SequencerHandle {
                 reply,
                 _bytes: permit,
                 rechecked: false,
+                checked: None,
             })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => Refusal::exhausted(
@@ -157,6 +170,40 @@ pub struct Sequencer {
     /// Submissions to sequence before any newer one: the rest of a batch a
     /// bulk event stopped, and the held ones once the job ends.
     backlog: VecDeque<Submission>,
+}
+
+/// `check_ahead` is the sequencer's first stage, on a thread of its own:
+/// it takes the waiting submissions, a batch at most, decodes them and
+/// verifies their signatures (on all cores) against the registry the
+/// sequencer last published, while the sequencer admits and commits the
+/// batch before, and hands them on. A key id names one public key, so a
+/// signature verified against an earlier registry stays verified; whether
+/// the key may sign is the sequencer's to judge, in order, and signatures
+/// by keys this registry did not know yet are verified then.
+fn check_ahead(
+    state: &LogState,
+    mut rx: mpsc::Receiver<Submission>,
+    out: &std::sync::mpsc::SyncSender<Vec<Submission>>,
+    max_batch: usize,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        let registry = state.registry();
+        let envelopes: Vec<&SignedEnvelope> = batch.iter().map(|s| &s.envelope).collect();
+        let checked = check_batch(&registry, &envelopes).into_envelopes();
+        for (s, c) in batch.iter_mut().zip(checked) {
+            s.checked = Some(c);
+        }
+        if out.send(batch).is_err() {
+            break;
+        }
+    }
 }
 
 /// `DEFAULT_BULK_SLICE` is how many manifest members the sequencer plans
@@ -222,6 +269,10 @@ impl Sequencer {
             );
         }
         let (tx, rx) = mpsc::channel(queue);
+        // One checked batch waits for the sequencer at most: the checker
+        // then stops taking from the queue, which stays the one bound.
+        let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel(1);
+        let checker = Arc::clone(&state);
         let mut seq = Sequencer {
             state,
             registry,
@@ -240,8 +291,11 @@ impl Sequencer {
             backlog: VecDeque::new(),
         };
         std::thread::Builder::new()
+            .name("checker".into())
+            .spawn(move || check_ahead(&checker, rx, &checked_tx, max_batch))?;
+        std::thread::Builder::new()
             .name("sequencer".into())
-            .spawn(move || seq.run(rx))?;
+            .spawn(move || seq.run(&checked_rx))?;
         Ok(SequencerHandle {
             tx,
             bytes: Arc::new(Semaphore::new(queue_bytes.min(Semaphore::MAX_PERMITS))),
@@ -249,30 +303,29 @@ impl Sequencer {
         })
     }
 
-    fn run(&mut self, mut rx: mpsc::Receiver<Submission>) {
+    fn run(&mut self, rx: &std::sync::mpsc::Receiver<Vec<Submission>>) {
+        use std::sync::mpsc::TryRecvError;
         let mut open = true;
         loop {
-            let mut batch = Vec::with_capacity(self.max_batch);
-            while batch.len() < self.max_batch {
-                match self.backlog.pop_front() {
-                    Some(s) => batch.push(s),
-                    None => break,
-                }
-            }
-            if batch.is_empty() && self.job.is_none() {
+            // The backlog first, on its own; then what the checker has
+            // checked: waiting for it when there is nothing else to do.
+            let mut batch = Vec::new();
+            if !self.backlog.is_empty() {
+                let n = self.backlog.len().min(self.max_batch);
+                batch.extend(self.backlog.drain(..n));
+            } else if self.job.is_none() {
                 if !open {
                     break;
                 }
-                match rx.blocking_recv() {
-                    Some(s) => batch.push(s),
-                    None => break,
+                match rx.recv() {
+                    Ok(b) => batch = b,
+                    Err(_) => break,
                 }
-            }
-            while open && batch.len() < self.max_batch {
+            } else if open {
                 match rx.try_recv() {
-                    Ok(s) => batch.push(s),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+                    Ok(b) => batch = b,
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => open = false,
                 }
             }
             let mut again = Vec::new();
@@ -414,18 +467,27 @@ impl Sequencer {
         // Keys are checked at the integration time, which a verifier can
         // read from the entry.
         let time = now_nanos().max(self.last_time);
+        // Each submission's own check, in the batch's order; a batch with
+        // one the checker has not seen (the rest of a batch a bulk event
+        // stopped) is checked here, whole.
+        let checked: Option<Vec<Checked>> = batch.iter_mut().map(|s| s.checked.take()).collect();
         let envelopes: Vec<&SignedEnvelope> = batch.iter().map(|s| &s.envelope).collect();
+        let checked = match checked {
+            Some(c) => CheckedBatch::from_envelopes(c),
+            None => check_batch(&self.registry, &envelopes),
+        };
         let Sequenced {
             mut commit,
             registry: changed,
             verdicts,
             bulk,
-        } = sequence_bounded(
+        } = admit_bounded(
             self.state.store.as_ref(),
             &self.registry,
             self.size,
             &self.policy,
             &envelopes,
+            checked,
             time,
             self.slice,
         );

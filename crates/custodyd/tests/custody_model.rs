@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use custody_admission::{
-    load_registry, sequence_batch, sequence_bounded, Appended, BulkJob, HeadStep, Sequenced,
+    admit_bounded, check_batch, load_registry, sequence_batch, Appended, BulkJob, HeadStep,
+    Sequenced,
 };
 use custody_domain::findings::{
     find_finding, findings_at, findings_page, Finding, FindingsFilter, Policy, Rule,
@@ -1041,6 +1042,9 @@ fn sequence(
         })
         .unwrap();
     let mut registry = load_registry(store).unwrap();
+    // The registry the sequencer's checker may still hold: one batch
+    // behind.
+    let mut behind = registry.clone();
     let mut sizes = vec![1];
     let mut last_time = T0;
     let mut at = 0;
@@ -1063,7 +1067,9 @@ fn sequence(
         let envelopes: Vec<&SignedEnvelope> = envelopes.iter().collect();
         let latest = batch.iter().map(|e| e.event_time).max().unwrap_or(T0);
         let time = last_time.max(latest + integration_lag(lag));
-        let verdicts = log_batch(store, &mut registry, &envelopes, time, slice);
+        let before = registry.clone();
+        let verdicts = log_batch(store, &mut registry, &behind, &envelopes, time, slice);
+        behind = before;
         for ((k, verdict), e) in verdicts.into_iter().enumerate().zip(batch) {
             let index = first_index + k as u64;
             match verdict {
@@ -1085,7 +1091,9 @@ fn sequence(
 }
 
 /// `log_batch` logs one batch as the sequencer does, and each envelope's
-/// verdict: with a `slice`, through [`sequence_bounded`], and a bulk
+/// verdict: with a `slice`, checked ([`check_batch`]) against the registry
+/// `behind`, as the sequencer's checker checks a batch while the one
+/// before is admitted, then admitted through [`admit_bounded`]; a bulk
 /// event of more members than that as a [`BulkJob`] (members checked,
 /// entry logged, members applied, a slice per step and a commit per
 /// slice), then the rest of the batch; without, whole
@@ -1093,6 +1101,7 @@ fn sequence(
 fn log_batch(
     store: &RocksStore,
     registry: &mut Registry,
+    behind: &Registry,
     envelopes: &[&SignedEnvelope],
     time: Timestamp,
     slice: Option<usize>,
@@ -1107,7 +1116,10 @@ fn log_batch(
             verdicts,
             bulk,
         } = match slice {
-            Some(n) => sequence_bounded(store, registry, size, &POLICY, part, time, n),
+            Some(n) => {
+                let checked = check_batch(behind, part);
+                admit_bounded(store, registry, size, &POLICY, part, checked, time, n)
+            }
             None => sequence_batch(store, registry, size, &POLICY, part, time),
         };
         store.commit(&commit).unwrap();
