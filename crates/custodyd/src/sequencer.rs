@@ -176,7 +176,9 @@ pub struct Sequencer {
 /// it takes the waiting submissions, a batch at most, decodes them and
 /// verifies their signatures (on all cores) against the registry the
 /// sequencer last published, while the sequencer admits and commits the
-/// batch before, and hands them on. A key id names one public key, so a
+/// batch before, and hands them on. The registry may be two batches
+/// behind: one checked batch waits for the sequencer while the next is
+/// checked. A key id names one public key, so a
 /// signature verified against an earlier registry stays verified; whether
 /// the key may sign is the sequencer's to judge, in order, and signatures
 /// by keys this registry did not know yet are verified then.

@@ -1,6 +1,6 @@
 //! The sequencer checks a batch's signatures (`check_batch`) while it
 //! admits the batch before, against the registry it last published, which
-//! may be a batch behind. Admission must still judge every signer by the
+//! may be a batch or two behind. Admission must still judge every signer by the
 //! registry as of the entry: a key added in the batch before is verified
 //! late, a forgery by it is refused, and a key revoked in the batch before
 //! is refused even though the checker saw it valid.

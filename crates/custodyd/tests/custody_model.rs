@@ -1042,9 +1042,9 @@ fn sequence(
         })
         .unwrap();
     let mut registry = load_registry(store).unwrap();
-    // The registry the sequencer's checker may still hold: one batch
-    // behind.
-    let mut behind = registry.clone();
+    // The registries the sequencer's checker may still hold: up to two
+    // batches behind (one checked batch waits while the next is checked).
+    let mut behind = [registry.clone(), registry.clone()];
     let mut sizes = vec![1];
     let mut last_time = T0;
     let mut at = 0;
@@ -1067,9 +1067,8 @@ fn sequence(
         let envelopes: Vec<&SignedEnvelope> = envelopes.iter().collect();
         let latest = batch.iter().map(|e| e.event_time).max().unwrap_or(T0);
         let time = last_time.max(latest + integration_lag(lag));
-        let before = registry.clone();
-        let verdicts = log_batch(store, &mut registry, &behind, &envelopes, time, slice);
-        behind = before;
+        let verdicts = log_batch(store, &mut registry, &behind[0], &envelopes, time, slice);
+        behind = [behind[1].clone(), registry.clone()];
         for ((k, verdict), e) in verdicts.into_iter().enumerate().zip(batch) {
             let index = first_index + k as u64;
             match verdict {
