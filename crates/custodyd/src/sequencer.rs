@@ -177,7 +177,7 @@ pub struct Sequencer {
 /// verifies their signatures (on all cores) against the registry the
 /// sequencer last published, while the sequencer admits and commits the
 /// batch before, and hands them on. The registry may be two batches
-/// behind: one checked batch waits for the sequencer while the next is
+/// behind: checked batches wait for the sequencer while the next is
 /// checked. A key id names one public key, so a
 /// signature verified against an earlier registry stays verified; whether
 /// the key may sign is the sequencer's to judge, in order, and signatures
@@ -185,7 +185,7 @@ pub struct Sequencer {
 fn check_ahead(
     state: &LogState,
     mut rx: mpsc::Receiver<Submission>,
-    out: &std::sync::mpsc::SyncSender<Vec<Submission>>,
+    out: &Handoff,
     max_batch: usize,
 ) {
     while let Some(first) = rx.blocking_recv() {
@@ -202,9 +202,103 @@ fn check_ahead(
         for (s, c) in batch.iter_mut().zip(checked) {
             s.checked = Some(c);
         }
-        if out.send(batch).is_err() {
+        if !out.put(batch, max_batch) {
             break;
         }
+    }
+    out.close();
+}
+
+/// `Handoff` is where checked submissions wait for the sequencer. Batches
+/// checked while it is busy join into one, a batch at most, so it commits
+/// as many at once as it did when it checked them itself (64 unary callers
+/// would otherwise split into several small commits, each with its fsync).
+struct Handoff {
+    state: std::sync::Mutex<HandoffState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct HandoffState {
+    /// Checked submissions, in arrival order.
+    waiting: Vec<Submission>,
+    /// The checker is done: no more will come.
+    closed: bool,
+    /// The sequencer is gone: nobody will take them.
+    gone: bool,
+}
+
+impl Handoff {
+    fn new() -> Self {
+        Self {
+            state: std::sync::Mutex::new(HandoffState::default()),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HandoffState> {
+        // The state is a queue and two flags, whole after any panic.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `put` adds a checked batch once what waits and it fit in
+    /// `max_batch` (or nothing waits); false if the sequencer is gone.
+    fn put(&self, batch: Vec<Submission>, max_batch: usize) -> bool {
+        let mut s = self.lock();
+        while !s.gone && !s.waiting.is_empty() && s.waiting.len() + batch.len() > max_batch {
+            s = self
+                .changed
+                .wait(s)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        if s.gone {
+            return false;
+        }
+        s.waiting.extend(batch);
+        drop(s);
+        self.changed.notify_all();
+        true
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+
+    /// `take` is everything waiting, waiting for some if `block`; `None`
+    /// once the checker is done and nothing waits.
+    fn take(&self, block: bool) -> Option<Vec<Submission>> {
+        let mut s = self.lock();
+        while block && s.waiting.is_empty() && !s.closed {
+            s = self
+                .changed
+                .wait(s)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        if s.waiting.is_empty() && s.closed {
+            return None;
+        }
+        let out = std::mem::take(&mut s.waiting);
+        drop(s);
+        self.changed.notify_all();
+        Some(out)
+    }
+}
+
+/// `Taking` marks the handoff gone when the sequencer stops, however it
+/// stops, so the checker stops too and its submissions are answered.
+struct Taking(Arc<Handoff>);
+
+impl Drop for Taking {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.gone = true;
+        // Their submitters are answered as the replies are dropped.
+        s.waiting.clear();
+        drop(s);
+        self.0.changed.notify_all();
     }
 }
 
@@ -271,9 +365,11 @@ impl Sequencer {
             );
         }
         let (tx, rx) = mpsc::channel(queue);
-        // One checked batch waits for the sequencer at most: the checker
-        // then stops taking from the queue, which stays the one bound.
-        let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel(1);
+        // A batch of checked submissions waits for the sequencer at most:
+        // the checker then stops taking from the queue, which stays the
+        // one bound.
+        let handoff = Arc::new(Handoff::new());
+        let taking = Taking(Arc::clone(&handoff));
         let checker = Arc::clone(&state);
         let mut seq = Sequencer {
             state,
@@ -294,10 +390,10 @@ impl Sequencer {
         };
         std::thread::Builder::new()
             .name("checker".into())
-            .spawn(move || check_ahead(&checker, rx, &checked_tx, max_batch))?;
+            .spawn(move || check_ahead(&checker, rx, &handoff, max_batch))?;
         std::thread::Builder::new()
             .name("sequencer".into())
-            .spawn(move || seq.run(&checked_rx))?;
+            .spawn(move || seq.run(&taking.0))?;
         Ok(SequencerHandle {
             tx,
             bytes: Arc::new(Semaphore::new(queue_bytes.min(Semaphore::MAX_PERMITS))),
@@ -305,8 +401,7 @@ impl Sequencer {
         })
     }
 
-    fn run(&mut self, rx: &std::sync::mpsc::Receiver<Vec<Submission>>) {
-        use std::sync::mpsc::TryRecvError;
+    fn run(&mut self, checked: &Handoff) {
         let mut open = true;
         loop {
             // The backlog first, on its own; then what the checker has
@@ -319,15 +414,14 @@ impl Sequencer {
                 if !open {
                     break;
                 }
-                match rx.recv() {
-                    Ok(b) => batch = b,
-                    Err(_) => break,
+                match checked.take(true) {
+                    Some(b) => batch = b,
+                    None => break,
                 }
             } else if open {
-                match rx.try_recv() {
-                    Ok(b) => batch = b,
-                    Err(TryRecvError::Empty) => {}
-                    Err(TryRecvError::Disconnected) => open = false,
+                match checked.take(false) {
+                    Some(b) => batch = b,
+                    None => open = false,
                 }
             }
             let mut again = Vec::new();
