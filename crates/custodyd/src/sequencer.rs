@@ -1,20 +1,12 @@
 //! Stage 1 of the append path: verify, validate, sequence, commit.
 //!
-//! Two threads: the checker decodes a batch and verifies its signatures
-//! (on all cores) while the sequencer admits and commits the batch before
-//! ([`check_ahead`]).
-//!
 //! Contract:
 //! - The sequencer MUST NOT resolve a submission's reply with an index
 //!   until the entry is durable (its `WriteBatch` was fsync'd).
 //! - It MUST NOT write any part of a refused submission.
 //! - The queue in front of it is bounded in submissions and in bytes; when
 //!   either is full, submitters get `RESOURCE_EXHAUSTED` at once and
-//!   nothing is buffered. Submissions the checker holds, a batch being
-//!   checked and one waiting, keep their share of the byte budget.
-//! - A signature the checker verified against an earlier registry is
-//!   verified; whether its key may sign is judged at admission, by the
-//!   registry as of the entry.
+//!   nothing is buffered.
 //! - Entries, their tree hashes, dedup records, registry marks, custody
 //!   index updates and the findings' derived state are committed in one
 //!   batch, so a crash leaves all or none of them, and nothing is derived
@@ -33,10 +25,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use custody_admission::Checked;
 pub use custody_admission::{
     admit_bounded, check_batch, grow_tree, load_registry, sequence_batch, verify_signatures,
-    Appended, BulkJob, CheckedBatch, HeadStep, Sequenced,
+    Appended, BulkJob, HeadStep, Sequenced,
 };
 use custody_domain::findings::Policy;
 use custody_domain::{Refusal, Registry, SignedEnvelope};
@@ -62,9 +53,6 @@ pub struct Submission {
     /// Whether a running bulk job already sent it back once to be looked
     /// at again after its batch (its key may arrive in that batch).
     rechecked: bool,
-    /// What the checker found: the envelope decoded, and its signatures by
-    /// keys the registry knew verified (`None` until it has looked).
-    checked: Option<Checked>,
 }
 
 /// `queued_bytes` is what a waiting envelope is charged against the
@@ -111,7 +99,6 @@ impl SequencerHandle {
                 reply,
                 _bytes: permit,
                 rechecked: false,
-                checked: None,
             })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => Refusal::exhausted(
@@ -170,136 +157,6 @@ pub struct Sequencer {
     /// Submissions to sequence before any newer one: the rest of a batch a
     /// bulk event stopped, and the held ones once the job ends.
     backlog: VecDeque<Submission>,
-}
-
-/// `check_ahead` is the sequencer's first stage, on a thread of its own:
-/// it takes the waiting submissions, a batch at most, decodes them and
-/// verifies their signatures (on all cores) against the registry the
-/// sequencer last published, while the sequencer admits and commits the
-/// batch before, and hands them on. The registry may be two batches
-/// behind: checked batches wait for the sequencer while the next is
-/// checked. A key id names one public key, so a
-/// signature verified against an earlier registry stays verified; whether
-/// the key may sign is the sequencer's to judge, in order, and signatures
-/// by keys this registry did not know yet are verified then.
-fn check_ahead(
-    state: &LogState,
-    mut rx: mpsc::Receiver<Submission>,
-    out: &Handoff,
-    max_batch: usize,
-) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(s) => batch.push(s),
-                Err(_) => break,
-            }
-        }
-        let registry = state.registry();
-        let envelopes: Vec<&SignedEnvelope> = batch.iter().map(|s| &s.envelope).collect();
-        let checked = check_batch(&registry, &envelopes).into_envelopes();
-        for (s, c) in batch.iter_mut().zip(checked) {
-            s.checked = Some(c);
-        }
-        if !out.put(batch, max_batch) {
-            break;
-        }
-    }
-    out.close();
-}
-
-/// `Handoff` is where checked submissions wait for the sequencer. Batches
-/// checked while it is busy join into one, a batch at most, so it commits
-/// as many at once as it did when it checked them itself (64 unary callers
-/// would otherwise split into several small commits, each with its fsync).
-struct Handoff {
-    state: std::sync::Mutex<HandoffState>,
-    changed: std::sync::Condvar,
-}
-
-#[derive(Default)]
-struct HandoffState {
-    /// Checked submissions, in arrival order.
-    waiting: Vec<Submission>,
-    /// The checker is done: no more will come.
-    closed: bool,
-    /// The sequencer is gone: nobody will take them.
-    gone: bool,
-}
-
-impl Handoff {
-    fn new() -> Self {
-        Self {
-            state: std::sync::Mutex::new(HandoffState::default()),
-            changed: std::sync::Condvar::new(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HandoffState> {
-        // The state is a queue and two flags, whole after any panic.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// `put` adds a checked batch once what waits and it fit in
-    /// `max_batch` (or nothing waits); false if the sequencer is gone.
-    fn put(&self, batch: Vec<Submission>, max_batch: usize) -> bool {
-        let mut s = self.lock();
-        while !s.gone && !s.waiting.is_empty() && s.waiting.len() + batch.len() > max_batch {
-            s = self
-                .changed
-                .wait(s)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        if s.gone {
-            return false;
-        }
-        s.waiting.extend(batch);
-        drop(s);
-        self.changed.notify_all();
-        true
-    }
-
-    fn close(&self) {
-        self.lock().closed = true;
-        self.changed.notify_all();
-    }
-
-    /// `take` is everything waiting, waiting for some if `block`; `None`
-    /// once the checker is done and nothing waits.
-    fn take(&self, block: bool) -> Option<Vec<Submission>> {
-        let mut s = self.lock();
-        while block && s.waiting.is_empty() && !s.closed {
-            s = self
-                .changed
-                .wait(s)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        if s.waiting.is_empty() && s.closed {
-            return None;
-        }
-        let out = std::mem::take(&mut s.waiting);
-        drop(s);
-        self.changed.notify_all();
-        Some(out)
-    }
-}
-
-/// `Taking` marks the handoff gone when the sequencer stops, however it
-/// stops, so the checker stops too and its submissions are answered.
-struct Taking(Arc<Handoff>);
-
-impl Drop for Taking {
-    fn drop(&mut self) {
-        let mut s = self.0.lock();
-        s.gone = true;
-        // Their submitters are answered as the replies are dropped.
-        s.waiting.clear();
-        drop(s);
-        self.0.changed.notify_all();
-    }
 }
 
 /// `DEFAULT_BULK_SLICE` is how many manifest members the sequencer plans
@@ -365,12 +222,6 @@ impl Sequencer {
             );
         }
         let (tx, rx) = mpsc::channel(queue);
-        // A batch of checked submissions waits for the sequencer at most:
-        // the checker then stops taking from the queue, which stays the
-        // one bound.
-        let handoff = Arc::new(Handoff::new());
-        let taking = Taking(Arc::clone(&handoff));
-        let checker = Arc::clone(&state);
         let mut seq = Sequencer {
             state,
             registry,
@@ -389,11 +240,8 @@ impl Sequencer {
             backlog: VecDeque::new(),
         };
         std::thread::Builder::new()
-            .name("checker".into())
-            .spawn(move || check_ahead(&checker, rx, &handoff, max_batch))?;
-        std::thread::Builder::new()
             .name("sequencer".into())
-            .spawn(move || seq.run(&taking.0))?;
+            .spawn(move || seq.run(rx))?;
         Ok(SequencerHandle {
             tx,
             bytes: Arc::new(Semaphore::new(queue_bytes.min(Semaphore::MAX_PERMITS))),
@@ -401,27 +249,30 @@ impl Sequencer {
         })
     }
 
-    fn run(&mut self, checked: &Handoff) {
+    fn run(&mut self, mut rx: mpsc::Receiver<Submission>) {
         let mut open = true;
         loop {
-            // The backlog first, on its own; then what the checker has
-            // checked: waiting for it when there is nothing else to do.
-            let mut batch = Vec::new();
-            if !self.backlog.is_empty() {
-                let n = self.backlog.len().min(self.max_batch);
-                batch.extend(self.backlog.drain(..n));
-            } else if self.job.is_none() {
+            let mut batch = Vec::with_capacity(self.max_batch);
+            while batch.len() < self.max_batch {
+                match self.backlog.pop_front() {
+                    Some(s) => batch.push(s),
+                    None => break,
+                }
+            }
+            if batch.is_empty() && self.job.is_none() {
                 if !open {
                     break;
                 }
-                match checked.take(true) {
-                    Some(b) => batch = b,
+                match rx.blocking_recv() {
+                    Some(s) => batch.push(s),
                     None => break,
                 }
-            } else if open {
-                match checked.take(false) {
-                    Some(b) => batch = b,
-                    None => open = false,
+            }
+            while open && batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(s) => batch.push(s),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
                 }
             }
             let mut again = Vec::new();
@@ -563,15 +414,9 @@ impl Sequencer {
         // Keys are checked at the integration time, which a verifier can
         // read from the entry.
         let time = now_nanos().max(self.last_time);
-        // Each submission's own check, in the batch's order; a batch with
-        // one the checker has not seen (the rest of a batch a bulk event
-        // stopped) is checked here, whole.
-        let checked: Option<Vec<Checked>> = batch.iter_mut().map(|s| s.checked.take()).collect();
         let envelopes: Vec<&SignedEnvelope> = batch.iter().map(|s| &s.envelope).collect();
-        let checked = match checked {
-            Some(c) => CheckedBatch::from_envelopes(c),
-            None => check_batch(&self.registry, &envelopes),
-        };
+        // Decoding and signatures on all cores, then admission in order.
+        let checked = check_batch(&self.registry, &envelopes);
         let Sequenced {
             mut commit,
             registry: changed,

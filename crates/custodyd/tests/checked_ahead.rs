@@ -1,7 +1,7 @@
-//! The sequencer checks a batch's signatures (`check_batch`) while it
-//! admits the batch before, against the registry it last published, which
-//! may be a batch or two behind. Admission must still judge every signer by the
-//! registry as of the entry: a key added in the batch before is verified
+//! `check_batch` may run against any earlier registry of the same log, as
+//! `custody audit` runs it a batch ahead of admission (and as a checker
+//! thread ahead of the sequencer would). Admission must still judge every
+//! signer by the registry as of the entry: a key added in the batch before is verified
 //! late, a forgery by it is refused, and a key revoked in the batch before
 //! is refused even though the checker saw it valid.
 

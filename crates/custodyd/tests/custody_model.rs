@@ -1042,8 +1042,9 @@ fn sequence(
         })
         .unwrap();
     let mut registry = load_registry(store).unwrap();
-    // The registries the sequencer's checker may still hold: up to two
-    // batches behind (one checked batch waits while the next is checked).
+    // Batches are checked two registries behind, as `check_batch` allows
+    // (custody audit checks a batch ahead of admission): admission must
+    // judge signers by the registry as of each entry all the same.
     let mut behind = [registry.clone(), registry.clone()];
     let mut sizes = vec![1];
     let mut last_time = T0;
@@ -1091,7 +1092,7 @@ fn sequence(
 
 /// `log_batch` logs one batch as the sequencer does, and each envelope's
 /// verdict: with a `slice`, checked ([`check_batch`]) against the registry
-/// `behind`, as the sequencer's checker checks a batch while the one
+/// `behind` (see [`sequence`]), as `custody audit` checks a batch while the one
 /// before is admitted, then admitted through [`admit_bounded`]; a bulk
 /// event of more members than that as a [`BulkJob`] (members checked,
 /// entry logged, members applied, a slice per step and a commit per
