@@ -265,6 +265,26 @@ pub async fn append(
     .map(|r| r.into_inner())
 }
 
+/// `stream_requests` sends `reqs` over one AppendStream and returns the
+/// answers, one per request, in order.
+pub async fn stream_requests(
+    c: &mut CustodyLogClient<Channel>,
+    reqs: Vec<v1::AppendRequest>,
+) -> Vec<v1::AppendResponse> {
+    let n = reqs.len();
+    let mut out = c
+        .append_stream(tokio_stream::iter(reqs))
+        .await
+        .expect("open stream")
+        .into_inner();
+    let mut got = Vec::with_capacity(n);
+    while let Some(r) = out.message().await.expect("stream") {
+        got.push(r);
+    }
+    assert_eq!(got.len(), n, "one answer per request");
+    got
+}
+
 /// `register` registers `party` (acting for the owner) with a new key
 /// valid over `[from, to)` (`to` 0: open-ended), and a system
 /// [`system_of`] it owns, and returns the key.

@@ -264,15 +264,7 @@ impl W {
             })
             .collect();
         let mut c = self.log.client().await;
-        let mut out = c
-            .append_stream(tokio_stream::iter(reqs))
-            .await
-            .expect("open stream")
-            .into_inner();
-        let mut got = Vec::with_capacity(n);
-        while let Some(r) = out.message().await.expect("stream") {
-            got.push(r);
-        }
+        let got = stream_requests(&mut c, reqs).await;
         assert_eq!(got.len(), n, "one answer per event");
         self.note(&got);
         got
