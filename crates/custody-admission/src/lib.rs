@@ -106,9 +106,8 @@ pub fn load_registry_below(store: &dyn LogStore, size: u64) -> anyhow::Result<Re
     Ok(registry)
 }
 
-/// `Checked` is one envelope after the parallel stage ([`check_batch`]):
-/// decoded, and its signatures by keys the registry knew verified.
-pub struct Checked {
+/// One submission after the parallel stage.
+struct Checked {
     /// The signed bytes, PAE(payload type, body).
     message: Vec<u8>,
     /// The envelope digest, for dedup.
@@ -185,8 +184,7 @@ pub fn sequence_timed(
 }
 
 /// `admit_bounded` is the sequencer's sequential stage, over a batch that
-/// [`check_batch`] checked (the sequencer checks its next batch while it
-/// admits and commits this one): [`admit_checked`] at one integration
+/// [`check_batch`] checked: [`admit_checked`] at one integration
 /// time that stops at the first new event acting on more than `limit`
 /// manifest members one by one ([`bulk_members`]). The batch up to it is
 /// admitted as usual, and it is returned in [`Sequenced::bulk`] for the
@@ -219,23 +217,6 @@ pub fn admit_bounded(
 /// each event decoded, and its signatures by keys the registry knew
 /// verified.
 pub struct CheckedBatch(Vec<Checked>);
-
-impl CheckedBatch {
-    /// `into_envelopes` is the batch's envelopes, checked, one by one, in
-    /// order: to be kept with their submissions and batched again.
-    #[must_use]
-    pub fn into_envelopes(self) -> Vec<Checked> {
-        self.0
-    }
-
-    /// `from_envelopes` is a batch of envelopes checked one by one, in
-    /// the order of the envelopes it is admitted with. (One that does
-    /// not hold one per envelope is checked again at admission.)
-    #[must_use]
-    pub fn from_envelopes(checked: Vec<Checked>) -> Self {
-        Self(checked)
-    }
-}
 
 /// `check_batch` is the parallel stage of [`sequence_timed`] on its own,
 /// so a replayer can run it for one batch while it admits the one before
