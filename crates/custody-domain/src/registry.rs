@@ -240,6 +240,20 @@ impl Registry {
         self.systems.iter()
     }
 
+    /// `systems_of` is every system `party` owns, sorted: what a party
+    /// holds is what rests on them. The one answer to "which systems does
+    /// a party hold", for queries, exports and the web view alike.
+    pub fn systems_of(&self, party: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .systems
+            .iter()
+            .filter(|(_, s)| s.system.owner_party == party)
+            .map(|(id, _)| id.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// `grant` looks a grant up by id.
     pub fn grant(&self, id: &str) -> Option<&GrantRecord> {
         self.grants.get(id)

@@ -12,14 +12,16 @@
 
 use std::sync::Arc;
 
-use custody_domain::findings::{Finding, Rule};
+use custody_domain::findings::Finding;
 use custody_domain::{hex, rfc3339, Digest, Interval, Timestamp};
 use custody_evidence::{Answer, Bundle, ClassCount, HistoryEvent, Holder, IntervalRow, Question};
 use custody_proto::v1;
-use tonic::Status;
 
+use crate::answer::evidence::EvidenceBuilder;
+use crate::answer::fields::{bundle_time as time, digest, quoted};
+use crate::answer::token::MAX_FINDING_ID;
+use crate::answer::{self, pin, AnswerError, Pinned};
 use crate::findings::Findings;
-use crate::grpc_query::{digest, internal, pin, EvidenceBuilder, Pinned};
 use crate::query::AsOf;
 use crate::state::LogState;
 
@@ -48,20 +50,22 @@ pub struct Exported {
 /// before 1970, a page token (an export covers every page), a window
 /// that ends before it starts, or a finding without an id. A finding
 /// asked as of time 0 is asked as of now.
-pub fn question_from_proto(r: v1::ExportEvidenceRequest) -> Result<Question, Status> {
+pub fn question_from_proto(r: v1::ExportEvidenceRequest) -> Result<Question, AnswerError> {
     use v1::export_evidence_request::Question as Q;
     let no_token = |t: &[u8]| {
         if t.is_empty() {
             Ok(())
         } else {
-            Err(Status::invalid_argument(
-                "page_token: an export covers every page at one checkpoint; leave it empty",
+            Err(AnswerError::bad(
+                "page_token",
+                "an export covers every page at one checkpoint; leave it empty",
             ))
         }
     };
     match r.question {
-        None => Err(Status::invalid_argument(
-            "question: set one of history, holders, holdings, breach_scope or finding",
+        None => Err(AnswerError::bad(
+            "question",
+            "set one of history, holders, holdings, breach_scope or finding",
         )),
         Some(Q::History(h)) => {
             no_token(&h.page_token)?;
@@ -69,8 +73,9 @@ pub fn question_from_proto(r: v1::ExportEvidenceRequest) -> Result<Question, Sta
                 asset: digest("history.asset", &h.asset)?,
             })
         }
-        Some(Q::Holders(h)) if h.tree_size != 0 => Err(Status::invalid_argument(
-            "holders.tree_size: an evidence bundle answers as of the latest checkpoint; leave tree_size 0",
+        Some(Q::Holders(h)) if h.tree_size != 0 => Err(AnswerError::bad(
+            "holders.tree_size",
+            "an evidence bundle answers as of the latest checkpoint; leave tree_size 0",
         )),
         Some(Q::Holders(h)) => Ok(Question::Holders {
             asset: digest("holders.asset", &h.asset)?,
@@ -82,8 +87,9 @@ pub fn question_from_proto(r: v1::ExportEvidenceRequest) -> Result<Question, Sta
                 Some(v1::holdings_request::Holder::Party(p)) => Holder::Party(p),
                 Some(v1::holdings_request::Holder::SystemId(s)) => Holder::System(s),
                 None => {
-                    return Err(Status::invalid_argument(
-                        "holdings.holder: set party or system_id",
+                    return Err(AnswerError::bad(
+                        "holdings.holder",
+                        "set party or system_id",
                     ))
                 }
             };
@@ -99,8 +105,9 @@ pub fn question_from_proto(r: v1::ExportEvidenceRequest) -> Result<Question, Sta
                 time("breach_scope.to", b.to_unix_nanos)?,
             );
             if to < from {
-                return Err(Status::invalid_argument(
-                    "breach_scope.to: the window ends before it starts",
+                return Err(AnswerError::bad(
+                    "breach_scope.to",
+                    "the window ends before it starts",
                 ));
             }
             Ok(Question::BreachScope {
@@ -111,16 +118,19 @@ pub fn question_from_proto(r: v1::ExportEvidenceRequest) -> Result<Question, Sta
         }
         Some(Q::Finding(f)) => {
             if f.id.is_empty() {
-                return Err(Status::invalid_argument(
-                    "finding.id: set the finding's id, as custody inspect findings lists it",
+                return Err(AnswerError::bad(
+                    "finding.id",
+                    "set the finding's id, as custody inspect findings lists it",
                 ));
             }
-            if f.id.len() > crate::findings::MAX_FINDING_ID {
-                return Err(Status::invalid_argument(format!(
-                    "finding.id: {} bytes, longer than any finding's id (at most {})",
-                    f.id.len(),
-                    crate::findings::MAX_FINDING_ID
-                )));
+            if f.id.len() > MAX_FINDING_ID {
+                return Err(AnswerError::bad(
+                    "finding.id",
+                    format!(
+                        "{} bytes, longer than any finding's id (at most {MAX_FINDING_ID})",
+                        f.id.len()
+                    ),
+                ));
             }
             Ok(Question::Finding {
                 id: f.id,
@@ -133,16 +143,6 @@ pub fn question_from_proto(r: v1::ExportEvidenceRequest) -> Result<Question, Sta
     }
 }
 
-/// `time` refuses times a bundle cannot write (before 1970).
-fn time(field: &str, t: Timestamp) -> Result<Timestamp, Status> {
-    if t < 0 {
-        return Err(Status::invalid_argument(format!(
-            "{field}: a time before 1970 cannot be written in a bundle"
-        )));
-    }
-    Ok(t)
-}
-
 /// `export_evidence` answers the `ExportEvidence` RPC.
 ///
 /// # Errors
@@ -152,7 +152,7 @@ pub async fn export_evidence(
     state: Arc<LogState>,
     findings: Option<Arc<Findings>>,
     r: v1::ExportEvidenceRequest,
-) -> Result<v1::ExportEvidenceResponse, Status> {
+) -> Result<v1::ExportEvidenceResponse, AnswerError> {
     let q = question_from_proto(r)?;
     let e = export(state, findings, q).await?;
     Ok(v1::ExportEvidenceResponse {
@@ -176,20 +176,24 @@ pub async fn export(
     state: Arc<LogState>,
     findings: Option<Arc<Findings>>,
     q: Question,
-) -> Result<Exported, Status> {
-    let cp = pin(&state, None)?;
+) -> Result<Exported, AnswerError> {
+    let cp = answer::blocking({
+        let state = state.clone();
+        move || pin(&state, None, "question")
+    })
+    .await?;
     let finding = match &q {
         Question::Finding { id, as_of } => {
-            let stage =
-                findings.ok_or_else(|| Status::unavailable("the findings stage is not running"))?;
+            let stage = findings.ok_or_else(|| {
+                AnswerError::Unavailable("the findings stage is not running".into())
+            })?;
             let f = stage
                 .find(cp.size, *as_of, id.clone())
-                .await
-                .map_err(Status::unavailable)?
+                .await?
                 .ok_or_else(|| {
-                    Status::not_found(format!(
+                    AnswerError::NotFound(format!(
                         "there is no finding {} as of {} at tree size {}",
-                        crate::findings::quoted(id),
+                        quoted(id),
                         rfc3339(*as_of),
                         cp.size
                     ))
@@ -198,13 +202,11 @@ pub async fn export(
         }
         _ => None,
     };
-    tokio::task::spawn_blocking(move || build(&state, &cp, q, finding))
-        .await
-        .map_err(|e| internal("export task", e))?
+    answer::blocking(move || build(&state, &cp, q, finding)).await
 }
 
-fn too_many(what: String, how: &str) -> Status {
-    Status::resource_exhausted(format!(
+fn too_many(what: String, how: &str) -> AnswerError {
+    AnswerError::TooLarge(format!(
         "{what}, more than one bundle holds ({MAX_BUNDLE_ROWS}); {how}"
     ))
 }
@@ -214,11 +216,8 @@ fn too_many(what: String, how: &str) -> Status {
 fn cite_intervals(
     ev: &mut EvidenceBuilder<'_>,
     intervals: &[Interval],
-) -> Result<Vec<IntervalRow>, Status> {
-    for i in intervals {
-        ev.cite_interval(i)?;
-        ev.cite_class(i)?;
-    }
+) -> Result<Vec<IntervalRow>, AnswerError> {
+    ev.cite_intervals(intervals)?;
     Ok(intervals.iter().map(IntervalRow::from_interval).collect())
 }
 
@@ -227,7 +226,7 @@ fn build(
     cp: &Pinned,
     q: Question,
     finding: Option<Finding>,
-) -> Result<Exported, Status> {
+) -> Result<Exported, AnswerError> {
     let registry = state.registry();
     let asof = AsOf {
         store: state.store.as_ref(),
@@ -239,7 +238,7 @@ fn build(
         Question::History { asset } => {
             let (indexes, more) = asof
                 .asset_history(asset, None, MAX_BUNDLE_ROWS)
-                .map_err(|e| internal("asset history", e))?;
+                .map_err(|e| AnswerError::internal("asset history", e))?;
             if more {
                 return Err(too_many(
                     format!("asset {} has more logged events", hex(asset)),
@@ -258,7 +257,7 @@ fn build(
         Question::Holders { asset, at } => {
             let intervals = asof
                 .holders_at(asset, *at)
-                .map_err(|e| internal("holders", e))?;
+                .map_err(|e| AnswerError::internal("holders", e))?;
             if intervals.len() > MAX_BUNDLE_ROWS {
                 return Err(too_many(
                     format!("asset {} has more holders", hex(asset)),
@@ -273,29 +272,13 @@ fn build(
             )
         }
         Question::Holdings { holder, at } => {
-            let (systems, who) = match holder {
-                Holder::System(s) => {
-                    if registry.system(s).is_none() {
-                        return Err(Status::not_found(format!("system {s} is not registered")));
-                    }
-                    (vec![s.clone()], s.clone())
-                }
-                Holder::Party(p) => {
-                    if registry.party(p).is_none() {
-                        return Err(Status::not_found(format!("party {p} is not registered")));
-                    }
-                    let mut v: Vec<String> = registry
-                        .systems()
-                        .filter(|(_, s)| s.system.owner_party == *p)
-                        .map(|(id, _)| id.clone())
-                        .collect();
-                    v.sort();
-                    (v, p.clone())
-                }
+            let systems = answer::holder_systems(&registry, holder)?;
+            let who = match holder {
+                Holder::System(s) | Holder::Party(s) => s.clone(),
             };
             let (intervals, next) = asof
                 .holdings(&systems, *at, None, MAX_BUNDLE_ROWS + 1)
-                .map_err(|e| internal("holdings", e))?;
+                .map_err(|e| AnswerError::internal("holdings", e))?;
             if next.is_some() || intervals.len() > MAX_BUNDLE_ROWS {
                 return Err(too_many(
                     format!("{who} held more assets at {}", rfc3339(*at)),
@@ -310,14 +293,10 @@ fn build(
             )
         }
         Question::BreachScope { system, from, to } => {
-            if registry.system(system).is_none() {
-                return Err(Status::not_found(format!(
-                    "system {system} is not registered"
-                )));
-            }
+            answer::registered_system(&registry, system)?;
             let scope = asof
                 .breach_scope(&state.scopes, system, *from, *to, None, MAX_BUNDLE_ROWS)
-                .map_err(|e| internal("breach scope", e))?;
+                .map_err(|e| AnswerError::internal("breach scope", e))?;
             if scope.next.is_some() || scope.intervals.len() > MAX_BUNDLE_ROWS {
                 return Err(too_many(
                     format!(
@@ -352,22 +331,22 @@ fn build(
         }
         Question::Finding { id, as_of } => {
             let Some(f) = finding else {
-                return Err(internal(
+                return Err(AnswerError::internal(
                     "finding",
                     format!("finding {id} was not computed"),
                 ));
             };
-            cite_finding(&mut ev, &f)?;
+            ev.cite_finding(&f)?;
             (
                 Answer::Finding { finding: f },
                 format!("finding-{}-{}", file_part(id), stamp(*as_of)),
             )
         }
         _ => {
-            return Err(Status::unimplemented(format!(
-                "{} bundles are not available yet",
-                q.kind()
-            )))
+            return Err(AnswerError::bad(
+                "question",
+                format!("{} bundles are not available yet", q.kind()),
+            ))
         }
     };
     if ev.cited() > MAX_BUNDLE_ROWS {
@@ -386,18 +365,21 @@ fn build(
                         .entries
                         .binary_search_by_key(i, |p| p.index)
                         .map(|n| &evidence.entries[n])
-                        .map_err(|_| internal("history", format!("entry {i} was not proven")))?;
-                    HistoryEvent::from_entry(*i, &p.entry).map_err(|e| internal("history", e))
+                        .map_err(|_| {
+                            AnswerError::internal("history", format!("entry {i} was not proven"))
+                        })?;
+                    HistoryEvent::from_entry(*i, &p.entry)
+                        .map_err(|e| AnswerError::internal("history", e))
                 })
-                .collect::<Result<_, Status>>()?,
+                .collect::<Result<_, AnswerError>>()?,
         },
         None => answer,
     };
     let bytes = Bundle::new(q, answer, &evidence)
         .to_bytes()
-        .map_err(|e| internal("bundle", e))?;
+        .map_err(|e| AnswerError::internal("bundle", e))?;
     if bytes.len() > MAX_BUNDLE_BYTES {
-        return Err(Status::resource_exhausted(format!(
+        return Err(AnswerError::TooLarge(format!(
             "the bundle would be {} MiB, more than the {} MiB one download holds; narrow the question (a shorter window, one system at a time)",
             bytes.len() >> 20,
             MAX_BUNDLE_BYTES >> 20
@@ -407,27 +389,6 @@ fn build(
         bytes,
         file_name: format!("evidence-{name}.json"),
     })
-}
-
-/// `cite_finding` cites every entry a finding rests on, as the Findings
-/// RPC does (with the membership of its asset where a cited bulk event
-/// names it), and, for the rules whose party is a system's owner, that
-/// system's registration.
-fn cite_finding(ev: &mut EvidenceBuilder<'_>, f: &Finding) -> Result<(), Status> {
-    for e in &f.entries {
-        ev.cite(*e, f.asset.as_ref())?;
-    }
-    // These rules rest on who owns the system: the holder, or the
-    // recipient a grant must cover.
-    if matches!(
-        f.rule,
-        Rule::RetentionOverdue | Rule::MissingAttestation | Rule::UnauthorizedTransfer
-    ) {
-        if let Some(s) = &f.system {
-            ev.cite_system(s);
-        }
-    }
-    Ok(())
 }
 
 /// `short` is the first 16 hex digits of a digest, for file names.

@@ -7,23 +7,26 @@
 //! - `GET /evidence/finding?id=ID&as_of=T` (`as_of` defaults to now)
 //!
 //! Times are RFC 3339 in UTC. Each answers with the bundle
-//! ([`crate::export`]) as an attachment, or with a plain-text message: 400
-//! for bad parameters, 404 for an unknown party or system or a finding
-//! that does not exist as of its time, 422 for a question too large for
-//! one bundle, 503 while the findings stage is catching up. The same role gate as the web view
-//! applies here once roles arrive (DESIGN §8).
+//! ([`crate::export`]) as an attachment, or with the answer layer's error
+//! ([`AnswerError`]) as plain text: 400 for bad parameters, 404 for an
+//! unknown party or system or a finding that does not exist as of its
+//! time, 422 for a question too large for one bundle, 503 while entries
+//! are being indexed. The same role gate as the web view applies here
+//! once roles arrive (DESIGN §8).
 
 use std::sync::Arc;
 
-use axum::extract::{RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::extract::State;
+use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use custody_domain::{parse_rfc3339, Digest, Timestamp};
+use custody_domain::{Digest, Timestamp};
 use custody_evidence::{Holder, Question};
-use tonic::Code;
+use serde::Deserialize;
 
+use crate::answer::{fields, AnswerError};
+use crate::http::query;
 use crate::state::LogState;
 
 /// `router` serves the downloads from `state`. It is generic over the
@@ -43,131 +46,27 @@ where
         .with_state(state)
 }
 
-/// `DownloadError` is the one error type of the downloads; it turns into a
-/// plain-text response.
-#[derive(Debug)]
-struct DownloadError(StatusCode, String);
-
-impl IntoResponse for DownloadError {
-    fn into_response(self) -> Response {
-        if self.0 == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %self.1, "evidence download failed");
-        }
-        (
-            self.0,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            format!("{}\n", self.1),
-        )
-            .into_response()
-    }
+/// `require` is a parameter that must be given.
+fn require<'a>(v: &'a Option<String>, k: &str, what: &str) -> Result<&'a str, AnswerError> {
+    v.as_deref()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| AnswerError::bad(k, format!("missing parameter {k} ({what})")))
 }
 
-fn bad(msg: impl Into<String>) -> DownloadError {
-    DownloadError(StatusCode::BAD_REQUEST, msg.into())
+fn asset(v: &Option<String>) -> Result<Digest, AnswerError> {
+    fields::digest_hex("asset", require(v, "asset", "the asset's hex SHA-256")?)
 }
 
-/// `Params` is a query string's parameters, each named at most once.
-struct Params(Vec<(String, String)>);
-
-impl Params {
-    /// `parse` reads `query`, allowing only the parameters in `allowed`.
-    fn parse(query: Option<String>, allowed: &[&str]) -> Result<Self, DownloadError> {
-        let mut out: Vec<(String, String)> = Vec::new();
-        for pair in query.as_deref().unwrap_or_default().split('&') {
-            if pair.is_empty() {
-                continue;
-            }
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let (k, v) = (percent_decode(k)?, percent_decode(v)?);
-            if !allowed.contains(&k.as_str()) {
-                return Err(bad(format!(
-                    "unknown parameter {k:?}; this download takes {}",
-                    allowed.join(", ")
-                )));
-            }
-            if out.iter().any(|(o, _)| *o == k) {
-                return Err(bad(format!("parameter {k:?} is given twice")));
-            }
-            out.push((k, v));
-        }
-        Ok(Self(out))
-    }
-
-    fn get(&self, k: &str) -> Option<&str> {
-        self.0.iter().find(|(o, _)| o == k).map(|(_, v)| v.as_str())
-    }
-
-    fn require(&self, k: &str, what: &str) -> Result<&str, DownloadError> {
-        self.get(k)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| bad(format!("missing parameter {k} ({what})")))
-    }
-
-    fn asset(&self) -> Result<Digest, DownloadError> {
-        let s = self.require("asset", "the asset's hex SHA-256")?;
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad(format!(
-                "asset: want 64 hex digits (a SHA-256), got {s:?}"
-            )));
-        }
-        let mut d = [0u8; 32];
-        for (i, pair) in s.as_bytes().chunks(2).enumerate() {
-            let hexit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-            d[i] = hexit(pair[0]) << 4 | hexit(pair[1]);
-        }
-        Ok(d)
-    }
-
-    fn time(&self, k: &str) -> Result<Timestamp, DownloadError> {
-        let s = self.require(k, "an RFC 3339 time such as 2026-11-26T15:04:05Z")?;
-        parse_rfc3339(s).map_err(|e| bad(format!("{k}: {e}")))
-    }
+fn time(v: &Option<String>, k: &str) -> Result<Timestamp, AnswerError> {
+    fields::time(
+        k,
+        require(v, k, "an RFC 3339 time such as 2026-11-26T15:04:05Z")?,
+    )
 }
 
-/// `percent_decode` decodes a query-string component (`%XX`, and `+` for
-/// a space).
-fn percent_decode(s: &str) -> Result<String, DownloadError> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hexit = |c: Option<&u8>| c.and_then(|c| (*c as char).to_digit(16));
-                match (hexit(b.get(i + 1)), hexit(b.get(i + 2))) {
-                    (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
-                    _ => return Err(bad(format!("malformed percent-encoding in {s:?}"))),
-                }
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| bad(format!("{s:?} is not UTF-8 once decoded")))
-}
-
-async fn answer(state: Arc<LogState>, q: Question) -> Result<Response, DownloadError> {
+async fn answer(state: Arc<LogState>, q: Question) -> Result<Response, AnswerError> {
     let findings = state.findings.get().cloned();
-    let e = crate::export::export(state, findings, q)
-        .await
-        .map_err(|s| {
-            let code = match s.code() {
-                Code::InvalidArgument => StatusCode::BAD_REQUEST,
-                Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                Code::NotFound => StatusCode::NOT_FOUND,
-                Code::ResourceExhausted => StatusCode::UNPROCESSABLE_ENTITY,
-                Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            DownloadError(code, s.message().to_owned())
-        })?;
+    let e = crate::export::export(state, findings, q).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/json".to_owned()),
@@ -182,71 +81,100 @@ async fn answer(state: Arc<LogState>, q: Question) -> Result<Response, DownloadE
         .into_response())
 }
 
-async fn history(
-    State(state): State<Arc<LogState>>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, DownloadError> {
-    let p = Params::parse(q, &["asset"])?;
-    answer(state, Question::History { asset: p.asset()? }).await
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    asset: Option<String>,
 }
 
-async fn holders(
-    State(state): State<Arc<LogState>>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, DownloadError> {
-    let p = Params::parse(q, &["asset", "at"])?;
+async fn history(State(state): State<Arc<LogState>>, uri: Uri) -> Result<Response, AnswerError> {
+    let p: HistoryQuery = query(&uri)?;
+    answer(
+        state,
+        Question::History {
+            asset: asset(&p.asset)?,
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldersQuery {
+    asset: Option<String>,
+    at: Option<String>,
+}
+
+async fn holders(State(state): State<Arc<LogState>>, uri: Uri) -> Result<Response, AnswerError> {
+    let p: HoldersQuery = query(&uri)?;
     let q = Question::Holders {
-        asset: p.asset()?,
-        at: p.time("at")?,
+        asset: asset(&p.asset)?,
+        at: time(&p.at, "at")?,
     };
     answer(state, q).await
 }
 
-async fn holdings(
-    State(state): State<Arc<LogState>>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, DownloadError> {
-    let p = Params::parse(q, &["party", "system", "at"])?;
-    let holder = match (p.get("party"), p.get("system")) {
-        (Some(party), None) if !party.is_empty() => Holder::Party(party.to_owned()),
-        (None, Some(system)) if !system.is_empty() => Holder::System(system.to_owned()),
-        _ => return Err(bad("set exactly one of party and system")),
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldingsQuery {
+    party: Option<String>,
+    system: Option<String>,
+    at: Option<String>,
+}
+
+async fn holdings(State(state): State<Arc<LogState>>, uri: Uri) -> Result<Response, AnswerError> {
+    let p: HoldingsQuery = query(&uri)?;
+    let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+    let holder = match (given(&p.party), given(&p.system)) {
+        (Some(party), None) => Holder::Party(party),
+        (None, Some(system)) => Holder::System(system),
+        _ => {
+            return Err(AnswerError::bad(
+                "party",
+                "set exactly one of party and system",
+            ))
+        }
     };
     let q = Question::Holdings {
         holder,
-        at: p.time("at")?,
+        at: time(&p.at, "at")?,
     };
     answer(state, q).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BreachScopeQuery {
+    system: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
 }
 
 async fn breach_scope(
     State(state): State<Arc<LogState>>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, DownloadError> {
-    let p = Params::parse(q, &["system", "from", "to"])?;
-    let system = p.require("system", "a system id")?.to_owned();
-    let (from, to) = (p.time("from")?, p.time("to")?);
-    if to < from {
-        return Err(bad("to: the window ends before it starts"));
-    }
+    uri: Uri,
+) -> Result<Response, AnswerError> {
+    let p: BreachScopeQuery = query(&uri)?;
+    let system = require(&p.system, "system", "a system id")?.to_owned();
+    let (from, to) = (time(&p.from, "from")?, time(&p.to, "to")?);
+    fields::window(from, to)?;
     answer(state, Question::BreachScope { system, from, to }).await
 }
 
-async fn finding(
-    State(state): State<Arc<LogState>>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, DownloadError> {
-    let p = Params::parse(q, &["id", "as_of"])?;
-    let id = p.require("id", "a finding id")?.to_owned();
-    let as_of = match p.get("as_of").filter(|v| !v.is_empty()) {
-        Some(_) => p.time("as_of")?,
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FindingQuery {
+    id: Option<String>,
+    as_of: Option<String>,
+}
+
+async fn finding(State(state): State<Arc<LogState>>, uri: Uri) -> Result<Response, AnswerError> {
+    let p: FindingQuery = query(&uri)?;
+    let id = require(&p.id, "id", "a finding id")?.to_owned();
+    let as_of = match p.as_of.as_deref().filter(|v| !v.is_empty()) {
+        Some(_) => fields::bundle_time("as_of", time(&p.as_of, "as_of")?)?,
         None => crate::init::now_nanos(),
     };
-    if as_of < 0 {
-        return Err(bad(
-            "as_of: a time before 1970 cannot be written in a bundle",
-        ));
-    }
     answer(state, Question::Finding { id, as_of }).await
 }
 
@@ -254,19 +182,20 @@ async fn finding(
 mod tests {
     use super::*;
 
+    fn parse<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, AnswerError> {
+        query(&format!("/evidence/x?{q}").parse::<Uri>().unwrap())
+    }
+
     #[test]
     fn query_strings_decode_and_refuse_what_they_should() {
-        let p = Params::parse(
-            Some("asset=ab&at=2026-11-26T12%3A00%3A00Z".into()),
-            &["asset", "at"],
-        )
-        .unwrap();
-        assert_eq!(p.get("at"), Some("2026-11-26T12:00:00Z"));
-        assert!(p.asset().is_err(), "too short");
-        assert!(Params::parse(Some("x=1".into()), &["asset"]).is_err());
-        assert!(Params::parse(Some("asset=1&asset=2".into()), &["asset"]).is_err());
-        assert!(Params::parse(Some("asset=%zz".into()), &["asset"]).is_err());
-        let p = Params::parse(Some(format!("asset={}", "aB".repeat(32))), &["asset"]).unwrap();
-        assert_eq!(p.asset().unwrap(), [0xab; 32]);
+        let p: HoldersQuery = parse("asset=ab&at=2026-11-26T12%3A00%3A00Z").unwrap();
+        assert_eq!(p.at.as_deref(), Some("2026-11-26T12:00:00Z"));
+        assert!(asset(&p.asset).is_err(), "too short");
+        assert!(parse::<HistoryQuery>("x=1").is_err(), "unknown parameter");
+        assert!(parse::<HistoryQuery>("asset=1&asset=2").is_err(), "twice");
+        let p: HistoryQuery = parse(&format!("asset={}", "aB".repeat(32))).unwrap();
+        assert_eq!(asset(&p.asset).unwrap(), [0xab; 32]);
+        let p: HistoryQuery = parse("asset=%zz").unwrap();
+        assert!(asset(&p.asset).is_err(), "not hex once decoded");
     }
 }

@@ -27,19 +27,8 @@ use custody_domain::findings::{
 use custody_domain::Timestamp;
 use custody_store::index::StoreView;
 
+use crate::answer::AnswerError;
 use crate::state::LogState;
-
-/// The longest finding id a question or page token may carry: longer
-/// than any `finding_id` makes (a rule's name, an entry index, a digest in
-/// hex and an opaque id of at most 64 characters).
-pub const MAX_FINDING_ID: usize = 1024;
-
-/// `quoted` is a caller's text as an error message repeats it: quoted,
-/// and cut to its first 64 characters, so that no input can make an
-/// error too long to send (a gRPC status travels in an HTTP/2 header).
-pub fn quoted(s: &str) -> String {
-    format!("{:?}", crate::ui::layout::clip(s, 64))
-}
 
 /// `Findings` answers findings questions.
 pub struct Findings {
@@ -69,7 +58,9 @@ impl Findings {
     ///
     /// # Errors
     ///
-    /// A message when `size` is not durable yet or the store fails.
+    /// [`AnswerError::Unavailable`] when `size` is not durable yet or the
+    /// server is shutting down, [`AnswerError::Internal`] when the store
+    /// fails.
     pub async fn page(
         self: &Arc<Self>,
         size: u64,
@@ -77,7 +68,7 @@ impl Findings {
         filter: FindingsFilter,
         after: Option<(Timestamp, String)>,
         limit: usize,
-    ) -> Result<FindingsPage, String> {
+    ) -> Result<FindingsPage, AnswerError> {
         self.visit(size, move |me| {
             let registry = me.state.registry();
             let snapshot = me.snapshot()?;
@@ -91,7 +82,7 @@ impl Findings {
                 after.as_ref(),
                 limit,
             )
-            .map_err(|e| e.to_string())
+            .map_err(|e| AnswerError::internal("findings", e))
         })
         .await
     }
@@ -107,7 +98,7 @@ impl Findings {
         size: u64,
         as_of: Timestamp,
         id: String,
-    ) -> Result<Option<Finding>, String> {
+    ) -> Result<Option<Finding>, AnswerError> {
         self.visit(size, move |me| {
             let registry = me.state.registry();
             let snapshot = me.snapshot()?;
@@ -119,7 +110,7 @@ impl Findings {
                 as_of,
                 &id,
             )
-            .map_err(|e| e.to_string())
+            .map_err(|e| AnswerError::internal("findings", e))
         })
         .await
     }
@@ -128,32 +119,29 @@ impl Findings {
     async fn visit<T: Send + 'static>(
         self: &Arc<Self>,
         size: u64,
-        work: impl FnOnce(&Self) -> Result<T, String> + Send + 'static,
-    ) -> Result<T, String> {
+        work: impl FnOnce(&Self) -> Result<T, AnswerError> + Send + 'static,
+    ) -> Result<T, AnswerError> {
         let durable = *self.state.durable.borrow();
         if size > durable {
-            return Err(format!(
+            return Err(AnswerError::Unavailable(format!(
                 "the log holds {durable} durable entries, fewer than the {size} asked about"
-            ));
+            )));
         }
         let _turn = self
             .evaluating
             .acquire()
             .await
-            .map_err(|_| "the server is shutting down".to_owned())?;
+            .map_err(|_| AnswerError::Unavailable("the server is shutting down".to_owned()))?;
         let me = self.clone();
         tokio::task::spawn_blocking(move || work(&me))
             .await
-            .map_err(|e| format!("findings task: {e}"))?
+            .map_err(|e| AnswerError::internal("findings task", e))?
     }
 
     /// `snapshot` is one snapshot for a whole answer: its scans then read
     /// one state of the store, however many entries are committed
     /// meanwhile.
-    fn snapshot(&self) -> Result<Box<dyn custody_store::IndexRead + '_>, String> {
-        self.state
-            .store
-            .index_snapshot()
-            .map_err(|e| format!("findings: {e}"))
+    fn snapshot(&self) -> Result<Box<dyn custody_store::IndexRead + '_>, AnswerError> {
+        Ok(self.state.store.index_snapshot()?)
     }
 }

@@ -10,8 +10,9 @@ use custody_proto::envelope_from_proto;
 use custody_proto::v1::{self, custody_log_server::CustodyLog};
 use futures::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status, Streaming};
-use tonic_types::{ErrorDetails, StatusExt as _};
 
+use crate::answer::error::bad_request_status;
+use crate::answer::{self, AnswerError};
 use crate::sequencer::SequencerHandle;
 use crate::state::LogState;
 
@@ -30,11 +31,7 @@ pub fn status_of(r: Refusal) -> Status {
     };
     match r.kind {
         RefusalKind::InvalidArgument => match r.field {
-            Some(field) => {
-                let mut details = ErrorDetails::new();
-                details.add_bad_request_violation(field, r.message);
-                Status::with_error_details(tonic::Code::InvalidArgument, msg, details)
-            }
+            Some(field) => bad_request_status(field, &r.message),
             None => Status::invalid_argument(msg),
         },
         RefusalKind::PermissionDenied => Status::permission_denied(msg),
@@ -43,11 +40,6 @@ pub fn status_of(r: Refusal) -> Status {
         RefusalKind::ResourceExhausted => Status::resource_exhausted(msg),
         _ => Status::internal(msg),
     }
-}
-
-fn internal(context: &str, e: impl std::fmt::Display) -> Status {
-    tracing::error!(error = %e, "{context}");
-    Status::internal(format!("{context}: {e}"))
 }
 
 /// `CustodyLogService` implements the gRPC service.
@@ -71,7 +63,7 @@ async fn append_one(
     req: v1::AppendRequest,
 ) -> Result<v1::AppendResponse, Status> {
     let Some(event) = req.event else {
-        return Err(Status::invalid_argument("event: missing signed event"));
+        return Err(status_of(Refusal::invalid("event", "missing signed event")));
     };
     let envelope = envelope_from_proto(event).map_err(status_of)?;
     let appended = sequencer.submit(envelope).await.map_err(status_of)?;
@@ -85,12 +77,17 @@ async fn append_one(
         let cp = rx
             .wait_for(|cp| cp.size > appended.index)
             .await
-            .map_err(|e| internal("wait for checkpoint", e))?
+            .map_err(|_| {
+                Status::from(AnswerError::Unavailable(format!(
+                    "entry {} is durable, but the server is shutting down before its checkpoint; ask GetInclusionProof later",
+                    appended.index
+                )))
+            })?
             .clone();
         let (size, index) = (cp.size, appended.index);
         let proof = blocking(move || {
             prove_inclusion(size, index, &state.hashes())
-                .map_err(|e| internal("inclusion proof", e))
+                .map_err(|e| AnswerError::internal("inclusion proof", e))
         })
         .await?;
         resp.checkpoint = cp.note.clone();
@@ -160,13 +157,9 @@ impl CustodyLog for CustodyLogService {
             let note = if size == 0 {
                 state.latest().note.clone()
             } else {
-                state
-                    .store
-                    .checkpoint(size)
-                    .map_err(|e| internal("read checkpoint", e))?
-                    .ok_or_else(|| {
-                        Status::not_found(format!("no checkpoint of size {size} was published"))
-                    })?
+                state.store.checkpoint(size)?.ok_or_else(|| {
+                    AnswerError::NotFound(format!("no checkpoint of size {size} was published"))
+                })?
             };
             Ok(v1::GetCheckpointResponse { checkpoint: note })
         })
@@ -183,16 +176,13 @@ impl CustodyLog for CustodyLogService {
         blocking(move || {
             let size = state.latest().size;
             if r.start >= r.end || r.end > size {
-                return Err(Status::out_of_range(format!(
+                return Err(AnswerError::PastEnd(format!(
                     "entries {}..{} are not within the latest checkpoint of size {size}",
                     r.start, r.end
                 )));
             }
             let end = r.end.min(r.start + MAX_ENTRIES_PER_CALL);
-            let entries = state
-                .store
-                .read_entries(r.start, end)
-                .map_err(|e| internal("read entries", e))?;
+            let entries = state.store.read_entries(r.start, end)?;
             Ok(v1::GetEntriesResponse { entries })
         })
         .await
@@ -208,17 +198,16 @@ impl CustodyLog for CustodyLogService {
         blocking(move || {
             let (size, note) = checkpoint_at(&state, r.tree_size)?;
             if r.index >= size {
-                return Err(Status::out_of_range(format!(
+                return Err(AnswerError::PastEnd(format!(
                     "index {} is not in the tree of size {size}",
                     r.index
                 )));
             }
             let proof = prove_inclusion(size, r.index, &state.hashes())
-                .map_err(|e| internal("inclusion proof", e))?;
+                .map_err(|e| AnswerError::internal("inclusion proof", e))?;
             let entry = state
                 .store
-                .read_entries(r.index, r.index + 1)
-                .map_err(|e| internal("read entry", e))?
+                .read_entries(r.index, r.index + 1)?
                 .pop()
                 .unwrap_or_default();
             Ok(v1::GetInclusionProofResponse {
@@ -242,13 +231,16 @@ impl CustodyLog for CustodyLogService {
         blocking(move || {
             let (new_size, _) = checkpoint_at(&state, r.new_size)?;
             if r.old_size == 0 || r.old_size > new_size {
-                return Err(Status::invalid_argument(format!(
-                    "old_size must be between 1 and the new size {new_size}; got {}",
-                    r.old_size
-                )));
+                return Err(AnswerError::bad(
+                    "old_size",
+                    format!(
+                        "must be between 1 and the new size {new_size}; got {}",
+                        r.old_size
+                    ),
+                ));
             }
             let proof = prove_consistency(r.old_size, new_size, &state.hashes())
-                .map_err(|e| internal("consistency proof", e))?;
+                .map_err(|e| AnswerError::internal("consistency proof", e))?;
             Ok(v1::GetConsistencyProofResponse {
                 old_size: r.old_size,
                 new_size,
@@ -281,29 +273,23 @@ impl CustodyLog for CustodyLogService {
 /// `blocking` runs storage work on a blocking thread, never on the async
 /// runtime's, so a slow read cannot stall other requests.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+    f: impl FnOnce() -> Result<T, AnswerError> + Send + 'static,
 ) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| internal("storage task", e))?
+    answer::blocking(f).await.map_err(Status::from)
 }
 
 /// `checkpoint_at` is the latest checkpoint (size 0 or its size), or the
 /// stored one of `size`.
-fn checkpoint_at(state: &LogState, size: u64) -> Result<(u64, Vec<u8>), Status> {
+fn checkpoint_at(state: &LogState, size: u64) -> Result<(u64, Vec<u8>), AnswerError> {
     let latest = state.latest();
     if size == 0 || size == latest.size {
         return Ok((latest.size, latest.note.clone()));
     }
-    let note = state
-        .store
-        .checkpoint(size)
-        .map_err(|e| internal("read checkpoint", e))?
-        .ok_or_else(|| {
-            Status::not_found(format!(
-                "no checkpoint of size {size} was published; the latest is {}",
-                latest.size
-            ))
-        })?;
+    let note = state.store.checkpoint(size)?.ok_or_else(|| {
+        AnswerError::NotFound(format!(
+            "no checkpoint of size {size} was published; the latest is {}",
+            latest.size
+        ))
+    })?;
     Ok((size, note))
 }

@@ -15,7 +15,8 @@ use serde::Deserialize;
 
 use super::layout::{self, class_names, thousands, time, until, Nav};
 use super::timeline::{self, Mark};
-use super::{blocking, given, parse_digest, parse_u64, pinned, Params, UiError, MAX_INTERVALS};
+use super::{blocking, given, pinned, Params, UiError, MAX_INTERVALS};
+use crate::answer::{fields, token, AnswerError};
 use crate::query::AsOf;
 use crate::state::LogState;
 
@@ -30,10 +31,9 @@ pub(super) struct Lookup {
 
 /// `lookup` sends the navigation's asset form to the asset's page.
 pub(super) async fn lookup(Params(q): Params<Lookup>) -> Result<Redirect, UiError> {
-    let s = given(&q.asset).ok_or_else(|| {
-        UiError::BadRequest("asset: give an asset digest, 64 hex digits".to_owned())
-    })?;
-    Ok(Redirect::to(&layout::asset_href(&parse_digest(
+    let s = given(&q.asset)
+        .ok_or_else(|| super::bad("asset", "give an asset digest, 64 hex digits"))?;
+    Ok(Redirect::to(&layout::asset_href(&fields::digest_hex(
         "asset", s,
     )?)))
 }
@@ -78,18 +78,26 @@ fn event_row(
     registry: &custody_domain::Registry,
     index: u64,
 ) -> Result<EventRow, UiError> {
-    let bytes = store
-        .read_entries(index, index + 1)?
-        .pop()
-        .ok_or_else(|| UiError::Internal(format!("entry {index} is missing")))?;
-    let bad = |e: custody_domain::Refusal| UiError::Internal(format!("entry {index}: {e}"));
+    let bytes = store.read_entries(index, index + 1)?.pop().ok_or_else(|| {
+        UiError(AnswerError::internal(
+            "read entry",
+            format!("entry {index} is missing"),
+        ))
+    })?;
+    let bad = |e: custody_domain::Refusal| {
+        UiError(AnswerError::internal(
+            "decode entry",
+            format!("entry {index}: {e}"),
+        ))
+    };
     let Entry::Event {
         envelope,
         integrated_time,
     } = decode_entry(&bytes).map_err(bad)?
     else {
-        return Err(UiError::Internal(format!(
-            "entry {index} is indexed under an asset but is the genesis entry"
+        return Err(UiError(AnswerError::internal(
+            "read entry",
+            format!("entry {index} is indexed under an asset but is the genesis entry"),
         )));
     };
     let e = decode_event(&envelope.body).map_err(bad)?;
@@ -139,10 +147,10 @@ fn load(
     let (indexes, more_events) = q.asset_history(&asset, after, PAGE)?;
     if intervals.is_empty() && indexes.is_empty() && q.asset_history(&asset, None, 1)?.0.is_empty()
     {
-        return Err(UiError::NotFound(format!(
+        return Err(UiError(AnswerError::NotFound(format!(
             "asset {} is not in the log as of checkpoint {size}",
             hex(&asset)
-        )));
+        ))));
     }
     let meta = index::asset_meta(store, &asset)?.filter(|m| m.created_by < size);
     let registry = state.registry();
@@ -166,9 +174,11 @@ pub(super) async fn page(
     path: Result<Path<String>, PathRejection>,
     Params(q): Params<Query>,
 ) -> Result<Response, UiError> {
-    let Path(digest) = path.map_err(|e| UiError::BadRequest(format!("path: {}", e.body_text())))?;
-    let asset = parse_digest("asset", &digest)?;
-    let after = given(&q.after).map(|s| parse_u64("after", s)).transpose()?;
+    let Path(digest) = path.map_err(|e| super::bad("path", e.body_text()))?;
+    let asset = fields::digest_hex("asset", &digest)?;
+    let after = given(&q.after)
+        .map(|s| token::from_text::<u64>("after", s))
+        .transpose()?;
     let size = given(&q.size).map(str::to_owned);
     let st = state.clone();
     let v = blocking(move || load(&st, asset, after, size.as_deref())).await?;
@@ -204,7 +214,11 @@ fn render(state: &LogState, asset: &Digest, after: Option<u64>, v: &View) -> Res
     let open = v.intervals.iter().filter(|i| i.to.is_none()).count();
     let self_href = format!("/ui/asset/{h}");
     let next = match (v.more_events, v.events.last()) {
-        (true, Some(l)) => Some(format!("{self_href}?after={}&size={}", l.index, v.size)),
+        (true, Some(l)) => Some(format!(
+            "{self_href}?after={}&size={}",
+            token::to_text(&l.index),
+            v.size
+        )),
         _ => None,
     };
     let first = after.map(|_| format!("{self_href}?size={}", v.size));

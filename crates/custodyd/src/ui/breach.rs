@@ -13,9 +13,8 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{self, class_names, digest_link, enc, thousands, time, until, Nav};
-use super::{
-    blocking, given, parse_digest, parse_id, parse_time, parse_u64, pinned, Params, UiError,
-};
+use super::{blocking, given, pinned, Params, UiError};
+use crate::answer::{self, fields, token, AnswerError};
 use crate::query::{AsOf, BreachScope};
 use crate::state::LogState;
 
@@ -65,29 +64,26 @@ pub(super) async fn page(
     let registry = state.registry();
     let now = super::now();
     let to = match given(&q.to) {
-        Some(s) => parse_time("to", s)?,
+        Some(s) => fields::time("to", s)?,
         None => now,
     };
     let from = match given(&q.from) {
-        Some(s) => parse_time("from", s)?,
+        Some(s) => fields::time("from", s)?,
         // The log's times start at 1970 (`parse_rfc3339`): a default
         // window that would begin earlier is refused, not invented.
         None => to.checked_sub(DAY).filter(|t| *t >= 0).ok_or_else(|| {
-            UiError::BadRequest(format!(
-                "from: the default window, the day before to ({}), starts before 1970; give from",
-                rfc3339(to)
-            ))
+            super::bad(
+                "from",
+                format!(
+                    "the default window, the day before to ({}), starts before 1970; give from",
+                    rfc3339(to)
+                ),
+            )
         })?,
     };
-    if to < from {
-        return Err(UiError::BadRequest(format!(
-            "to: the window ends ({}) before it starts ({})",
-            rfc3339(to),
-            rfc3339(from)
-        )));
-    }
+    fields::window(from, to)?;
     let system = given(&q.system)
-        .map(|s| parse_id("system", s))
+        .map(|s| fields::id("system", s))
         .transpose()?;
     let form = form(
         &registry,
@@ -107,9 +103,11 @@ pub(super) async fn page(
             body,
         ));
     };
+    answer::registered_system(&registry, &system)?;
     let Some(record) = registry.system(&system) else {
-        return Err(UiError::NotFound(format!(
-            "system {system} is not registered"
+        return Err(UiError(AnswerError::internal(
+            "breach scope",
+            "a registered system has no record",
         )));
     };
     let owner = record.system.owner_party.clone();
@@ -124,10 +122,10 @@ pub(super) async fn page(
     .filter_map(|(worry, what)| worry.then_some(what))
     .collect();
     let after = given(&q.after)
-        .map(|s| parse_digest("after", s))
+        .map(|s| token::from_text::<Digest>("after", s))
         .transpose()?;
     let page_no = given(&q.page)
-        .map(|s| parse_u64("page", s))
+        .map(|s| fields::number("page", s))
         .transpose()?
         .unwrap_or(1)
         .max(1);

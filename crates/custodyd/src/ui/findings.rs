@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Response;
-use custody_domain::findings::{FindingsFilter, FindingsPage, Rule};
+use custody_domain::findings::{FindingsPage, Rule};
 use custody_domain::{rfc3339, Timestamp};
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{self, digest_link, enc, thousands, time, Nav};
-use super::{given, parse_id, parse_time, parse_u64, Params, UiError};
+use super::{given, Params, UiError};
+use crate::answer::token::{self, FindingsCursor};
+use crate::answer::{self, fields, AnswerError};
 use crate::state::LogState;
 
 /// `PAGE` is how many findings one page lists.
@@ -26,8 +28,10 @@ pub(super) struct Query {
     system: Option<String>,
     as_of: Option<String>,
     page: Option<String>,
-    /// The last finding of the page before: `AT~ID`.
+    /// The last finding of the page before ([`FindingsCursor`]).
     after: Option<String>,
+    /// The checkpoint the pages are pinned at.
+    size: Option<String>,
 }
 
 fn form(rule: Option<Rule>, party: &str, system: &str, as_of: &str) -> Markup {
@@ -60,73 +64,56 @@ pub(super) async fn page(
     State(state): State<Arc<LogState>>,
     Params(q): Params<Query>,
 ) -> Result<Response, UiError> {
-    let rule = match given(&q.rule) {
-        None => None,
-        Some(r) => Some(Rule::from_name(r).ok_or_else(|| {
-            UiError::BadRequest(format!(
-                "rule: {:?} is not a rule; choose one from the list",
-                layout::clip(r, 40)
-            ))
-        })?),
-    };
-    let party = given(&q.party).map(|p| parse_id("party", p)).transpose()?;
-    let system = given(&q.system)
-        .map(|s| parse_id("system", s))
+    let filter = answer::findings_filter(
+        given(&q.rule),
+        given(&q.party),
+        given(&q.system),
+        None,
+        None,
+    )?;
+    let asked = given(&q.as_of)
+        .map(|s| fields::time("as_of", s))
         .transpose()?;
-    let as_of = match given(&q.as_of) {
-        Some(s) => parse_time("as_of", s)?,
-        None => super::now(),
-    };
     // The page shown is the one after the cursor; its number only
     // labels it.
     let after = given(&q.after)
-        .map(|c| {
-            c.split_once('~')
-                .and_then(|(at, id)| Some((at.parse::<Timestamp>().ok()?, id.to_owned())))
-                .filter(|(_, id)| !id.is_empty() && id.len() <= 1024)
-                .ok_or_else(|| {
-                    UiError::BadRequest(format!(
-                        "after: {:?} is not a cursor from a page link; start from the first page",
-                        layout::clip(c, 40)
-                    ))
-                })
-        })
+        .map(|c| token::from_text::<FindingsCursor>("after", c))
         .transpose()?;
+    let as_of = match (&after, asked) {
+        (None, None) => super::now(),
+        (c, asked) => answer::findings_as_of(c.as_ref().map(|c| c.as_of), asked, "as_of")?,
+    };
     let page_no = match after {
         None => 1,
         Some(_) => given(&q.page)
-            .map(|s| parse_u64("page", s))
+            .map(|s| fields::number("page", s))
             .transpose()?
             .unwrap_or(2)
             .clamp(2, u64::from(u32::MAX)),
     };
-    let Some(stage) = state.findings.get() else {
-        return Err(UiError::Internal(
+    let Some(stage) = state.findings.get().cloned() else {
+        return Err(UiError(AnswerError::Unavailable(
             "the findings stage is not running".into(),
-        ));
+        )));
     };
-    let size = state.answerable().size;
+    let size = given(&q.size).map(str::to_owned);
+    let st = state.clone();
+    let size = super::blocking(move || super::pinned(&st, size.as_deref())).await?;
     let found = stage
         .page(
             size,
             as_of,
-            FindingsFilter {
-                rule,
-                party: party.clone(),
-                system: system.clone(),
-                ..FindingsFilter::all()
-            },
-            after,
+            filter.clone(),
+            after.map(|c| (c.at, c.id)),
             PAGE,
         )
-        .await
-        .map_err(UiError::Internal)?;
+        .await?;
     Ok(render(
         &state,
         Filter {
-            rule,
-            party: party.as_deref().unwrap_or(""),
-            system: system.as_deref().unwrap_or(""),
+            rule: filter.rule,
+            party: filter.party.as_deref().unwrap_or(""),
+            system: filter.system.as_deref().unwrap_or(""),
             as_of,
         },
         size,
@@ -170,13 +157,18 @@ fn render(
     let base = format!("/ui/findings?{}", filter.query(filter.rule));
     let start = (page_no as usize - 1) * PAGE;
     let next = rows.last().filter(|_| found.more).map(|l| {
+        let cursor = FindingsCursor {
+            as_of: filter.as_of,
+            at: l.at,
+            id: l.id.clone(),
+        };
         format!(
-            "{base}&page={}&after={}",
+            "{base}&size={size}&page={}&after={}",
             page_no + 1,
-            enc(&format!("{}~{}", l.at, l.id))
+            token::to_text(&cursor)
         )
     });
-    let first = (page_no > 1).then(|| base.clone());
+    let first = (page_no > 1).then(|| format!("{base}&size={size}"));
     let showing = if rows.is_empty() {
         "no findings on this page".to_owned()
     } else {

@@ -6,16 +6,16 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Response;
-use custody_domain::{hex, rfc3339, Interval, Registry, Timestamp};
+use custody_domain::{rfc3339, Interval, Registry, Timestamp};
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{self, class_names, digest_link, enc, thousands, time, until, Nav};
-use super::{
-    blocking, given, parse_digest, parse_id, parse_time, parse_u64, pinned, Params, UiError,
-};
+use super::{blocking, given, pinned, Params, UiError};
+use crate::answer::{self, fields, token};
 use crate::query::{AsOf, HoldingsCursor};
 use crate::state::LogState;
+use custody_evidence::Holder;
 
 /// `PAGE` is how many intervals one page lists.
 const PAGE: usize = 100;
@@ -34,42 +34,12 @@ pub(super) struct Query {
     page: Option<String>,
 }
 
-/// `Holder` is whose holdings are asked for.
-enum Holder {
-    Party(String),
-    System(String),
-}
-
-impl Holder {
-    fn param(&self) -> String {
-        match self {
-            Holder::Party(p) => format!("party={}", enc(p)),
-            Holder::System(s) => format!("system={}", enc(s)),
-        }
+/// `holder_param` is the query-string part that names `holder`.
+fn holder_param(holder: &Holder) -> String {
+    match holder {
+        Holder::Party(p) => format!("party={}", enc(p)),
+        Holder::System(s) => format!("system={}", enc(s)),
     }
-}
-
-/// `parse_cursor` reads a cursor as [`write_cursor`] writes it.
-fn parse_cursor(s: &str) -> Result<HoldingsCursor, UiError> {
-    let bad = || {
-        UiError::BadRequest(
-            "after: not a cursor this page wrote; start again without one".to_owned(),
-        )
-    };
-    let mut parts = s.split('.');
-    let (Some(n), Some(a), Some(o), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad());
-    };
-    let n = usize::try_from(parse_u64("after", n)?).map_err(|_| bad())?;
-    Ok((n, (parse_digest("after", a)?, parse_u64("after", o)?)))
-}
-
-/// `write_cursor` writes a holdings cursor into a link:
-/// `<system ordinal>.<asset hex>.<opened_by>`.
-fn write_cursor((n, (asset, opened_by)): HoldingsCursor) -> String {
-    format!("{n}.{}.{opened_by}", hex(&asset))
 }
 
 /// `choices` is the form: holder, time, and the registered ids to pick
@@ -111,17 +81,15 @@ pub(super) async fn page(
 ) -> Result<Response, UiError> {
     let registry = state.registry();
     let at = match given(&q.at) {
-        Some(s) => parse_time("at", s)?,
+        Some(s) => fields::time("at", s)?,
         None => super::now(),
     };
     let holder = match (given(&q.party), given(&q.system)) {
         (Some(_), Some(_)) => {
-            return Err(UiError::BadRequest(
-                "party, system: give a party or a system, not both".to_owned(),
-            ))
+            return Err(super::bad("party", "give a party or a system, not both"))
         }
-        (Some(p), None) => Some(Holder::Party(parse_id("party", p)?)),
-        (None, Some(s)) => Some(Holder::System(parse_id("system", s)?)),
+        (Some(p), None) => Some(Holder::Party(fields::id("party", p)?)),
+        (None, Some(s)) => Some(Holder::System(fields::id("system", s)?)),
         (None, None) => None,
     };
     let (party, system) = match &holder {
@@ -142,29 +110,12 @@ pub(super) async fn page(
             body,
         ));
     };
-    let systems: Vec<String> = match &holder {
-        Holder::System(s) => {
-            if registry.system(s).is_none() {
-                return Err(UiError::NotFound(format!("system {s} is not registered")));
-            }
-            vec![s.clone()]
-        }
-        Holder::Party(p) => {
-            if registry.party(p).is_none() {
-                return Err(UiError::NotFound(format!("party {p} is not registered")));
-            }
-            let mut v: Vec<String> = registry
-                .systems()
-                .filter(|(_, r)| r.system.owner_party == *p)
-                .map(|(id, _)| id.clone())
-                .collect();
-            v.sort();
-            v
-        }
-    };
-    let after = given(&q.after).map(parse_cursor).transpose()?;
+    let systems = answer::holder_systems(&registry, &holder)?;
+    let after = given(&q.after)
+        .map(|s| token::from_text::<HoldingsCursor>("after", s))
+        .transpose()?;
     let page_no = given(&q.page)
-        .map(|s| parse_u64("page", s))
+        .map(|s| fields::number("page", s))
         .transpose()?
         .unwrap_or(1)
         .max(1);
@@ -199,11 +150,11 @@ fn render(
     next: Option<HoldingsCursor>,
 ) -> Response {
     let at_s = rfc3339(at);
-    let base = format!("/ui/holdings?{}&at={at_s}", holder.param());
+    let base = format!("/ui/holdings?{}&at={at_s}", holder_param(holder));
     let next = next.map(|c| {
         format!(
             "{base}&size={size}&after={}&page={}",
-            write_cursor(c),
+            token::to_text(&c),
             page_no.saturating_add(1)
         )
     });
@@ -218,7 +169,7 @@ fn render(
             thousands(start.saturating_add(intervals.len() as u64))
         )
     };
-    let evidence = format!("/evidence/holdings?{}&at={at_s}", holder.param());
+    let evidence = format!("/evidence/holdings?{}&at={at_s}", holder_param(holder));
     let body = html! {
         (form)
         p.sub {
@@ -260,18 +211,4 @@ fn render(
         }
     };
     layout::page(state, Nav::Holdings, html! { "Holdings" }, body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let c = (2, ([7; 32], 42));
-        assert_eq!(parse_cursor(&write_cursor(c)).unwrap(), c);
-        for bad in ["", "1.2", "x.00.1", "1.00.1.2"] {
-            assert!(parse_cursor(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -31,17 +31,17 @@ mod timeline;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Query, Request};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
-use custody_domain::{is_valid_id, parse_rfc3339, Digest, Timestamp};
+use custody_domain::Timestamp;
 use custody_store::StoreError;
 use serde::de::DeserializeOwned;
 
+use crate::answer::{self, fields, AnswerError};
 use crate::state::LogState;
 
 /// `MAX_INTERVALS` is the most custody intervals of one asset drawn and
@@ -78,39 +78,32 @@ pub(crate) async fn require_auditor(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// `UiError` is the one error type of the web view; it turns into an HTML
-/// error page with the matching status code.
+/// `UiError` is an answer's error ([`AnswerError`]) drawn as an HTML
+/// error page, with the status code the answer layer maps it to.
 #[derive(Debug)]
-pub enum UiError {
-    /// The input is malformed (400); the message says what to fix.
-    BadRequest(String),
-    /// The asset, party or system is not in the log (404).
-    NotFound(String),
-    /// Storage failed or a task died (500); the detail is logged, not shown.
-    Internal(String),
+pub struct UiError(pub AnswerError);
+
+impl From<AnswerError> for UiError {
+    fn from(e: AnswerError) -> Self {
+        UiError(e)
+    }
 }
 
 impl From<StoreError> for UiError {
     fn from(e: StoreError) -> Self {
-        UiError::Internal(format!("storage: {e}"))
+        UiError(e.into())
     }
 }
 
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
-        let (code, message) = match self {
-            UiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
-            UiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-            UiError::Internal(m) => {
-                tracing::error!(error = %m, "web view request failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the server could not read the log; the error is in its log".to_owned(),
-                )
-            }
-        };
-        layout::error_page(code, &message)
+        layout::error_page(self.0.http_status(), &self.0.message())
     }
+}
+
+/// `bad` is a bad request about `field`.
+fn bad(field: &str, message: impl Into<String>) -> UiError {
+    UiError(AnswerError::bad(field, message))
 }
 
 /// `Params` is a page's query string, parsed into `T`; a malformed one is
@@ -124,11 +117,8 @@ where
 {
     type Rejection = UiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, UiError> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(t)| Params(t))
-            .map_err(|e| UiError::BadRequest(format!("query string: {}", e.body_text())))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, UiError> {
+        Ok(Params(crate::http::query(&parts.uri)?))
     }
 }
 
@@ -138,57 +128,14 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, UiError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
+    answer::blocking(move || f().map_err(|e| e.0))
         .await
-        .map_err(|e| UiError::Internal(format!("page task: {e}")))?
+        .map_err(UiError)
 }
 
 /// `given` is a form field's value, with an empty field taken as absent.
 fn given(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
-
-/// `parse_digest` reads a SHA-256 digest written as 64 hex digits.
-fn parse_digest(field: &str, s: &str) -> Result<Digest, UiError> {
-    let bad = || {
-        UiError::BadRequest(format!(
-            "{field}: want a SHA-256 digest as 64 hex digits, got {:?}",
-            layout::clip(s, 80)
-        ))
-    };
-    if s.len() != 64 {
-        return Err(bad());
-    }
-    let mut d = [0u8; 32];
-    for (i, pair) in s.as_bytes().chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16).ok_or_else(bad)?;
-        let lo = (pair[1] as char).to_digit(16).ok_or_else(bad)?;
-        d[i] = (hi * 16 + lo) as u8;
-    }
-    Ok(d)
-}
-
-/// `parse_id` reads a party or system id.
-fn parse_id(field: &str, s: &str) -> Result<String, UiError> {
-    if is_valid_id(s) {
-        Ok(s.to_owned())
-    } else {
-        Err(UiError::BadRequest(format!(
-            "{field}: {:?} is not an id; ids are 1 to 64 characters from A-Z a-z 0-9 . _ : -",
-            layout::clip(s, 80)
-        )))
-    }
-}
-
-/// `parse_time` reads an RFC 3339 time.
-fn parse_time(field: &str, s: &str) -> Result<Timestamp, UiError> {
-    parse_rfc3339(s).map_err(|e| UiError::BadRequest(format!("{field}: {e}")))
-}
-
-/// `parse_u64` reads a log index or tree size.
-fn parse_u64(field: &str, s: &str) -> Result<u64, UiError> {
-    s.parse()
-        .map_err(|_| UiError::BadRequest(format!("{field}: {s:?} is not a whole number")))
 }
 
 /// `now` is the wall clock in Unix nanoseconds, to the second.
@@ -199,46 +146,9 @@ fn now() -> Timestamp {
 
 /// `pinned` is the tree size a page answers as of: `size` from one of its
 /// own paging links, which must be a checkpoint the log published, or the
-/// latest checkpoint's. It reads storage: call it from [`blocking`].
+/// latest checkpoint's ([`answer::pin`]). It reads storage: call it from
+/// [`blocking`].
 fn pinned(state: &LogState, size: Option<&str>) -> Result<u64, UiError> {
-    let latest = state.answerable().size;
-    let Some(size) = size else {
-        return Ok(latest);
-    };
-    let n = parse_u64("size", size)?;
-    if n == latest {
-        return Ok(n);
-    }
-    if n > latest || state.store.checkpoint(n)?.is_none() {
-        return Err(UiError::BadRequest(format!(
-            "size: the log published no checkpoint of size {n}; start again without one"
-        )));
-    }
-    Ok(n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digests_parse_from_64_hex_digits_only() {
-        let hex = "00ff".repeat(16);
-        assert_eq!(parse_digest("asset", &hex).unwrap()[..2], [0x00, 0xff]);
-        assert_eq!(parse_digest("asset", &hex.to_uppercase()).unwrap()[1], 0xff);
-        for bad in ["", "00", &"0g".repeat(32), &"0".repeat(65), &"é".repeat(32)] {
-            assert!(matches!(
-                parse_digest("asset", bad),
-                Err(UiError::BadRequest(_))
-            ));
-        }
-    }
-
-    #[test]
-    fn ids_and_times_are_checked() {
-        assert!(parse_id("party", "maint-subco").is_ok());
-        assert!(parse_id("party", "<script>").is_err());
-        assert!(parse_time("at", "2026-11-26T15:04:05Z").is_ok());
-        assert!(parse_time("at", "yesterday").is_err());
-    }
+    let size = size.map(|s| fields::number("size", s)).transpose()?;
+    Ok(answer::pin(state, size, "size")?.size)
 }
