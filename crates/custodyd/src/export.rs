@@ -272,7 +272,7 @@ fn build(
             )
         }
         Question::Holdings { holder, at } => {
-            let systems = answer::holder_systems(&registry, holder)?;
+            let systems = answer::holder_systems(&registry, holder, cp.size)?;
             let who = match holder {
                 Holder::System(s) | Holder::Party(s) => s.clone(),
             };

@@ -130,12 +130,12 @@ impl CustodyQuery for CustodyQueryService {
             Some(v1::holdings_request::Holder::Party(p)) => Holder::Party(p),
             None => return Err(AnswerError::bad("holder", "set party or system_id").into()),
         };
-        let registry = self.state.registry();
-        let systems = answer::holder_systems(&registry, &holder)?;
         let (pinned, after) = token::read::<HoldingsCursor>(&r.page_token)?;
         let state = self.state.clone();
         respond(move || {
             let cp = pin(&state, pinned, "page_token")?;
+            let registry = state.registry();
+            let systems = answer::holder_systems(&registry, &holder, cp.size)?;
             let q = AsOf {
                 store: state.store.as_ref(),
                 size: cp.size,

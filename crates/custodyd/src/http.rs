@@ -13,7 +13,7 @@ use custody_log::{encode_entry_bundle, hash_tile, TileId, TileKind, TilePathErro
 
 use serde::de::DeserializeOwned;
 
-use crate::answer::{self, AnswerError};
+use crate::answer::{self, fields, AnswerError};
 use crate::state::LogState;
 
 /// `query` parses a request's query string into `T`, the one parser of
@@ -28,7 +28,7 @@ use crate::state::LogState;
 pub fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T, AnswerError> {
     Query::<T>::try_from_uri(uri)
         .map(|Query(t)| t)
-        .map_err(|e| AnswerError::bad("query string", e.body_text()))
+        .map_err(|e| AnswerError::bad("query string", fields::clip(&e.body_text(), 200)))
 }
 
 /// `router` serves the tile API from `state`.
@@ -58,8 +58,10 @@ async fn tile(
 ) -> Result<Response, AnswerError> {
     // A tile has one path; any other spelling of it names no resource.
     let id = TileId::parse(&path).map_err(|e| match e {
-        TilePathError::Malformed(_) => AnswerError::bad("path", e.to_string()),
-        TilePathError::NonCanonical { .. } => AnswerError::NotFound(e.to_string()),
+        TilePathError::Malformed(_) => AnswerError::bad("path", fields::clip(&e.to_string(), 200)),
+        TilePathError::NonCanonical { .. } => {
+            AnswerError::NotFound(fields::clip(&e.to_string(), 200))
+        }
     })?;
     let size = state.latest().size;
     let available = TileId::in_tree(id.kind, id.index, size)

@@ -91,6 +91,16 @@ pub fn id(field: &str, s: &str) -> Result<String, AnswerError> {
 ///
 /// [`AnswerError::BadRequest`] for anything else.
 pub fn time(field: &str, s: &str) -> Result<Timestamp, AnswerError> {
+    // No RFC 3339 time is this long; the parser's message would repeat it.
+    if s.len() > 64 {
+        return Err(AnswerError::bad(
+            field,
+            format!(
+                "{} is not an RFC 3339 time such as 2026-11-26T15:04:05Z",
+                quoted(s)
+            ),
+        ));
+    }
     parse_rfc3339(s).map_err(|e| AnswerError::bad(field, e))
 }
 
@@ -186,6 +196,8 @@ mod tests {
         let e = id("party", &long).unwrap_err();
         assert!(e.message().len() < 200, "{}", e.message().len());
         let e = digest_hex("asset", &long).unwrap_err();
+        assert!(e.message().len() < 200, "{}", e.message().len());
+        let e = time("at", &long).unwrap_err();
         assert!(e.message().len() < 200, "{}", e.message().len());
     }
 }

@@ -100,26 +100,39 @@ where
         .map_err(|e| AnswerError::internal("answer task", e))?
 }
 
-/// `holder_systems` is the systems whose holdings a holder's answer
-/// covers, sorted: the system itself, or every system the party owns
-/// ([`Registry::systems_of`]).
+/// `holder_systems` is the systems whose holdings a holder's answer as
+/// of tree size `size` covers, sorted: the system itself, or every system
+/// the party owns ([`Registry::systems_of`]) that was registered before
+/// `size`. A listing's cursor counts systems in this list, so it must not
+/// change once pinned: a system registered later would shift every
+/// position after it.
 ///
 /// # Errors
 ///
 /// [`AnswerError::NotFound`] for a party or system the registry does not
 /// hold.
-pub fn holder_systems(registry: &Registry, holder: &Holder) -> Result<Vec<String>, AnswerError> {
+pub fn holder_systems(
+    registry: &Registry,
+    holder: &Holder,
+    size: u64,
+) -> Result<Vec<String>, AnswerError> {
     match holder {
         Holder::System(s) => match registry.system(s) {
             Some(_) => Ok(vec![s.clone()]),
             None => Err(AnswerError::NotFound(format!(
-                "system {s} is not registered"
+                "system {} is not registered",
+                fields::clip(s, 64)
             ))),
         },
         Holder::Party(p) => match registry.party(p) {
-            Some(_) => Ok(registry.systems_of(p)),
+            Some(_) => Ok(registry
+                .systems_of(p)
+                .into_iter()
+                .filter(|s| registry.system(s).is_some_and(|r| r.registered_at < size))
+                .collect()),
             None => Err(AnswerError::NotFound(format!(
-                "party {p} is not registered"
+                "party {} is not registered",
+                fields::clip(p, 64)
             ))),
         },
     }
@@ -131,7 +144,7 @@ pub fn holder_systems(registry: &Registry, holder: &Holder) -> Result<Vec<String
 ///
 /// [`AnswerError::NotFound`] when it is not.
 pub fn registered_system(registry: &Registry, system: &str) -> Result<(), AnswerError> {
-    holder_systems(registry, &Holder::System(system.to_owned())).map(|_| ())
+    holder_systems(registry, &Holder::System(system.to_owned()), 0).map(|_| ())
 }
 
 /// `findings_filter` is the findings filter of a question: a rule's

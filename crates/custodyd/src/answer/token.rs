@@ -89,7 +89,7 @@ impl Cursor for FindingsCursor {
     }
 
     fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() <= 16 || b.len() > 16 + MAX_FINDING_ID {
+        if b.len() < 16 || b.len() > 16 + MAX_FINDING_ID {
             return None;
         }
         Some(Self {

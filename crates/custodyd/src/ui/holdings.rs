@@ -110,7 +110,6 @@ pub(super) async fn page(
             body,
         ));
     };
-    let systems = answer::holder_systems(&registry, &holder)?;
     let after = given(&q.after)
         .map(|s| token::from_text::<HoldingsCursor>("after", s))
         .transpose()?;
@@ -120,15 +119,16 @@ pub(super) async fn page(
         .unwrap_or(1)
         .max(1);
     let size = given(&q.size).map(str::to_owned);
-    let (st, sys) = (state.clone(), systems.clone());
-    let (size, intervals, next) = blocking(move || {
+    let (st, who) = (state.clone(), holder.clone());
+    let (size, systems, intervals, next) = blocking(move || {
         let size = pinned(&st, size.as_deref())?;
+        let systems = answer::holder_systems(&st.registry(), &who, size)?;
         let q = AsOf {
             store: st.store.as_ref(),
             size,
         };
-        let (intervals, next) = q.holdings(&sys, at, after, PAGE)?;
-        Ok((size, intervals, next))
+        let (intervals, next) = q.holdings(&systems, at, after, PAGE)?;
+        Ok((size, systems, intervals, next))
     })
     .await?;
     Ok(render(
