@@ -272,3 +272,69 @@ fn the_audit_admits_through_the_servers_path_and_keeps_no_replay_in_memory() {
         "custody audit no longer admits through custody_admission::admit_checked"
     );
 }
+
+/// `without_fn` is `text` without the body of function `name` (from its
+/// signature to the first line that closes it).
+fn without_fn(text: &str, name: &str) -> String {
+    match text.find(&format!("fn {name}(")) {
+        Some(start) => {
+            let end = text[start..]
+                .find("\n}\n")
+                .map_or(text.len(), |e| start + e + 3);
+            format!("{}{}", &text[..start], &text[end..])
+        }
+        None => text.to_owned(),
+    }
+}
+
+#[test]
+fn read_answers_fail_through_the_answer_layer_only() {
+    // ARCHITECTURE.md: every read answer fails with answer::AnswerError,
+    // mapped once to gRPC statuses and once to HTTP codes, so no handler
+    // picks a code of its own. The write path's refusals have their one
+    // mapping too, grpc::status_of.
+    let codes = [
+        "Status::invalid_argument(",
+        "Status::not_found(",
+        "Status::unavailable(",
+        "Status::resource_exhausted(",
+        "Status::out_of_range(",
+        "Status::internal(",
+        "Status::unimplemented(",
+        "Status::new(",
+        "StatusCode::BAD_REQUEST",
+        "StatusCode::NOT_FOUND",
+        "StatusCode::UNPROCESSABLE_ENTITY",
+        "StatusCode::SERVICE_UNAVAILABLE",
+        "StatusCode::INTERNAL_SERVER_ERROR",
+    ];
+    let mut mapped = false;
+    for (path, text) in shipped_sources("custodyd") {
+        let p = path.to_string_lossy().replace('\\', "/");
+        if p.contains("/src/answer/") {
+            mapped |= p.ends_with("error.rs") && text.contains("impl From<AnswerError> for Status");
+            continue;
+        }
+        let text = without_fn(&text, "status_of");
+        for code in codes {
+            assert!(
+                !text.contains(code),
+                "ARCHITECTURE.md says answers fail only through answer::AnswerError, but {p} names {code}"
+            );
+        }
+        // One error type over HTTP: the web view's only wraps AnswerError.
+        if text.contains("impl IntoResponse for") {
+            assert!(
+                p.ends_with("ui/mod.rs") && text.contains("pub struct UiError(pub AnswerError);"),
+                "{p} answers HTTP errors with a type of its own"
+            );
+        }
+        // "Which systems does a party hold" has one answer,
+        // Registry::systems_of.
+        assert!(
+            !text.contains("owner_party =="),
+            "{p} resolves a party's systems itself instead of Registry::systems_of"
+        );
+    }
+    assert!(mapped, "answer/error.rs no longer maps AnswerError to gRPC");
+}

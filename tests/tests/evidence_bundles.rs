@@ -166,8 +166,8 @@ fn the_demos_bundles_state_its_ground_truth() {
         assert_eq!(downloaded, bytes, "one checkpoint, one bundle");
     }
     for (q, phrase) in [
-        ("history?asset=zz", "asset: want 64 hex digits"),
-        ("holders?asset=00", "asset: want 64 hex digits"),
+        ("history?asset=zz", "64 hex digits"),
+        ("holders?asset=00", "64 hex digits"),
         (
             "holdings?party=p&system=s&at=2026-01-01T00:00:00Z",
             "exactly one of party and system",
@@ -180,7 +180,7 @@ fn the_demos_bundles_state_its_ground_truth() {
             "breach-scope?system=subco-corp-net&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
             "ends before it starts",
         ),
-        ("history?asset=00&page=2", "unknown parameter \"page\""),
+        ("history?asset=00&page=2", "unknown field `page`"),
     ] {
         let r = reqwest::blocking::get(format!("{}/evidence/{q}", demo.http)).unwrap();
         assert_eq!(r.status(), 400, "{q}");
