@@ -11,13 +11,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::net::Grpc;
 use anyhow::{anyhow, bail, Context as _};
 use custody_proto::v1;
 use custody_proto::v1::custody_log_client::CustodyLogClient;
 use custody_proto::v1::custody_query_client::CustodyQueryClient;
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use crate::load::{
     append, envelope, fresh_digest, put_manifest, quantile, register_party, register_system,
@@ -81,7 +81,7 @@ fn action(
 }
 
 async fn stream(
-    c: &mut CustodyLogClient<Channel>,
+    c: &mut CustodyLogClient<Grpc>,
     events: Vec<v1::SignedEvent>,
 ) -> anyhow::Result<()> {
     let reqs: Vec<_> = events
@@ -127,7 +127,7 @@ where
 /// `scope_page` asks for one BreachScope page of 100 over `[from, to]`
 /// and leaves its next-page token in `next`.
 async fn scope_page(
-    mut q: CustodyQueryClient<Channel>,
+    mut q: CustodyQueryClient<Grpc>,
     system: String,
     from: i64,
     to: i64,
@@ -166,11 +166,7 @@ pub async fn run(
     iterations: usize,
 ) -> anyhow::Result<BenchReport> {
     let manifest_size = manifest_size.clamp(1, 1_000_000);
-    let ch = Channel::from_shared(server.to_owned())
-        .map_err(|e| anyhow!("server url: {e}"))?
-        .connect()
-        .await
-        .with_context(|| format!("connect {server}"))?;
+    let ch = crate::net::channel(server).await?;
     let mut c = CustodyLogClient::new(ch.clone()).max_decoding_message_size(64 << 20);
     let q = CustodyQueryClient::new(ch).max_decoding_message_size(256 << 20);
     let setup = Instant::now();

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context as _};
 use custody_domain::{parse_rfc3339, Digest};
 use custody_proto::v1::{self, custody_query_client::CustodyQueryClient};
-use tonic::transport::Channel;
 
 /// `ExportArgs` are `custody export`'s options; `--server`, `--out` and
 /// `--log-key` may come before or after the question.
@@ -159,11 +158,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
         None => None,
     };
     let req = request(args.question)?;
-    let ch = Channel::from_shared(server.clone())
-        .map_err(|e| anyhow!("server url {server:?}: {e}"))?
-        .connect()
-        .await
-        .with_context(|| format!("connect {server}"))?;
+    let ch = crate::net::channel(&server).await?;
     let r = CustodyQueryClient::new(ch)
         .max_decoding_message_size(512 << 20)
         .export_evidence(req)

@@ -11,7 +11,6 @@ use custody_domain::{hex, parse_rfc3339, rfc3339, Digest, Modality, SubjectClass
 use custody_log::LogVerifier;
 use custody_proto::v1::{self, custody_query_client::CustodyQueryClient};
 use serde_json::{json, Value};
-use tonic::transport::Channel;
 
 use custody_evidence as evidence;
 
@@ -278,12 +277,8 @@ fn interval_table(rows: &[v1::CustodyInterval]) -> String {
     s
 }
 
-async fn connect(server: &str) -> anyhow::Result<CustodyQueryClient<Channel>> {
-    let ch = Channel::from_shared(server.to_owned())
-        .map_err(|e| anyhow!("server url {server:?}: {e}"))?
-        .connect()
-        .await
-        .with_context(|| format!("connect {server}"))?;
+async fn connect(server: &str) -> anyhow::Result<CustodyQueryClient<crate::net::Grpc>> {
+    let ch = crate::net::channel(server).await?;
     Ok(CustodyQueryClient::new(ch).max_decoding_message_size(256 << 20))
 }
 

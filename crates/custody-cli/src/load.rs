@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::net::Grpc;
 use anyhow::{anyhow, bail, Context as _};
 use custody_domain::SignedEnvelope;
 use custody_proto::v1::custody_log_client::CustodyLogClient;
@@ -16,7 +17,6 @@ use ed25519_dalek::SigningKey;
 use prost::Message as _;
 use serde::Serialize;
 use tokio::sync::Mutex;
-use tonic::transport::Channel;
 
 /// `LoadOptions` are `custody load`'s options.
 pub struct LoadOptions {
@@ -128,7 +128,7 @@ pub(crate) fn envelope(event: v1::Event, key: &SigningKey) -> v1::SignedEvent {
 }
 
 pub(crate) async fn append(
-    client: &mut CustodyLogClient<Channel>,
+    client: &mut CustodyLogClient<Grpc>,
     event: v1::Event,
     key: &SigningKey,
 ) -> anyhow::Result<u64> {
@@ -148,7 +148,7 @@ pub(crate) async fn append(
 /// # Errors
 ///
 /// If the log cannot be read or entry 0 is not a genesis entry.
-pub async fn genesis(client: &mut CustodyLogClient<Channel>) -> anyhow::Result<(String, String)> {
+pub async fn genesis(client: &mut CustodyLogClient<Grpc>) -> anyhow::Result<(String, String)> {
     let genesis = client
         .get_entries(v1::GetEntriesRequest { start: 0, end: 1 })
         .await
@@ -167,7 +167,7 @@ pub async fn genesis(client: &mut CustodyLogClient<Channel>) -> anyhow::Result<(
 ///
 /// If the log refuses, e.g. because `owner` is not the data owner's key.
 pub async fn register_party(
-    client: &mut CustodyLogClient<Channel>,
+    client: &mut CustodyLogClient<Grpc>,
     owner: &SigningKey,
     kind: v1::PartyKind,
 ) -> anyhow::Result<(String, SigningKey)> {
@@ -213,7 +213,7 @@ pub async fn register_party(
 ///
 /// If the log refuses.
 pub async fn register_system(
-    client: &mut CustodyLogClient<Channel>,
+    client: &mut CustodyLogClient<Grpc>,
     owner: &SigningKey,
     party: &str,
     system_id: &str,
@@ -247,7 +247,7 @@ pub async fn register_system(
 ///
 /// If the server refuses the upload.
 pub async fn put_manifest(
-    client: &mut CustodyLogClient<Channel>,
+    client: &mut CustodyLogClient<Grpc>,
     mut members: Vec<[u8; 32]>,
 ) -> anyhow::Result<v1::Manifest> {
     members.sort_unstable();
@@ -374,11 +374,7 @@ struct Ack {
 ///
 /// If the server cannot be reached or refuses the set-up.
 pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
-    let channel = Channel::from_shared(opts.server.clone())
-        .map_err(|e| anyhow!("server url: {e}"))?
-        .connect()
-        .await
-        .with_context(|| format!("connect {}", opts.server))?;
+    let channel = crate::net::channel(&opts.server).await?;
     let mut client = CustodyLogClient::new(channel.clone()).max_decoding_message_size(64 << 20);
     let (party, key) = register_party(&mut client, &opts.owner_key, v1::PartyKind::Device).await?;
     eprintln!(
@@ -521,7 +517,7 @@ fn checkpoint_size(note: &[u8]) -> Option<u64> {
 }
 
 async fn unary_worker(
-    mut client: CustodyLogClient<Channel>,
+    mut client: CustodyLogClient<Grpc>,
     events: Vec<v1::SignedEvent>,
 ) -> anyhow::Result<(Vec<Ack>, usize)> {
     let mut acks = Vec::with_capacity(events.len());
@@ -547,7 +543,7 @@ async fn unary_worker(
 }
 
 async fn stream_worker(
-    mut client: CustodyLogClient<Channel>,
+    mut client: CustodyLogClient<Grpc>,
     events: Vec<v1::SignedEvent>,
     rate: Option<f64>,
 ) -> anyhow::Result<(Vec<Ack>, usize)> {

@@ -16,6 +16,7 @@ mod inspect;
 mod keys;
 mod load;
 mod monitor;
+mod net;
 mod proofs;
 
 use std::path::PathBuf;
@@ -36,6 +37,10 @@ use prost::Message as _;
     about = "Custody Ledger client and auditor tool"
 )]
 struct Cli {
+    /// A bearer token for a server with an access list (`custodyd access
+    /// add`); sent with every gRPC and HTTP request, never printed.
+    #[arg(long, global = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -227,6 +232,11 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    net::set_token(
+        cli.token
+            .clone()
+            .or_else(|| std::env::var("CUSTODY_TOKEN").ok()),
+    );
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -247,13 +257,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-async fn connect(server: &str) -> anyhow::Result<CustodyLogClient<tonic::transport::Channel>> {
-    let ch = tonic::transport::Channel::from_shared(server.to_owned())
-        .map_err(|e| anyhow!("server url {server:?}: {e}"))?
-        .connect()
-        .await
-        .with_context(|| format!("connect {server}"))?;
-    Ok(CustodyLogClient::new(ch))
+async fn connect(server: &str) -> anyhow::Result<CustodyLogClient<net::Grpc>> {
+    Ok(CustodyLogClient::new(net::channel(server).await?))
 }
 
 fn read_vkey(path: &std::path::Path) -> anyhow::Result<LogVerifier> {

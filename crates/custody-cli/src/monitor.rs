@@ -71,9 +71,9 @@ impl TileReader for HttpTiles {
 /// the check could not be made.
 pub fn check_once(url: &str, verifier: &LogVerifier, state: &Path) -> anyhow::Result<String> {
     let base = url.trim_end_matches('/').to_owned();
-    let client = reqwest::blocking::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()?;
+    let client = crate::net::http_client(
+        reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)),
+    )?;
     let note = client
         .get(format!("{base}/checkpoint"))
         .send()

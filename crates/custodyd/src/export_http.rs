@@ -42,7 +42,10 @@ where
         .route("/evidence/breach-scope", get(breach_scope))
         .route("/evidence/finding", get(finding))
         // Custody data: the same auditor gate as the web view.
-        .route_layer(axum::middleware::from_fn(crate::ui::require_auditor))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::ui::require_auditor,
+        ))
         .with_state(state)
 }
 

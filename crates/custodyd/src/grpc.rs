@@ -11,6 +11,7 @@ use custody_proto::v1::{self, custody_log_server::CustodyLog};
 use futures::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::access::{reporter_of, Caller};
 use crate::answer::error::bad_request_status;
 use crate::answer::{self, AnswerError};
 use crate::sequencer::SequencerHandle;
@@ -42,6 +43,25 @@ pub fn status_of(r: Refusal) -> Status {
     }
 }
 
+/// `caller` is who sent `request`, by its `authorization` metadata
+/// ([`crate::access`]).
+///
+/// # Errors
+///
+/// `UNAUTHENTICATED` for a missing or unknown token on a server with an
+/// access list.
+pub fn caller<T>(state: &LogState, request: &Request<T>) -> Result<Caller, Status> {
+    state
+        .access
+        .caller(
+            request
+                .metadata()
+                .get("authorization")
+                .map(|v| v.as_bytes()),
+        )
+        .map_err(Status::from)
+}
+
 /// `CustodyLogService` implements the gRPC service.
 pub struct CustodyLogService {
     /// Shared state.
@@ -60,12 +80,19 @@ impl CustodyLogService {
 async fn append_one(
     state: Arc<LogState>,
     sequencer: SequencerHandle,
+    caller: &Caller,
     req: v1::AppendRequest,
 ) -> Result<v1::AppendResponse, Status> {
     let Some(event) = req.event else {
         return Err(status_of(Refusal::invalid("event", "missing signed event")));
     };
     let envelope = envelope_from_proto(event).map_err(status_of)?;
+    // A reporter reports only its own party's events. (An open server
+    // skips the second decode.)
+    if *caller != Caller::Open {
+        let event = custody_proto::decode_event(&envelope.body).map_err(status_of)?;
+        caller.report_as(&event.reporter)?;
+    }
     let appended = sequencer.submit(envelope).await.map_err(status_of)?;
     let mut resp = v1::AppendResponse {
         index: appended.index,
@@ -104,9 +131,11 @@ impl CustodyLog for CustodyLogService {
         &self,
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
+        let caller = caller(&self.state, &request)?;
         append_one(
             self.state.clone(),
             self.sequencer.clone(),
+            &caller,
             request.into_inner(),
         )
         .await
@@ -119,6 +148,7 @@ impl CustodyLog for CustodyLogService {
         &self,
         request: Request<Streaming<v1::AppendRequest>>,
     ) -> Result<Response<Self::AppendStreamStream>, Status> {
+        let caller = Arc::new(caller(&self.state, &request)?);
         let state = self.state.clone();
         let sequencer = self.sequencer.clone();
         // One response per request, in request order; refusals are
@@ -128,12 +158,13 @@ impl CustodyLog for CustodyLogService {
             .map(move |req| {
                 let state = state.clone();
                 let sequencer = sequencer.clone();
+                let caller = caller.clone();
                 async move {
                     let req = match req {
                         Ok(r) => r,
                         Err(s) => return Err(s),
                     };
-                    Ok(match append_one(state, sequencer, req).await {
+                    Ok(match append_one(state, sequencer, &caller, req).await {
                         Ok(r) => r,
                         Err(s) => v1::AppendResponse {
                             error_code: s.code() as i32,
@@ -151,6 +182,8 @@ impl CustodyLog for CustodyLogService {
         &self,
         request: Request<v1::GetCheckpointRequest>,
     ) -> Result<Response<v1::GetCheckpointResponse>, Status> {
+        // Checkpoints hold no custody data: any caller the server knows.
+        caller(&self.state, &request)?;
         let size = request.into_inner().tree_size;
         let state = self.state.clone();
         blocking(move || {
@@ -171,6 +204,7 @@ impl CustodyLog for CustodyLogService {
         &self,
         request: Request<v1::GetEntriesRequest>,
     ) -> Result<Response<v1::GetEntriesResponse>, Status> {
+        let caller = caller(&self.state, &request)?;
         let r = request.into_inner();
         let state = self.state.clone();
         blocking(move || {
@@ -183,6 +217,11 @@ impl CustodyLog for CustodyLogService {
             }
             let end = r.end.min(r.start + MAX_ENTRIES_PER_CALL);
             let entries = state.store.read_entries(r.start, end)?;
+            if caller.read_all().is_err() {
+                for (i, e) in (r.start..).zip(&entries) {
+                    caller.read_entry(i, reporter_of(e).as_deref())?;
+                }
+            }
             Ok(v1::GetEntriesResponse { entries })
         })
         .await
@@ -193,6 +232,7 @@ impl CustodyLog for CustodyLogService {
         &self,
         request: Request<v1::GetInclusionProofRequest>,
     ) -> Result<Response<v1::GetInclusionProofResponse>, Status> {
+        let caller = caller(&self.state, &request)?;
         let r = request.into_inner();
         let state = self.state.clone();
         blocking(move || {
@@ -210,6 +250,7 @@ impl CustodyLog for CustodyLogService {
                 .read_entries(r.index, r.index + 1)?
                 .pop()
                 .unwrap_or_default();
+            caller.read_entry(r.index, reporter_of(&entry).as_deref())?;
             Ok(v1::GetInclusionProofResponse {
                 index: r.index,
                 tree_size: size,
@@ -226,6 +267,7 @@ impl CustodyLog for CustodyLogService {
         &self,
         request: Request<v1::GetConsistencyProofRequest>,
     ) -> Result<Response<v1::GetConsistencyProofResponse>, Status> {
+        caller(&self.state, &request)?;
         let r = request.into_inner();
         let state = self.state.clone();
         blocking(move || {
@@ -255,6 +297,7 @@ impl CustodyLog for CustodyLogService {
         &self,
         request: Request<Streaming<v1::PutManifestRequest>>,
     ) -> Result<Response<v1::PutManifestResponse>, Status> {
+        caller(&self.state, &request)?.upload()?;
         crate::grpc_query::put_manifest(self.state.clone(), request.into_inner())
             .await
             .map(Response::new)
@@ -264,6 +307,10 @@ impl CustodyLog for CustodyLogService {
         &self,
         request: Request<v1::GetManifestRequest>,
     ) -> Result<Response<v1::GetManifestResponse>, Status> {
+        let caller = caller(&self.state, &request)?;
+        if caller.upload().is_err() {
+            caller.read_all()?;
+        }
         crate::grpc_query::get_manifest(self.state.clone(), request.into_inner())
             .await
             .map(Response::new)

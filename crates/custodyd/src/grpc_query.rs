@@ -63,6 +63,8 @@ impl CustodyQuery for CustodyQueryService {
         &self,
         request: Request<v1::AssetHistoryRequest>,
     ) -> Result<Response<v1::AssetHistoryResponse>, Status> {
+        // Custody answers are for auditors (DESIGN §8).
+        crate::grpc::caller(&self.state, &request)?.read_all()?;
         let r = request.into_inner();
         let asset = fields::digest("asset", &r.asset)?;
         let limit = fields::page_size(r.page_size)?;
@@ -96,6 +98,8 @@ impl CustodyQuery for CustodyQueryService {
         &self,
         request: Request<v1::HoldersAtRequest>,
     ) -> Result<Response<v1::HoldersAtResponse>, Status> {
+        // Custody answers are for auditors (DESIGN §8).
+        crate::grpc::caller(&self.state, &request)?.read_all()?;
         let r = request.into_inner();
         let asset = fields::digest("asset", &r.asset)?;
         let state = self.state.clone();
@@ -123,6 +127,8 @@ impl CustodyQuery for CustodyQueryService {
         &self,
         request: Request<v1::HoldingsRequest>,
     ) -> Result<Response<v1::HoldingsResponse>, Status> {
+        // Custody answers are for auditors (DESIGN §8).
+        crate::grpc::caller(&self.state, &request)?.read_all()?;
         let r = request.into_inner();
         let limit = fields::page_size(r.page_size)?;
         let holder = match r.holder {
@@ -158,6 +164,8 @@ impl CustodyQuery for CustodyQueryService {
         &self,
         request: Request<v1::BreachScopeRequest>,
     ) -> Result<Response<v1::BreachScopeResponse>, Status> {
+        // Custody answers are for auditors (DESIGN §8).
+        crate::grpc::caller(&self.state, &request)?.read_all()?;
         let r = request.into_inner();
         let limit = fields::page_size(r.page_size)?;
         fields::window(r.from_unix_nanos, r.to_unix_nanos)?;
@@ -209,6 +217,8 @@ impl CustodyQuery for CustodyQueryService {
         &self,
         request: Request<v1::FindingsRequest>,
     ) -> Result<Response<v1::FindingsResponse>, Status> {
+        // Custody answers are for auditors (DESIGN §8).
+        crate::grpc::caller(&self.state, &request)?.read_all()?;
         let r = request.into_inner();
         let limit = fields::page_size(r.page_size)?;
         let filter = answer::findings_filter(
@@ -267,6 +277,8 @@ impl CustodyQuery for CustodyQueryService {
         &self,
         request: Request<v1::ExportEvidenceRequest>,
     ) -> Result<Response<v1::ExportEvidenceResponse>, Status> {
+        // Custody answers are for auditors (DESIGN §8).
+        crate::grpc::caller(&self.state, &request)?.read_all()?;
         crate::export::export_evidence(
             self.state.clone(),
             Some(self.findings.clone()),

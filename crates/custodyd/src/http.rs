@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, Uri};
+use axum::http::{header, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -41,20 +41,47 @@ pub fn router(state: Arc<LogState>) -> Router {
         .with_state(state)
 }
 
-async fn checkpoint(State(state): State<Arc<LogState>>) -> Response {
-    (
+/// `may_read_tiles` checks the caller of a tile request: on a server with
+/// an access list and without `--public-tiles`, hash tiles need a
+/// witness, auditor or admin token, and entry tiles (the entries
+/// themselves) an auditor's or admin's.
+fn may_read_tiles(state: &LogState, headers: &HeaderMap, entries: bool) -> Result<(), AnswerError> {
+    if state.public_tiles {
+        return Ok(());
+    }
+    let caller = state.access.caller(crate::access::authorization(headers))?;
+    if entries {
+        caller.read_all()
+    } else {
+        caller.read_tiles()
+    }
+}
+
+async fn checkpoint(
+    State(state): State<Arc<LogState>>,
+    headers: HeaderMap,
+) -> Result<Response, AnswerError> {
+    // A checkpoint holds no custody data: any caller the server knows
+    // (as GetCheckpoint over gRPC).
+    if !state.public_tiles {
+        state
+            .access
+            .caller(crate::access::authorization(&headers))?;
+    }
+    Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
         ],
         state.latest().note.clone(),
     )
-        .into_response()
+        .into_response())
 }
 
 async fn tile(
     State(state): State<Arc<LogState>>,
     Path(path): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, AnswerError> {
     // A tile has one path; any other spelling of it names no resource.
     let id = TileId::parse(&path).map_err(|e| match e {
@@ -63,6 +90,7 @@ async fn tile(
             AnswerError::NotFound(fields::clip(&e.to_string(), 200))
         }
     })?;
+    may_read_tiles(&state, &headers, matches!(id.kind, TileKind::Entries))?;
     let size = state.latest().size;
     let available = TileId::in_tree(id.kind, id.index, size)
         .map(|t| t.width)

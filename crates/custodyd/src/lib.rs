@@ -16,6 +16,7 @@
 //! follows. Checkpoints are signed only over durable trees, so a restart
 //! finds the same tree and its next checkpoint extends every earlier one.
 
+pub mod access;
 pub mod answer;
 pub mod demo;
 pub mod export;

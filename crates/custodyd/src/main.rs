@@ -50,6 +50,10 @@ enum Command {
     },
     /// Serve the log over gRPC and HTTP.
     Serve(ServeArgs),
+    /// Manage the access list: bearer tokens bound to a party and a role
+    /// (DESIGN §8). A server re-reads it when it changes.
+    #[command(subcommand)]
+    Access(AccessCommand),
     /// Compact the database of a stopped server fully, and print its size
     /// before and after.
     Compact {
@@ -70,6 +74,42 @@ enum Command {
         /// JSON.
         #[arg(long)]
         ground_truth: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccessCommand {
+    /// Make a token for PARTY with ROLE, add its hash to the list, and
+    /// print the token (once: it is not stored).
+    Add {
+        /// Data directory made by `custodyd init`.
+        #[arg(long)]
+        data: PathBuf,
+        /// The party the token acts for.
+        #[arg(long)]
+        party: String,
+        /// What it may do.
+        #[arg(long, value_enum)]
+        role: custodyd::access::Role,
+        /// A note for operators: who holds it, what for.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List the grants (party, role, label, and the first digits of each
+    /// token's hash).
+    List {
+        /// Data directory made by `custodyd init`.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Revoke every token whose hash starts with PREFIX (as `list`
+    /// shows it).
+    Revoke {
+        /// Data directory made by `custodyd init`.
+        #[arg(long)]
+        data: PathBuf,
+        /// The first hex digits of the token's hash (at least 8).
+        prefix: String,
     },
 }
 
@@ -104,6 +144,12 @@ struct ServeArgs {
     /// in slices of this many, between other reporters' batches.
     #[arg(long, default_value_t = sequencer::DEFAULT_BULK_SLICE)]
     bulk_slice: usize,
+    /// Serve the tile API (`/checkpoint`, hash and entry tiles) to
+    /// callers without a token, as public transparency logs do. Without
+    /// it, a server with an access list serves the checkpoint and hash
+    /// tiles to witnesses and auditors, and entry tiles to auditors.
+    #[arg(long)]
+    public_tiles: bool,
     /// Findings: a transfer must be acknowledged within this many seconds.
     #[arg(long, default_value_t = 3600)]
     receipt_window_secs: i64,
@@ -160,6 +206,7 @@ fn main() -> ExitCode {
             println!("{vkey}");
         }),
         Command::Serve(args) => serve(args, None),
+        Command::Access(cmd) => access(cmd),
         Command::Compact { data } => compact(&data),
         Command::Demo {
             serve: args,
@@ -285,6 +332,13 @@ fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
     )
     .map_err(anyhow::Error::msg)?;
     let (registry, _) = watch::channel(Arc::new(sequencer::load_registry(store.as_ref())?));
+    let access = custodyd::access::Access::open(&args.data)?;
+    if access.is_open() {
+        tracing::warn!(
+            "no access list ({}): every caller may read everything and report for any party; add tokens with `custodyd access add`",
+            custodyd::access::AccessFile::path(&args.data).display()
+        );
+    }
     let state = Arc::new(LogState {
         store,
         signer,
@@ -297,6 +351,8 @@ fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
         scopes: Default::default(),
         indexed: watch::channel(u64::MAX).0,
         answerable,
+        access,
+        public_tiles: args.public_tiles,
     });
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -422,6 +478,77 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
     match failed {
         Some(e) => Err(e.context("demo")),
         None => Ok(()),
+    }
+}
+
+/// `access` runs `custodyd access ...`.
+fn access(cmd: AccessCommand) -> anyhow::Result<()> {
+    use custodyd::access::{hash_token, new_token, AccessFile, Grant};
+    match cmd {
+        AccessCommand::Add {
+            data,
+            party,
+            role,
+            label,
+        } => {
+            if !custody_domain::is_valid_id(&party) {
+                anyhow::bail!(
+                    "--party: {party:?} is not an id; ids are 1 to 64 characters from A-Z a-z 0-9 . _ : -"
+                );
+            }
+            anyhow::ensure!(
+                data.join("db").exists() || data.join("log.key").exists(),
+                "--data: {} is not a data directory made by `custodyd init`",
+                data.display()
+            );
+            let mut file = AccessFile::load(&data)?.unwrap_or_default();
+            let token = new_token();
+            file.grants.push(Grant {
+                sha256: hash_token(&token),
+                party,
+                role,
+                label,
+            });
+            file.store(&data)?;
+            println!("{token}");
+            Ok(())
+        }
+        AccessCommand::List { data } => {
+            let file = AccessFile::load(&data)?;
+            match file {
+                None => println!("no access list: the server is open to every caller"),
+                Some(f) => {
+                    for g in f.grants {
+                        println!(
+                            "{}\t{}\t{}\t{}",
+                            &g.sha256[..g.sha256.len().min(16)],
+                            g.party,
+                            g.role.name(),
+                            g.label
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        AccessCommand::Revoke { data, prefix } => {
+            anyhow::ensure!(
+                prefix.len() >= 8 && prefix.bytes().all(|b| b.is_ascii_hexdigit()),
+                "PREFIX: give at least 8 hex digits of the hash, as `custodyd access list` shows it"
+            );
+            let mut file = AccessFile::load(&data)?
+                .ok_or_else(|| anyhow::anyhow!("{} has no access list", data.display()))?;
+            let before = file.grants.len();
+            let prefix = prefix.to_ascii_lowercase();
+            file.grants.retain(|g| !g.sha256.starts_with(&prefix));
+            let revoked = before - file.grants.len();
+            anyhow::ensure!(revoked > 0, "no token's hash starts with {prefix}");
+            // An empty list still closes the server: it is not the same as
+            // no list.
+            file.store(&data)?;
+            println!("revoked {revoked}");
+            Ok(())
+        }
     }
 }
 

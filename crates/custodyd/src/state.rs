@@ -55,6 +55,11 @@ pub struct LogState {
     /// The latest checkpoint published no larger than `indexed` was then:
     /// what queries answer as of while a bulk entry is being applied.
     pub answerable: watch::Sender<Arc<PublishedCheckpoint>>,
+    /// Who may do what: the data directory's access list.
+    pub access: crate::access::Access,
+    /// Whether the tile API (checkpoint, hash and entry tiles) is served
+    /// without a token (`--public-tiles`).
+    pub public_tiles: bool,
 }
 
 /// `HASH_CACHE_CAPACITY` bounds [`LogState::hash_cache`]: 262,144 hashes,

@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::net::Grpc;
 use anyhow::{anyhow, Context as _};
 use custody_domain::findings::{findings_page, FindingsFilter, Policy, Rule};
 use custody_domain::{hex, Digest, Interval, Modality, Registry, SubjectClass};
@@ -25,7 +26,6 @@ use custody_store::index::{asset_intervals, scan_system_intervals, StoreView};
 use custody_store::{IndexCf, IndexRead};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{json, Value};
-use tonic::transport::Channel;
 
 /// How many differences of one kind are spelled out; the rest are counted.
 const SHOWN: usize = 20;
@@ -195,11 +195,7 @@ pub async fn compare(
     mode: Mode,
     sample: usize,
 ) -> anyhow::Result<Comparison> {
-    let ch = Channel::from_shared(server.to_owned())
-        .map_err(|e| anyhow!("server url {server:?}: {e}"))?
-        .connect()
-        .await
-        .with_context(|| format!("connect {server}"))?;
+    let ch = crate::net::channel(server).await?;
     let mut q = CustodyQueryClient::new(ch).max_decoding_message_size(256 << 20);
     let mut out = Comparison::default();
     findings(&mut q, a, &mut out).await?;
@@ -247,7 +243,7 @@ impl OurFindings<'_> {
 /// `TheirFindings` pages through the server's findings, pinned to the
 /// audited size.
 struct TheirFindings<'a> {
-    q: &'a mut CustodyQueryClient<Channel>,
+    q: &'a mut CustodyQueryClient<Grpc>,
     a: &'a Audited<'a>,
     page: VecDeque<v1::Finding>,
     token: Option<Vec<u8>>,
@@ -284,7 +280,7 @@ fn finding_order(f: &v1::Finding) -> (i64, &str) {
 }
 
 async fn findings(
-    q: &mut CustodyQueryClient<Channel>,
+    q: &mut CustodyQueryClient<Grpc>,
     a: &Audited<'_>,
     out: &mut Comparison,
 ) -> anyhow::Result<()> {
@@ -479,7 +475,7 @@ fn scope_of(a: &Audited<'_>, system: &str, list: usize) -> anyhow::Result<Scope>
 }
 
 async fn breach_scope(
-    q: &mut CustodyQueryClient<Channel>,
+    q: &mut CustodyQueryClient<Grpc>,
     a: &Audited<'_>,
     mode: Mode,
     out: &mut Comparison,
@@ -619,7 +615,7 @@ fn history(a: &Audited<'_>, asset: &Digest) -> anyhow::Result<Vec<Interval>> {
 }
 
 async fn holders(
-    q: &CustodyQueryClient<Channel>,
+    q: &CustodyQueryClient<Grpc>,
     a: &Audited<'_>,
     mode: Mode,
     sample: usize,

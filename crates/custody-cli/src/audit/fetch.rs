@@ -30,9 +30,9 @@ impl TileApi {
     pub fn new(url: &str) -> anyhow::Result<Self> {
         Ok(Self {
             base: url.trim_end_matches('/').to_owned(),
-            client: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()?,
+            client: crate::net::http_client(
+                reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)),
+            )?,
         })
     }
 

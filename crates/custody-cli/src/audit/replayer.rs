@@ -14,6 +14,7 @@
 
 use std::sync::{mpsc, Arc};
 
+use crate::net::Grpc;
 use anyhow::anyhow;
 use custody_admission::{admit_checked, check_batch, grow_tree, CheckedBatch, StoreHashes};
 use custody_domain::findings::Policy;
@@ -28,7 +29,6 @@ use custody_store::index::{manifest_count, manifest_writes};
 use custody_store::{Commit, LogStore};
 use custody_store_rocks::RocksStore;
 use ed25519_dalek::Signature;
-use tonic::transport::Channel;
 
 use super::signatures::{SigBatch, Verdicts, Verifier, BATCH};
 use super::state::totals_writes;
@@ -57,7 +57,7 @@ pub struct Stopped {
 /// `--server`, into the audit's store once they are checked.
 pub struct Manifests {
     /// The server to fetch members from, and the runtime to do it on.
-    server: Option<(tokio::runtime::Handle, CustodyLogClient<Channel>)>,
+    server: Option<(tokio::runtime::Handle, CustodyLogClient<Grpc>)>,
     /// Distinct manifests fetched and checked in this run.
     pub fetched: u64,
 }
@@ -67,7 +67,7 @@ const MEMBERS_PAGE: u32 = 10_000;
 
 impl Manifests {
     /// `new` is an empty cache; `server` is where to fetch from, if any.
-    pub fn new(server: Option<(tokio::runtime::Handle, CustodyLogClient<Channel>)>) -> Self {
+    pub fn new(server: Option<(tokio::runtime::Handle, CustodyLogClient<Grpc>)>) -> Self {
         Self { server, fetched: 0 }
     }
 

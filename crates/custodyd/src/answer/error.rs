@@ -21,6 +21,10 @@ pub enum AnswerError {
         /// What is wrong with it, in words a person can act on.
         message: String,
     },
+    /// The request carries no credentials the server accepts.
+    Unauthenticated(String),
+    /// The caller's role does not allow this (DESIGN §8).
+    PermissionDenied(String),
     /// The asset, party, system, checkpoint, manifest or finding named
     /// is not in the log.
     NotFound(String),
@@ -61,7 +65,9 @@ impl AnswerError {
     pub fn message(&self) -> String {
         match self {
             AnswerError::BadRequest { field, message } => field_message(field, message),
-            AnswerError::NotFound(m)
+            AnswerError::Unauthenticated(m)
+            | AnswerError::PermissionDenied(m)
+            | AnswerError::NotFound(m)
             | AnswerError::PastEnd(m)
             | AnswerError::Unavailable(m)
             | AnswerError::TooLarge(m) => m.clone(),
@@ -73,6 +79,8 @@ impl AnswerError {
     pub fn http_status(&self) -> StatusCode {
         match self {
             AnswerError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AnswerError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            AnswerError::PermissionDenied(_) => StatusCode::FORBIDDEN,
             AnswerError::NotFound(_) | AnswerError::PastEnd(_) => StatusCode::NOT_FOUND,
             AnswerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AnswerError::TooLarge(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -125,6 +133,8 @@ impl From<AnswerError> for Status {
         let message = e.message();
         match e {
             AnswerError::BadRequest { field, message } => bad_request_status(&field, &message),
+            AnswerError::Unauthenticated(_) => Status::unauthenticated(message),
+            AnswerError::PermissionDenied(_) => Status::permission_denied(message),
             AnswerError::NotFound(_) => Status::not_found(message),
             AnswerError::PastEnd(_) => Status::out_of_range(message),
             AnswerError::Unavailable(_) => Status::unavailable(message),
@@ -160,6 +170,16 @@ mod tests {
                 AnswerError::bad("asset", "want 32 bytes"),
                 tonic::Code::InvalidArgument,
                 StatusCode::BAD_REQUEST,
+            ),
+            (
+                AnswerError::Unauthenticated("this server needs a token".into()),
+                tonic::Code::Unauthenticated,
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                AnswerError::PermissionDenied("this needs the auditor role".into()),
+                tonic::Code::PermissionDenied,
+                StatusCode::FORBIDDEN,
             ),
             (
                 AnswerError::NotFound("system s is not registered".into()),

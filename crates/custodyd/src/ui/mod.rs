@@ -31,7 +31,7 @@ mod timeline;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -62,20 +62,30 @@ where
         .route("/ui/holdings", get(holdings::page))
         .route("/ui/breach-scope", get(breach::page))
         .route("/ui/findings", get(findings::page))
-        .route_layer(middleware::from_fn(require_auditor))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_auditor,
+        ))
         .with_state(state)
 }
 
-/// `require_auditor` is the single gate every web-view request passes
-/// through, and the one place where the auditor-role check will go once
-/// transport security and roles arrive (DESIGN §8): it will read the
-/// caller's verified identity (the mTLS client certificate, or a token
-/// checked against the admin-issued roles) from the request's extensions
-/// and answer 403 Forbidden unless that identity holds the auditor role.
-/// Until then every caller passes. The evidence downloads (`/evidence/...`)
-/// pass through it too.
-pub(crate) async fn require_auditor(request: Request, next: Next) -> Response {
-    next.run(request).await
+/// `require_auditor` is the single gate every web-view request and
+/// evidence download passes through: the caller's token
+/// ([`crate::access`]) must hold the auditor (or admin) role, else 401 or
+/// 403. A server without an access list lets every caller through.
+pub(crate) async fn require_auditor(
+    State(state): State<Arc<LogState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let allowed = state
+        .access
+        .caller(crate::access::authorization(request.headers()))
+        .and_then(|c| c.read_all());
+    match allowed {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `UiError` is an answer's error ([`AnswerError`]) drawn as an HTML
