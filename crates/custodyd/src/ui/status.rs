@@ -66,7 +66,15 @@ pub(super) async fn page(State(state): State<Arc<LogState>>) -> Response {
     systems.sort_by(|a, b| a.system_id.cmp(&b.system_id));
     let (now, total) = (super::now(), systems.len());
     let (at, day_ago) = (rfc3339(now), rfc3339(now - DAY));
+    let open = state.access.is_open();
     let body = html! {
+        @if open {
+            p.sub #open-access {
+                strong { "Open server: " }
+                "this data directory has no access list, so every caller may read everything and report for any party. Add tokens with "
+                code { "custodyd access add" } "."
+            }
+        }
         div.cards {
             div.card {
                 div.k { "Tree size (checkpointed)" }
