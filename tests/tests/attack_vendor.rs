@@ -361,11 +361,20 @@ async fn a5_sub_cannot_acknowledge_or_attest_for_others() {
                     ..Default::default()
                 }),
             );
-            collect(
-                w.send(&e, &[key]).await,
-                &format!("{rep} RECEIPT of entry {of}"),
-                &mut errs,
-            );
+            // Refused as a receipt of nothing: the same code and words as
+            // for an entry that is no transfer, so a reporter learns
+            // nothing of another party's transfer (DESIGN §8).
+            let what = format!("{rep} RECEIPT of entry {of}");
+            match w.send(&e, &[key]).await {
+                Ok(i) => errs.push(format!("{what} accepted at {i}")),
+                Err(s) if s.code() != Code::FailedPrecondition => {
+                    errs.push(format!("{what}: wrong code {:?}", s.code()))
+                }
+                Err(s) if s.message().contains("p2") || s.message().contains("went to") => {
+                    errs.push(format!("{what}: names the transfer: {}", s.message()))
+                }
+                Err(_) => {}
+            }
         }
     }
     for (rep, key) in [("sub", &sub), ("gw", &gw)] {

@@ -1248,16 +1248,18 @@ async fn receipts_and_deletes_that_contradict_the_log_are_refused() {
             &event("vendor", custody(receipt("vendor", of))),
             &vendor,
             Want::Precondition,
-            &format!("entry {of} is not a logged COPY or MOVE, so there is nothing to acknowledge"),
+            &format!("entry {of} is not a logged COPY or MOVE to a system vendor operates, so there is nothing for it to acknowledge"),
         )
         .await;
     }
-    // RECEIPT by a party other than the recipient, even the sender.
+    // RECEIPT by a party other than the recipient, even the sender: the
+    // same refusal as for no transfer at all, which names neither the
+    // recipient nor its system (a reporter may not read others' entries).
     l.refuse(
         &event("cam", custody(receipt("cam", copied))),
         &cam,
-        Want::Denied,
-        &format!("the transfer at entry {copied} went to vendor on system vendor-sys; only that party or its device or software agent may acknowledge it, not cam"),
+        Want::Precondition,
+        &format!("entry {copied} is not a logged COPY or MOVE to a system cam operates, so there is nothing for it to acknowledge"),
     )
     .await;
     // RECEIPT naming other assets than were transferred.

@@ -433,12 +433,11 @@ fn plan_custody(
                 let known = view.asset_meta(d)?;
                 if let Some(m) = known {
                     if (m.modality, m.subject_class) != (modality, subject_class) {
+                        // Not which class, nor which entry: a reporter may
+                        // not read other parties' entries (DESIGN §8).
                         return Err(Refusal::precondition(format!(
-                            "asset {} is already logged as {} {} (entry {}); the same bytes cannot be {} {}",
+                            "asset {} is already logged with another modality or subject class; the same bytes cannot be {} {}",
                             hex(d),
-                            m.modality.name(),
-                            m.subject_class.name(),
-                            m.created_by,
                             modality.name(),
                             subject_class.name()
                         )));
@@ -530,16 +529,21 @@ fn plan_custody(
                 "custody.receipt_of",
                 "RECEIPT names the log index of the COPY or MOVE it acknowledges",
             )?;
+            // One refusal for "no transfer there" and "a transfer to
+            // someone else": a reporter may not read other parties'
+            // entries (DESIGN §8), so neither the answer nor its code
+            // may tell which, or where a transfer went.
+            let nothing = || {
+                Refusal::precondition(format!(
+                    "entry {of} is not a logged COPY or MOVE to a system {} operates, so there is nothing for it to acknowledge",
+                    event.reporter
+                ))
+            };
             let Some(mut tr) = view.transfer(of)? else {
-                return Err(Refusal::precondition(format!(
-                    "entry {of} is not a logged COPY or MOVE, so there is nothing to acknowledge"
-                )));
+                return Err(nothing());
             };
             if !registry.operates(&event.reporter, &tr.to_system) {
-                return Err(Refusal::denied(format!(
-                    "the transfer at entry {of} went to {} on system {}; only that party or its device or software agent may acknowledge it, not {}",
-                    tr.recipient, tr.to_system, event.reporter
-                )));
+                return Err(nothing());
             }
             // A receipt by this very entry is one a slice before this one
             // recorded ([`plan_members`]).

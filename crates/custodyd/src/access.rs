@@ -315,7 +315,7 @@ pub struct Access {
 
 /// `Loaded` is the list as last read, and when its file last changed.
 struct Loaded {
-    modified: Option<SystemTime>,
+    modified: Option<Stamp>,
     grants: Option<HashMap<String, (String, Role)>>,
 }
 
@@ -328,10 +328,18 @@ fn index(file: Option<AccessFile>) -> Option<HashMap<String, (String, Role)>> {
     })
 }
 
-fn modified(data: &Path) -> Option<SystemTime> {
-    std::fs::metadata(AccessFile::path(data))
-        .and_then(|m| m.modified())
-        .ok()
+/// `Stamp` tells one version of the list's file from another: its
+/// modification time, length and (on Unix) inode, so a rewrite is seen
+/// even where timestamps are coarse (every store renames a new file).
+type Stamp = (SystemTime, u64, u64);
+
+fn modified(data: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(AccessFile::path(data)).ok()?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let ino = 0;
+    Some((m.modified().ok()?, m.len(), ino))
 }
 
 impl Access {

@@ -53,13 +53,19 @@ pub fn status_of(r: Refusal) -> Status {
 pub fn caller<T>(state: &LogState, request: &Request<T>) -> Result<Caller, Status> {
     state
         .access
-        .caller(
-            request
-                .metadata()
-                .get("authorization")
-                .map(|v| v.as_bytes()),
-        )
+        .caller(authorization(request).as_deref())
         .map_err(Status::from)
+}
+
+/// `authorization` is a request's `authorization` metadata, kept by a
+/// stream so that each of its messages is checked against the access
+/// list as it is then: a token revoked while a stream is open stops
+/// working at its next message.
+fn authorization<T>(request: &Request<T>) -> Option<Vec<u8>> {
+    request
+        .metadata()
+        .get("authorization")
+        .map(|v| v.as_bytes().to_vec())
 }
 
 /// `CustodyLogService` implements the gRPC service.
@@ -148,7 +154,10 @@ impl CustodyLog for CustodyLogService {
         &self,
         request: Request<Streaming<v1::AppendRequest>>,
     ) -> Result<Response<Self::AppendStreamStream>, Status> {
-        let caller = Arc::new(caller(&self.state, &request)?);
+        // Refused at once if the token is unknown now; then checked again
+        // for every message.
+        caller(&self.state, &request)?;
+        let auth = Arc::new(authorization(&request));
         let state = self.state.clone();
         let sequencer = self.sequencer.clone();
         // One response per request, in request order; refusals are
@@ -158,13 +167,17 @@ impl CustodyLog for CustodyLogService {
             .map(move |req| {
                 let state = state.clone();
                 let sequencer = sequencer.clone();
-                let caller = caller.clone();
+                let auth = auth.clone();
                 async move {
                     let req = match req {
                         Ok(r) => r,
                         Err(s) => return Err(s),
                     };
-                    Ok(match append_one(state, sequencer, &caller, req).await {
+                    let appended = match state.access.caller(auth.as_ref().as_deref()) {
+                        Ok(caller) => append_one(state, sequencer, &caller, req).await,
+                        Err(e) => Err(Status::from(e)),
+                    };
+                    Ok(match appended {
                         Ok(r) => r,
                         Err(s) => v1::AppendResponse {
                             error_code: s.code() as i32,
@@ -298,7 +311,12 @@ impl CustodyLog for CustodyLogService {
         request: Request<Streaming<v1::PutManifestRequest>>,
     ) -> Result<Response<v1::PutManifestResponse>, Status> {
         caller(&self.state, &request)?.upload()?;
-        crate::grpc_query::put_manifest(self.state.clone(), request.into_inner())
+        // Checked again before the upload is stored: a token revoked
+        // while it streamed stores nothing.
+        let (state, auth) = (self.state.clone(), authorization(&request));
+        let still =
+            move || -> Result<(), AnswerError> { state.access.caller(auth.as_deref())?.upload() };
+        crate::grpc_query::put_manifest(self.state.clone(), request.into_inner(), still)
             .await
             .map(Response::new)
     }

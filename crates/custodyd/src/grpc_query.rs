@@ -304,6 +304,7 @@ const MANIFEST_WRITE_CHUNK: usize = 65_536;
 pub async fn put_manifest(
     state: Arc<LogState>,
     mut chunks: Streaming<v1::PutManifestRequest>,
+    still_allowed: impl Fn() -> Result<(), AnswerError> + Send + 'static,
 ) -> Result<v1::PutManifestResponse, Status> {
     let mut members: Vec<Digest> = Vec::new();
     let mut expected: Option<Digest> = None;
@@ -338,6 +339,7 @@ pub async fn put_manifest(
     if members.is_empty() {
         return Err(AnswerError::bad("members", "a manifest has at least one member").into());
     }
+    still_allowed()?;
     blocking(move || {
         let leaves: Vec<Hash> = members.iter().map(|d| leaf_hash(d)).collect();
         let memory = MemoryHashes::default();

@@ -2144,7 +2144,8 @@ fn a_recapture_with_another_class_is_refused() {
                     "{r}"
                 );
                 assert!(
-                    r.message.contains("already logged as FACE_IMAGE CITIZEN"),
+                    r.message
+                        .contains("already logged with another modality or subject class"),
                     "{r}"
                 );
                 refused = true;
