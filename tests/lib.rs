@@ -309,6 +309,34 @@ pub async fn register(
     add_key(log, c, party, from, to).await
 }
 
+/// `policy_published` is a POLICY_PUBLISHED body with these windows, in
+/// seconds: receipt window, reporting deadline, attestation period.
+pub fn policy_published(receipt: i64, deadline: i64, attest: i64) -> v1::event::Body {
+    const S: i64 = 1_000_000_000;
+    v1::event::Body::PolicyPublished(v1::PolicyPublished {
+        receipt_window_nanos: receipt * S,
+        reporting_deadline_nanos: deadline * S,
+        attestation_period_nanos: attest * S,
+    })
+}
+
+/// `publish_policy` logs a POLICY_PUBLISHED with these windows (seconds),
+/// signed by the data owner, and returns its index: the time-based
+/// findings of the entries after it use them.
+pub async fn publish_policy(
+    log: &Log,
+    c: &mut CustodyLogClient<Channel>,
+    receipt: i64,
+    deadline: i64,
+    attest: i64,
+) -> u64 {
+    let e = event(&log.owner_id, policy_published(receipt, deadline, attest));
+    append(c, &e, &[&log.owner])
+        .await
+        .expect("publish the policy")
+        .index
+}
+
 /// `put_manifest` uploads `members` (sorted, distinct) as one manifest,
 /// in messages of 4,096 members, and returns its reference.
 pub async fn put_manifest(c: &mut CustodyLogClient<Channel>, members: &[[u8; 32]]) -> v1::Manifest {

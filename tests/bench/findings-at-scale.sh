@@ -9,6 +9,9 @@
 # JSON line per measurement. Not part of CI. The BEFORE build must be able
 # to open DATA (an older derived format), and DATA is changed: copy it.
 #
+#
+# Historical: it measures builds from before the findings policy moved into
+# the log (POLICY_PUBLISHED); both builds must still take --receipt-window-secs.
 #   DATA=~/.cache/custody-ledger/scale3/data OWNER_KEY=.../owner.key \
 #   BEFORE=<dir with custodyd, custody> AFTER=<dir> tests/bench/findings-at-scale.sh
 set -uo pipefail

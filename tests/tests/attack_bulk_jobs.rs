@@ -1742,7 +1742,8 @@ async fn a13_a_large_bulk_event_does_not_stall_other_reporters_at_any_step() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a14_later_traffic_cannot_make_a_bulk_event_late() {
     let _turn = shared().await;
-    let mut w = W::new(LONG_SLICE, &["--reporting-deadline-secs", "4"]).await;
+    let mut w = W::new(LONG_SLICE, &[]).await;
+    publish_policy(&w.log, &mut w.c, 3600, 4, 86_400).await;
     // Control.
     let (_, _, quiet_at) = w.captured(LONG).await;
     let members = manifest(LONG);

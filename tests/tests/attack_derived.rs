@@ -21,7 +21,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use custody_domain::findings::Policy;
 use custody_domain::replay::{manifest_of, ManifestSource, Replay};
 use custody_domain::{Digest, ManifestRef, Refusal};
 use custody_e2e::random_digest as digest;
@@ -56,22 +55,10 @@ const DEFAULT: Pol = Pol {
 };
 
 impl Pol {
-    fn flags(self) -> Vec<String> {
-        vec![
-            "--receipt-window-secs".into(),
-            self.receipt.to_string(),
-            "--reporting-deadline-secs".into(),
-            self.deadline.to_string(),
-            "--attestation-period-secs".into(),
-            self.attest.to_string(),
-        ]
-    }
-    fn policy(self) -> Policy {
-        Policy {
-            receipt_window: self.receipt * SEC,
-            reporting_deadline: self.deadline * SEC,
-            attestation_period: self.attest * SEC,
-        }
+    /// `published` is the POLICY_PUBLISHED body the test's log starts
+    /// with.
+    fn published(self) -> Body {
+        policy_published(self.receipt, self.deadline, self.attest)
     }
 }
 
@@ -150,7 +137,6 @@ struct W {
     log: Log,
     c: CustodyLogClient<Channel>,
     q: CustodyQueryClient<Channel>,
-    pol: Pol,
     o: String,
     ok: SigningKey,
     sub: SigningKey,
@@ -167,9 +153,7 @@ struct W {
 impl W {
     async fn new(pol: Pol) -> Self {
         let mut log = Log::init();
-        let flags = pol.flags();
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        log.start_with(&flags);
+        log.start();
         let c = log.client().await;
         let q = CustodyQueryClient::connect(log.grpc.clone())
             .await
@@ -180,7 +164,6 @@ impl W {
             log,
             c,
             q,
-            pol,
             o: o.clone(),
             ok: ok.clone(),
             sub: ok.clone(),
@@ -190,7 +173,8 @@ impl W {
             sizes: BTreeSet::new(),
             rule: 0,
         };
-        let mut setup: Vec<Body> = Vec::new();
+        // The policy first: it applies to every entry after it.
+        let mut setup: Vec<Body> = vec![pol.published()];
         for (id, kind, p) in [
             ("prime", v1::PartyKind::Prime, o.as_str()),
             ("sub", v1::PartyKind::Subcontractor, "prime"),
@@ -405,7 +389,7 @@ impl W {
         self.findings_at(Some(size), as_of).await.expect("findings")
     }
 
-    /// `audit` runs `custody audit --compare all` with the server's policy
+    /// `audit` runs `custody audit --compare all` (which reads the policy from the log)
     /// and returns its JSON; it fails the test on any difference.
     async fn audit(&mut self) -> Value {
         self.try_audit().await.unwrap_or_else(|e| panic!("{e}"))
@@ -414,7 +398,7 @@ impl W {
     async fn try_audit(&mut self) -> Result<Value, String> {
         self.wait_size(self.next).await;
         let vkey = self.log.vkey.to_str().unwrap_or_default().to_owned();
-        let mut args: Vec<String> = [
+        let args: Vec<String> = [
             "audit",
             "--url",
             &self.log.http,
@@ -429,7 +413,6 @@ impl W {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        args.extend(self.pol.flags());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = custody(&args);
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -510,7 +493,7 @@ impl W {
         let Ok(Entry::Genesis(g)) = decode_entry(&bytes[0]) else {
             panic!("entry 0 is not genesis");
         };
-        let mut replay = Replay::new(&g, self.pol.policy()).expect("replay");
+        let mut replay = Replay::new(&g).expect("replay");
         let mut members = Members(HashMap::new());
         for (i, b) in bytes.iter().enumerate().skip(1) {
             let Ok(Entry::Event {
@@ -1386,9 +1369,7 @@ impl W {
     /// `restart` starts the server again on the same data, with the
     /// test's policy, and reconnects.
     async fn restart(&mut self) {
-        let flags = self.pol.flags();
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        self.log.start_with(&flags);
+        self.log.start();
         self.c = self.log.client().await;
         self.q = CustodyQueryClient::connect(self.log.grpc.clone())
             .await
@@ -1580,13 +1561,13 @@ fn serve_refused(log: &Log, flags: &[&str]) -> String {
     }
 }
 
-/// 8. The operator (or a subcontractor with a say in it) restarts the
-/// server with a longer, or shorter, reporting deadline: the log's
-/// late_reporting findings were derived with the first one, so the server
-/// must refuse, saying which deadline to use, and the findings must not
-/// change.
+/// 8. The operator (or a subcontractor with a say in it) tries to change
+/// the reporting deadline of entries already logged: by a server flag
+/// (there is none: the policy is in the log), or by publishing a new
+/// policy, which applies only to the entries after it. The findings of
+/// the entries before it must not change, across restarts too.
 #[tokio::test(flavor = "multi_thread")]
-async fn d8_restart_with_another_reporting_deadline_is_refused() {
+async fn d8_the_deadline_of_logged_entries_cannot_be_changed() {
     let mut w = W::new(DEFAULT).await;
     let sub = w.sub.clone();
     let a = digest();
@@ -1621,21 +1602,45 @@ async fn d8_restart_with_another_reporting_deadline_is_refused() {
             .collect()
     };
     assert_eq!(late_on(&before), vec![cap, late]);
+    // A shorter deadline, published now, for the entries after it.
+    let o = w.o.clone();
+    let ok = w.ok.clone();
+    let p = w
+        .send(&event(&o, policy_published(3600, 600, 86_400)), &ok)
+        .await
+        .expect("a new policy");
+    let again = ev(
+        "sub",
+        now() - 30 * MIN,
+        0,
+        xfer(K::Copy, "sub", &a, "lane", "sub-usb", ""),
+    );
+    let again = w.send(&again, &sub).await.expect("a copy as prompt");
     w.log.kill();
-    for other in ["600", "7200", "3601", "0"] {
-        let err = serve_refused(&w.log, &["--reporting-deadline-secs", other]);
-        assert!(
-            err.contains("--reporting-deadline-secs 3600") && err.contains("3600 s"),
-            "the refusal does not say which deadline to use: {err}"
-        );
-    }
+    let err = serve_refused(&w.log, &["--reporting-deadline-secs", "600"]);
+    assert!(
+        err.contains("--reporting-deadline-secs"),
+        "the refusal does not name the flag: {err}"
+    );
     w.restart().await;
-    let after = w.findings(as_of).await;
+    // The entries before the new policy (an entry after it may have
+    // happened before `as_of` too, and so be found as of then).
+    let after: Vec<v1::Finding> = w
+        .findings(as_of)
+        .await
+        .into_iter()
+        .filter(|f| f.entries.first().is_some_and(|i| *i < p))
+        .collect();
     assert_eq!(
         after, before,
-        "ATTACK SUCCEEDED: findings changed across restarts"
+        "ATTACK SUCCEEDED: a later policy or a restart changed the findings of earlier entries"
     );
     assert!(on(&after, "late_reporting", prompt).is_empty());
+    let now_late = late_on(&w.findings(now()).await);
+    assert!(
+        now_late.contains(&again) && !now_late.contains(&prompt),
+        "the new deadline must judge the entries after it, and only those: {now_late:?}"
+    );
     w.audit().await;
     w.differential(&[as_of], 4).await;
 }

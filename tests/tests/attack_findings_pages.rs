@@ -17,7 +17,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use custody_domain::findings::Policy;
 use custody_domain::replay::{manifest_of, ManifestSource, Replay};
 use custody_domain::{Digest, ManifestRef, Refusal};
 use custody_e2e::random_digest as digest;
@@ -40,26 +39,9 @@ const WINDOW: i64 = WINDOW_S * SEC;
 const DEADLINE_S: i64 = 3600;
 const ATTEST_S: i64 = 86_400;
 
-fn flags() -> Vec<String> {
-    [
-        "--receipt-window-secs",
-        &WINDOW_S.to_string(),
-        "--reporting-deadline-secs",
-        &DEADLINE_S.to_string(),
-        "--attestation-period-secs",
-        &ATTEST_S.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
-fn policy() -> Policy {
-    Policy {
-        receipt_window: WINDOW,
-        reporting_deadline: DEADLINE_S * SEC,
-        attestation_period: ATTEST_S * SEC,
-    }
+/// `published` is the POLICY_PUBLISHED the test's log starts with.
+fn published() -> Body {
+    policy_published(WINDOW_S, DEADLINE_S, ATTEST_S)
 }
 
 fn ev(reporter: &str, t: i64, body: Body) -> v1::Event {
@@ -138,9 +120,7 @@ impl H {
     /// retention rule for face images is published too.
     async fn new(rule: bool) -> Self {
         let mut log = Log::init();
-        let f = flags();
-        let f: Vec<&str> = f.iter().map(String::as_str).collect();
-        log.start_with(&f);
+        log.start();
         let c = log.client().await;
         let q = CustodyQueryClient::connect(log.grpc.clone())
             .await
@@ -156,7 +136,9 @@ impl H {
             next: 1,
             sizes: BTreeSet::new(),
         };
+        // The policy first: it applies to every entry after it.
         let mut setup: Vec<Body> = vec![
+            published(),
             org("prime", v1::PartyKind::Prime, &o),
             org("sub", v1::PartyKind::Subcontractor, "prime"),
             org("cam", v1::PartyKind::Device, &o),
@@ -316,7 +298,7 @@ impl H {
         let Ok(Entry::Genesis(g)) = decode_entry(&bytes[0]) else {
             panic!("entry 0 is not genesis");
         };
-        let mut replay = Replay::new(&g, policy()).expect("replay");
+        let mut replay = Replay::new(&g).expect("replay");
         for (i, b) in bytes.iter().enumerate().skip(1) {
             let Ok(Entry::Event {
                 envelope,
@@ -362,7 +344,7 @@ impl H {
     async fn audit(&mut self) -> Result<(), String> {
         self.wait_size(self.next).await;
         let vkey = self.log.vkey.to_str().unwrap_or_default().to_owned();
-        let mut args: Vec<String> = [
+        let args: Vec<String> = [
             "audit",
             "--url",
             &self.log.http,
@@ -377,7 +359,6 @@ impl H {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        args.extend(flags());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = custody(&args);
         let err = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -13,11 +13,6 @@ use custody_proto::v1;
 use prost::Message as _;
 use serde_json::Value;
 
-/// `REPORTING_DEADLINE_SECS` is the demo server's reporting deadline
-/// (`custodyd::demo::REPORTING_DEADLINE_SECS`): the audit must run the
-/// server's policy to raise the same findings.
-const DEMO_REPORTING_DEADLINE_SECS: &str = "432000";
-
 #[test]
 fn a_clean_audit_of_the_demo_agrees_with_the_server_and_the_ground_truth() {
     let demo = Demo::start(7);
@@ -33,8 +28,6 @@ fn a_clean_audit_of_the_demo_agrees_with_the_server_and_the_ground_truth() {
         &demo.grpc,
         "--as-of",
         &as_of,
-        "--reporting-deadline-secs",
-        DEMO_REPORTING_DEADLINE_SECS,
         "--sample",
         "64",
     ]);

@@ -118,7 +118,9 @@ const SEC: i64 = 1_000_000_000;
 const MIN: i64 = 60 * SEC;
 const HOUR: i64 = 60 * MIN;
 
-/// The agreed windows the server runs with (and `custody audit` is told).
+/// The agreed windows the log publishes (POLICY_PUBLISHED), its first
+/// entry after genesis; the model starts from the defaults and reads them
+/// from the log, as the server and `custody audit` do.
 const RECEIPT_WINDOW_SECS: i64 = 3600;
 /// 72 h: every event of the scenario is reported within it (the oldest,
 /// at S−1h, about 62 h after it happened), except the one reported late.
@@ -713,9 +715,10 @@ impl Model {
         parties.insert(owner.to_owned(), (PartyKind::Agency as i32, String::new()));
         Self {
             owner: owner.to_owned(),
-            receipt_window: RECEIPT_WINDOW_SECS * SEC,
-            deadline: REPORTING_DEADLINE_SECS * SEC,
-            period: ATTESTATION_PERIOD_SECS * SEC,
+            // A log's policy before it publishes one (DESIGN §6).
+            receipt_window: HOUR,
+            deadline: HOUR,
+            period: 24 * HOUR,
             parties,
             systems: HashMap::new(),
             grants: HashMap::new(),
@@ -857,6 +860,13 @@ impl Model {
             }
         }
         match e.body.as_ref().expect("a body") {
+            // It applies to the entries after it (this one's lateness was
+            // judged above by the policy before it).
+            Body::PolicyPublished(p) => {
+                self.receipt_window = p.receipt_window_nanos;
+                self.deadline = p.reporting_deadline_nanos;
+                self.period = p.attestation_period_nanos;
+            }
             Body::PartyRegistered(p) => {
                 self.parties
                     .insert(p.party_id.clone(), (p.kind, p.acts_on_behalf_of.clone()));
@@ -1219,13 +1229,8 @@ async fn served(q: &mut CustodyQueryClient<Channel>, as_of: i64) -> Vec<Row> {
 }
 
 /// `audit` runs `custody audit --json` as of `as_of` against the running
-/// server, with the server's policy.
+/// server; it reads the policy from the log.
 fn audit(log: &Log, as_of: i64) -> (Option<i32>, Value, String) {
-    let windows = [
-        RECEIPT_WINDOW_SECS.to_string(),
-        REPORTING_DEADLINE_SECS.to_string(),
-        ATTESTATION_PERIOD_SECS.to_string(),
-    ];
     let as_of = rfc3339(as_of);
     let out = custody(&[
         "audit",
@@ -1239,12 +1244,6 @@ fn audit(log: &Log, as_of: i64) -> (Option<i32>, Value, String) {
         "all",
         "--as-of",
         &as_of,
-        "--receipt-window-secs",
-        &windows[0],
-        "--reporting-deadline-secs",
-        &windows[1],
-        "--attestation-period-secs",
-        &windows[2],
         "--json",
     ]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -1257,19 +1256,7 @@ fn audit(log: &Log, as_of: i64) -> (Option<i32>, Value, String) {
 async fn design6_scenario_findings_match_an_independent_model() {
     let started = Instant::now();
     let mut log = Log::init();
-    let windows = [
-        RECEIPT_WINDOW_SECS.to_string(),
-        REPORTING_DEADLINE_SECS.to_string(),
-        ATTESTATION_PERIOD_SECS.to_string(),
-    ];
-    log.start_with(&[
-        "--receipt-window-secs",
-        &windows[0],
-        "--reporting-deadline-secs",
-        &windows[1],
-        "--attestation-period-secs",
-        &windows[2],
-    ]);
+    log.start();
     let c = log.client().await;
     // S, on a whole second so that RFC 3339 times are exact.
     let s0 = (now() / SEC - 61 * 3600) * SEC;
@@ -1286,7 +1273,17 @@ async fn design6_scenario_findings_match_an_independent_model() {
         manifests: HashMap::new(),
     };
 
-    // The registry, an hour before S.
+    // The policy, published now; then the registry, an hour before S.
+    w.registry(
+        "policy",
+        now(),
+        Body::PolicyPublished(v1::PolicyPublished {
+            receipt_window_nanos: RECEIPT_WINDOW_SECS * SEC,
+            reporting_deadline_nanos: REPORTING_DEADLINE_SECS * SEC,
+            attestation_period_nanos: ATTESTATION_PERIOD_SECS * SEC,
+        }),
+    )
+    .await;
     let reg = h(-1, 0);
     for (id, kind, principal) in [
         (PRIME, PartyKind::Prime, owner.as_str()),

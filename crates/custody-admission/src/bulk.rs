@@ -29,7 +29,7 @@
 //! ends, and answers queries as of a checkpoint no later than the entry
 //! ([`BulkJob::indexed_below`]).
 
-use custody_domain::findings::{observe_event, observe_members, MemberFacts, Policy};
+use custody_domain::findings::{observe_event, observe_members, MemberFacts};
 use custody_domain::{
     admit_members, bulk_manifest, AssetRef, CustodyActionKind, CustodyView, Digest, Effects, Event,
     EventBody, KeyId, ManifestRef, Refusal, Registry, SignedEnvelope,
@@ -380,7 +380,6 @@ impl BulkJob {
         store: &dyn LogStore,
         registry: &Registry,
         size: u64,
-        policy: &Policy,
         time: i64,
     ) -> Result<HeadStep, Refusal> {
         if !self.checked() {
@@ -418,7 +417,6 @@ impl BulkJob {
             0..0,
         )?;
         let delta = observe_event(
-            policy,
             &view,
             size,
             &self.event,

@@ -19,7 +19,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use custody_domain::findings::{observe, FindingsOverlay, FindingsState, Policy};
+use custody_domain::findings::{observe, FindingsOverlay, FindingsState};
 use custody_domain::{
     admit, check_signers, verify_signatures_by_key, CustodyView, Event, KeyId, Overlay, Refusal,
     Registry, SignatureCheck, SignedEnvelope,
@@ -149,7 +149,7 @@ pub struct BulkCandidate {
 /// commit: decode and verify `envelopes` (in parallel, against `registry`
 /// as it stands after the log's first `size` entries), then admit them in
 /// order at integration time `time`, deriving what each adds to the
-/// findings with `policy`, over the custody and findings state committed
+/// findings under the policy the log publishes, over the custody and findings state committed
 /// in `store` and the batch's earlier entries. The sequencer calls it for
 /// every batch; the custody model test calls it to log its scenarios at
 /// integration times of its choosing.
@@ -157,11 +157,10 @@ pub fn sequence_batch(
     store: &dyn LogStore,
     registry: &Registry,
     size: u64,
-    policy: &Policy,
     envelopes: &[&SignedEnvelope],
     time: i64,
 ) -> Sequenced {
-    sequence_timed(store, registry, size, policy, envelopes, &|_| time)
+    sequence_timed(store, registry, size, envelopes, &|_| time)
 }
 
 /// `sequence_timed` is [`sequence_batch`] with an integration time for
@@ -175,12 +174,11 @@ pub fn sequence_timed(
     store: &dyn LogStore,
     registry: &Registry,
     size: u64,
-    policy: &Policy,
     envelopes: &[&SignedEnvelope],
     time: &dyn Fn(usize) -> i64,
 ) -> Sequenced {
     let checked = check_batch(registry, envelopes);
-    admit_checked(store, registry, size, policy, envelopes, checked, time)
+    admit_checked(store, registry, size, envelopes, checked, time)
 }
 
 /// `admit_bounded` is the sequencer's sequential stage, over a batch that
@@ -195,7 +193,6 @@ pub fn admit_bounded(
     store: &dyn LogStore,
     registry: &Registry,
     size: u64,
-    policy: &Policy,
     envelopes: &[&SignedEnvelope],
     checked: CheckedBatch,
     time: i64,
@@ -205,7 +202,6 @@ pub fn admit_bounded(
         store,
         registry,
         size,
-        policy,
         envelopes,
         checked,
         &|_| time,
@@ -235,14 +231,11 @@ pub fn admit_checked(
     store: &dyn LogStore,
     registry: &Registry,
     size: u64,
-    policy: &Policy,
     envelopes: &[&SignedEnvelope],
     checked: CheckedBatch,
     time: &dyn Fn(usize) -> i64,
 ) -> Sequenced {
-    admit_in_order(
-        store, registry, size, policy, envelopes, checked, time, None,
-    )
+    admit_in_order(store, registry, size, envelopes, checked, time, None)
 }
 
 /// The sequential stage, stopping at a bulk event above `bulk_limit`.
@@ -251,7 +244,6 @@ fn admit_in_order(
     store: &dyn LogStore,
     registry: &Registry,
     size: u64,
-    policy: &Policy,
     envelopes: &[&SignedEnvelope],
     checked: CheckedBatch,
     time: &dyn Fn(usize) -> i64,
@@ -316,7 +308,6 @@ fn admit_in_order(
                 &mut custody,
                 &mut findings,
                 &mut counts,
-                policy,
                 &mut commit,
             ),
         };
@@ -474,7 +465,6 @@ fn admit_one(
     custody: &mut Overlay<impl CustodyView>,
     findings: &mut FindingsOverlay<impl FindingsState>,
     counts: &mut Option<RaisedCounts>,
-    policy: &Policy,
     commit: &mut Commit,
 ) -> Result<Appended, Refusal> {
     // Dedup first: a resubmission is answered even if its key has since
@@ -511,7 +501,6 @@ fn admit_one(
     // What it adds to the findings, with the registry as it stood before
     // it: written in the same batch, never derived again.
     let delta = observe(
-        policy,
         findings,
         index,
         event,

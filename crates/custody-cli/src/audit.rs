@@ -41,7 +41,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
-use custody_domain::findings::{findings_page, FindingsFilter, Policy, Rule};
+use custody_domain::findings::{findings_page, FindingsFilter, Rule};
 use custody_domain::{hex, parse_rfc3339, rfc3339};
 use custody_log::{
     verify_consistency, Hash, LogVerifier, TileId, TileKind, VerifiedCheckpoint, TILE_WIDTH,
@@ -83,29 +83,9 @@ pub struct AuditArgs {
     /// entry's integrated time).
     #[arg(long)]
     as_of: Option<String>,
-    /// Findings policy, as the server's: receipt window in seconds.
-    #[arg(long, default_value_t = 3600)]
-    receipt_window_secs: i64,
-    /// Findings policy, as the server's: reporting deadline in seconds.
-    #[arg(long, default_value_t = 3600)]
-    reporting_deadline_secs: i64,
-    /// Findings policy, as the server's: attestation period in seconds.
-    #[arg(long, default_value_t = 86_400)]
-    attestation_period_secs: i64,
     /// Print one JSON object instead of the report.
     #[arg(long)]
     json: bool,
-}
-
-impl AuditArgs {
-    fn policy(&self) -> Policy {
-        const S: i64 = 1_000_000_000;
-        Policy {
-            receipt_window: self.receipt_window_secs.saturating_mul(S),
-            reporting_deadline: self.reporting_deadline_secs.saturating_mul(S),
-            attestation_period: self.attestation_period_secs.saturating_mul(S),
-        }
-    }
 }
 
 /// `Report` prints the audit's findings as it goes, or collects them for
@@ -224,9 +204,9 @@ fn audit(args: &AuditArgs, report: &mut Report) -> anyhow::Result<()> {
     // Kept at once, whatever becomes of this run: a later run must find
     // every tree this log signed to the auditor extended, or alarm.
     state.store.put_checkpoint(cp.size, &cp.note)?;
-    check_derived_settings(&state.store, &args.policy(), &mut |_, _| {}).map_err(|e| {
+    check_derived_settings(&state.store, &mut |_, _| {}).map_err(|e| {
         anyhow!(
-            "audit state {}: {e}; pass the same --reporting-deadline-secs as the run that made it, or start a new state directory",
+            "audit state {}: {e}; start a new state directory",
             state.path.display()
         )
     })?;
@@ -234,7 +214,6 @@ fn audit(args: &AuditArgs, report: &mut Report) -> anyhow::Result<()> {
     let mut replayer = Replayer::new(
         &state.store,
         &cp.origin,
-        args.policy(),
         manifests,
         state.last_integrated()?,
         state.totals()?,
@@ -381,7 +360,6 @@ fn audit(args: &AuditArgs, report: &mut Report) -> anyhow::Result<()> {
     report.set("bulk_events", json!(replayer.bulk_events));
     let as_of = as_of_arg.unwrap_or(replayer.last_integrated);
     let counts = findings_page(
-        &args.policy(),
         &StoreView(&state.store),
         &registry,
         replayed_size,
@@ -445,7 +423,6 @@ fn audit(args: &AuditArgs, report: &mut Report) -> anyhow::Result<()> {
         size: replayed_size,
         store: &state.store,
         registry: &registry,
-        policy: args.policy(),
         as_of,
     };
     let c = rt.block_on(compare::compare(
@@ -465,7 +442,7 @@ fn audit(args: &AuditArgs, report: &mut Report) -> anyhow::Result<()> {
     report.set("differences", json!(c.differences));
     if !c.differences.is_empty() {
         report.alert(format!(
-            "the server's answers differ from the replay of its own log in {} places (see DIFFERS above; if the server runs another findings policy, pass its --receipt-window-secs, --reporting-deadline-secs and --attestation-period-secs)",
+            "the server's answers differ from the replay of its own log in {} places (see DIFFERS above)",
             c.differences.len()
         ));
         return Err(alarm(format!(

@@ -22,7 +22,21 @@ pub struct EventJson {
     pub key_revoked: Option<KeyRevokedJson>,
     pub system_registered: Option<SystemJson>,
     pub retention_rule_published: Option<RetentionRuleJson>,
+    pub policy_published: Option<PolicyJson>,
     pub custody: Option<CustodyJson>,
+}
+
+/// `PolicyJson` is a POLICY_PUBLISHED: the findings windows, in seconds,
+/// for the entries after it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyJson {
+    /// A COPY or MOVE must be acknowledged within this long.
+    pub receipt_window_secs: i64,
+    /// An event must be logged within this long of happening.
+    pub reporting_deadline_secs: i64,
+    /// A party holding data on its own system must attest this often.
+    pub attestation_period_secs: i64,
 }
 
 #[derive(Deserialize)]
@@ -162,10 +176,11 @@ impl EventJson {
             self.key_revoked.is_some(),
             self.system_registered.is_some(),
             self.retention_rule_published.is_some(),
+            self.policy_published.is_some(),
             self.custody.is_some(),
         ];
         if kinds.iter().filter(|k| **k).count() != 1 {
-            bail!("set exactly one of party_registered, key_added, key_revoked, system_registered, retention_rule_published, custody");
+            bail!("set exactly one of party_registered, key_added, key_revoked, system_registered, retention_rule_published, policy_published, custody");
         }
         let body = if let Some(p) = self.party_registered {
             let kind = match p.kind.as_str() {
@@ -236,6 +251,22 @@ impl EventJson {
                 clock: code("retention_rule_published.clock", &some(&r.clock), |s| {
                     d::RetentionClock::from_name(s).map(d::RetentionClock::code)
                 })?,
+            })
+        } else if let Some(p) = self.policy_published {
+            let nanos = |field: &str, secs: i64| {
+                secs.checked_mul(1_000_000_000)
+                    .ok_or_else(|| anyhow!("policy_published.{field} is too large"))
+            };
+            v1::event::Body::PolicyPublished(v1::PolicyPublished {
+                receipt_window_nanos: nanos("receipt_window_secs", p.receipt_window_secs)?,
+                reporting_deadline_nanos: nanos(
+                    "reporting_deadline_secs",
+                    p.reporting_deadline_secs,
+                )?,
+                attestation_period_nanos: nanos(
+                    "attestation_period_secs",
+                    p.attestation_period_secs,
+                )?,
             })
         } else if let Some(c) = self.custody {
             use custody_domain as d;

@@ -242,7 +242,9 @@ pub fn plan_members(
         EventBody::KeyRevoked(k) => push_party(&mut fx, &k.party_id),
         EventBody::SystemRegistered(s) => push_party(&mut fx, &s.owner_party),
         EventBody::GrantIssued(g) => push_party(&mut fx, &g.grantee),
-        EventBody::GrantRevoked(_) | EventBody::RetentionRulePublished(_) => {}
+        EventBody::GrantRevoked(_)
+        | EventBody::RetentionRulePublished(_)
+        | EventBody::PolicyPublished(_) => {}
         EventBody::LegalHold(h) => {
             if let (false, Some(m @ AssetRef::Manifest(_))) = (h.released, &h.assets) {
                 fx.held_assets = members(view, m, &ALL_MEMBERS)?;

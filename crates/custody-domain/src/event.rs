@@ -477,6 +477,7 @@ pub enum EventBody {
     GrantRevoked(GrantRevoked),
     RetentionRulePublished(RetentionRule),
     LegalHold(LegalHold),
+    PolicyPublished(crate::findings::Policy),
     Custody(CustodyAction),
     MaintenanceSession(MaintenanceSession),
     CustodyAttestation(CustodyAttestation),
@@ -505,6 +506,7 @@ impl EventBody {
             EventBody::GrantRevoked(_) => "GRANT_REVOKED",
             EventBody::RetentionRulePublished(_) => "RETENTION_RULE_PUBLISHED",
             EventBody::LegalHold(_) => "LEGAL_HOLD",
+            EventBody::PolicyPublished(_) => "POLICY_PUBLISHED",
             EventBody::Custody(c) => c.action.name(),
             EventBody::MaintenanceSession(_) => "MAINTENANCE_SESSION",
             EventBody::CustodyAttestation(_) => "CUSTODY_ATTESTATION",
@@ -620,6 +622,7 @@ impl Event {
                     ));
                 }
             }
+            EventBody::PolicyPublished(p) => p.check()?,
             EventBody::LegalHold(h) => {
                 check_id("legal_hold.hold_id", &h.hold_id)?;
                 check_opt_id("legal_hold.system_id", &h.system_id)?;

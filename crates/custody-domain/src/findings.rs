@@ -327,7 +327,9 @@ pub fn finding_subject(id: &str) -> Option<(Rule, Option<u64>)> {
     Some((rule, entry))
 }
 
-/// `Policy` holds the agreed windows the time-based rules use.
+/// `Policy` holds the agreed windows the time-based rules use. The log
+/// publishes it (`POLICY_PUBLISHED`, signed by the data owner); which one
+/// applies to an entry is [`Policies::at`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Policy {
     /// A transfer must be acknowledged within this long.
@@ -341,13 +343,107 @@ pub struct Policy {
 
 const HOUR: i64 = 3_600_000_000_000;
 
+/// The longest window a policy may set: a hundred years, so that a time
+/// plus a window never nears the end of `i64`.
+pub const MAX_WINDOW: i64 = 100 * 365 * 24 * HOUR;
+
 impl Default for Policy {
+    /// The windows of a log that has published no policy: one hour, one
+    /// hour, one day.
     fn default() -> Self {
         Self {
             receipt_window: HOUR,
             reporting_deadline: HOUR,
             attestation_period: 24 * HOUR,
         }
+    }
+}
+
+impl Policy {
+    /// `check` refuses a window that is not positive, or longer than
+    /// [`MAX_WINDOW`].
+    ///
+    /// # Errors
+    ///
+    /// An `InvalidArgument` [`Refusal`] naming the window.
+    pub fn check(&self) -> Result<(), crate::Refusal> {
+        for (field, v) in [
+            ("policy_published.receipt_window", self.receipt_window),
+            (
+                "policy_published.reporting_deadline",
+                self.reporting_deadline,
+            ),
+            (
+                "policy_published.attestation_period",
+                self.attestation_period,
+            ),
+        ] {
+            if v <= 0 || v > MAX_WINDOW {
+                return Err(crate::Refusal::invalid(
+                    field,
+                    format!(
+                        "{v} ns is not a window: give a positive number of nanoseconds, at most {MAX_WINDOW} (100 years)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Policies` is the policy history of a log: which [`Policy`] applies to
+/// each entry. An entry is judged by the last `POLICY_PUBLISHED` logged
+/// before it, or by [`Policy::default`] if there is none, so a new policy
+/// never changes what the entries before it were found to be.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Policies {
+    /// Each published policy with the entry that published it, in log
+    /// order.
+    published: Vec<(u64, Policy)>,
+}
+
+impl Policies {
+    /// `publish` records `policy`, published by entry `index`; the
+    /// entries after it use it. Entries are applied in log order; one
+    /// applied again (a replay resumed) changes nothing.
+    pub fn publish(&mut self, index: u64, policy: Policy) {
+        if self.published.last().is_none_or(|(i, _)| *i < index) {
+            self.published.push((index, policy));
+        }
+    }
+
+    /// `at` is the policy that applies to entry `index`, and the entry
+    /// that published it (`None`: the default).
+    pub fn at(&self, index: u64) -> (Policy, Option<u64>) {
+        let n = self.published.partition_point(|(i, _)| *i < index);
+        match n.checked_sub(1).and_then(|k| self.published.get(k)) {
+            Some((i, p)) => (*p, Some(*i)),
+            None => (Policy::default(), None),
+        }
+    }
+
+    /// `policy_at` is [`Policies::at`]'s policy alone.
+    pub fn policy_at(&self, index: u64) -> Policy {
+        self.at(index).0
+    }
+
+    /// `shortest_receipt_window` is the shortest receipt window any entry
+    /// before `size` is judged by: no transfer among them is due sooner
+    /// after it happened.
+    pub fn shortest_receipt_window(&self, size: u64) -> i64 {
+        self.published
+            .iter()
+            .filter(|(i, _)| *i < size)
+            .map(|(_, p)| p.receipt_window)
+            .chain([self.policy_at(0).receipt_window])
+            .min()
+            .unwrap_or(HOUR)
+    }
+
+    /// `published` is every published policy with its entry, in log
+    /// order.
+    pub fn published(&self) -> &[(u64, Policy)] {
+        &self.published
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use ed25519_dalek::VerifyingKey;
 
+use crate::findings::Policies;
 use crate::{
     key_id_of, Event, EventBody, GrantIssued, KeyId, LegalHold, PartyKind, Refusal, RetentionRule,
     SystemRegistered, Timestamp,
@@ -148,6 +149,9 @@ pub struct Registry {
     rules: HashMap<String, RuleRecord>,
     /// Legal holds by id.
     holds: HashMap<String, HoldRecord>,
+    /// The findings policy each entry is judged by.
+    #[serde(default)]
+    policies: Policies,
 }
 
 impl Registry {
@@ -207,7 +211,14 @@ impl Registry {
             grants: HashMap::new(),
             rules: HashMap::new(),
             holds: HashMap::new(),
+            policies: Policies::default(),
         })
+    }
+
+    /// `policies` is the findings policy each entry is judged by, from
+    /// the `POLICY_PUBLISHED` entries applied so far.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// `origin` is the log's origin, from the genesis entry.
@@ -616,6 +627,8 @@ impl Registry {
                     self.require_system("held system", &h.system_id)?;
                 }
             }
+            // Any policy may follow any other: it applies from its entry on.
+            EventBody::PolicyPublished(_) => {}
             EventBody::Custody(_)
             | EventBody::MaintenanceSession(_)
             | EventBody::CustodyAttestation(_) => {}
@@ -697,6 +710,7 @@ impl Registry {
                     },
                 );
             }
+            EventBody::PolicyPublished(p) => self.policies.publish(index, *p),
             EventBody::LegalHold(h) => {
                 if h.released {
                     if let Some(r) = self.holds.get_mut(&h.hold_id) {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::findings::{Finding, FindingsEngine, Policy};
+use crate::findings::{Finding, FindingsEngine};
 use crate::{
     admit, admit_to_registry, Admission, AssetMeta, AssetRef, CustodyView, Digest, Effects, Event,
     EventBody, Genesis, Interval, KeyId, ManifestRef, Refusal, Registry, Timestamp, Transfer,
@@ -96,11 +96,11 @@ impl Replay {
     /// # Errors
     ///
     /// If the genesis entry is malformed.
-    pub fn new(genesis: &Genesis, policy: Policy) -> Result<Self, Refusal> {
+    pub fn new(genesis: &Genesis) -> Result<Self, Refusal> {
         Ok(Self {
             registry: Registry::new(genesis)?,
             custody: MemoryCustody::default(),
-            findings: FindingsEngine::new(policy),
+            findings: FindingsEngine::new(),
             size: 1,
         })
     }

@@ -36,7 +36,6 @@ struct Log {
     /// Each party's key id, for admission's signer check.
     keys: HashMap<String, KeyId>,
     genesis: Genesis,
-    policy: Policy,
     /// Every event applied, with its index and integration time.
     events: Vec<(u64, Event, Timestamp)>,
 }
@@ -56,14 +55,15 @@ impl Log {
             attestation_period: 24 * H,
         };
         let mut l = Self {
-            replay: Replay::new(&genesis, policy).unwrap(),
+            replay: Replay::new(&genesis).unwrap(),
             manifests: Manifests(HashMap::new()),
             next: 1,
             keys: HashMap::from([("agency".to_owned(), key_id_of(&genesis.owner_public_key))]),
             genesis: genesis.clone(),
-            policy,
             events: Vec::new(),
         };
+        // The log's policy, published by its first entry after genesis.
+        l.registry(EventBody::PolicyPublished(policy));
         for (id, kind) in [
             ("prime", PartyKind::Prime),
             ("partner", PartyKind::Partner),
@@ -154,7 +154,7 @@ impl Log {
 
     /// `prefix` is a fresh replay of the first `size` entries alone.
     fn prefix(&self, size: u64) -> Replay {
-        let mut r = Replay::new(&self.genesis, self.policy).unwrap();
+        let mut r = Replay::new(&self.genesis).unwrap();
         for (i, e, t) in self.events.iter().take_while(|(i, _, _)| *i < size) {
             r.apply(*i, e, &[self.keys[&e.reporter]], *t, &self.manifests)
                 .unwrap_or_else(|x| panic!("entry {i} refused on replay: {x}"));

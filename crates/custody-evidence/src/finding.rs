@@ -5,9 +5,10 @@
 //! A finding rests on two kinds of fact. Some are in the entries it cites
 //! (who copied what where, under which grant, with which purpose, when it
 //! was logged), and these are checked here. Others are absences (no
-//! receipt, no attestation, no earlier transfer, no legal hold) or server
-//! policy (the reporting deadline, the receipt window, the attestation
-//! period); a bundle cannot prove those, and the statement says so.
+//! receipt, no attestation, no earlier transfer, no legal hold) or the
+//! policy the log applies to an entry (its reporting deadline, receipt window
+//! and attestation period, from the last POLICY_PUBLISHED before it); a
+//! bundle does not prove those, and the statement says so.
 
 use std::collections::BTreeSet;
 
@@ -809,7 +810,7 @@ fn late_reporting(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
             ),
         ],
         vec![format!(
-            "that {} is the agreed reporting deadline (it is the server's policy; the log records only the two times)",
+            "that {} is the agreed reporting deadline (the log's POLICY_PUBLISHED before this entry sets it, or the default of one hour if none does; the bundle does not carry it)",
             secs(deadline)
         )],
     ))
@@ -950,7 +951,7 @@ fn unacknowledged_transfer(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
         ),
     ];
     let mut limits = vec![format!(
-        "that {} is the agreed receipt window (it is the server's policy)",
+        "that {} is the agreed receipt window (the log's POLICY_PUBLISHED before the transfer sets it, or the default of one hour; the bundle does not carry it)",
         secs(window)
     )];
     // The reason follows from the entries: the transfer alone, or the
@@ -1093,7 +1094,7 @@ fn missing_attestation(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, Evidenc
                 rfc3339(cx.as_of)
             ),
             format!(
-                "that {} is the agreed attestation period (it is the server's policy)",
+                "that {} is the agreed attestation period (the log's POLICY_PUBLISHED before the entry the duty runs from sets it, or the default of one day; the bundle does not carry it)",
                 secs(period)
             ),
         ],

@@ -207,6 +207,13 @@ pub fn decode_event(body: &[u8]) -> Result<Event, Refusal> {
             system_id: h.system_id,
             released: h.released,
         }),
+        Some(v1::event::Body::PolicyPublished(p)) => {
+            EventBody::PolicyPublished(custody_domain::findings::Policy {
+                receipt_window: p.receipt_window_nanos,
+                reporting_deadline: p.reporting_deadline_nanos,
+                attestation_period: p.attestation_period_nanos,
+            })
+        }
         Some(v1::event::Body::Custody(c)) => EventBody::Custody(custody_action(c)?),
         Some(v1::event::Body::MaintenanceSession(m)) => {
             EventBody::MaintenanceSession(MaintenanceSession {

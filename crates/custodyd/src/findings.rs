@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use custody_domain::findings::{
-    find_finding, findings_page, Finding, FindingsFilter, FindingsPage, Policy,
+    find_finding, findings_page, Finding, FindingsFilter, FindingsPage,
 };
 use custody_domain::Timestamp;
 use custody_store::index::StoreView;
@@ -33,7 +33,6 @@ use crate::state::LogState;
 /// `Findings` answers findings questions.
 pub struct Findings {
     state: Arc<LogState>,
-    policy: Policy,
     /// Evaluations that may run at once; more wait for a turn instead of
     /// each taking a blocking thread.
     evaluating: tokio::sync::Semaphore,
@@ -43,11 +42,11 @@ pub struct Findings {
 const EVALUATIONS: usize = 2;
 
 impl Findings {
-    /// `new` answers from `state`'s store with `policy`.
-    pub fn new(state: Arc<LogState>, policy: Policy) -> Arc<Self> {
+    /// `new` answers from `state`'s store, under the policy its log
+    /// publishes.
+    pub fn new(state: Arc<LogState>) -> Arc<Self> {
         Arc::new(Self {
             state,
-            policy,
             evaluating: tokio::sync::Semaphore::new(EVALUATIONS),
         })
     }
@@ -73,7 +72,6 @@ impl Findings {
             let registry = me.state.registry();
             let snapshot = me.snapshot()?;
             findings_page(
-                &me.policy,
                 &StoreView(snapshot.as_ref()),
                 &registry,
                 size,
@@ -102,15 +100,8 @@ impl Findings {
         self.visit(size, move |me| {
             let registry = me.state.registry();
             let snapshot = me.snapshot()?;
-            find_finding(
-                &me.policy,
-                &StoreView(snapshot.as_ref()),
-                &registry,
-                size,
-                as_of,
-                &id,
-            )
-            .map_err(|e| AnswerError::internal("findings", e))
+            find_finding(&StoreView(snapshot.as_ref()), &registry, size, as_of, &id)
+                .map_err(|e| AnswerError::internal("findings", e))
         })
         .await
     }

@@ -150,17 +150,6 @@ struct ServeArgs {
     /// tiles to witnesses and auditors, and entry tiles to auditors.
     #[arg(long)]
     public_tiles: bool,
-    /// Findings: a transfer must be acknowledged within this many seconds.
-    #[arg(long, default_value_t = 3600)]
-    receipt_window_secs: i64,
-    /// Findings: an event must be logged within this many seconds of
-    /// happening.
-    #[arg(long, default_value_t = 3600)]
-    reporting_deadline_secs: i64,
-    /// Findings: a party holding data on its own systems must attest its
-    /// holdings at least this often, in seconds.
-    #[arg(long, default_value_t = 86_400)]
-    attestation_period_secs: i64,
 }
 
 /// `queue_bytes` parses `--queue-bytes`: at least 1 MiB, so that the
@@ -175,17 +164,6 @@ fn queue_bytes(s: &str) -> Result<usize, String> {
         ));
     }
     Ok(n)
-}
-
-impl ServeArgs {
-    fn policy(&self) -> custody_domain::findings::Policy {
-        const S: i64 = 1_000_000_000;
-        custody_domain::findings::Policy {
-            receipt_window: self.receipt_window_secs.saturating_mul(S),
-            reporting_deadline: self.reporting_deadline_secs.saturating_mul(S),
-            attestation_period: self.attestation_period_secs.saturating_mul(S),
-        }
-    }
 }
 
 fn main() -> ExitCode {
@@ -231,12 +209,7 @@ type Ready = Box<
         + Send,
 >;
 
-fn demo(mut args: ServeArgs, seed: u64, ground_truth: Option<PathBuf>) -> anyhow::Result<()> {
-    // The demo logs four days of history at once; its log agrees a
-    // reporting deadline long enough for that backfill.
-    args.reporting_deadline_secs = args
-        .reporting_deadline_secs
-        .max(custodyd::demo::REPORTING_DEADLINE_SECS);
+fn demo(args: ServeArgs, seed: u64, ground_truth: Option<PathBuf>) -> anyhow::Result<()> {
     let data = args.data.clone();
     let scenario = custodyd::demo::prepare(&data, seed)?;
     let ready: Ready = Box::new(move |grpc, http| {
@@ -323,13 +296,9 @@ fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
     let (checkpoint, _) = watch::channel(latest);
     // An older log's derived state is upgraded here, once; on a large log
     // that takes minutes, so it reports as it goes.
-    custody_store::index::check_derived_settings(
-        store.as_ref(),
-        &args.policy(),
-        &mut |family, read| {
-            tracing::info!(family, read, "upgrading derived state");
-        },
-    )
+    custody_store::index::check_derived_settings(store.as_ref(), &mut |family, read| {
+        tracing::info!(family, read, "upgrading derived state");
+    })
     .map_err(anyhow::Error::msg)?;
     let (registry, _) = watch::channel(Arc::new(sequencer::load_registry(store.as_ref())?));
     let access = custodyd::access::Access::open(&args.data)?;
@@ -373,7 +342,6 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
         args.queue,
         args.queue_bytes,
         args.max_batch,
-        args.policy(),
         args.bulk_slice,
     )?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -413,7 +381,7 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
         grpc::CustodyLogService::new(state.clone(), sequencer),
     )
     .max_decoding_message_size(256 * 1024);
-    let findings = custodyd::findings::Findings::new(state.clone(), args.policy());
+    let findings = custodyd::findings::Findings::new(state.clone());
     // Set once, here; the web view reads it.
     let _ = state.findings.set(findings.clone());
     let query = custody_proto::v1::custody_query_server::CustodyQueryServer::new(

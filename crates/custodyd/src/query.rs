@@ -336,7 +336,6 @@ impl Default for ScopeMemo {
 
 #[cfg(test)]
 mod tests {
-    use custody_domain::findings::Policy;
     use custody_domain::{Effects, Modality, SubjectClass};
     use custody_store::index::{check_derived_settings, index_writes, scope_writes};
     use custody_store::{KvWrite, MemoryStore};
@@ -358,7 +357,7 @@ mod tests {
     /// begun by this custodyd keeps them.
     fn counted(spec: &Spec) -> MemoryStore {
         let store = MemoryStore::default();
-        check_derived_settings(&store, &Policy::default(), &mut |_, _| {}).unwrap();
+        check_derived_settings(&store, &mut |_, _| {}).unwrap();
         // Entries here write in any order, so every record is read and
         // added to (`first` past them all).
         write(&store, spec, &|s, mut w| {

@@ -29,7 +29,6 @@ pub use custody_admission::{
     admit_bounded, check_batch, grow_tree, load_registry, sequence_batch, verify_signatures,
     Appended, BulkJob, HeadStep, Sequenced,
 };
-use custody_domain::findings::Policy;
 use custody_domain::{Refusal, Registry, SignedEnvelope};
 use custody_log::LogVerifier;
 use custody_store::index::StoreView;
@@ -126,9 +125,6 @@ pub struct Sequencer {
     last_time: i64,
     /// Largest number of submissions taken into one batch.
     max_batch: usize,
-    /// The findings policy (its reporting deadline applies as entries are
-    /// logged).
-    policy: Policy,
     /// Members of a manifest planned at once: a bulk event of more runs as
     /// a [`BulkJob`], a slice of this many at a time between batches.
     slice: usize,
@@ -185,7 +181,6 @@ impl Sequencer {
         queue: usize,
         queue_bytes: usize,
         max_batch: usize,
-        policy: Policy,
         slice: usize,
     ) -> anyhow::Result<SequencerHandle> {
         let registry = state.registry().as_ref().clone();
@@ -228,7 +223,6 @@ impl Sequencer {
             size,
             last_time,
             max_batch,
-            policy,
             slice: slice.max(1),
             job: job.map(|j| (j, None)),
             held: VecDeque::new(),
@@ -426,7 +420,6 @@ impl Sequencer {
             self.state.store.as_ref(),
             &self.registry,
             self.size,
-            &self.policy,
             &envelopes,
             checked,
             time,
@@ -545,13 +538,7 @@ impl Sequencer {
             // (which cannot hold it yet) answers.
             self.state.answerable.send_replace(self.state.latest());
             self.state.indexed.send_replace(self.size);
-            let mut commit = match job.head(
-                store.as_ref(),
-                &self.registry,
-                self.size,
-                &self.policy,
-                time,
-            ) {
+            let mut commit = match job.head(store.as_ref(), &self.registry, self.size, time) {
                 Err(r) => return Some(Err(r)),
                 Ok(HeadStep::Duplicate(a)) => return Some(Ok(a)),
                 Ok(HeadStep::Logged(c)) => c,

@@ -6,7 +6,6 @@
 //! is refused even though the checker saw it valid.
 
 use custody_admission::{admit_bounded, check_batch, load_registry, Sequenced};
-use custody_domain::findings::Policy;
 use custody_domain::{key_id_of, Refusal, Registry, SignedEnvelope};
 use custody_proto::v1;
 use custody_store::index::check_derived_settings;
@@ -31,7 +30,7 @@ impl Log {
         let dir = tempfile::tempdir().unwrap();
         let store = RocksStore::open(dir.path()).unwrap();
         let owner = SigningKey::from_bytes(&[7; 32]);
-        check_derived_settings(&store, &Policy::default(), &mut |_, _| {}).unwrap();
+        check_derived_settings(&store, &mut |_, _| {}).unwrap();
         let genesis = v1::LogEntry {
             content: Some(v1::log_entry::Content::Genesis(v1::Genesis {
                 origin: ORIGIN.into(),
@@ -96,7 +95,6 @@ impl Log {
             &self.store,
             &self.registry,
             size,
-            &Policy::default(),
             &envelopes,
             checked,
             time,

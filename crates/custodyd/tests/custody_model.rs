@@ -64,6 +64,22 @@ const POLICY: Policy = Policy {
     attestation_period: 6_000,
 };
 
+/// The policies a scenario publishes later, which apply to the entries
+/// after them only: each window both shorter and longer than
+/// [`POLICY`]'s.
+const LATER_POLICIES: [Policy; 2] = [
+    Policy {
+        receipt_window: 700,
+        reporting_deadline: 3_000,
+        attestation_period: 2_500,
+    },
+    Policy {
+        receipt_window: 4_000,
+        reporting_deadline: 1_200,
+        attestation_period: 12_000,
+    },
+];
+
 /// The max ages retention rules pick from, in nanoseconds.
 const MAX_AGES: [i64; 4] = [800, 3_000, 10_000, 40_000];
 
@@ -668,9 +684,15 @@ impl Builder {
                 self.tick(step);
                 self.push(&owner, EventBody::RetentionRulePublished(rule));
             }
+            // A new findings policy, for the entries after it.
+            23 => {
+                let policy = rng.pick(&LATER_POLICIES);
+                self.tick(step);
+                self.push(&owner, EventBody::PolicyPublished(policy));
+            }
             // A legal hold released, or placed on a system, an asset, a
             // manifest of assets, or a manifest on one system.
-            16..=23 => {
+            16..=22 => {
                 let placed: Vec<usize> = (0..self.holds.len())
                     .filter(|h| !self.holds[*h].1)
                     .collect();
@@ -791,6 +813,8 @@ fn build(raw: &Raw) -> Scenario {
         PartyKind::Device,
     ];
     let mut signers = HashMap::from([(owner.clone(), key.clone())]);
+    // The log's first policy, published by its first entry.
+    b.push(&owner, EventBody::PolicyPublished(POLICY));
     for (i, p) in raw.principals.iter().enumerate() {
         let id = format!("party-{i}");
         let principal = b.parties[*p as usize % b.parties.len()].clone();
@@ -934,6 +958,11 @@ fn encode_event(e: &Event) -> Vec<u8> {
                 clock: code(r.clock.code()),
             })
         }
+        EventBody::PolicyPublished(p) => Body::PolicyPublished(v1::PolicyPublished {
+            receipt_window_nanos: p.receipt_window,
+            reporting_deadline_nanos: p.reporting_deadline,
+            attestation_period_nanos: p.attestation_period,
+        }),
         EventBody::LegalHold(h) => Body::LegalHold(v1::LegalHold {
             hold_id: h.hold_id.clone(),
             assets: h.assets.as_ref().map(|a| v1::AssetRef {
@@ -1033,7 +1062,7 @@ fn sequence(
     .encode_to_vec();
     // As custodyd does before it serves: a log begun now keeps every
     // derived family, breach-scope counts included.
-    check_derived_settings(store, &POLICY, &mut |_, _| {}).unwrap();
+    check_derived_settings(store, &mut |_, _| {}).unwrap();
     store
         .commit(&Commit {
             first_index: 0,
@@ -1118,9 +1147,9 @@ fn log_batch(
         } = match slice {
             Some(n) => {
                 let checked = check_batch(behind, part);
-                admit_bounded(store, registry, size, &POLICY, part, checked, time, n)
+                admit_bounded(store, registry, size, part, checked, time, n)
             }
-            None => sequence_batch(store, registry, size, &POLICY, part, time),
+            None => sequence_batch(store, registry, size, part, time),
         };
         store.commit(&commit).unwrap();
         if let Some(r) = changed {
@@ -1138,7 +1167,7 @@ fn log_batch(
             while !job.checked() {
                 job.check_slice(store, n)?;
             }
-            match job.head(store, registry, size, &POLICY, time)? {
+            match job.head(store, registry, size, time)? {
                 HeadStep::Logged(c) => store.commit(&c).unwrap(),
                 HeadStep::Duplicate(a) => return Ok(a),
             }
@@ -1402,15 +1431,17 @@ fn findings_probes(
         last + longest + 1,
         last + 1_000 * longest,
     ]);
-    for _ in 0..3 {
+    for policy in std::iter::once(POLICY).chain(LATER_POLICIES) {
+        for _ in 0..3 {
+            let t = rng.pick(&times);
+            probes.insert(t);
+            probes.insert(t + policy.receipt_window);
+            probes.insert(t + policy.receipt_window + 1);
+        }
         let t = rng.pick(&times);
-        probes.insert(t);
-        probes.insert(t + POLICY.receipt_window);
-        probes.insert(t + POLICY.receipt_window + 1);
+        probes.insert(t + policy.reporting_deadline + 1);
+        probes.insert(t + policy.attestation_period + 1);
     }
-    let t = rng.pick(&times);
-    probes.insert(t + POLICY.reporting_deadline + 1);
-    probes.insert(t + POLICY.attestation_period + 1);
     (sizes.into_iter().collect(), probes.into_iter().collect())
 }
 
@@ -1436,7 +1467,7 @@ fn check_findings(
         other => panic!("entry 0 is not a genesis entry: {other:?}"),
     };
     assert_eq!(genesis, sc.genesis);
-    let mut replay = Replay::new(&genesis, POLICY).unwrap();
+    let mut replay = Replay::new(&genesis).unwrap();
     // What the replay of the first `size` entries answers, by (size, time).
     let mut prefix: BTreeMap<(u64, Timestamp), Vec<Finding>> = BTreeMap::new();
     let mut log = Vec::new();
@@ -1504,7 +1535,7 @@ fn check_findings(
                     .join("\n")
             )
         };
-        let server = findings_at(&POLICY, &StoreView(store), registry, n, t)
+        let server = findings_at(&StoreView(store), registry, n, t)
             .unwrap_or_else(|r| panic!("findings_at({n}, {}) over the store: {r}", rel(t)));
         if let Some(d) = diff("the server", &server, "the replay", want) {
             panic!(
@@ -1530,7 +1561,6 @@ fn check_findings(
             let mut after = None;
             loop {
                 let page = findings_page(
-                    &POLICY,
                     &StoreView(store),
                     registry,
                     n,
@@ -1568,7 +1598,7 @@ fn check_findings(
             k % 5 == 0 || !matches!(f.rule, Rule::RetentionOverdue | Rule::MissingAttestation)
         });
         for (_, f) in sample {
-            let found = find_finding(&POLICY, &StoreView(store), registry, n, t, &f.id)
+            let found = find_finding(&StoreView(store), registry, n, t, &f.id)
                 .unwrap_or_else(|r| panic!("find_finding({}): {r}", f.id));
             assert_eq!(found.as_ref(), Some(f), "finding {} by its id at {n}", f.id);
         }

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::net::Grpc;
 use anyhow::{anyhow, Context as _};
-use custody_domain::findings::{findings_page, FindingsFilter, Policy, Rule};
+use custody_domain::findings::{findings_page, FindingsFilter, Rule};
 use custody_domain::{hex, Digest, Interval, Modality, Registry, SubjectClass};
 use custody_proto::v1::{self, custody_query_client::CustodyQueryClient};
 use custody_store::index::{asset_intervals, scan_system_intervals, StoreView};
@@ -40,8 +40,6 @@ pub struct Audited<'a> {
     pub store: &'a dyn IndexRead,
     /// The registry after the audited entries.
     pub registry: &'a Registry,
-    /// The findings policy.
-    pub policy: Policy,
     /// The time findings are evaluated at.
     pub as_of: i64,
 }
@@ -217,7 +215,6 @@ impl OurFindings<'_> {
     fn next(&mut self) -> anyhow::Result<Option<v1::Finding>> {
         if self.page.is_empty() && self.more {
             let p = findings_page(
-                &self.a.policy,
                 &StoreView(self.a.store),
                 self.a.registry,
                 self.a.size,

@@ -17,7 +17,6 @@ use std::sync::{mpsc, Arc};
 use crate::net::Grpc;
 use anyhow::anyhow;
 use custody_admission::{admit_checked, check_batch, grow_tree, CheckedBatch, StoreHashes};
-use custody_domain::findings::Policy;
 use custody_domain::replay::manifest_of;
 use custody_domain::{
     admit_to_registry, hex, Digest, Event, KeyId, ManifestRef, RefusalKind, Registry,
@@ -274,8 +273,6 @@ pub struct Replayer<'s> {
     waiting: Vec<Waiting>,
     /// The parallel stage, a batch ahead of admission.
     checker: Checker,
-    /// The findings policy.
-    policy: Policy,
     /// The origin the genesis entry must name.
     origin: String,
     /// Integrated time of the last entry read.
@@ -312,7 +309,6 @@ impl<'s> Replayer<'s> {
     pub fn new(
         store: &'s RocksStore,
         origin: &str,
-        policy: Policy,
         manifests: Manifests,
         last_integrated: i64,
         (signatures_before, bulk_events): (u64, u64),
@@ -329,7 +325,6 @@ impl<'s> Replayer<'s> {
             size,
             waiting: Vec::new(),
             checker: Checker::start(),
-            policy,
             origin: origin.to_owned(),
             last_integrated,
             signatures_before,
@@ -534,15 +529,9 @@ impl<'s> Replayer<'s> {
             return Ok(());
         };
         let envelopes: Vec<&SignedEnvelope> = waiting.iter().map(|w| &w.envelope).collect();
-        let seq = admit_checked(
-            self.store,
-            registry,
-            self.size,
-            &self.policy,
-            &envelopes,
-            checked,
-            &|k| waiting[k].time,
-        );
+        let seq = admit_checked(self.store, registry, self.size, &envelopes, checked, &|k| {
+            waiting[k].time
+        });
         for (w, v) in waiting.iter().zip(&seq.verdicts) {
             let why = match v {
                 Ok(a) if !a.duplicate && a.index == w.index => continue,

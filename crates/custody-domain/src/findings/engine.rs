@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 
 use super::{
-    finding_id, sequence_gap, uncovered, Finding, FindingsFilter, FindingsPage, PageCutter, Policy,
-    Reason, Rule, TransferCheck, Uncovered,
+    finding_id, sequence_gap, uncovered, Finding, FindingsFilter, FindingsPage, PageCutter,
+    Policies, Reason, Rule, TransferCheck, Uncovered,
 };
 use crate::{
     AssetRef, CustodyActionKind, Digest, Effects, Event, EventBody, HoldRecord, Modality,
@@ -176,8 +176,8 @@ pub trait FindingsHistory {
     }
 
     /// `unacknowledged_page` is the page of the transfers without a
-    /// receipt in `window` as of (`size`, `as_of`), cut as [`PageCutter`]
-    /// cuts it. This default reads every overdue transfer; a store that
+    /// receipt in the window `policies` apply to each, as of (`size`,
+    /// `as_of`), cut as [`PageCutter`] cuts it. This default reads every overdue transfer; a store that
     /// keeps them by time reads the page and counts the rest by key.
     ///
     /// # Errors
@@ -186,14 +186,14 @@ pub trait FindingsHistory {
     #[allow(clippy::too_many_arguments)]
     fn unacknowledged_page(
         &self,
-        window: i64,
+        policies: &Policies,
         size: u64,
         as_of: Timestamp,
         filter: &FindingsFilter,
         after: Option<&(Timestamp, String)>,
         limit: usize,
     ) -> Result<FindingsPage, Refusal> {
-        unacknowledged_page_by_scan(self, window, size, as_of, filter, after, limit)
+        unacknowledged_page_by_scan(self, policies, size, as_of, filter, after, limit)
     }
 
     /// `held` visits every custody interval opened by an entry below
@@ -219,7 +219,8 @@ pub trait FindingsHistory {
 
     /// `overdue_transfers` visits, by index and with its receipt if one
     /// was logged (at any size), every COPY and MOVE logged below `size`
-    /// whose deadline (its time plus `window`) passed before `as_of` and
+    /// whose deadline (its time plus its receipt window, which is at least
+    /// `window`, the shortest in force) passed before `as_of` and
     /// whose receipt, as the first `size` entries show it at `as_of`, is
     /// missing or came after the deadline. It may visit other transfers
     /// too (the caller checks each), but none twice; a store keeps an
@@ -370,7 +371,6 @@ fn blank(rule: Rule, index: u64, party: Option<String>, at: Timestamp, why: Reas
 ///
 /// A `ResourceExhausted` [`Refusal`] when `state` cannot be read.
 pub fn observe(
-    policy: &Policy,
     state: &dyn FindingsState,
     index: u64,
     event: &Event,
@@ -380,9 +380,7 @@ pub fn observe(
 ) -> Result<FindingsDelta, Refusal> {
     let mut facts = MemberFacts::default();
     facts.add(state, event, fx)?;
-    let mut out = observe_event(
-        policy, state, index, event, integrated, registry, fx, &facts,
-    )?;
+    let mut out = observe_event(state, index, event, integrated, registry, fx, &facts)?;
     out.extend(observe_members(state, index, event, fx)?);
     Ok(out)
 }
@@ -456,7 +454,6 @@ impl MemberFacts {
 /// As [`observe`].
 #[allow(clippy::too_many_arguments)]
 pub fn observe_event(
-    policy: &Policy,
     state: &dyn FindingsState,
     index: u64,
     event: &Event,
@@ -468,18 +465,17 @@ pub fn observe_event(
     let mut out = FindingsDelta::default();
     let t = event.event_time;
     let observed = observer(event, fx);
-    // Late reporting and sequence gaps apply to every event.
+    // Late reporting and sequence gaps apply to every event; the deadline
+    // is the one of the policy the log applies to this entry.
+    let deadline = registry.policies().policy_at(index).reporting_deadline;
     let delay = integrated.saturating_sub(t);
-    if delay > policy.reporting_deadline {
+    if delay > deadline {
         out.raised.push(blank(
             Rule::LateReporting,
             index,
             Some(event.reporter.clone()),
-            t.saturating_add(policy.reporting_deadline),
-            Reason::LateReporting {
-                delay,
-                deadline: policy.reporting_deadline,
-            },
+            t.saturating_add(deadline),
+            Reason::LateReporting { delay, deadline },
         ));
     }
     if event.reporter_seq != 0 {
@@ -840,14 +836,13 @@ fn held_by_hold(
 ///
 /// A `ResourceExhausted` [`Refusal`] when `history` cannot be read.
 pub fn findings_at(
-    policy: &Policy,
     history: &dyn FindingsHistory,
     registry: &Registry,
     size: u64,
     as_of: Timestamp,
 ) -> Result<Vec<Finding>, Refusal> {
     let mut out: Vec<Finding> = Vec::new();
-    visit_findings_at(policy, history, registry, size, as_of, &mut |f| out.push(f))?;
+    visit_findings_at(history, registry, size, as_of, &mut |f| out.push(f))?;
     out.sort_by(|a, b| a.order().cmp(&b.order()));
     Ok(out)
 }
@@ -860,7 +855,6 @@ pub fn findings_at(
 ///
 /// A `ResourceExhausted` [`Refusal`] when `history` cannot be read.
 pub fn visit_findings_at(
-    policy: &Policy,
     history: &dyn FindingsHistory,
     registry: &Registry,
     size: u64,
@@ -872,20 +866,21 @@ pub fn visit_findings_at(
             sink(f);
         }
     })?;
-    visit_timed_findings_at(policy, history, registry, size, as_of, true, sink)
+    visit_timed_findings_at(history, registry, size, as_of, true, sink)
 }
 
 /// `unacknowledged` is the finding the transfer logged at `index` (made
-/// as `t` says) raises as of (`size`, `as_of`) under receipt window
-/// `window`, if its receipt is missing or late as the first `size`
-/// entries show it then.
+/// as `t` says) raises as of (`size`, `as_of`) under the receipt window
+/// `policies` apply to it, if its receipt is missing or late as the first
+/// `size` entries show it then.
 pub fn unacknowledged(
-    window: i64,
+    policies: &Policies,
     size: u64,
     as_of: Timestamp,
     index: u64,
     t: Pending,
 ) -> Option<Finding> {
+    let window = policies.policy_at(index).receipt_window;
     let due = t.at.saturating_add(window);
     if index >= size || due >= as_of {
         return None;
@@ -923,14 +918,15 @@ pub fn unacknowledged(
 /// `visit_unacknowledged` hands `sink` every transfer without a receipt
 /// in the window as of (`size`, `as_of`).
 fn visit_unacknowledged<H: FindingsHistory + ?Sized>(
-    window: i64,
+    policies: &Policies,
     history: &H,
     size: u64,
     as_of: Timestamp,
     sink: &mut dyn FnMut(Finding),
 ) -> Result<(), Refusal> {
-    history.overdue_transfers(size, as_of, window, &mut |index, t| {
-        if let Some(f) = unacknowledged(window, size, as_of, index, t) {
+    let shortest = policies.shortest_receipt_window(size);
+    history.overdue_transfers(size, as_of, shortest, &mut |index, t| {
+        if let Some(f) = unacknowledged(policies, size, as_of, index, t) {
             sink(f);
         }
     })
@@ -946,7 +942,7 @@ fn visit_unacknowledged<H: FindingsHistory + ?Sized>(
 #[allow(clippy::too_many_arguments)]
 pub fn unacknowledged_page_by_scan<H: FindingsHistory + ?Sized>(
     history: &H,
-    window: i64,
+    policies: &Policies,
     size: u64,
     as_of: Timestamp,
     filter: &FindingsFilter,
@@ -954,7 +950,7 @@ pub fn unacknowledged_page_by_scan<H: FindingsHistory + ?Sized>(
     limit: usize,
 ) -> Result<FindingsPage, Refusal> {
     let mut cut = PageCutter::new(filter.clone(), after.cloned(), limit);
-    visit_unacknowledged(window, history, size, as_of, &mut |f| cut.offer(f))?;
+    visit_unacknowledged(policies, history, size, as_of, &mut |f| cut.offer(f))?;
     Ok(cut.finish())
 }
 
@@ -967,7 +963,6 @@ pub fn unacknowledged_page_by_scan<H: FindingsHistory + ?Sized>(
 ///
 /// A `ResourceExhausted` [`Refusal`] when `history` cannot be read.
 pub fn find_finding(
-    policy: &Policy,
     history: &dyn FindingsHistory,
     registry: &Registry,
     size: u64,
@@ -988,12 +983,12 @@ pub fn find_finding(
             if let Some(t) = history.transfer(index)? {
                 keep_some(
                     &mut keep,
-                    unacknowledged(policy.receipt_window, size, as_of, index, t),
+                    unacknowledged(registry.policies(), size, as_of, index, t),
                 );
             }
         }
         (Rule::RetentionOverdue | Rule::MissingAttestation, _) => {
-            visit_timed_findings_at(policy, history, registry, size, as_of, false, &mut keep)?;
+            visit_timed_findings_at(history, registry, size, as_of, false, &mut keep)?;
         }
         (_, Some(index)) if index < size => {
             history.raised_by(index, &mut |f| {
@@ -1056,7 +1051,6 @@ pub fn raised_page_by_scan<H: FindingsHistory + ?Sized>(
 /// A `ResourceExhausted` [`Refusal`] when `history` cannot be read.
 #[allow(clippy::too_many_arguments)]
 pub fn findings_page(
-    policy: &Policy,
     history: &dyn FindingsHistory,
     registry: &Registry,
     size: u64,
@@ -1067,11 +1061,9 @@ pub fn findings_page(
 ) -> Result<FindingsPage, Refusal> {
     let raised = history.raised_page(size, as_of, filter, after, limit)?;
     let unacknowledged =
-        history.unacknowledged_page(policy.receipt_window, size, as_of, filter, after, limit)?;
+        history.unacknowledged_page(registry.policies(), size, as_of, filter, after, limit)?;
     let mut cut = PageCutter::new(filter.clone(), after.cloned(), limit);
-    visit_timed_findings_at(policy, history, registry, size, as_of, false, &mut |f| {
-        cut.offer(f)
-    })?;
+    visit_timed_findings_at(history, registry, size, as_of, false, &mut |f| cut.offer(f))?;
     Ok(raised
         .merge(unacknowledged, limit)
         .merge(cut.finish(), limit))
@@ -1080,7 +1072,6 @@ pub fn findings_page(
 /// `visit_timed_findings_at` hands `sink` the findings of the time-based
 /// rules (retention, receipts, attestations) of [`findings_at`].
 fn visit_timed_findings_at(
-    policy: &Policy,
     history: &dyn FindingsHistory,
     registry: &Registry,
     size: u64,
@@ -1178,7 +1169,7 @@ fn visit_timed_findings_at(
 
     // Transfers without a receipt in the window.
     if with_unacknowledged {
-        visit_unacknowledged(policy.receipt_window, history, size, as_of, out)?;
+        visit_unacknowledged(registry.policies(), history, size, as_of, out)?;
     }
 
     // Parties holding data on their own systems must attest.
@@ -1192,8 +1183,11 @@ fn visit_timed_findings_at(
             .filter(|(t, i)| *t <= as_of && *i < size)
             .max_by_key(|(t, i)| (*t, *i))
             .copied();
-        let last = latest.map_or(a.since, |(t, _)| t);
-        let due = last.saturating_add(policy.attestation_period);
+        // The period is the one the policy applies to the entry the duty
+        // runs from: the last attestation, or the custody that began it.
+        let (last, by) = latest.unwrap_or((a.since, a.since_by));
+        let period = registry.policies().policy_at(by).attestation_period;
+        let due = last.saturating_add(period);
         if due >= as_of {
             return;
         }

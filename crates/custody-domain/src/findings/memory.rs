@@ -7,7 +7,7 @@ use super::engine::{
     findings_at, held_birth, observe, Attesting, Birth, FindingsDelta, FindingsHistory,
     FindingsState, HeldRow, Pending,
 };
-use super::{Finding, Policy};
+use super::Finding;
 use crate::{AssetRef, Digest, Effects, Event, HoldRecord, Modality, Refusal, Registry};
 use crate::{SubjectClass, Timestamp};
 
@@ -195,22 +195,14 @@ impl FindingsHistory for MemoryFindings {
 /// replay of the log keeps.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct FindingsEngine {
-    policy: Policy,
     state: MemoryFindings,
 }
 
 impl FindingsEngine {
-    /// `new` is an engine with `policy`.
-    pub fn new(policy: Policy) -> Self {
-        Self {
-            policy,
-            state: MemoryFindings::default(),
-        }
-    }
-
-    /// `policy` is the engine's policy.
-    pub fn policy(&self) -> Policy {
-        self.policy
+    /// `new` is an engine with nothing observed. The policy each entry is
+    /// judged by comes from the registry (`POLICY_PUBLISHED` entries).
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// `observe` records the event accepted at `index`, integrated at
@@ -225,15 +217,7 @@ impl FindingsEngine {
         fx: &Effects,
     ) {
         // State in memory is never unreadable.
-        if let Ok(d) = observe(
-            &self.policy,
-            &self.state,
-            index,
-            event,
-            integrated,
-            registry,
-            fx,
-        ) {
+        if let Ok(d) = observe(&self.state, index, event, integrated, registry, fx) {
             self.state.apply(&d, fx);
         }
     }
@@ -248,6 +232,6 @@ impl FindingsEngine {
     /// `size` entries support (see [`findings_at`]).
     pub fn findings_at(&self, size: u64, as_of: Timestamp, registry: &Registry) -> Vec<Finding> {
         // State in memory is never unreadable.
-        findings_at(&self.policy, &self.state, registry, size, as_of).unwrap_or_default()
+        findings_at(&self.state, registry, size, as_of).unwrap_or_default()
     }
 }

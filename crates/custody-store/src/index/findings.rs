@@ -11,7 +11,8 @@
 use custody_domain::findings::{
     finding_id, held_birth, raised_page_by_scan, retention_start, unacknowledged,
     unacknowledged_page_by_scan, Attesting, Birth, Finding, FindingsDelta, FindingsFilter,
-    FindingsHistory, FindingsPage, FindingsState, HeldRow, PageCutter, Pending, Policy, Rule,
+    FindingsHistory, FindingsPage, FindingsState, HeldRow, PageCutter, Pending, Policies, Policy,
+    Rule,
 };
 use custody_domain::{
     AssetRef, Digest, Effects, HoldRecord, Modality, Refusal, SubjectClass, Timestamp,
@@ -439,20 +440,19 @@ fn receipt_due_writes(of: u64, of_at: i64, t: i64, i: u64) -> [KvWrite; 3] {
 const REPORTING_DEADLINE: &[u8] = b"reporting_deadline";
 
 /// `check_derived_settings` makes sure the findings stored in `s` were
-/// derived with `policy`'s reporting deadline, the one policy window that
-/// is applied as entries are logged (the others apply when findings are
-/// asked for). A new log records it.
+/// derived as this version derives them, upgrading older derived state.
+/// The reporting deadline is the one policy window applied as entries are
+/// logged (the others apply when findings are asked for); it comes from
+/// the log's own `POLICY_PUBLISHED` entries, and before the first of them
+/// it is the default. Older versions took it from a server flag and
+/// recorded it; a log derived with another value cannot be served.
 ///
 /// # Errors
 ///
 /// A message naming the setting when the log was derived with another
 /// value, or was written before derived state was kept.
-pub fn check_derived_settings(
-    s: &dyn LogStore,
-    policy: &Policy,
-    progress: &mut Progress<'_>,
-) -> Result<(), String> {
-    check_deadline(s, policy)?;
+pub fn check_derived_settings(s: &dyn LogStore, progress: &mut Progress<'_>) -> Result<(), String> {
+    check_deadline(s, &Policy::default())?;
     upgrade_derived_state(s, progress)
 }
 
@@ -642,10 +642,12 @@ fn check_deadline(s: &dyn LogStore, policy: &Policy) -> Result<(), String> {
             if was != policy.reporting_deadline {
                 return Err(format!(
                     "this log's late_reporting findings were derived with a reporting deadline of {} s, \
-                     and it is served with {} s: serve it with --reporting-deadline-secs {}",
+                     set by the --reporting-deadline-secs flag of an older custodyd; this version \
+                     takes the deadline from the log (POLICY_PUBLISHED, default {} s), so it would \
+                     derive other findings: keep serving it with the older custodyd, or export \
+                     what you need with `custody audit` and start a new log",
                     was / 1_000_000_000,
                     policy.reporting_deadline / 1_000_000_000,
-                    was / 1_000_000_000
                 ));
             }
             Ok(())
@@ -865,7 +867,7 @@ impl StoreView<'_> {
     #[allow(clippy::too_many_arguments)]
     fn unacknowledged_by_time(
         &self,
-        window: i64,
+        policies: &Policies,
         size: u64,
         as_of: Timestamp,
         rule: Option<Rule>,
@@ -873,7 +875,10 @@ impl StoreView<'_> {
         limit: usize,
     ) -> Result<FindingsPage, Refusal> {
         let wanted = rule.is_none_or(|r| r == Rule::UnacknowledgedTransfer);
-        let cutoff = as_of.saturating_sub(window);
+        // No transfer is due sooner after it than the shortest window in
+        // force, so the scan stops there; each one's own window decides.
+        let shortest = policies.shortest_receipt_window(size);
+        let cutoff = as_of.saturating_sub(shortest);
         let mut count = 0u64;
         let mut past = 0u64;
         // The page so far by (due, id), the last on top.
@@ -892,11 +897,14 @@ impl StoreView<'_> {
                 if index >= size {
                     return Ok(true);
                 }
+                let due = at.saturating_add(policies.policy_at(index).receipt_window);
+                if due >= as_of {
+                    return Ok(true);
+                }
                 count += 1;
                 if !wanted {
                     return Ok(true);
                 }
-                let due = at.saturating_add(window);
                 if after.is_some_and(|(t, _)| due < *t)
                     || heap.len() >= limit && heap.peek().is_some_and(|top| due > top.0)
                 {
@@ -932,11 +940,11 @@ impl StoreView<'_> {
                 )))
             })?;
             page.rows
-                .extend(unacknowledged(window, size, as_of, index, p));
+                .extend(unacknowledged(policies, size, as_of, index, p));
         }
         // The receipted ones, each read; one never receipted is counted
         // above already.
-        let (late, unseen) = self.receipted_overdue(size, window)?;
+        let (late, unseen) = self.receipted_overdue(size, shortest)?;
         let mut rest: Vec<u64> = late.into_iter().chain(unseen).collect();
         rest.sort_unstable();
         rest.dedup();
@@ -947,7 +955,7 @@ impl StoreView<'_> {
         let mut cut = PageCutter::new(filter, after.cloned(), limit);
         self.visit_transfers(&rest, &mut |index, p| {
             if p.receipt.is_some() {
-                if let Some(f) = unacknowledged(window, size, as_of, index, p) {
+                if let Some(f) = unacknowledged(policies, size, as_of, index, p) {
                     cut.offer(f);
                 }
             }
@@ -1154,7 +1162,7 @@ fn rule_only(filter: &FindingsFilter, as_of: Timestamp) -> bool {
 impl FindingsHistory for StoreView<'_> {
     fn unacknowledged_page(
         &self,
-        window: i64,
+        policies: &Policies,
         size: u64,
         as_of: Timestamp,
         filter: &FindingsFilter,
@@ -1162,9 +1170,9 @@ impl FindingsHistory for StoreView<'_> {
         limit: usize,
     ) -> Result<FindingsPage, Refusal> {
         if rule_only(filter, as_of) {
-            self.unacknowledged_by_time(window, size, as_of, filter.rule, after, limit)
+            self.unacknowledged_by_time(policies, size, as_of, filter.rule, after, limit)
         } else {
-            unacknowledged_page_by_scan(self, window, size, as_of, filter, after, limit)
+            unacknowledged_page_by_scan(self, policies, size, as_of, filter, after, limit)
         }
     }
 
@@ -1772,7 +1780,7 @@ mod tests {
             ),
         ])
         .unwrap();
-        check_derived_settings(&s, &policy, &mut |_, _| {}).unwrap();
+        check_derived_settings(&s, &mut |_, _| {}).unwrap();
         check_held(&s, &all);
     }
 
@@ -1836,7 +1844,7 @@ mod tests {
         )])
         .unwrap();
         assert!(visited(&s, 47, 1000).is_empty(), "the keys are gone");
-        check_derived_settings(&s, &policy, &mut |_, _| {}).unwrap();
+        check_derived_settings(&s, &mut |_, _| {}).unwrap();
         check(&s, &all);
         let marker = s.index_get(IndexCf::DerivedMeta, DERIVED_FORMAT).unwrap();
         assert_eq!(marker, Some(FORMAT.to_be_bytes().to_vec()));
@@ -1847,7 +1855,7 @@ mod tests {
             (FORMAT + 1).to_be_bytes().to_vec(),
         )])
         .unwrap();
-        let e = check_derived_settings(&s, &policy, &mut |_, _| {}).unwrap_err();
+        let e = check_derived_settings(&s, &mut |_, _| {}).unwrap_err();
         assert!(e.contains("newer"), "{e}");
     }
 
@@ -2040,7 +2048,7 @@ mod tests {
             .unwrap();
         assert_eq!(bare.total, 0);
         let mut heard = Vec::new();
-        check_derived_settings(&s, &policy, &mut |family, read| {
+        check_derived_settings(&s, &mut |family, read| {
             heard.push((family.to_owned(), read))
         })
         .unwrap();
@@ -2119,6 +2127,27 @@ mod tests {
     /// every size, time, rule, cursor and page size.
     #[test]
     fn unacknowledged_pages_by_key_equal_a_scan_of_every_transfer() {
+        // One window for every transfer, then three published in turn
+        // (the log's entries 130 and 160 change it), so that transfers
+        // made at one time fall due at different times.
+        let mut one = Policies::default();
+        one.publish(0, window(WINDOW));
+        let mut three = one.clone();
+        three.publish(130, window(WINDOW / 3));
+        three.publish(160, window(WINDOW * 4));
+        for policies in [one, three] {
+            unacknowledged_pages_agree(&policies);
+        }
+    }
+
+    fn window(receipt_window: i64) -> Policy {
+        Policy {
+            receipt_window,
+            ..Policy::default()
+        }
+    }
+
+    fn unacknowledged_pages_agree(policies: &Policies) {
         let s = transfers_with_ties();
         let view = StoreView(&s);
         let (compared, listed) = compare_walks(
@@ -2133,9 +2162,9 @@ mod tests {
             80,
             &|size, as_of, filter, after, limit| {
                 (
-                    view.unacknowledged_page(WINDOW, size, as_of, filter, after, limit)
+                    view.unacknowledged_page(policies, size, as_of, filter, after, limit)
                         .unwrap(),
-                    unacknowledged_page_by_scan(&view, WINDOW, size, as_of, filter, after, limit)
+                    unacknowledged_page_by_scan(&view, policies, size, as_of, filter, after, limit)
                         .unwrap(),
                 )
             },

@@ -19,8 +19,9 @@ use tonic::transport::Channel;
 
 use scenario::{ids, Scenario};
 
-/// `REPORTING_DEADLINE_SECS` is the demo log's agreed reporting deadline:
-/// it loads four days of history at once, so five days.
+/// `REPORTING_DEADLINE_SECS` is the demo log's agreed reporting deadline,
+/// which its first entry after genesis publishes: it loads four days of
+/// history at once, so five days.
 pub const REPORTING_DEADLINE_SECS: i64 = 5 * 86_400;
 
 /// The origin line of demo logs.

@@ -230,6 +230,7 @@ impl Scenario {
         use ids::*;
         use v1::CustodyActionKind as K;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let now = end;
         let end = end - end.rem_euclid(HOUR);
         let start = end - DAYS * 24 * HOUR;
         let mut keys = HashMap::new();
@@ -244,9 +245,20 @@ impl Scenario {
             events: Vec::new(),
         };
 
-        // The registry, an hour before the scenario starts.
+        // First the policy the time-based findings apply to every entry
+        // after it, published now: the demo logs four days of history at
+        // once, so its agreed reporting deadline is five days.
+        let mut registry = vec![g.event(
+            now,
+            AGENCY,
+            v1::event::Body::PolicyPublished(v1::PolicyPublished {
+                receipt_window_nanos: HOUR,
+                reporting_deadline_nanos: super::REPORTING_DEADLINE_SECS * 1_000_000_000,
+                attestation_period_nanos: 24 * HOUR,
+            }),
+        )];
+        // Then the registry, an hour before the scenario starts.
         let t0 = start - HOUR;
-        let mut registry = Vec::new();
         let party = |id: &str, kind: v1::PartyKind, boss: &str| {
             v1::event::Body::PartyRegistered(v1::PartyRegistered {
                 party_id: id.to_owned(),

@@ -52,6 +52,11 @@ fn rate(state: &LogState) -> Markup {
     }
 }
 
+/// `secs` is a window in whole seconds.
+fn secs(nanos: i64) -> String {
+    format!("{} s", thousands((nanos / 1_000_000_000).max(0) as u64))
+}
+
 /// `page` serves `/ui/`.
 pub(super) async fn page(State(state): State<Arc<LogState>>) -> Response {
     let cp = state.latest();
@@ -67,6 +72,7 @@ pub(super) async fn page(State(state): State<Arc<LogState>>) -> Response {
     let (now, total) = (super::now(), systems.len());
     let (at, day_ago) = (rfc3339(now), rfc3339(now - DAY));
     let open = state.access.is_open();
+    let (policy, policy_from) = registry.policies().at(cp.size.max(durable));
     let body = html! {
         @if open {
             p.sub #open-access {
@@ -114,6 +120,23 @@ pub(super) async fn page(State(state): State<Arc<LogState>>) -> Response {
         }
         p.note-text { "The signed note, exactly as served at " code { "/checkpoint" } ":" }
         pre.note #checkpoint-note { (note) }
+
+        h2 { "Findings policy" }
+        p.sub {
+            "The windows the time-based findings apply to the next entry. "
+            "Each entry is judged by the last POLICY_PUBLISHED before it, or by the defaults."
+        }
+        dl.facts #policy {
+            dt { "Published by" } dd {
+                @match policy_from {
+                    Some(i) => { "entry " span.mono { (i) } }
+                    None => { "none yet: the defaults" }
+                }
+            }
+            dt { "Receipt window" } dd.mono { (secs(policy.receipt_window)) }
+            dt { "Reporting deadline" } dd.mono { (secs(policy.reporting_deadline)) }
+            dt { "Attestation period" } dd.mono { (secs(policy.attestation_period)) }
+        }
 
         h2 { "Witness cosignatures" }
         @if cosigners.is_empty() {
