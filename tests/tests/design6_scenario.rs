@@ -658,6 +658,10 @@ struct Model {
     receipt_window: i64,
     deadline: i64,
     period: i64,
+    /// The POLICY_PUBLISHED entry the windows come from (none: the
+    /// defaults). A time-based finding cites it last. The scenario
+    /// publishes one policy, first, so every later entry is judged by it.
+    policy_entry: Option<u64>,
     /// party → (kind, acts_on_behalf_of).
     parties: HashMap<String, (i32, String)>,
     /// system → (registration, its index).
@@ -719,6 +723,7 @@ impl Model {
             receipt_window: HOUR,
             deadline: HOUR,
             period: 24 * HOUR,
+            policy_entry: None,
             parties,
             systems: HashMap::new(),
             grants: HashMap::new(),
@@ -839,9 +844,11 @@ impl Model {
             "entry {i} is too close to the reporting deadline to say whether it is late"
         );
         if late {
+            let mut entries = vec![i];
+            entries.extend(self.policy_entry);
             self.immediate.push(Row::new(
                 "late_reporting",
-                vec![i],
+                entries,
                 &e.reporter,
                 t + self.deadline,
             ));
@@ -866,6 +873,7 @@ impl Model {
                 self.receipt_window = p.receipt_window_nanos;
                 self.deadline = p.reporting_deadline_nanos;
                 self.period = p.attestation_period_nanos;
+                self.policy_entry = Some(i);
             }
             Body::PartyRegistered(p) => {
                 self.parties
@@ -1174,6 +1182,7 @@ impl Model {
             }
             let mut entries = vec![*i];
             entries.extend(receipt.map(|(_, ri)| ri));
+            entries.extend(self.policy_entry);
             out.push(
                 Row::new("unacknowledged_transfer", entries, &tr.party, due)
                     .system(&tr.system)
@@ -1195,6 +1204,7 @@ impl Model {
             }
             let mut entries = vec![*since_by];
             entries.extend(latest.map(|(_, _, i)| *i));
+            entries.extend(self.policy_entry);
             out.push(Row::new("missing_attestation", entries, holder, due).system(system));
         }
         out.sort();

@@ -72,7 +72,10 @@ pub struct Finding {
     pub id: String,
     /// The rule.
     pub rule: Rule,
-    /// Log indexes of the entries that prove it.
+    /// Log indexes of the entries that prove it. A time-based rule's
+    /// (late_reporting, unacknowledged_transfer, missing_attestation) ends
+    /// with the POLICY_PUBLISHED whose window it applies, if one was
+    /// published before the entry it judges.
     pub entries: Vec<u64>,
     /// The party it concerns, if one.
     pub party: Option<String>,

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 
 use custody_domain::findings::{
-    self as rules, finding_id, uncovered, Finding, Reason, Rule, TransferCheck, Uncovered,
+    self as rules, finding_id, uncovered, Finding, Policy, Reason, Rule, TransferCheck, Uncovered,
 };
 use custody_domain::{
     hex, rfc3339, AssetRef, CustodyAction, CustodyActionKind as K, Event, EventBody,
@@ -37,6 +37,34 @@ struct Ctx<'a> {
     f: &'a Finding,
     ev: &'a VerifiedEvidence,
     as_of: Timestamp,
+    /// The POLICY_PUBLISHED a time-based finding cites last, with its
+    /// entry; `f` then holds the rule's own entries, before it.
+    policy: Option<(u64, Policy)>,
+}
+
+/// `split_policy` is a time-based finding without the POLICY_PUBLISHED it
+/// cites last, and that policy with its entry (the engine cites the one
+/// whose window it applies; none when the defaults apply).
+fn split_policy(f: &Finding, ev: &VerifiedEvidence) -> (Finding, Option<(u64, Policy)>) {
+    let timed = matches!(
+        f.rule,
+        Rule::LateReporting | Rule::UnacknowledgedTransfer | Rule::MissingAttestation
+    );
+    let mut view = f.clone();
+    if let (true, [_, .., last]) = (timed, f.entries.as_slice()) {
+        if let Some((
+            Event {
+                body: EventBody::PolicyPublished(p),
+                ..
+            },
+            _,
+        )) = ev.events.get(last)
+        {
+            view.entries.pop();
+            return (view, Some((*last, *p)));
+        }
+    }
+    (view, None)
 }
 
 /// `Cited` is one verified entry a finding cites.
@@ -44,6 +72,57 @@ struct Cited<'a> {
     index: u64,
     event: &'a Event,
     integrated: Timestamp,
+}
+
+impl Ctx<'_> {
+    /// `window` is the window (`what`, chosen by `pick`) that the log's
+    /// policy sets for entry `judged`: the cited POLICY_PUBLISHED's, which
+    /// must come before it, or the default's. With it, the line that
+    /// shows it, if an entry does, and what the bundle cannot show.
+    fn window(
+        &self,
+        judged: u64,
+        what: &str,
+        pick: fn(&Policy) -> i64,
+    ) -> Result<(i64, Option<String>, String), EvidenceError> {
+        match self.policy {
+            Some((i, p)) if i < judged => Ok((
+                pick(&p),
+                Some(format!(
+                    "entry {i}: POLICY_PUBLISHED by the data owner, a {what} of {}",
+                    secs(pick(&p))
+                )),
+                format!("that no other POLICY_PUBLISHED was logged between entries {i} and {judged} ({REPLAY})"),
+            )),
+            Some((i, _)) => Err(self.fail(format!(
+                "it applies the policy of entry {i}, which is not before entry {judged}"
+            ))),
+            None => {
+                let d = pick(&Policy::default());
+                Ok((
+                    d,
+                    None,
+                    format!(
+                        "that no POLICY_PUBLISHED was logged before entry {judged}, so that the default {what} of {} applies ({REPLAY})",
+                        secs(d)
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// `applied` fails unless the finding applies `want`, the window its
+    /// policy sets.
+    fn applied(&self, what: &str, got: i64, want: i64) -> Result<(), EvidenceError> {
+        if got == want {
+            return Ok(());
+        }
+        Err(self.fail(format!(
+            "it applies a {what} of {}, but the log's policy for it is {}",
+            secs(got),
+            secs(want)
+        )))
+    }
 }
 
 impl Cited<'_> {
@@ -276,7 +355,15 @@ pub(crate) fn check_finding(
     ev: &VerifiedEvidence,
     used: &mut Used,
 ) -> Result<Claim, EvidenceError> {
-    let cx = Ctx { f, ev, as_of };
+    let (view, policy) = split_policy(f, ev);
+    let whole = f;
+    let f = &view;
+    let cx = Ctx {
+        f,
+        ev,
+        as_of,
+        policy,
+    };
     if f.id != id {
         return Err(EvidenceError::answer(format!(
             "the finding's id {:?} is not the question's id {id:?}",
@@ -287,7 +374,7 @@ pub(crate) fn check_finding(
         return Err(cx.fail("it cites no entry"));
     }
     let mut seen = BTreeSet::new();
-    for i in &f.entries {
+    for i in &whole.entries {
         if !seen.insert(*i) {
             return Err(cx.fail(format!("it cites entry {i} twice")));
         }
@@ -785,6 +872,9 @@ fn late_reporting(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
     let t = e.event.event_time;
     let delay = e.integrated - t;
     let deadline = f.at - t;
+    let (want, policy_line, unproven) =
+        cx.window(e.index, "reporting deadline", |p| p.reporting_deadline)?;
+    cx.applied("reporting deadline", deadline, want)?;
     if deadline < 0 || delay <= deadline {
         return Err(cx.fail(format!(
             "{src} was logged {} after it happened, within the {} the finding's time allows",
@@ -798,22 +888,18 @@ fn late_reporting(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
         &Reason::LateReporting { delay, deadline }.to_string(),
         &src,
     )?;
-    Ok((
-        vec![
-            event_line(&e),
-            format!(
-                "it happened at {} and was logged at {}, {} later; the finding applies a reporting deadline of {}",
-                rfc3339(t),
-                rfc3339(e.integrated),
-                secs(delay),
-                secs(deadline)
-            ),
-        ],
-        vec![format!(
-            "that {} is the agreed reporting deadline (the log's POLICY_PUBLISHED before this entry sets it, or the default of one hour if none does; the bundle does not carry it)",
+    let mut lines = vec![
+        event_line(&e),
+        format!(
+            "it happened at {} and was logged at {}, {} later; the finding applies a reporting deadline of {}",
+            rfc3339(t),
+            rfc3339(e.integrated),
+            secs(delay),
             secs(deadline)
-        )],
-    ))
+        ),
+    ];
+    lines.extend(policy_line);
+    Ok((lines, vec![unproven]))
 }
 
 fn sequence_gap(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
@@ -934,6 +1020,9 @@ fn unacknowledged_transfer(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
     cx.none(&[("grant", f.grant.is_some())])?;
     let t = e.event.event_time;
     let window = f.at - t;
+    let (want, policy_line, unproven) =
+        cx.window(e.index, "receipt window", |p| p.receipt_window)?;
+    cx.applied("receipt window", window, want)?;
     if window <= 0 || f.at >= cx.as_of {
         return Err(cx.fail(format!(
             "its receipt deadline {} is not after the transfer at {} and before the question's time",
@@ -950,10 +1039,8 @@ fn unacknowledged_transfer(cx: &Ctx<'_>) -> Result<Checked, EvidenceError> {
             rfc3339(cx.as_of)
         ),
     ];
-    let mut limits = vec![format!(
-        "that {} is the agreed receipt window (the log's POLICY_PUBLISHED before the transfer sets it, or the default of one hour; the bundle does not carry it)",
-        secs(window)
-    )];
+    lines.extend(policy_line);
+    let mut limits = vec![unproven];
     // The reason follows from the entries: the transfer alone, or the
     // transfer and its late receipt.
     let why = if f.entries.len() == 1 {
@@ -1043,6 +1130,8 @@ fn missing_attestation(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, Evidenc
         format!("registry entry {reg}: system {system} is {party}'s"),
     ];
     let mut last = since;
+    // The duty runs from the last attestation, or from the custody.
+    let mut judged = e.index;
     if f.entries.len() == 2 {
         let a = cx.entry(1)?;
         match &a.event.body {
@@ -1056,6 +1145,7 @@ fn missing_attestation(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, Evidenc
         }
         if a.event.event_time <= cx.as_of {
             last = a.event.event_time;
+            judged = a.index;
         }
         lines.push(format!(
             "entry {}: CUSTODY_ATTESTATION of {system} by {} at {}",
@@ -1065,6 +1155,9 @@ fn missing_attestation(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, Evidenc
         ));
     }
     let period = f.at - last;
+    let (want, policy_line, unproven) =
+        cx.window(judged, "attestation period", |p| p.attestation_period)?;
+    cx.applied("attestation period", period, want)?;
     if period <= 0 || f.at >= cx.as_of {
         return Err(cx.fail(format!(
             "its deadline {} is not after {} and before the question's time",
@@ -1085,6 +1178,7 @@ fn missing_attestation(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, Evidenc
         secs(cx.as_of - last),
         secs(period)
     ));
+    lines.extend(policy_line);
     Ok((
         lines,
         vec![
@@ -1093,10 +1187,7 @@ fn missing_attestation(cx: &Ctx<'_>, used: &mut Used) -> Result<Checked, Evidenc
                 rfc3339(last),
                 rfc3339(cx.as_of)
             ),
-            format!(
-                "that {} is the agreed attestation period (the log's POLICY_PUBLISHED before the entry the duty runs from sets it, or the default of one day; the bundle does not carry it)",
-                secs(period)
-            ),
+            unproven,
         ],
     ))
 }

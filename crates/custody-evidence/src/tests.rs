@@ -189,6 +189,28 @@ fn log() -> Log {
             }),
             T0 + 5 * SEC,
         ),
+        // 11: a policy with a reporting deadline of 5 s, for the entries
+        // after it; 12: a registry entry logged 10 s after it happened.
+        (
+            "owner",
+            &owner,
+            v1::event::Body::PolicyPublished(v1::PolicyPublished {
+                receipt_window_nanos: 3600 * SEC,
+                reporting_deadline_nanos: 5 * SEC,
+                attestation_period_nanos: 86_400 * SEC,
+            }),
+            T0 + 6 * SEC,
+        ),
+        (
+            "owner",
+            &owner,
+            v1::event::Body::SystemRegistered(v1::SystemRegistered {
+                system_id: "spare-sys".into(),
+                owner_party: "owner".into(),
+                ..Default::default()
+            }),
+            T0 + 7 * SEC,
+        ),
     ];
     for (n, (reporter, key, body, t)) in events.into_iter().enumerate() {
         let e = v1::Event {
@@ -669,41 +691,88 @@ fn finding_bundles_verify_and_state_the_rule_and_the_party() {
         "{s}"
     );
 
-    // Entry 8 was logged 10 s after it happened; a finding with a 5 s
-    // deadline states the delay and leaves the deadline to policy.
+    // Entry 12 was logged 10 s after it happened, under the 5 s deadline
+    // that entry 11 publishes: the finding cites that policy last, and
+    // the statement shows it.
     let late = Finding {
-        id: "late_reporting:8".into(),
+        id: "late_reporting:12".into(),
         rule: Rule::LateReporting,
-        entries: vec![8],
-        party: Some("vendor".into()),
+        entries: vec![12, 11],
+        party: Some("owner".into()),
         system: None,
         asset: None,
         grant: None,
         retention_rule: None,
-        at: T0 + 3 * SEC + 5 * SEC,
+        at: T0 + 7 * SEC + 5 * SEC,
         detail: "logged 10 s after it happened; the deadline is 5 s".into(),
         observed_by: None,
         observed_on: None,
     };
     let s = verify(
         &log,
-        &finding_bundle(&log, late.clone(), as_of, &[4])
+        &finding_bundle(&log, late.clone(), as_of, &[])
             .to_bytes()
             .unwrap(),
     );
     assert!(s.is_err(), "genesis is required");
     let s = verify(
         &log,
-        &finding_bundle(&log, late.clone(), as_of, &[0, 4])
+        &finding_bundle(&log, late.clone(), as_of, &[0])
             .to_bytes()
             .unwrap(),
     )
     .unwrap();
     assert!(s.contains("10 s later"), "{s}");
     assert!(
-        s.contains("that 5 s is the agreed reporting deadline"),
+        s.contains("entry 11: POLICY_PUBLISHED by the data owner, a reporting deadline of 5 s"),
         "{s}"
     );
+    assert!(
+        s.contains("that no other POLICY_PUBLISHED was logged between entries 11 and 12"),
+        "{s}"
+    );
+    // Without the policy, the default deadline (one hour) applies, and
+    // a finding that claims 5 s fails.
+    let e = verify(
+        &log,
+        &finding_bundle(
+            &log,
+            Finding {
+                entries: vec![12],
+                ..late.clone()
+            },
+            as_of,
+            &[0],
+        )
+        .to_bytes()
+        .unwrap(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("applies a reporting deadline of 5 s, but the log's policy for it is 3600 s"),
+        "{e}"
+    );
+    // A policy logged after the entry does not judge it.
+    let e = verify(
+        &log,
+        &finding_bundle(
+            &log,
+            Finding {
+                id: "late_reporting:8".into(),
+                entries: vec![8, 11],
+                party: Some("vendor".into()),
+                at: T0 + 3 * SEC + 5 * SEC,
+                ..late.clone()
+            },
+            as_of,
+            &[0, 4],
+        )
+        .to_bytes()
+        .unwrap(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("which is not before entry 8"), "{e}");
     // A delay the entry does not show fails.
     let wrong = Finding {
         detail: "logged 11 s after it happened; the deadline is 5 s".into(),
@@ -711,14 +780,12 @@ fn finding_bundles_verify_and_state_the_rule_and_the_party() {
     };
     let e = verify(
         &log,
-        &finding_bundle(&log, wrong, as_of, &[0, 4])
-            .to_bytes()
-            .unwrap(),
+        &finding_bundle(&log, wrong, as_of, &[0]).to_bytes().unwrap(),
     )
     .unwrap_err();
     assert!(
         e.to_string()
-            .starts_with("answer: finding late_reporting:8: detail"),
+            .starts_with("answer: finding late_reporting:12: detail"),
         "{e}"
     );
 

@@ -466,17 +466,21 @@ pub fn observe_event(
     let t = event.event_time;
     let observed = observer(event, fx);
     // Late reporting and sequence gaps apply to every event; the deadline
-    // is the one of the policy the log applies to this entry.
-    let deadline = registry.policies().policy_at(index).reporting_deadline;
+    // is the one of the policy the log applies to this entry, whose entry
+    // the finding cites.
+    let (policy, published) = registry.policies().at(index);
+    let deadline = policy.reporting_deadline;
     let delay = integrated.saturating_sub(t);
     if delay > deadline {
-        out.raised.push(blank(
+        let mut f = blank(
             Rule::LateReporting,
             index,
             Some(event.reporter.clone()),
             t.saturating_add(deadline),
             Reason::LateReporting { delay, deadline },
-        ));
+        );
+        f.entries.extend(published);
+        out.raised.push(f);
     }
     if event.reporter_seq != 0 {
         let last = state.last_seq(&event.reporter)?;
@@ -880,8 +884,8 @@ pub fn unacknowledged(
     index: u64,
     t: Pending,
 ) -> Option<Finding> {
-    let window = policies.policy_at(index).receipt_window;
-    let due = t.at.saturating_add(window);
+    let (policy, published) = policies.at(index);
+    let due = t.at.saturating_add(policy.receipt_window);
     if index >= size || due >= as_of {
         return None;
     }
@@ -895,6 +899,7 @@ pub fn unacknowledged(
     if let Some((_, ri)) = receipt {
         entries.push(ri);
     }
+    entries.extend(published);
     Some(Finding {
         id: finding_id(Rule::UnacknowledgedTransfer, index, None, None),
         rule: Rule::UnacknowledgedTransfer,
@@ -1186,8 +1191,8 @@ fn visit_timed_findings_at(
         // The period is the one the policy applies to the entry the duty
         // runs from: the last attestation, or the custody that began it.
         let (last, by) = latest.unwrap_or((a.since, a.since_by));
-        let period = registry.policies().policy_at(by).attestation_period;
-        let due = last.saturating_add(period);
+        let (policy, published) = registry.policies().at(by);
+        let due = last.saturating_add(policy.attestation_period);
         if due >= as_of {
             return;
         }
@@ -1195,6 +1200,7 @@ fn visit_timed_findings_at(
         if let Some((_, i)) = latest {
             entries.push(i);
         }
+        entries.extend(published);
         out(Finding {
             id: finding_id(Rule::MissingAttestation, a.since_by, None, Some(&system)),
             rule: Rule::MissingAttestation,
