@@ -30,6 +30,11 @@ const ALL_CFS: [&str; 6] = [
 const META_TREE_SIZE: &[u8] = b"tree_size";
 
 fn engine(context: &str, e: rocksdb::Error) -> StoreError {
+    // RocksDB's checksums found damage: that is the store's data, not a
+    // passing engine failure.
+    if e.kind() == rocksdb::ErrorKind::Corruption {
+        return StoreError::Corrupt(format!("{context}: {e}"));
+    }
     StoreError::Engine(format!("{context}: {e}"))
 }
 

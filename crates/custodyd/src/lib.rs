@@ -18,6 +18,7 @@
 
 pub mod access;
 pub mod answer;
+pub mod conn;
 pub mod demo;
 pub mod export;
 pub mod export_http;

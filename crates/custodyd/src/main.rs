@@ -150,6 +150,40 @@ struct ServeArgs {
     /// tiles to witnesses and auditors, and entry tiles to auditors.
     #[arg(long)]
     public_tiles: bool,
+    /// Connections open at once on each listener (gRPC, HTTP); more are
+    /// closed as they arrive.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Connections open at once from one address on each listener.
+    #[arg(long, default_value_t = 256)]
+    max_connections_per_address: usize,
+    /// A connection on which nothing is read or written for this many
+    /// seconds is closed (gRPC clients that answer keepalive pings stay).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    idle_timeout_secs: u64,
+    /// Free space, in MiB, that appends leave on the disk holding the
+    /// database; below it they are refused with RESOURCE_EXHAUSTED, and
+    /// resume once space is freed. 0 keeps none.
+    #[arg(long, default_value_t = 256)]
+    min_free_mib: u64,
+    /// Fault injection, for tests: seconds added to the wall clock the
+    /// sequencer integrates entries at (negative: a clock behind).
+    #[arg(long, default_value_t = 0, hide = true, allow_hyphen_values = true)]
+    fault_clock_offset_secs: i64,
+    /// An HTTP request's headers must arrive within this many seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout_secs: u64,
+}
+
+impl ServeArgs {
+    fn limits(&self) -> custodyd::conn::Limits {
+        custodyd::conn::Limits {
+            max_connections: self.max_connections.max(1),
+            max_per_peer: self.max_connections_per_address.max(1),
+            idle: Duration::from_secs(self.idle_timeout_secs),
+            header: Duration::from_secs(self.header_timeout_secs),
+        }
+    }
 }
 
 /// `queue_bytes` parses `--queue-bytes`: at least 1 MiB, so that the
@@ -254,6 +288,43 @@ fn dir_bytes(dir: &std::path::Path) -> anyhow::Result<u64> {
     Ok(n)
 }
 
+/// `damaged` says what to do about a database that cannot be read as
+/// this log: a store error from opening or checking it.
+fn damaged(db: &std::path::Path, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the database in {} is damaged or unreadable ({e}). custodyd will not serve from it: \
+         stop anything else using the directory, keep a copy of it for investigation, and restore \
+         the data directory from a backup or a copy; a restored log must extend the checkpoints \
+         auditors hold (custody monitor checks that)",
+        db.display()
+    )
+}
+
+/// `check_tree` checks that the stored tree hashes to `root` at `signed`
+/// entries, and that the last of `size` entries hashes to its stored
+/// leaf.
+fn check_tree(
+    store: &RocksStore,
+    signed: u64,
+    root: &custody_log::Hash,
+    size: u64,
+) -> anyhow::Result<()> {
+    let got = tree_root(signed, &StoreHashes(store))?;
+    anyhow::ensure!(
+        got == *root,
+        "the stored tree of {signed} entries does not hash to the root its signed checkpoint holds"
+    );
+    let last = size.saturating_sub(1);
+    let entry = custody_store::LogStore::read_entries(store, last, size)?;
+    let leaf =
+        custody_store::LogStore::read_hashes(store, &[custody_log::stored_hash_index(0, last)])?;
+    anyhow::ensure!(
+        entry.first().map(|e| custody_log::leaf_hash(e).0) == leaf.first().copied(),
+        "entry {last} does not hash to its stored leaf"
+    );
+    Ok(())
+}
+
 fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
     let paths = Paths::new(&args.data);
     let skey = std::fs::read_to_string(&paths.key).with_context(|| {
@@ -263,7 +334,7 @@ fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
         )
     })?;
     let signer = LogSigner::from_key_string(&skey)?;
-    let store = Arc::new(RocksStore::open(&paths.db)?);
+    let store = Arc::new(RocksStore::open(&paths.db).map_err(|e| damaged(&paths.db, e))?);
     let size = custody_store::LogStore::tree_size(store.as_ref())?;
     if size == 0 {
         anyhow::bail!(
@@ -274,7 +345,16 @@ fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
 
     // Re-sign the durable tree if it is ahead of the last stored checkpoint
     // (a crash between commit and publish); otherwise serve the stored one.
-    let latest = match custody_store::LogStore::latest_checkpoint(store.as_ref())? {
+    let stored = custody_store::LogStore::latest_checkpoint(store.as_ref())
+        .map_err(|e| damaged(&paths.db, e))?;
+    // The stored tree must still hash to the root the log signed, and its
+    // last leaf to its last entry: a damaged database is refused here,
+    // before it serves a proof.
+    if let Some((s, note)) = &stored {
+        let cp = LogVerifier::new(signer.verifier_key())?.verify(note)?;
+        check_tree(store.as_ref(), *s, &cp.root, size).map_err(|e| damaged(&paths.db, e))?;
+    }
+    let latest = match stored {
         Some((s, note)) if s == size => {
             let cp = LogVerifier::new(signer.verifier_key())?.verify(&note)?;
             PublishedCheckpoint {
@@ -343,6 +423,11 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
         args.queue_bytes,
         args.max_batch,
         args.bulk_slice,
+        sequencer::DiskReserve {
+            path: Paths::new(&args.data).db,
+            min_free: args.min_free_mib.saturating_mul(1 << 20),
+        },
+        args.fault_clock_offset_secs.saturating_mul(1_000_000_000),
     )?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -398,30 +483,32 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
         "serving"
     );
 
+    let grpc_listener = custodyd::conn::GatedListener::new(grpc_listener, args.limits(), "grpc");
+    let http_listener = custodyd::conn::GatedListener::new(http_listener, args.limits(), "http");
     let mut grpc_stop = stop_rx.clone();
+    // Keepalive pings keep a live client's idle channel open (they count
+    // as traffic for the idle timeout) and close one whose peer is gone.
+    let keepalive = args.limits().idle / 3;
     let grpc = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(keepalive))
+        .max_concurrent_streams(Some(256))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
         .add_service(query)
-        .serve_with_incoming_shutdown(
-            // TCP_NODELAY: answers span several segments, and Nagle's
-            // algorithm against the client's delayed ACK adds ~40 ms to
-            // every one of them.
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-            async move {
-                let _ = grpc_stop.changed().await;
-            },
-        );
-    let mut http_stop = stop_rx.clone();
-    let http = axum::serve(http_listener, http::router(state.clone())).with_graceful_shutdown(
-        async move {
-            let _ = http_stop.changed().await;
-        },
+        .serve_with_incoming_shutdown(grpc_listener.incoming(), async move {
+            let _ = grpc_stop.changed().await;
+        });
+    let http = custodyd::conn::serve_http(
+        http_listener,
+        http::router(state.clone()),
+        stop_rx.clone(),
+        Duration::from_secs(10),
     );
     let grpc = tokio::spawn(grpc);
-    let http = tokio::spawn(async move { http.await });
+    let http = tokio::spawn(http);
     // A failing `ready` task (the demo's seeding) stops the server with
     // its error.
     let (fail_tx, mut fail_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);

@@ -113,6 +113,56 @@ impl SequencerHandle {
     }
 }
 
+/// `DiskReserve` is the free space the disk holding the log keeps: below
+/// it, appends are refused with RESOURCE_EXHAUSTED before RocksDB can run
+/// out of space (which stops its writes until a restart), and they resume
+/// by themselves once space is freed.
+#[derive(Debug, Clone)]
+pub struct DiskReserve {
+    /// A directory on the disk: the database's.
+    pub path: std::path::PathBuf,
+    /// Bytes to keep free; 0 keeps none.
+    pub min_free: u64,
+}
+
+impl DiskReserve {
+    /// `check` refuses when the disk has less than the reserve free. A
+    /// disk whose free space cannot be read passes (and is logged).
+    ///
+    /// # Errors
+    ///
+    /// A `ResourceExhausted` [`Refusal`] saying how much is free.
+    pub fn check(&self) -> Result<(), Refusal> {
+        if self.min_free == 0 {
+            return Ok(());
+        }
+        let free = match rustix::fs::statvfs(&self.path) {
+            Ok(v) => v.f_bavail.saturating_mul(v.f_frsize),
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot read the disk's free space");
+                return Ok(());
+            }
+        };
+        if free >= self.min_free {
+            return Ok(());
+        }
+        const MIB: u64 = 1 << 20;
+        Err(Refusal::exhausted(format!(
+            "the disk holding the log has {} MiB free, below the {} MiB it keeps in reserve; nothing was logged: free space on it, and appends resume by themselves",
+            free / MIB,
+            self.min_free / MIB
+        )))
+    }
+}
+
+/// `integration_time` is the time the next entry is integrated at: the
+/// wall clock (plus `offset`, fault injection), but never before `last`,
+/// the last entry's, so integration times never decrease even when the
+/// clock steps back.
+fn integration_time(offset: i64, last: i64) -> i64 {
+    now_nanos().saturating_add(offset).max(last)
+}
+
 /// `Sequencer` owns the registry and the right to append.
 pub struct Sequencer {
     /// Shared state: store and durable-size notifier.
@@ -125,6 +175,11 @@ pub struct Sequencer {
     last_time: i64,
     /// Largest number of submissions taken into one batch.
     max_batch: usize,
+    /// The free space appends leave on the disk.
+    reserve: DiskReserve,
+    /// Added to the wall clock: fault injection (a clock that steps back
+    /// or jumps ahead), 0 in service.
+    clock_offset: i64,
     /// Members of a manifest planned at once: a bulk event of more runs as
     /// a [`BulkJob`], a slice of this many at a time between batches.
     slice: usize,
@@ -182,6 +237,8 @@ impl Sequencer {
         queue_bytes: usize,
         max_batch: usize,
         slice: usize,
+        reserve: DiskReserve,
+        clock_offset: i64,
     ) -> anyhow::Result<SequencerHandle> {
         let registry = state.registry().as_ref().clone();
         let size = state.store.tree_size()?;
@@ -223,6 +280,8 @@ impl Sequencer {
             size,
             last_time,
             max_batch,
+            reserve,
+            clock_offset,
             slice: slice.max(1),
             job: job.map(|j| (j, None)),
             held: VecDeque::new(),
@@ -335,7 +394,7 @@ impl Sequencer {
             return (batch, Vec::new());
         };
         let view = StoreView(self.state.store.as_ref());
-        let time = now_nanos().max(self.last_time);
+        let time = integration_time(self.clock_offset, self.last_time);
         let limit = self.held_limit();
         let mut keep = Vec::with_capacity(batch.len());
         let mut again: Vec<Submission> = Vec::new();
@@ -405,9 +464,16 @@ impl Sequencer {
     }
 
     fn process(&mut self, mut batch: Vec<Submission>) {
+        if let Err(r) = self.reserve.check() {
+            tracing::warn!(error = %r, "appends refused");
+            for sub in batch {
+                let _ = sub.reply.send(Err(r.clone()));
+            }
+            return;
+        }
         // Keys are checked at the integration time, which a verifier can
         // read from the entry.
-        let time = now_nanos().max(self.last_time);
+        let time = integration_time(self.clock_offset, self.last_time);
         let envelopes: Vec<&SignedEnvelope> = batch.iter().map(|s| &s.envelope).collect();
         // Decoding and signatures on all cores, then admission in order.
         let checked = check_batch(&self.registry, &envelopes);
@@ -531,7 +597,10 @@ impl Sequencer {
                     }
                 }
             }
-            let time = now_nanos().max(self.last_time);
+            if let Err(r) = self.reserve.check() {
+                return Some(Err(r));
+            }
+            let time = integration_time(self.clock_offset, self.last_time);
             // Queries stop at a checkpoint before the entry until its
             // members are all applied; set before any checkpoint holds it.
             // Every entry before it is complete, so the latest checkpoint
@@ -561,6 +630,13 @@ impl Sequencer {
             index,
             duplicate: false,
         };
+        // A logged bulk entry must be applied in full: with the disk below
+        // its reserve, it waits.
+        if let Err(r) = self.reserve.check() {
+            tracing::warn!(index, error = %r, "applying a bulk entry waits for disk space");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            return None;
+        }
         match job.apply_slice(store.as_ref(), self.slice) {
             Ok((commit, slice)) => match store.commit(&commit) {
                 Ok(()) => {
