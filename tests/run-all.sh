@@ -14,6 +14,7 @@ export CARGO_TERM_COLOR=never
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+(cd fuzz && cargo fmt --all -- --check)
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== build binaries for the end-to-end suites"
@@ -22,3 +23,7 @@ echo "== build binaries for the end-to-end suites"
 cargo build --workspace --all-targets --locked
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== fuzz smoke: every cargo fuzz target for a few seconds (fuzz/README.md)"
+# Its own package and target directory: nightly, sanitizers, no RocksDB.
+CARGO_TARGET_DIR="$HOME/.cache/custody-ledger/target-fuzz" FUZZ_SECONDS="${FUZZ_SECONDS:-5}" \
+  bash fuzz/smoke.sh

@@ -606,6 +606,10 @@ pub fn manifest_members(
     start: u64,
     limit: usize,
 ) -> Result<Vec<Digest>, StoreError> {
+    // The scan below visits a member before it checks the limit.
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     let mut from = root.to_vec();
     from.extend_from_slice(&start.to_be_bytes());
     let mut out = Vec::new();
@@ -925,6 +929,31 @@ impl CustodyView for StoreView<'_> {
                 Ok(Some(members))
             }
             _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LogStore as _, MemoryStore};
+
+    /// A page of no members is empty: a limit of 0 once read one member
+    /// (found by the `manifest` fuzz target).
+    #[test]
+    fn a_page_of_manifest_members_holds_at_most_its_limit() {
+        let s = MemoryStore::default();
+        let root = [9u8; 32];
+        let members = [[1u8; 32], [2; 32], [3; 32]];
+        s.index_write(&manifest_writes(&root, &members, &[]))
+            .unwrap();
+        for start in 0..4u64 {
+            for limit in 0..5usize {
+                let page = manifest_members(&s, &root, start, limit).unwrap();
+                let from = (start as usize).min(members.len());
+                let want = &members[from..members.len().min(from + limit)];
+                assert_eq!(page, want, "members {start}+{limit}");
+            }
         }
     }
 }
