@@ -125,6 +125,10 @@ impl Gate {
 pub struct Guarded {
     io: TcpStream,
     idle: Duration,
+    /// When something last moved.
+    moved: Instant,
+    /// A timer at or before `moved + idle`; moved on lazily, when it
+    /// fires, so traffic costs a clock read and not a timer update.
     deadline: Pin<Box<Sleep>>,
     _ticket: Ticket,
 }
@@ -134,25 +138,35 @@ impl Guarded {
         Self {
             io,
             idle,
+            moved: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(idle)),
             _ticket: ticket,
         }
     }
 
     fn moved(&mut self) {
-        let next = Instant::now() + self.idle;
-        self.deadline.as_mut().reset(next);
+        self.moved = Instant::now();
     }
 
-    /// `expired` is ready with an error once the idle deadline passed;
-    /// it registers for a wake-up at the deadline otherwise.
+    /// `expired` is ready with an error once nothing has moved for the
+    /// idle timeout; otherwise it registers for a wake-up at the
+    /// deadline, moving the timer on if traffic came since it was set.
     fn expired<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection idle: nothing read or written within the idle timeout",
-            ))),
-            Poll::Pending => Poll::Pending,
+        loop {
+            match self.deadline.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) => {
+                    let due = self.moved + self.idle;
+                    if due <= Instant::now() {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "connection idle: nothing read or written within the idle timeout",
+                        )));
+                    }
+                    // Something moved since: wait for the new deadline.
+                    self.deadline.as_mut().reset(due);
+                }
+            }
         }
     }
 }
