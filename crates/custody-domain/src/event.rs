@@ -544,8 +544,8 @@ impl Event {
             return Err(Refusal::invalid(
                 "event.event_id",
                 format!(
-                    "event_id {:?} is not a UUID in its canonical form (lower-case hex, 8-4-4-4-12)",
-                    self.event_id
+                    "event_id {} is not a UUID in its canonical form (lower-case hex, 8-4-4-4-12)",
+                    crate::quoted(&self.event_id)
                 ),
             ));
         }
@@ -743,7 +743,10 @@ fn check_id(field: &'static str, v: &str) -> Result<(), Refusal> {
     } else {
         Err(Refusal::invalid(
             field,
-            format!("{field} {v:?} is not an opaque id (1-64 of A-Z a-z 0-9 . _ : -)"),
+            format!(
+                "{field} {} is not an opaque id (1-64 of A-Z a-z 0-9 . _ : -)",
+                crate::quoted(v)
+            ),
         ))
     }
 }

@@ -51,6 +51,23 @@ pub use verify::{verify_signatures, verify_signatures_by_key, SignatureCheck};
 /// entries with a uint16 length.
 pub const MAX_ENTRY_BYTES: usize = 65_535;
 
+/// `clip` is `s` cut to its first `n` characters, marked with `…` when
+/// cut.
+pub fn clip(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+/// `quoted` is a caller's text as a refusal or an error repeats it:
+/// quoted, and cut to its first 64 characters, so that no input can make
+/// a message too long to send (a gRPC status travels in an HTTP/2
+/// header). Every message that repeats what a caller sent uses it.
+pub fn quoted(s: &str) -> String {
+    format!("{:?}", clip(s, 64))
+}
+
 /// `rfc3339` formats a Unix-nanosecond time as RFC 3339 in UTC, with
 /// fractional seconds only when they are not zero. It is total: every
 /// `i64` is a time from 1677-09-21T00:12:43.145224192Z to

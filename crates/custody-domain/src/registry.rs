@@ -167,8 +167,8 @@ impl Registry {
             return Err(Refusal::invalid(
                 "genesis.owner_party_id",
                 format!(
-                    "owner party id {:?} is not an opaque id",
-                    genesis.owner_party_id
+                    "owner party id {} is not an opaque id",
+                    crate::quoted(&genesis.owner_party_id)
                 ),
             ));
         }
@@ -484,8 +484,9 @@ impl Registry {
             return Err(Refusal::invalid(
                 "event.log_origin",
                 format!(
-                    "event is signed for log {:?}, not this log {:?}: set log_origin to this log's origin and sign it again",
-                    event.log_origin, self.origin
+                    "event is signed for log {}, not this log {:?}: set log_origin to this log's origin and sign it again",
+                    crate::quoted(&event.log_origin),
+                    self.origin
                 ),
             ));
         }

@@ -26,10 +26,10 @@ pub const STREAM_WINDOW: usize = 1024;
 /// `INVALID_ARGUMENT` carries the offending field as a `google.rpc.BadRequest`
 /// field violation, so clients can point at it without parsing text.
 pub fn status_of(r: Refusal) -> Status {
-    let msg = match r.field {
+    let msg = crate::answer::status_message(&match r.field {
         Some(f) if !r.message.contains(f) => format!("{f}: {}", r.message),
         _ => r.message.clone(),
-    };
+    });
     match r.kind {
         RefusalKind::InvalidArgument => match r.field {
             Some(field) => bad_request_status(field, &r.message),

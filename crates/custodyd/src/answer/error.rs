@@ -118,6 +118,7 @@ impl From<StoreError> for AnswerError {
 /// field without parsing text. Domain refusals (`grpc::status_of`) and
 /// answers both make theirs here.
 pub fn bad_request_status(field: &str, message: &str) -> Status {
+    let message = &status_message(message);
     let mut details = ErrorDetails::new();
     details.add_bad_request_violation(field, message);
     Status::with_error_details(
@@ -127,10 +128,21 @@ pub fn bad_request_status(field: &str, message: &str) -> Status {
     )
 }
 
+/// The longest message a gRPC status carries, in characters: it travels
+/// in an HTTP/2 header, and a longer one tears the connection down.
+pub const MAX_STATUS_MESSAGE: usize = 1024;
+
+/// `status_message` is `message` as a gRPC status carries it: clipped to
+/// [`MAX_STATUS_MESSAGE`], whatever made it. (Messages repeat a caller's
+/// text only through [`custody_domain::quoted`]; this is the backstop.)
+pub fn status_message(message: &str) -> String {
+    custody_domain::clip(message, MAX_STATUS_MESSAGE)
+}
+
 impl From<AnswerError> for Status {
     /// The one mapping to gRPC status codes.
     fn from(e: AnswerError) -> Self {
-        let message = e.message();
+        let message = status_message(&e.message());
         match e {
             AnswerError::BadRequest { field, message } => bad_request_status(&field, &message),
             AnswerError::Unauthenticated(_) => Status::unauthenticated(message),

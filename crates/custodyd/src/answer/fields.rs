@@ -12,21 +12,9 @@ pub const DEFAULT_PAGE: u32 = 100;
 /// The largest page a question may ask for.
 pub const MAX_PAGE: u32 = 1000;
 
-/// `clip` is the first `n` characters of `s`, with an ellipsis if there
-/// were more.
-pub fn clip(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
-}
-
-/// `quoted` is a caller's text as an error message repeats it: quoted,
-/// and cut to its first 64 characters, so that no input can make an
-/// error too long to send (a gRPC status travels in an HTTP/2 header).
-pub fn quoted(s: &str) -> String {
-    format!("{:?}", clip(s, 64))
-}
+/// The one rule for repeating a caller's text, from the domain crate,
+/// which refusals use too.
+pub use custody_domain::{clip, quoted};
 
 /// `digest` reads a SHA-256 digest sent as 32 bytes.
 ///

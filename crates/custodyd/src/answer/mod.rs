@@ -26,7 +26,7 @@ use custody_domain::findings::{FindingsFilter, Rule};
 use custody_domain::{Registry, Timestamp};
 use custody_evidence::Holder;
 
-pub use error::AnswerError;
+pub use error::{status_message, AnswerError};
 
 use crate::state::LogState;
 
