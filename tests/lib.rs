@@ -446,12 +446,25 @@ pub struct Demo {
     pub truth: serde_json::Value,
     /// What the demo printed on stdout.
     pub stdout: PathBuf,
+    /// The demo's local CA, when it serves TLS.
+    pub ca: Option<PathBuf>,
 }
 
 impl Demo {
-    /// `start` runs `custodyd demo --seed SEED --ground-truth FILE` on a new
-    /// directory and waits until it has seeded (up to 5 minutes).
+    /// `start` runs `custodyd demo --plaintext --seed SEED --ground-truth
+    /// FILE` on a new directory and waits until it has seeded (up to 5
+    /// minutes).
     pub fn start(seed: u64) -> Self {
+        Self::start_as(seed, false)
+    }
+
+    /// `start_tls` is [`Demo::start`] as `deploy/demo.sh` runs it: over
+    /// TLS, with the demo's own local CA.
+    pub fn start_tls(seed: u64) -> Self {
+        Self::start_as(seed, true)
+    }
+
+    fn start_as(seed: u64, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let truth_file = dir.path().join("truth.json");
@@ -463,17 +476,20 @@ impl Demo {
             .args(["--http-addr", &format!("127.0.0.1:{h}")])
             .args(["--seed", &seed.to_string()])
             .args(["--ground-truth", truth_file.to_str().unwrap()])
+            .args(if tls { &[][..] } else { &["--plaintext"][..] })
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(dir.path().join("demo.err")).unwrap())
             .spawn()
             .expect("spawn custodyd demo");
+        let scheme = if tls { "https" } else { "http" };
         let mut demo = Self {
             dir,
-            data,
             child,
-            grpc: format!("http://127.0.0.1:{g}"),
-            http: format!("http://127.0.0.1:{h}"),
+            grpc: format!("{scheme}://127.0.0.1:{g}"),
+            http: format!("{scheme}://127.0.0.1:{h}"),
             truth: serde_json::Value::Null,
+            ca: tls.then(|| data.join("tls").join("ca.pem")),
+            data,
             stdout,
         };
         let deadline = Instant::now() + Duration::from_secs(300);

@@ -15,11 +15,15 @@ use serde_json::Value;
 
 #[test]
 fn a_clean_audit_of_the_demo_agrees_with_the_server_and_the_ground_truth() {
-    let demo = Demo::start(7);
+    // As deploy/demo.sh runs it, over TLS with its own CA.
+    let demo = Demo::start_tls(7);
     let as_of = demo.truth["as_of"].as_str().unwrap().to_owned();
     let vkey = demo.vkey();
     let vkey = vkey.to_str().unwrap();
+    let ca = demo.ca.clone().expect("the demo serves TLS");
     let (code, j, err) = audit_json(&[
+        "--ca",
+        ca.to_str().unwrap(),
         "--url",
         &demo.http,
         "--log-key",
@@ -67,9 +71,38 @@ fn a_clean_audit_of_the_demo_agrees_with_the_server_and_the_ground_truth() {
     assert_eq!(c["holders_at"]["agreed"].as_u64(), Some(asked), "{c:#}");
     assert_eq!(j["differences"], Value::Array(vec![]));
 
+    // The demo prints how to reach it: its commands name the CA, and
+    // work as printed.
+    let printed = std::fs::read_to_string(&demo.stdout).unwrap();
+    assert!(
+        printed.contains(&format!("--ca {}", ca.display())),
+        "{printed}"
+    );
+    for prefix in ["custody inspect breach-scope ", "custody monitor "] {
+        let line = printed
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line in {printed}"));
+        let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+        let out = custody_e2e::custody(&words);
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     // Without --server the tile API alone cannot show a bulk event's
     // members: the custody replay stops at the first one, and says so.
-    let out = audit_text(&["--url", &demo.http, "--log-key", vkey]);
+    let out = audit_text(&[
+        "--ca",
+        ca.to_str().unwrap(),
+        "--url",
+        &demo.http,
+        "--log-key",
+        vkey,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

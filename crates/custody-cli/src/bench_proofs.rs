@@ -13,7 +13,6 @@ use custody_log::{leaf_hash, verify_inclusion, Hash, LogVerifier};
 use custody_proto::v1;
 use custody_proto::v1::custody_log_client::CustodyLogClient;
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use crate::load::quantile;
 
@@ -40,8 +39,7 @@ pub async fn run(
     concurrency: usize,
     seconds: f64,
 ) -> anyhow::Result<ProofReport> {
-    let ch = Channel::from_shared(server.to_owned())
-        .map_err(|e| anyhow!("server url: {e}"))?
+    let ch = crate::net::endpoint(server)?
         .connect()
         .await
         .with_context(|| format!("connect {server}"))?;

@@ -41,6 +41,27 @@ struct Cli {
     /// add`); sent with every gRPC and HTTP request, never printed.
     #[arg(long, global = true)]
     token: Option<String>,
+    /// Trust this CA (PEM) for https:// servers, as well as the system's
+    /// roots: a server's own CA, such as the demo's DATA/tls/ca.pem.
+    #[arg(long, global = true, env = "CUSTODY_CA")]
+    ca: Option<std::path::PathBuf>,
+    /// Present this client certificate (PEM) to https:// servers that
+    /// take them (`custodyd access add --san`). Needs --client-key.
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTODY_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    client_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTODY_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    client_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -237,7 +258,12 @@ fn main() -> ExitCode {
             .clone()
             .or_else(|| std::env::var("CUSTODY_TOKEN").ok()),
     );
-    match run(cli) {
+    let tls = net::set_tls(
+        cli.ca.as_deref(),
+        cli.client_cert.as_deref(),
+        cli.client_key.as_deref(),
+    );
+    match tls.and_then(|()| run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();

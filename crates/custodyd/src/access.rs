@@ -1,5 +1,5 @@
 //! Who may do what (DESIGN §8): roles bound to parties, presented as
-//! bearer tokens.
+//! bearer tokens or as client certificates.
 //!
 //! An access list lives beside the database, in `DATA/access.json`
 //! (mode 0600), and is managed with `custodyd access add | list |
@@ -13,6 +13,13 @@
 //! existed. It says so in its log at start-up and on the web view's
 //! status page. Once a list exists, every request but health, reflection
 //! and (with `--public-tiles`) the tile API needs a token.
+//!
+//! A grant may bind a client certificate's subject alternative name
+//! instead of a token (`custodyd access add --san NAME`): a caller whose
+//! certificate, verified against `--tls-client-ca`, carries that name
+//! acts for the grant's party in its role ([`crate::tls`]). A token, when
+//! sent, is what counts; otherwise the first of the certificate's names
+//! that the list binds.
 //!
 //! The server re-reads the list when the file changes, so a revoked
 //! token stops working without a restart.
@@ -220,8 +227,13 @@ pub fn authorization(headers: &axum::http::HeaderMap) -> Option<&[u8]> {
 /// `Grant` is one access-list entry: a token's hash, its party and role.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Grant {
-    /// SHA-256 of the token, in hex.
+    /// SHA-256 of the token, in hex; empty for a certificate's grant.
+    #[serde(default)]
     pub sha256: String,
+    /// The client certificate subject alternative name (DNS name or URI)
+    /// this grant binds, instead of a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub san: Option<String>,
     /// The party the token acts for.
     pub party: String,
     /// What it may do.
@@ -316,15 +328,27 @@ pub struct Access {
 /// `Loaded` is the list as last read, and when its file last changed.
 struct Loaded {
     modified: Option<Stamp>,
-    grants: Option<HashMap<String, (String, Role)>>,
+    grants: Option<Index>,
 }
 
-fn index(file: Option<AccessFile>) -> Option<HashMap<String, (String, Role)>> {
+/// `Index` is the list by what a caller presents: a token's hash, or a
+/// certificate's name.
+#[derive(Default)]
+struct Index {
+    tokens: HashMap<String, (String, Role)>,
+    names: HashMap<String, (String, Role)>,
+}
+
+fn index(file: Option<AccessFile>) -> Option<Index> {
     file.map(|f| {
-        f.grants
-            .into_iter()
-            .map(|g| (g.sha256, (g.party, g.role)))
-            .collect()
+        let mut i = Index::default();
+        for g in f.grants {
+            match g.san {
+                Some(name) => i.names.insert(name, (g.party, g.role)),
+                None => i.tokens.insert(g.sha256, (g.party, g.role)),
+            };
+        }
+        i
     })
 }
 
@@ -414,13 +438,19 @@ impl Access {
     }
 
     /// `caller` is who presents `authorization` (an HTTP `Authorization`
-    /// header's or gRPC `authorization` metadata's value), or why not.
+    /// header's or gRPC `authorization` metadata's value) over a
+    /// connection from `peer`, or why not.
     ///
     /// # Errors
     ///
     /// [`AnswerError::Unauthenticated`] for a missing, malformed or
-    /// unknown token on a server with an access list.
-    pub fn caller(&self, authorization: Option<&[u8]>) -> Result<Caller, AnswerError> {
+    /// unknown token on a server with an access list, when no name of the
+    /// peer's client certificate is on it either.
+    pub fn caller(
+        &self,
+        authorization: Option<&[u8]>,
+        peer: Option<&crate::tls::Peer>,
+    ) -> Result<Caller, AnswerError> {
         self.refresh();
         let s = self
             .state
@@ -429,10 +459,28 @@ impl Access {
         let Some(grants) = &s.grants else {
             return Ok(Caller::Open);
         };
+        let granted = |(party, role): &(String, Role)| Caller::Granted {
+            party: party.clone(),
+            role: *role,
+        };
         let Some(value) = authorization else {
-            return Err(AnswerError::Unauthenticated(
-                "this server needs a token: send `authorization: Bearer <token>` (custody --token, or CUSTODY_TOKEN)".into(),
-            ));
+            let names = peer.map(|p| &p.names[..]).unwrap_or_default();
+            if let Some(g) = names.iter().find_map(|n| grants.names.get(n)) {
+                return Ok(granted(g));
+            }
+            return Err(AnswerError::Unauthenticated(if names.is_empty() {
+                "this server needs a token: send `authorization: Bearer <token>` (custody --token, or CUSTODY_TOKEN), or a client certificate the access list names".into()
+            } else {
+                format!(
+                    "no name of your client certificate ({}) is on this server's access list; send a token instead, or ask for `custodyd access add --san`",
+                    names
+                        .iter()
+                        .take(4)
+                        .map(|n| crate::answer::fields::quoted(n))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }));
         };
         // The scheme is case-insensitive (RFC 9110 §11.1).
         let token = std::str::from_utf8(value)
@@ -443,11 +491,8 @@ impl Access {
             .ok_or_else(|| {
                 AnswerError::Unauthenticated("authorization: want `Bearer <token>`".into())
             })?;
-        match grants.get(&hash_token(token)) {
-            Some((party, role)) => Ok(Caller::Granted {
-                party: party.clone(),
-                role: *role,
-            }),
+        match grants.tokens.get(&hash_token(token)) {
+            Some(g) => Ok(granted(g)),
             None => Err(AnswerError::Unauthenticated(
                 "the token is not on this server's access list (unknown or revoked)".into(),
             )),
@@ -495,11 +540,12 @@ mod tests {
     fn tokens_are_checked_by_hash_and_the_list_is_re_read() {
         let dir = tempfile::tempdir().unwrap();
         let access = Access::open(dir.path()).unwrap();
-        assert_eq!(access.caller(None).unwrap(), Caller::Open);
+        assert_eq!(access.caller(None, None).unwrap(), Caller::Open);
         let token = new_token();
         let file = AccessFile {
             grants: vec![Grant {
                 sha256: hash_token(&token),
+                san: None,
                 party: "vendor".into(),
                 role: Role::Reporter,
                 label: String::new(),
@@ -510,19 +556,22 @@ mod tests {
         assert!(!stored.contains(&token), "the token itself is never stored");
         let bearer = format!("Bearer {token}");
         assert_eq!(
-            access.caller(Some(bearer.as_bytes())).unwrap(),
+            access.caller(Some(bearer.as_bytes()), None).unwrap(),
             granted("vendor", Role::Reporter)
         );
         assert!(matches!(
-            access.caller(None),
+            access.caller(None, None),
             Err(AnswerError::Unauthenticated(_))
         ));
-        assert!(access.caller(Some(b"Bearer clt_00")).is_err());
-        assert!(access.caller(Some(token.as_bytes())).is_err(), "no scheme");
+        assert!(access.caller(Some(b"Bearer clt_00"), None).is_err());
+        assert!(
+            access.caller(Some(token.as_bytes()), None).is_err(),
+            "no scheme"
+        );
         let lower = format!("bearer {token}");
-        assert!(access.caller(Some(lower.as_bytes())).is_ok());
+        assert!(access.caller(Some(lower.as_bytes()), None).is_ok());
         let basic = format!("Basic {token}");
-        assert!(access.caller(Some(basic.as_bytes())).is_err());
+        assert!(access.caller(Some(basic.as_bytes()), None).is_err());
         // Revoked: the list changes, and the next request sees it.
         std::thread::sleep(std::time::Duration::from_millis(20));
         AccessFile::default().store(dir.path()).unwrap();
@@ -532,11 +581,63 @@ mod tests {
             .open(AccessFile::path(dir.path()))
             .unwrap();
         f.set_modified(t).unwrap();
-        assert!(access.caller(Some(bearer.as_bytes())).is_err());
+        assert!(access.caller(Some(bearer.as_bytes()), None).is_err());
         // A list that does not parse keeps the last one.
         std::fs::write(AccessFile::path(dir.path()), "{").unwrap();
         f.set_modified(t + std::time::Duration::from_secs(1))
             .unwrap();
-        assert!(access.caller(None).is_err(), "still closed");
+        assert!(access.caller(None, None).is_err(), "still closed");
+    }
+
+    #[test]
+    fn a_certificate_name_on_the_list_grants_its_role_and_a_token_comes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = new_token();
+        AccessFile {
+            grants: vec![
+                Grant {
+                    sha256: String::new(),
+                    san: Some("spiffe://vendor.example/backup".into()),
+                    party: "vendor".into(),
+                    role: Role::Reporter,
+                    label: String::new(),
+                },
+                Grant {
+                    sha256: hash_token(&token),
+                    san: None,
+                    party: "auditor-1".into(),
+                    role: Role::Auditor,
+                    label: String::new(),
+                },
+            ],
+        }
+        .store(dir.path())
+        .unwrap();
+        let access = Access::open(dir.path()).unwrap();
+        let peer = |names: &[&str]| crate::tls::Peer {
+            addr: None,
+            names: names.iter().map(|n| n.to_string()).collect(),
+        };
+        let vendor = peer(&["other.example", "spiffe://vendor.example/backup"]);
+        assert_eq!(
+            access.caller(None, Some(&vendor)).unwrap(),
+            granted("vendor", Role::Reporter)
+        );
+        let bearer = format!("Bearer {token}");
+        assert_eq!(
+            access
+                .caller(Some(bearer.as_bytes()), Some(&vendor))
+                .unwrap(),
+            granted("auditor-1", Role::Auditor),
+            "a token, when sent, is what counts"
+        );
+        let Err(AnswerError::Unauthenticated(m)) = access.caller(None, Some(&peer(&["stranger"])))
+        else {
+            panic!("an unlisted name is refused");
+        };
+        assert!(m.contains("\"stranger\"") && m.contains("--san"), "{m}");
+        // An empty sha256 never matches a token: the empty token's hash
+        // is not empty.
+        assert!(access.caller(Some(b"Bearer "), None).is_err());
     }
 }

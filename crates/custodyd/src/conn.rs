@@ -294,12 +294,41 @@ impl GatedListener {
         }
     }
 
-    /// `incoming` is the accepted connections as a stream, for tonic.
-    pub fn incoming(self) -> impl futures::Stream<Item = io::Result<Guarded>> {
-        futures::stream::unfold(self, |l| async move {
-            let next = l.accept().await.map(|(io, _)| io);
+    /// `incoming` is the accepted connections as a stream, for tonic:
+    /// with `tls`, each once its handshake has finished, within the
+    /// header timeout. Handshakes run side by side (up to the
+    /// connection cap), so a slow one delays no other; one that fails or
+    /// times out is dropped.
+    pub fn incoming(
+        self,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> impl futures::Stream<Item = io::Result<crate::tls::Conn>> {
+        use futures::StreamExt as _;
+        let (handshake, concurrent) = (self.gate.limits.header, self.gate.limits.max_connections);
+        let accepted = futures::stream::unfold(self, |l| async move {
+            let next = l.accept().await;
             Some((next, l))
-        })
+        });
+        accepted
+            .map(move |next| {
+                let tls = tls.clone();
+                async move {
+                    match next {
+                        Ok((io, addr)) => {
+                            match crate::tls::accept(io, addr, tls.as_ref(), handshake).await {
+                                Ok(conn) => Some(Ok(conn)),
+                                Err(e) => {
+                                    tracing::debug!(%addr, error = %e, "TLS handshake failed");
+                                    None
+                                }
+                            }
+                        }
+                        Err(e) => Some(Err(e)),
+                    }
+                }
+            })
+            .buffer_unordered(concurrent.max(1))
+            .filter_map(futures::future::ready)
     }
 }
 
@@ -329,6 +358,7 @@ fn transient(e: &io::Error) -> bool {
 pub async fn serve_http(
     listener: GatedListener,
     router: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
     drain: Duration,
 ) -> io::Result<()> {
@@ -338,14 +368,32 @@ pub async fn serve_http(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(listener.gate.limits.header);
+    let handshake = listener.gate.limits.header;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (io, _) = accepted?;
-                let service = hyper_util::service::TowerToHyperService::new(router.clone());
-                let conn = builder.serve_connection(TokioIo::new(io), service);
-                let conn = graceful.watch(conn);
+                let (io, addr) = accepted?;
+                let (router, builder, graceful, tls) =
+                    (router.clone(), builder.clone(), graceful.watcher(), tls.clone());
                 tokio::spawn(async move {
+                    let conn = match crate::tls::accept(io, addr, tls.as_ref(), handshake).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::debug!(%addr, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    // Each request carries who is at the other end, for
+                    // the access check.
+                    let peer = conn.peer().clone();
+                    let service = tower::ServiceBuilder::new()
+                        .map_request(move |mut r: axum::http::Request<_>| {
+                            r.extensions_mut().insert(peer.clone());
+                            r
+                        })
+                        .service(router);
+                    let service = hyper_util::service::TowerToHyperService::new(service);
+                    let conn = graceful.watch(builder.serve_connection(TokioIo::new(conn), service));
                     // A peer that goes away or times out ends its
                     // connection; nothing more to do.
                     let _ = conn.await;

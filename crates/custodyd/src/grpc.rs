@@ -43,8 +43,8 @@ pub fn status_of(r: Refusal) -> Status {
     }
 }
 
-/// `caller` is who sent `request`, by its `authorization` metadata
-/// ([`crate::access`]).
+/// `caller` is who sent `request`, by its `authorization` metadata or
+/// its connection's client certificate ([`crate::access`]).
 ///
 /// # Errors
 ///
@@ -53,8 +53,13 @@ pub fn status_of(r: Refusal) -> Status {
 pub fn caller<T>(state: &LogState, request: &Request<T>) -> Result<Caller, Status> {
     state
         .access
-        .caller(authorization(request).as_deref())
+        .caller(authorization(request).as_deref(), peer(request).as_ref())
         .map_err(Status::from)
+}
+
+/// `peer` is who is at the other end of `request`'s connection.
+fn peer<T>(request: &Request<T>) -> Option<crate::tls::Peer> {
+    request.extensions().get::<crate::tls::Peer>().cloned()
 }
 
 /// `authorization` is a request's `authorization` metadata, kept by a
@@ -157,7 +162,7 @@ impl CustodyLog for CustodyLogService {
         // Refused at once if the token is unknown now; then checked again
         // for every message.
         caller(&self.state, &request)?;
-        let auth = Arc::new(authorization(&request));
+        let auth = Arc::new((authorization(&request), peer(&request)));
         let state = self.state.clone();
         let sequencer = self.sequencer.clone();
         // One response per request, in request order; refusals are
@@ -173,7 +178,8 @@ impl CustodyLog for CustodyLogService {
                         Ok(r) => r,
                         Err(s) => return Err(s),
                     };
-                    let appended = match state.access.caller(auth.as_ref().as_deref()) {
+                    let (token, peer) = auth.as_ref();
+                    let appended = match state.access.caller(token.as_deref(), peer.as_ref()) {
                         Ok(caller) => append_one(state, sequencer, &caller, req).await,
                         Err(e) => Err(Status::from(e)),
                     };
@@ -313,9 +319,13 @@ impl CustodyLog for CustodyLogService {
         caller(&self.state, &request)?.upload()?;
         // Checked again before the upload is stored: a token revoked
         // while it streamed stores nothing.
-        let (state, auth) = (self.state.clone(), authorization(&request));
-        let still =
-            move || -> Result<(), AnswerError> { state.access.caller(auth.as_deref())?.upload() };
+        let (state, auth, peer) = (self.state.clone(), authorization(&request), peer(&request));
+        let still = move || -> Result<(), AnswerError> {
+            state
+                .access
+                .caller(auth.as_deref(), peer.as_ref())?
+                .upload()
+        };
         crate::grpc_query::put_manifest(self.state.clone(), request.into_inner(), still)
             .await
             .map(Response::new)

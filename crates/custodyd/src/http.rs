@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -45,11 +45,18 @@ pub fn router(state: Arc<LogState>) -> Router {
 /// an access list and without `--public-tiles`, hash tiles need a
 /// witness, auditor or admin token, and entry tiles (the entries
 /// themselves) an auditor's or admin's.
-fn may_read_tiles(state: &LogState, headers: &HeaderMap, entries: bool) -> Result<(), AnswerError> {
+fn may_read_tiles(
+    state: &LogState,
+    headers: &HeaderMap,
+    peer: Option<&crate::tls::Peer>,
+    entries: bool,
+) -> Result<(), AnswerError> {
     if state.public_tiles {
         return Ok(());
     }
-    let caller = state.access.caller(crate::access::authorization(headers))?;
+    let caller = state
+        .access
+        .caller(crate::access::authorization(headers), peer)?;
     if entries {
         caller.read_all()
     } else {
@@ -60,13 +67,15 @@ fn may_read_tiles(state: &LogState, headers: &HeaderMap, entries: bool) -> Resul
 async fn checkpoint(
     State(state): State<Arc<LogState>>,
     headers: HeaderMap,
+    peer: Option<Extension<crate::tls::Peer>>,
 ) -> Result<Response, AnswerError> {
     // A checkpoint holds no custody data: any caller the server knows
     // (as GetCheckpoint over gRPC).
     if !state.public_tiles {
-        state
-            .access
-            .caller(crate::access::authorization(&headers))?;
+        state.access.caller(
+            crate::access::authorization(&headers),
+            peer.as_ref().map(|p| &p.0),
+        )?;
     }
     Ok((
         [
@@ -82,6 +91,7 @@ async fn tile(
     State(state): State<Arc<LogState>>,
     Path(path): Path<String>,
     headers: HeaderMap,
+    peer: Option<Extension<crate::tls::Peer>>,
 ) -> Result<Response, AnswerError> {
     // A tile has one path; any other spelling of it names no resource.
     let id = TileId::parse(&path).map_err(|e| match e {
@@ -90,7 +100,12 @@ async fn tile(
             AnswerError::NotFound(fields::clip(&e.to_string(), 200))
         }
     })?;
-    may_read_tiles(&state, &headers, matches!(id.kind, TileKind::Entries))?;
+    may_read_tiles(
+        &state,
+        &headers,
+        peer.as_ref().map(|p| &p.0),
+        matches!(id.kind, TileKind::Entries),
+    )?;
     let size = state.latest().size;
     let available = TileId::in_tree(id.kind, id.index, size)
         .map(|t| t.width)

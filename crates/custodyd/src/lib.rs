@@ -31,6 +31,7 @@ pub mod publisher;
 pub mod query;
 pub mod sequencer;
 pub mod state;
+pub mod tls;
 pub mod ui;
 
 pub use state::LogState;

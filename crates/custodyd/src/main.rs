@@ -74,6 +74,36 @@ enum Command {
         /// JSON.
         #[arg(long)]
         ground_truth: Option<PathBuf>,
+        /// Serve without TLS. Without it and without --tls-cert, the demo
+        /// issues itself a local CA and a server certificate in DATA/tls
+        /// and serves TLS; clients trust DATA/tls/ca.pem (`custody --ca`).
+        #[arg(long, conflicts_with = "tls_cert")]
+        plaintext: bool,
+    },
+    /// Certificates for TLS, for a trial without a CA of one's own.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Make a local CA in DIR (kept if DIR has one), a server certificate
+    /// for each --host, and a client certificate for each --client name
+    /// (a subject alternative name, as `custodyd access add --san` binds
+    /// it). Prints the files' paths.
+    Issue {
+        /// Where to write ca.pem, server.pem, client-NAME.pem and their
+        /// keys (mode 0600).
+        #[arg(long)]
+        dir: PathBuf,
+        /// A DNS name or IP address the server is reached at
+        /// (repeatable).
+        #[arg(long = "host", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()])]
+        hosts: Vec<String>,
+        /// A client certificate's name: a DNS name or a URI such as
+        /// spiffe://vendor.example/backup (repeatable).
+        #[arg(long = "client")]
+        clients: Vec<String>,
     },
 }
 
@@ -94,6 +124,11 @@ enum AccessCommand {
         /// A note for operators: who holds it, what for.
         #[arg(long, default_value = "")]
         label: String,
+        /// Bind a client certificate's subject alternative name (a DNS
+        /// name or URI, verified against --tls-client-ca) instead of
+        /// making a token.
+        #[arg(long)]
+        san: Option<String>,
     },
     /// List the grants (party, role, label, and the first digits of each
     /// token's hash).
@@ -103,12 +138,13 @@ enum AccessCommand {
         data: PathBuf,
     },
     /// Revoke every token whose hash starts with PREFIX (as `list`
-    /// shows it).
+    /// shows it), or the grant of a certificate name.
     Revoke {
         /// Data directory made by `custodyd init`.
         #[arg(long)]
         data: PathBuf,
-        /// The first hex digits of the token's hash (at least 8).
+        /// The first hex digits of the token's hash (at least 8), or
+        /// `san:NAME` for a certificate's grant, as `list` shows them.
         prefix: String,
     },
 }
@@ -173,6 +209,8 @@ struct ServeArgs {
     /// An HTTP request's headers must arrive within this many seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     header_timeout_secs: u64,
+    #[command(flatten)]
+    tls: custodyd::tls::TlsArgs,
 }
 
 impl ServeArgs {
@@ -224,7 +262,31 @@ fn main() -> ExitCode {
             serve: args,
             seed,
             ground_truth,
-        } => demo(args, seed, ground_truth),
+            plaintext,
+        } => demo(args, seed, ground_truth, plaintext),
+        Command::Tls(TlsCommand::Issue {
+            dir,
+            hosts,
+            clients,
+        }) => custodyd::tls::issue(&dir, &hosts, &clients).map(|issued| {
+            println!(
+                "CA (clients trust it: custody --ca): {}",
+                issued.ca.display()
+            );
+            println!(
+                "server: --tls-cert {} --tls-key {}",
+                issued.cert.display(),
+                issued.key.display()
+            );
+            for c in &clients {
+                let stem = dir.join(custodyd::tls::client_stem(c));
+                println!(
+                    "client {c}: --client-cert {}.pem --client-key {}.key",
+                    stem.display(),
+                    stem.display()
+                );
+            }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -243,14 +305,37 @@ type Ready = Box<
         + Send,
 >;
 
-fn demo(args: ServeArgs, seed: u64, ground_truth: Option<PathBuf>) -> anyhow::Result<()> {
+fn demo(
+    mut args: ServeArgs,
+    seed: u64,
+    ground_truth: Option<PathBuf>,
+    plaintext: bool,
+) -> anyhow::Result<()> {
     let data = args.data.clone();
     let scenario = custodyd::demo::prepare(&data, seed)?;
+    // TLS unless told otherwise: a local CA of the demo's own, and a
+    // server certificate for the addresses it listens on.
+    let ca = match (&args.tls.tls_cert, plaintext) {
+        (None, false) => {
+            let mut hosts = vec!["localhost".to_owned()];
+            for ip in [args.grpc_addr.ip(), args.http_addr.ip()] {
+                if !ip.is_unspecified() && !hosts.contains(&ip.to_string()) {
+                    hosts.push(ip.to_string());
+                }
+            }
+            let issued = custodyd::tls::issue(&data.join("tls"), &hosts, &[])?;
+            args.tls.tls_cert = Some(issued.cert);
+            args.tls.tls_key = Some(issued.key);
+            Some(issued.ca)
+        }
+        _ => None,
+    };
     let ready: Ready = Box::new(move |grpc, http| {
         Box::pin(async move {
+            let at = custodyd::demo::Reach { grpc, http, ca };
             match scenario {
-                Some(s) => custodyd::demo::seed(grpc, http, data, s, ground_truth).await,
-                None => custodyd::demo::reprint(grpc, http, data, ground_truth).await,
+                Some(s) => custodyd::demo::seed(at, data, s, ground_truth).await,
+                None => custodyd::demo::reprint(at, data, ground_truth).await,
             }
         })
     });
@@ -411,6 +496,7 @@ fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
 }
 
 async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
+    let tls = custodyd::tls::Tls::load(&args.tls)?;
     let grpc_listener = tokio::net::TcpListener::bind(args.grpc_addr)
         .await
         .with_context(|| format!("bind gRPC {}", args.grpc_addr))?;
@@ -480,6 +566,8 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
         http = %http_addr,
         origin = state.signer.origin(),
         size = state.latest().size,
+        tls = tls.is_some(),
+        client_certificates = tls.as_ref().is_some_and(|t| t.mutual),
         "serving"
     );
 
@@ -498,12 +586,16 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
         .add_service(reflection_v1alpha)
         .add_service(service)
         .add_service(query)
-        .serve_with_incoming_shutdown(grpc_listener.incoming(), async move {
-            let _ = grpc_stop.changed().await;
-        });
+        .serve_with_incoming_shutdown(
+            grpc_listener.incoming(tls.as_ref().map(|t| t.grpc.clone())),
+            async move {
+                let _ = grpc_stop.changed().await;
+            },
+        );
     let http = custodyd::conn::serve_http(
         http_listener,
         http::router(state.clone()),
+        tls.as_ref().map(|t| t.http.clone()),
         stop_rx.clone(),
         Duration::from_secs(10),
     );
@@ -545,6 +637,7 @@ fn access(cmd: AccessCommand) -> anyhow::Result<()> {
             party,
             role,
             label,
+            san,
         } => {
             if !custody_domain::is_valid_id(&party) {
                 anyhow::bail!(
@@ -557,9 +650,33 @@ fn access(cmd: AccessCommand) -> anyhow::Result<()> {
                 data.display()
             );
             let mut file = AccessFile::load(&data)?.unwrap_or_default();
+            if let Some(name) = san {
+                anyhow::ensure!(
+                    !name.is_empty()
+                        && name.len() <= 256
+                        && name.bytes().all(|b| b.is_ascii_graphic()),
+                    "--san: {:?} is not a certificate name (printable ASCII, no spaces, at most 256)",
+                    custody_domain::clip(&name, 64)
+                );
+                anyhow::ensure!(
+                    !file.grants.iter().any(|g| g.san.as_deref() == Some(&name)),
+                    "--san {name}: already on the list; revoke it first to change its party or role"
+                );
+                file.grants.push(Grant {
+                    sha256: String::new(),
+                    san: Some(name.clone()),
+                    party,
+                    role,
+                    label,
+                });
+                file.store(&data)?;
+                println!("a client certificate named {name} now acts for its party");
+                return Ok(());
+            }
             let token = new_token();
             file.grants.push(Grant {
                 sha256: hash_token(&token),
+                san: None,
                 party,
                 role,
                 label,
@@ -574,19 +691,28 @@ fn access(cmd: AccessCommand) -> anyhow::Result<()> {
                 None => println!("no access list: the server is open to every caller"),
                 Some(f) => {
                     for g in f.grants {
-                        println!(
-                            "{}\t{}\t{}\t{}",
-                            &g.sha256[..g.sha256.len().min(16)],
-                            g.party,
-                            g.role.name(),
-                            g.label
-                        );
+                        let key = match &g.san {
+                            Some(name) => format!("san:{name}"),
+                            None => g.sha256[..g.sha256.len().min(16)].to_owned(),
+                        };
+                        println!("{}\t{}\t{}\t{}", key, g.party, g.role.name(), g.label);
                     }
                 }
             }
             Ok(())
         }
         AccessCommand::Revoke { data, prefix } => {
+            if let Some(name) = prefix.strip_prefix("san:") {
+                let mut file = AccessFile::load(&data)?
+                    .ok_or_else(|| anyhow::anyhow!("{} has no access list", data.display()))?;
+                let before = file.grants.len();
+                file.grants.retain(|g| g.san.as_deref() != Some(name));
+                let revoked = before - file.grants.len();
+                anyhow::ensure!(revoked > 0, "no grant binds the certificate name {name}");
+                file.store(&data)?;
+                println!("revoked {revoked}");
+                return Ok(());
+            }
             anyhow::ensure!(
                 prefix.len() >= 8 && prefix.bytes().all(|b| b.is_ascii_hexdigit()),
                 "PREFIX: give at least 8 hex digits of the hash, as `custodyd access list` shows it"
@@ -595,7 +721,8 @@ fn access(cmd: AccessCommand) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("{} has no access list", data.display()))?;
             let before = file.grants.len();
             let prefix = prefix.to_ascii_lowercase();
-            file.grants.retain(|g| !g.sha256.starts_with(&prefix));
+            file.grants
+                .retain(|g| g.san.is_some() || !g.sha256.starts_with(&prefix));
             let revoked = before - file.grants.len();
             anyhow::ensure!(revoked > 0, "no token's hash starts with {prefix}");
             // An empty list still closes the server: it is not the same as

@@ -98,12 +98,61 @@ fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn channel(grpc: SocketAddr) -> anyhow::Result<Channel> {
-    Channel::from_shared(format!("http://{grpc}"))
-        .map_err(|e| anyhow!("{e}"))?
+/// `Reach` is where the demo's server listens, and the CA its
+/// certificate chains to when it serves TLS.
+#[derive(Debug, Clone)]
+pub struct Reach {
+    /// The gRPC address.
+    pub grpc: SocketAddr,
+    /// The HTTP address.
+    pub http: SocketAddr,
+    /// The local CA's certificate, when the server serves TLS.
+    pub ca: Option<PathBuf>,
+}
+
+impl Reach {
+    fn scheme(&self) -> &'static str {
+        if self.ca.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// `grpc_url` is the gRPC address as a client names it.
+    pub fn grpc_url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.grpc)
+    }
+
+    /// `http_url` is the HTTP address as a client names it.
+    pub fn http_url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.http)
+    }
+
+    /// `ca_flag` is ` --ca FILE` for a TLS server, or nothing.
+    fn ca_flag(&self) -> String {
+        self.ca
+            .as_ref()
+            .map(|c| format!(" --ca {}", c.display()))
+            .unwrap_or_default()
+    }
+}
+
+async fn channel(at: &Reach) -> anyhow::Result<Channel> {
+    let mut endpoint = Channel::from_shared(at.grpc_url()).map_err(|e| anyhow!("{e}"))?;
+    if let Some(ca) = &at.ca {
+        let pem = std::fs::read(ca).with_context(|| format!("read {}", ca.display()))?;
+        endpoint = endpoint
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+            )
+            .context("TLS to own gRPC")?;
+    }
+    endpoint
         .connect()
         .await
-        .with_context(|| format!("connect to own gRPC at {grpc}"))
+        .with_context(|| format!("connect to own gRPC at {}", at.grpc))
 }
 
 /// `upload` sends a manifest's members and returns its root.
@@ -169,13 +218,12 @@ async fn submit(
 ///
 /// If the server refuses anything or cannot be reached, or on I/O failure.
 pub async fn seed(
-    grpc: SocketAddr,
-    http: SocketAddr,
+    at: Reach,
     data: PathBuf,
     scenario: Scenario,
     ground_truth: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let ch = channel(grpc).await?;
+    let ch = channel(&at).await?;
     let mut c = CustodyLogClient::new(ch.clone());
     let mut seqs: HashMap<String, u64> = HashMap::new();
     let mut sign =
@@ -261,7 +309,7 @@ pub async fn seed(
         events: total,
     };
     std::fs::write(marker_path(&data), serde_json::to_string_pretty(&marker)?)?;
-    summary(ch, grpc, http, &data, &marker).await
+    summary(ch, &at, &data, &marker).await
 }
 
 async fn flush(
@@ -287,8 +335,7 @@ async fn flush(
 ///
 /// If the directory's demo files are unreadable or the server unreachable.
 pub async fn reprint(
-    grpc: SocketAddr,
-    http: SocketAddr,
+    at: Reach,
     data: PathBuf,
     ground_truth: Option<PathBuf>,
 ) -> anyhow::Result<()> {
@@ -303,16 +350,10 @@ pub async fn reprint(
         data.display(),
         marker.seed
     );
-    summary(channel(grpc).await?, grpc, http, &data, &marker).await
+    summary(channel(&at).await?, &at, &data, &marker).await
 }
 
-async fn summary(
-    ch: Channel,
-    grpc: SocketAddr,
-    http: SocketAddr,
-    data: &Path,
-    marker: &Marker,
-) -> anyhow::Result<()> {
+async fn summary(ch: Channel, at: &Reach, data: &Path, marker: &Marker) -> anyhow::Result<()> {
     let from = custody_domain::parse_rfc3339(&marker.from).map_err(|e| anyhow!(e))?;
     let to = custody_domain::parse_rfc3339(&marker.to).map_err(|e| anyhow!(e))?;
     // Wait for a checkpoint that covers everything seeded.
@@ -346,7 +387,8 @@ async fn summary(
         .await
         .map_err(|s| anyhow!("breach scope: {}", s.message()))?
         .into_inner();
-    let server = format!("http://{grpc}");
+    let server = format!("{}{}", at.grpc_url(), at.ca_flag());
+    let http = at.http_url();
     let vkey = data.join("log.vkey");
     let mut out = String::new();
     out += &format!(
@@ -375,9 +417,15 @@ async fn summary(
         .intervals
         .first()
         .map(|i| (custody_domain::hex(&i.asset), rfc3339(i.from_unix_nanos)));
+    if let Some(ca) = &at.ca {
+        out += &format!(
+            "\nThe server speaks TLS with a certificate from the demo's own local CA, {}:\ncustody trusts it with --ca; a browser, once it is imported (or with a warning).\n",
+            ca.display()
+        );
+    }
     out += "\nInspect further (every answer is proven against a signed checkpoint):\n";
     out += &format!(
-        "  web view (read-only): http://{http}/ui/breach-scope?system={}&from={}&to={}\n",
+        "  web view (read-only): {http}/ui/breach-scope?system={}&from={}&to={}\n",
         ids::SUBCO_NET,
         marker.from,
         marker.to
@@ -407,7 +455,8 @@ async fn summary(
         vkey.display()
     );
     out += &format!(
-        "  custody monitor --url http://{http} --log-key {} --state {} --once\n",
+        "  custody monitor --url {http}{} --log-key {} --state {} --once\n",
+        at.ca_flag(),
         vkey.display(),
         data.join("monitor.state").display()
     );

@@ -80,7 +80,10 @@ pub(crate) async fn require_auditor(
 ) -> Response {
     let allowed = state
         .access
-        .caller(crate::access::authorization(request.headers()))
+        .caller(
+            crate::access::authorization(request.headers()),
+            request.extensions().get::<crate::tls::Peer>(),
+        )
         .and_then(|c| c.read_all());
     match allowed {
         Ok(()) => next.run(request).await,
