@@ -6,7 +6,8 @@
 //! per log). [`Witness::add_checkpoint`] cosigns a new checkpoint only if
 //! the log signed it and a consistency proof shows that it extends the
 //! remembered one, so a log cannot show two witnesses' worth of clients two
-//! different histories. Cosignatures are C2SP
+//! different histories. [`router`] serves it as `POST /add-checkpoint`;
+//! [`add_checkpoint`] is the log's side. Cosignatures are C2SP
 //! `tlog-cosignature` v1 Ed25519, made and checked by `custody-log`.
 //!
 //! ```
@@ -32,8 +33,12 @@
 //! assert_eq!(witness.add_checkpoint(&body).unwrap_err().status(), 409);
 //! ```
 
+mod client;
+mod http;
 mod state;
 mod witness;
 
+pub use client::{add_checkpoint, witness_key_for, ClientError, MAX_RESPONSE_BYTES};
+pub use http::{router, SIZE_CONTENT_TYPE};
 pub use state::{Recorded, StateError, WitnessState};
 pub use witness::{AddCheckpointRequest, AddError, Witness, MAX_PROOF_LINES, MAX_REQUEST_BYTES};

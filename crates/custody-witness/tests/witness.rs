@@ -4,7 +4,7 @@ mod common;
 
 use common::{body, files, open, status, witness_key, TestLog, ORIGIN};
 use custody_log::{add_cosignatures, verify_witnessed, CosignatureVerifier, Hash};
-use custody_witness::{AddError, StateError, WitnessState};
+use custody_witness::{witness_key_for, AddError, StateError, WitnessState};
 
 #[test]
 fn cosignature_verifies_and_state_persists_across_reopen() {
@@ -14,6 +14,7 @@ fn cosignature_verifies_and_state_persists_across_reopen() {
     log.grow(5);
     let w = open(dir.path(), &skey, &[&log]);
     let wv = CosignatureVerifier::new(w.verifier_key()).unwrap();
+    assert_eq!(w.verifier_key(), witness_key_for(&skey).unwrap());
     assert_eq!(w.state().latest(ORIGIN), None);
 
     let line = w.add_checkpoint(&log.request(0, 5)).unwrap();
