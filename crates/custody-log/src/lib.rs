@@ -1,6 +1,6 @@
 //! `custody-log` is the pure core of the Custody Ledger log: RFC 6962/9162
-//! tree math, C2SP checkpoints, C2SP tlog-tiles paths and contents, and proof
-//! verification.
+//! tree math, C2SP checkpoints and their witness cosignatures, C2SP
+//! tlog-tiles paths and contents, and proof verification.
 //!
 //! It does no I/O. Stored hashes come in through [`HashSource`], a one-method
 //! trait whose contract is "return exactly as many hashes as asked, in order,
@@ -27,12 +27,18 @@
 
 mod cache;
 mod checkpoint;
+mod cosignature;
 mod proof;
 mod tile;
 mod tree;
 
 pub use cache::{Cached, HashCache, CACHED_FROM_LEVEL};
 pub use checkpoint::{CheckpointError, LogSigner, LogVerifier, VerifiedCheckpoint};
+pub use cosignature::{
+    add_cosignatures, note_text, verify_witnessed, CosignatureError, CosignatureSigner,
+    CosignatureVerifier, Cosigned, WitnessPolicyError, Witnessed, COSIGNATURE_ALG,
+    MAX_COSIGNATURE_TIME,
+};
 pub use proof::{verify_consistency, verify_inclusion, ProofError, MAX_PROOF_LEN};
 pub use tile::{
     decode_entry_bundle, encode_entry_bundle, EntryTooLarge, TileId, TileKind, TilePathError,
