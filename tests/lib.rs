@@ -41,7 +41,8 @@ pub fn custody(args: &[&str]) -> Output {
         .expect("run custody")
 }
 
-fn free_port() -> u16 {
+/// `free_port` is a loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

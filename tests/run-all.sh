@@ -23,6 +23,8 @@ echo "== build binaries for the end-to-end suites"
 cargo build --workspace --all-targets --locked
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== Go interop: witness cosignatures (tests/go/cosig)"
+bash tests/go/cosig/check.sh
 echo "== fuzz smoke: every cargo fuzz target for a few seconds (fuzz/README.md)"
 # Its own package and target directory: nightly, sanitizers, no RocksDB.
 CARGO_TARGET_DIR="$HOME/.cache/custody-ledger/target-fuzz" FUZZ_SECONDS="${FUZZ_SECONDS:-5}" \

@@ -29,6 +29,10 @@ pub struct Common {
     /// File holding the log's verifier key string.
     #[arg(long)]
     log_key: Option<PathBuf>,
+    /// With --verify: the witnesses that must have cosigned the
+    /// checkpoint.
+    #[command(flatten)]
+    witnesses: crate::witness::PolicyArgs,
     /// Rows per page (at most 1000).
     #[arg(long, default_value_t = 1000)]
     page_size: u32,
@@ -121,6 +125,9 @@ fn time_arg(flag: &str, s: &str) -> anyhow::Result<i64> {
 /// `Checked` holds what verification established for one response.
 struct Session {
     verifier: Option<LogVerifier>,
+    policy: Option<crate::witness::Policy>,
+    /// What the witness policy check found.
+    witnessed: Option<String>,
     /// Checkpoint (origin, size, root) of the first page.
     checkpoint: Option<(String, u64, String)>,
     entries: usize,
@@ -141,8 +148,15 @@ impl Session {
         } else {
             None
         };
+        let policy = c.witnesses.policy()?;
+        anyhow::ensure!(
+            policy.is_none() || c.verify,
+            "--witness-key is checked with --verify"
+        );
         Ok(Self {
             verifier,
+            policy,
+            witnessed: None,
             checkpoint: None,
             entries: 0,
             registry: 0,
@@ -176,6 +190,12 @@ impl Session {
                 if (c.origin.as_str(), c.size) != (cp.0.as_str(), cp.1) {
                     bail!("the checkpoint's signed body differs from its text");
                 }
+                if let Some(p) = &self.policy {
+                    self.witnessed = Some(
+                        p.check(&ev.checkpoint, v)
+                            .context("the checkpoint does not meet the witness policy")?,
+                    );
+                }
                 Ok(Some(verified))
             }
         }
@@ -192,6 +212,9 @@ impl Session {
         } else {
             s += "not verified locally (add --verify --log-key FILE)\n";
         }
+        if let Some(w) = &self.witnessed {
+            s += &format!("checkpoint {w}\n");
+        }
         s
     }
 
@@ -200,6 +223,7 @@ impl Session {
         json!({
             "checkpoint": { "origin": origin, "tree_size": size, "root": root },
             "verified": self.verifier.is_some(),
+            "witnessed": self.witnessed,
         })
     }
 }

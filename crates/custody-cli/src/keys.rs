@@ -16,19 +16,32 @@ use ed25519_dalek::SigningKey;
 /// If either file exists or cannot be written.
 pub fn generate(prefix: &str) -> anyhow::Result<SigningKey> {
     let key = SigningKey::generate(&mut rand_core::OsRng);
-    let key_path = format!("{prefix}.key");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&key_path)
-        .with_context(|| format!("create {key_path}"))?;
-    f.write_all(keyfile::format_secret(&key).as_bytes())?;
-    f.sync_all()?;
+    write_secret_file(
+        Path::new(&format!("{prefix}.key")),
+        &keyfile::format_secret(&key),
+    )?;
     let pub_path = format!("{prefix}.pub");
     std::fs::write(&pub_path, keyfile::format_public(&key.verifying_key()))
         .with_context(|| format!("write {pub_path}"))?;
     Ok(key)
+}
+
+/// `write_secret_file` writes a new secret key file, readable by its
+/// owner only, and syncs it.
+///
+/// # Errors
+///
+/// If it exists or cannot be written.
+pub fn write_secret_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
 }
 
 /// `load_secret` reads a `.key` file.

@@ -18,6 +18,7 @@ mod load;
 mod monitor;
 mod net;
 mod proofs;
+mod witness;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -105,7 +106,12 @@ enum Command {
         /// File holding the log's verifier key string.
         #[arg(long)]
         log_key: PathBuf,
+        #[command(flatten)]
+        witnesses: witness::PolicyArgs,
     },
+    /// Run a witness: keygen, serve.
+    #[command(subcommand)]
+    Witness(witness::Command),
     /// Follow a log's checkpoints over its tile API; alert on any split
     /// view or rollback.
     Monitor {
@@ -114,6 +120,8 @@ enum Command {
         url: String,
         #[arg(long)]
         log_key: PathBuf,
+        #[command(flatten)]
+        witnesses: witness::PolicyArgs,
         /// Where the last checkpoint seen is kept.
         #[arg(long)]
         state: PathBuf,
@@ -410,24 +418,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
-        Command::Verify { file, log_key } => {
+        Command::Verify {
+            file,
+            log_key,
+            witnesses,
+        } => {
             let v = read_vkey(&log_key)?;
+            let policy = witnesses.policy()?;
             let bytes = std::fs::read(&file).with_context(|| format!("read {}", file.display()))?;
             let msg = proofs::verify_file(&bytes, &v)
                 .with_context(|| format!("{} does not verify", file.display()))?;
             println!("{msg}");
+            if let Some(p) = policy {
+                for note in proofs::checkpoints_of(&bytes)? {
+                    let ok = p.check(&note, &v).with_context(|| {
+                        format!("{} does not meet the witness policy", file.display())
+                    })?;
+                    println!("checkpoint {ok}");
+                }
+            }
             Ok(())
         }
+        Command::Witness(cmd) => witness::run(cmd),
         Command::Monitor {
             url,
             log_key,
+            witnesses,
             state,
             once,
             interval,
         } => {
             let v = read_vkey(&log_key)?;
+            let policy = witnesses.policy()?;
             loop {
-                let msg = monitor::check_once(&url, &v, &state)?;
+                let msg = monitor::check_once(&url, &v, policy.as_ref(), &state)?;
                 println!("{msg}");
                 if once {
                     return Ok(());

@@ -69,7 +69,16 @@ impl TileReader for HttpTiles {
 ///
 /// An [`Alarm`] when the log is proven inconsistent; other errors when
 /// the check could not be made.
-pub fn check_once(url: &str, verifier: &LogVerifier, state: &Path) -> anyhow::Result<String> {
+///
+/// With a witness `policy`, a checkpoint that enough of its witnesses did
+/// not cosign is an alarm too: the log publishes only cosigned ones, so
+/// it may be a view shown to this client alone.
+pub fn check_once(
+    url: &str,
+    verifier: &LogVerifier,
+    policy: Option<&crate::witness::Policy>,
+    state: &Path,
+) -> anyhow::Result<String> {
     let base = url.trim_end_matches('/').to_owned();
     let client = crate::net::http_client(
         reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(30)),
@@ -85,6 +94,16 @@ pub fn check_once(url: &str, verifier: &LogVerifier, state: &Path) -> anyhow::Re
             "the log served a checkpoint that does not verify: {e}"
         )))
     })?;
+    let witnessed = match policy {
+        Some(p) => Some(p.check(&note, verifier).map_err(|e| {
+            anyhow!(Alarm(format!(
+                "the log served a checkpoint of size {} that its witnesses did not cosign ({e}): \
+                 it may be a view shown to this client alone",
+                new.size
+            )))
+        })?),
+        None => None,
+    };
 
     let old: Option<VerifiedCheckpoint> = match std::fs::read(state) {
         Ok(b) => Some(
@@ -148,5 +167,8 @@ pub fn check_once(url: &str, verifier: &LogVerifier, state: &Path) -> anyhow::Re
     let tmp = state.with_extension("tmp");
     std::fs::write(&tmp, &new.note).with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, state).with_context(|| format!("write {}", state.display()))?;
-    Ok(msg)
+    Ok(match witnessed {
+        Some(w) => format!("{msg}; {w}"),
+        None => msg,
+    })
 }

@@ -47,6 +47,31 @@ pub fn b64_hashes(p: &[Vec<u8>]) -> Vec<String> {
     p.iter().map(|h| B64.encode(h)).collect()
 }
 
+/// `checkpoints_of` is every checkpoint note a file `verify_file` takes
+/// holds: a bundle's, a proof file's (both of a consistency proof), or
+/// the file itself.
+///
+/// # Errors
+///
+/// When a bundle or proof file does not parse.
+pub fn checkpoints_of(bytes: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
+    if custody_evidence::looks_like_bundle(bytes) {
+        let (bundle, _) = custody_evidence::Bundle::parse(bytes)?;
+        return Ok(vec![bundle.checkpoint]);
+    }
+    if bytes.first() != Some(&b'{') {
+        return Ok(vec![bytes.to_vec()]);
+    }
+    Ok(match serde_json::from_slice::<ProofFile>(bytes)? {
+        ProofFile::Inclusion { checkpoint, .. } => vec![checkpoint.into_bytes()],
+        ProofFile::Consistency {
+            old_checkpoint,
+            new_checkpoint,
+            ..
+        } => vec![old_checkpoint.into_bytes(), new_checkpoint.into_bytes()],
+    })
+}
+
 /// `verify_file` checks an evidence bundle, a proof file or a bare
 /// checkpoint note, and returns a statement of what is proven.
 ///

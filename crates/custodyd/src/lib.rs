@@ -33,5 +33,6 @@ pub mod sequencer;
 pub mod state;
 pub mod tls;
 pub mod ui;
+pub mod witnessing;
 
 pub use state::LogState;

@@ -211,6 +211,8 @@ struct ServeArgs {
     header_timeout_secs: u64,
     #[command(flatten)]
     tls: custodyd::tls::TlsArgs,
+    #[command(flatten)]
+    witness: custodyd::witnessing::WitnessArgs,
 }
 
 impl ServeArgs {
@@ -497,6 +499,10 @@ fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
 
 async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
     let tls = custodyd::tls::Tls::load(&args.tls)?;
+    let witnesses = custodyd::witnessing::Witnesses::from_args(&args.witness)?.map(Arc::new);
+    if let Some(w) = &witnesses {
+        tracing::info!(witnesses = ?w.names(), threshold = w.threshold(), "checkpoints are published once cosigned");
+    }
     let grpc_listener = tokio::net::TcpListener::bind(args.grpc_addr)
         .await
         .with_context(|| format!("bind gRPC {}", args.grpc_addr))?;
@@ -521,6 +527,7 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
     let publisher = tokio::spawn(publisher::run(
         state.clone(),
         Duration::from_millis(args.checkpoint_interval_ms),
+        witnesses,
         stop_rx.clone(),
     ));
 

@@ -6,6 +6,9 @@
 //! - While the tree grows it MUST publish at least once per interval (one
 //!   second at most), store every checkpoint it publishes, and only then
 //!   show it to readers and waiters.
+//! - With witnesses configured ([`crate::witnessing`]) it MUST publish a
+//!   checkpoint only once enough of them cosigned it; until then the
+//!   latest checkpoint stays as it was.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,16 +16,42 @@ use std::time::Duration;
 use custody_log::tree_root;
 
 use crate::state::{LogState, PublishedCheckpoint};
+use crate::witnessing::Witnesses;
 
-/// `publish` signs and stores a checkpoint of `size` and makes it the
-/// latest.
+/// `publish` signs a checkpoint of `size`, has it cosigned by
+/// `witnesses` (when there are any), stores it and makes it the latest.
 ///
 /// # Errors
 ///
-/// If the root cannot be computed, or signing or storing fails.
-pub fn publish(state: &LogState, size: u64) -> anyhow::Result<Arc<PublishedCheckpoint>> {
-    let root = tree_root(size, &state.hashes())?;
-    let note = state.signer.sign(size, &root)?;
+/// If the root cannot be computed, signing or storing fails, or too few
+/// witnesses cosign.
+pub async fn publish(
+    state: &Arc<LogState>,
+    witnesses: Option<&Witnesses>,
+    size: u64,
+) -> anyhow::Result<Arc<PublishedCheckpoint>> {
+    let st = state.clone();
+    let (root, note) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let root = tree_root(size, &st.hashes())?;
+        let note = st.signer.sign(size, &root)?;
+        Ok((root, note))
+    })
+    .await??;
+    let note = match witnesses {
+        Some(w) => w.cosign(state, size, &note).await?,
+        None => note,
+    };
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || store(&st, size, root, note)).await?
+}
+
+/// `store` stores a checkpoint and makes it the latest.
+fn store(
+    state: &LogState,
+    size: u64,
+    root: custody_log::Hash,
+    note: Vec<u8>,
+) -> anyhow::Result<Arc<PublishedCheckpoint>> {
     state.store.put_checkpoint(size, &note)?;
     let cp = Arc::new(PublishedCheckpoint { size, root, note });
     if size <= *state.indexed.borrow() {
@@ -33,13 +62,25 @@ pub fn publish(state: &LogState, size: u64) -> anyhow::Result<Arc<PublishedCheck
 }
 
 /// `run` publishes a checkpoint every `interval` while the durable tree has
-/// grown past the latest checkpoint. It returns when `shutdown` resolves.
+/// grown past the latest checkpoint. With witnesses, it first has the
+/// latest checkpoint cosigned, if it is not. It returns when `shutdown`
+/// resolves.
 pub async fn run(
     state: Arc<LogState>,
     interval: Duration,
+    witnesses: Option<Arc<Witnesses>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut durable = state.durable.subscribe();
+    if let Some(w) = &witnesses {
+        let size = state.latest().size;
+        match publish(&state, Some(w), size).await {
+            Ok(_) => tracing::info!(size, "latest checkpoint cosigned by its witnesses"),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), size, "latest checkpoint not cosigned")
+            }
+        }
+    }
     loop {
         // Wait for growth, then give the batch window `interval` to fill.
         let grown = {
@@ -55,11 +96,16 @@ pub async fn run(
             _ = shutdown.changed() => return,
         }
         let size = *state.durable.borrow();
-        let st = state.clone();
-        match tokio::task::spawn_blocking(move || publish(&st, size)).await {
-            Ok(Ok(cp)) => tracing::debug!(size = cp.size, "published checkpoint"),
-            Ok(Err(e)) => tracing::error!(error = %e, size, "publish checkpoint failed"),
-            Err(e) => tracing::error!(error = %e, "publisher task failed"),
+        match publish(&state, witnesses.as_deref(), size).await {
+            Ok(cp) => tracing::debug!(size = cp.size, "published checkpoint"),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), size, "publish checkpoint failed");
+                // Not again at once: the tree has still grown.
+                tokio::select! {
+                    _ = tokio::time::sleep(interval.max(Duration::from_secs(1))) => {},
+                    _ = shutdown.changed() => return,
+                }
+            }
         }
     }
 }
