@@ -159,6 +159,9 @@ pub struct Effects {
     /// The members of the manifest a LEGAL_HOLD names, for the retention
     /// rule (a hold naming one digest needs no expansion).
     pub held_assets: Vec<Digest>,
+    /// The uploaded manifest the event names ([`EventBody::manifest`]),
+    /// which is then no longer an upload waiting to be named.
+    pub manifest: Option<ManifestRef>,
 }
 
 /// `plan` checks an event whose signatures and registry rules were already
@@ -201,7 +204,10 @@ pub fn plan_members(
     view: &dyn CustodyView,
     range: Range<usize>,
 ) -> Result<Effects, Refusal> {
-    let mut fx = Effects::default();
+    let mut fx = Effects {
+        manifest: event.body.manifest(),
+        ..Effects::default()
+    };
     push_party(&mut fx, &event.reporter);
     match &event.body {
         EventBody::Custody(c) => {

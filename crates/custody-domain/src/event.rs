@@ -495,6 +495,25 @@ impl EventBody {
         )
     }
 
+    /// `manifest` is the uploaded manifest the event names, if any: a
+    /// custody action's or a legal hold's assets, or an attestation's
+    /// holdings. Naming it keeps it: a manifest no event names is
+    /// removed after a while (custodyd's upload limits).
+    pub fn manifest(&self) -> Option<ManifestRef> {
+        match self {
+            EventBody::Custody(CustodyAction {
+                asset: Some(AssetRef::Manifest(m)),
+                ..
+            })
+            | EventBody::LegalHold(LegalHold {
+                assets: Some(AssetRef::Manifest(m)),
+                ..
+            }) => Some(*m),
+            EventBody::CustodyAttestation(a) if a.holdings.count > 0 => Some(a.holdings),
+            _ => None,
+        }
+    }
+
     /// `code` is the event kind's name as used in messages.
     pub fn code(&self) -> &'static str {
         match self {

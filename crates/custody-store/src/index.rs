@@ -20,6 +20,7 @@
 //! | `manifest_meta` | root | count |
 //! | `manifest_members` | root ‖ ordinal | digest |
 //! | `manifest_hashes` | root ‖ stored-hash index | hash |
+//! | `manifest_pending` | root | uploaded at, count, lp(uploader): uploaded, not yet named by an entry |
 //! | `findings` | index ‖ n | a finding the entry raised |
 //! | `findings_by_time` | time ‖ id | index ‖ n ‖ rule of a raised finding |
 //! | `findings_counts` | !index | findings raised by entries up to index, by rule |
@@ -82,11 +83,12 @@ pub enum IndexCf {
     OpenSince,
     Scope,
     ScopeSeen,
+    ManifestPending,
 }
 
 impl IndexCf {
     /// `ALL` lists every index family.
-    pub const ALL: [IndexCf; 25] = [
+    pub const ALL: [IndexCf; 26] = [
         IndexCf::AssetEntries,
         IndexCf::PartyEntries,
         IndexCf::SystemIntervals,
@@ -112,6 +114,7 @@ impl IndexCf {
         IndexCf::OpenSince,
         IndexCf::Scope,
         IndexCf::ScopeSeen,
+        IndexCf::ManifestPending,
     ];
 
     /// `name` is the family's storage name.
@@ -142,6 +145,7 @@ impl IndexCf {
             IndexCf::OpenSince => "open_since",
             IndexCf::Scope => "scope",
             IndexCf::ScopeSeen => "scope_seen",
+            IndexCf::ManifestPending => "manifest_pending",
         }
     }
 }
@@ -432,6 +436,14 @@ pub fn index_writes(index: u64, reporter: &str, seq: u64, fx: &Effects) -> Vec<K
             i.opened_by.to_be_bytes().to_vec(),
         ));
     }
+    if let Some(m) = &fx.manifest {
+        // Named: no longer an upload waiting to be (and so never removed).
+        out.push(KvWrite {
+            cf: IndexCf::ManifestPending,
+            key: m.root.to_vec(),
+            value: None,
+        });
+    }
     if let Some((at, t)) = &fx.transfer {
         let mut v = Vec::new();
         lp(&mut v, &t.to_system);
@@ -582,6 +594,78 @@ pub fn transfer(s: &dyn IndexRead, index: u64) -> Result<Option<Transfer>, Store
         asset,
         receipt,
     }))
+}
+
+/// `PendingManifest` is an uploaded manifest no entry names yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingManifest {
+    /// Its root.
+    pub root: Digest,
+    /// When it was uploaded (or last uploaded again), Unix nanoseconds.
+    pub uploaded_at: i64,
+    /// Its member count.
+    pub count: u64,
+    /// Who uploaded it: a party, or for an open server the peer's
+    /// address.
+    pub uploader: String,
+}
+
+/// `manifest_pending_write` records `p` as waiting to be named.
+pub fn manifest_pending_write(p: &PendingManifest) -> KvWrite {
+    let mut v = Vec::with_capacity(17 + p.uploader.len());
+    v.extend_from_slice(&p.uploaded_at.to_be_bytes());
+    v.extend_from_slice(&p.count.to_be_bytes());
+    lp(&mut v, &p.uploader);
+    put(IndexCf::ManifestPending, p.root.to_vec(), v)
+}
+
+/// `pending_manifests` is every uploaded manifest no entry names yet.
+///
+/// # Errors
+///
+/// [`StoreError`] on engine failure or corrupt records.
+pub fn pending_manifests(s: &dyn IndexRead) -> Result<Vec<PendingManifest>, StoreError> {
+    let mut out = Vec::new();
+    let mut bad = None;
+    s.index_scan(IndexCf::ManifestPending, &[], &[], &mut |k, v| {
+        let parsed = (|| {
+            let root: Digest = k.try_into().ok()?;
+            let at = i64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+            let count = u64::from_be_bytes(v.get(8..16)?.try_into().ok()?);
+            let n = usize::from(*v.get(16)?);
+            let uploader = std::str::from_utf8(v.get(17..17 + n)?).ok()?.to_owned();
+            Some(PendingManifest {
+                root,
+                uploaded_at: at,
+                count,
+                uploader,
+            })
+        })();
+        match parsed {
+            Some(p) => {
+                out.push(p);
+                true
+            }
+            None => {
+                bad = Some(StoreError::Corrupt("manifest_pending record".into()));
+                false
+            }
+        }
+    })?;
+    match bad {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// `is_pending` is whether the manifest `root` was uploaded and no entry
+/// names it yet.
+///
+/// # Errors
+///
+/// [`StoreError`] on engine failure.
+pub fn is_pending(s: &dyn IndexRead, root: &Digest) -> Result<bool, StoreError> {
+    Ok(s.index_get(IndexCf::ManifestPending, root)?.is_some())
 }
 
 /// `manifest_count` is the member count of an uploaded manifest.

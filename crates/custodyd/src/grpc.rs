@@ -316,7 +316,15 @@ impl CustodyLog for CustodyLogService {
         &self,
         request: Request<Streaming<v1::PutManifestRequest>>,
     ) -> Result<Response<v1::PutManifestResponse>, Status> {
-        caller(&self.state, &request)?.upload()?;
+        let who = caller(&self.state, &request)?;
+        who.upload()?;
+        // Quotas are per party, or on an open server per address.
+        let who = match who {
+            Caller::Granted { party, .. } => party,
+            Caller::Open => peer(&request)
+                .and_then(|p| p.addr)
+                .map_or_else(|| "unknown address".to_owned(), |a| a.ip().to_string()),
+        };
         // Checked again before the upload is stored: a token revoked
         // while it streamed stores nothing.
         let (state, auth, peer) = (self.state.clone(), authorization(&request), peer(&request));
@@ -326,7 +334,7 @@ impl CustodyLog for CustodyLogService {
                 .caller(auth.as_deref(), peer.as_ref())?
                 .upload()
         };
-        crate::grpc_query::put_manifest(self.state.clone(), request.into_inner(), still)
+        crate::grpc_query::put_manifest(self.state.clone(), request.into_inner(), &who, still)
             .await
             .map(Response::new)
     }

@@ -304,14 +304,41 @@ const MANIFEST_WRITE_CHUNK: usize = 65_536;
 pub async fn put_manifest(
     state: Arc<LogState>,
     mut chunks: Streaming<v1::PutManifestRequest>,
+    who: &str,
     still_allowed: impl Fn() -> Result<(), AnswerError> + Send + 'static,
 ) -> Result<v1::PutManifestResponse, Status> {
+    let mut slot = state.uploads.begin(who)?;
+    let (idle, deadline) = (
+        state.uploads.idle(),
+        tokio::time::Instant::now() + state.uploads.timeout(),
+    );
     let mut members: Vec<Digest> = Vec::new();
     let mut expected: Option<Digest> = None;
-    while let Some(chunk) = chunks.message().await? {
+    loop {
+        let next = tokio::time::timeout(idle, chunks.message());
+        let chunk = match tokio::time::timeout_at(deadline, next).await {
+            Ok(Ok(Ok(Some(c)))) => c,
+            Ok(Ok(Ok(None))) => break,
+            Ok(Ok(Err(s))) => return Err(s),
+            Ok(Err(_)) => {
+                return Err(AnswerError::Exhausted(format!(
+                    "no message of the upload for {} s; an upload must keep sending (--upload-idle-secs)",
+                    idle.as_secs()
+                ))
+                .into())
+            }
+            Err(_) => {
+                return Err(AnswerError::Exhausted(format!(
+                    "the upload took more than {} s; send the members faster, or fewer (--upload-timeout-secs)",
+                    state.uploads.timeout().as_secs()
+                ))
+                .into())
+            }
+        };
         if !chunk.expected_root.is_empty() {
             expected = Some(fields::digest("expected_root", &chunk.expected_root)?);
         }
+        slot.hold(chunk.members.len() as u64)?;
         for m in chunk.members {
             let d = fields::digest("members", &m)?;
             if let Some(last) = members.last() {
@@ -341,6 +368,10 @@ pub async fn put_manifest(
     }
     still_allowed()?;
     blocking(move || {
+        // Held until stored: the slot's place and memory, and the gate
+        // that keeps unnamed manifests from being removed meanwhile.
+        let slot = slot;
+        let _shared = state.uploads.gate.read().unwrap_or_else(|e| e.into_inner());
         let leaves: Vec<Hash> = members.iter().map(|d| leaf_hash(d)).collect();
         let memory = MemoryHashes::default();
         let hashes = append_leaves(0, &leaves, &memory)
@@ -367,7 +398,23 @@ pub async fn put_manifest(
         let known = StoreView(state.store.as_ref())
             .manifest_members(&m, 0..0)
             .map_err(|e| AnswerError::internal("read manifest", e))?;
-        if known.is_none() {
+        let pending = crate::uploads::admit_pending(
+            state.store.as_ref(),
+            &state.uploads.limits,
+            &root,
+            count,
+            slot.who(),
+            known.is_some(),
+            crate::init::now_nanos(),
+        )?;
+        if known.is_some() {
+            if let Some(w) = pending {
+                state
+                    .store
+                    .index_write(&[w])
+                    .map_err(|e| AnswerError::internal("store manifest", e))?;
+            }
+        } else {
             drop(memory);
             drop(leaves);
             let stored: Vec<(u64, [u8; 32])> = hashes.into_iter().map(|(i, h)| (i, h.0)).collect();
@@ -388,9 +435,11 @@ pub async fn put_manifest(
                     .index_write(&index::manifest_hash_writes(&root, part))
                     .map_err(|e| AnswerError::internal("store manifest", e))?;
             }
+            let mut last = vec![index::manifest_meta_write(&root, count)];
+            last.extend(pending);
             state
                 .store
-                .index_write(&[index::manifest_meta_write(&root, count)])
+                .index_write(&last)
                 .map_err(|e| AnswerError::internal("store manifest", e))?;
         }
         Ok(v1::PutManifestResponse {

@@ -33,6 +33,7 @@ pub mod sequencer;
 pub mod state;
 pub mod tls;
 pub mod ui;
+pub mod uploads;
 pub mod witnessing;
 
 pub use state::LogState;

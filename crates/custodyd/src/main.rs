@@ -213,6 +213,8 @@ struct ServeArgs {
     tls: custodyd::tls::TlsArgs,
     #[command(flatten)]
     witness: custodyd::witnessing::WitnessArgs,
+    #[command(flatten)]
+    uploads: custodyd::uploads::UploadArgs,
 }
 
 impl ServeArgs {
@@ -489,6 +491,7 @@ fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
         answerable,
         access,
         public_tiles: args.public_tiles,
+        uploads: Arc::new(custodyd::uploads::Uploads::new(args.uploads.clone())),
     });
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -524,6 +527,10 @@ async fn run(state: Arc<LogState>, args: ServeArgs, ready: Option<Ready>) -> any
     let (stop_tx, stop_rx) = watch::channel(false);
 
     tokio::spawn(custodyd::state::sample_ingest(state.clone()));
+    tokio::spawn(custodyd::uploads::run_collector(
+        state.clone(),
+        stop_rx.clone(),
+    ));
     let publisher = tokio::spawn(publisher::run(
         state.clone(),
         Duration::from_millis(args.checkpoint_interval_ms),

@@ -332,6 +332,11 @@ impl Sequencer {
             if self.job.is_some() {
                 (batch, again) = self.hold_back(batch);
             }
+            // Admission and commit hold the upload gate shared, so an
+            // unnamed manifest is never removed between the check that
+            // it was uploaded and the commit that names it.
+            let uploads = self.state.uploads.clone();
+            let _shared = uploads.gate.read().unwrap_or_else(|e| e.into_inner());
             if !batch.is_empty() {
                 let start = std::time::Instant::now();
                 let n = batch.len();

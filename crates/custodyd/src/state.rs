@@ -60,6 +60,8 @@ pub struct LogState {
     /// Whether the tile API (checkpoint, hash and entry tiles) is served
     /// without a token (`--public-tiles`).
     pub public_tiles: bool,
+    /// Manifest uploads in progress, and their limits.
+    pub uploads: Arc<crate::uploads::Uploads>,
 }
 
 /// `HASH_CACHE_CAPACITY` bounds [`LogState::hash_cache`]: 262,144 hashes,

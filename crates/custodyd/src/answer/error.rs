@@ -35,6 +35,9 @@ pub enum AnswerError {
     Unavailable(String),
     /// The answer would be too large for one response; narrow it.
     TooLarge(String),
+    /// The caller is over a quota or rate (uploads, requests); the message
+    /// says which and when to retry.
+    Exhausted(String),
     /// Storage failed or a task died. The detail is logged where the error
     /// is made ([`AnswerError::internal`]); callers see only its context.
     Internal(String),
@@ -70,7 +73,8 @@ impl AnswerError {
             | AnswerError::NotFound(m)
             | AnswerError::PastEnd(m)
             | AnswerError::Unavailable(m)
-            | AnswerError::TooLarge(m) => m.clone(),
+            | AnswerError::TooLarge(m)
+            | AnswerError::Exhausted(m) => m.clone(),
             AnswerError::Internal(context) => format!("{context}: {INTERNAL_MESSAGE}"),
         }
     }
@@ -84,6 +88,7 @@ impl AnswerError {
             AnswerError::NotFound(_) | AnswerError::PastEnd(_) => StatusCode::NOT_FOUND,
             AnswerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AnswerError::TooLarge(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AnswerError::Exhausted(_) => StatusCode::TOO_MANY_REQUESTS,
             AnswerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -150,7 +155,9 @@ impl From<AnswerError> for Status {
             AnswerError::NotFound(_) => Status::not_found(message),
             AnswerError::PastEnd(_) => Status::out_of_range(message),
             AnswerError::Unavailable(_) => Status::unavailable(message),
-            AnswerError::TooLarge(_) => Status::resource_exhausted(message),
+            AnswerError::TooLarge(_) | AnswerError::Exhausted(_) => {
+                Status::resource_exhausted(message)
+            }
             AnswerError::Internal(_) => Status::internal(message),
         }
     }
