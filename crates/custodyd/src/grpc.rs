@@ -52,8 +52,7 @@ pub fn status_of(r: Refusal) -> Status {
 /// access list.
 pub fn caller<T>(state: &LogState, request: &Request<T>) -> Result<Caller, Status> {
     state
-        .access
-        .caller(authorization(request).as_deref(), peer(request).as_ref())
+        .admit(authorization(request).as_deref(), peer(request).as_ref())
         .map_err(Status::from)
 }
 
@@ -179,7 +178,7 @@ impl CustodyLog for CustodyLogService {
                         Err(s) => return Err(s),
                     };
                     let (token, peer) = auth.as_ref();
-                    let appended = match state.access.caller(token.as_deref(), peer.as_ref()) {
+                    let appended = match state.admit(token.as_deref(), peer.as_ref()) {
                         Ok(caller) => append_one(state, sequencer, &caller, req).await,
                         Err(e) => Err(Status::from(e)),
                     };
@@ -319,12 +318,7 @@ impl CustodyLog for CustodyLogService {
         let who = caller(&self.state, &request)?;
         who.upload()?;
         // Quotas are per party, or on an open server per address.
-        let who = match who {
-            Caller::Granted { party, .. } => party,
-            Caller::Open => peer(&request)
-                .and_then(|p| p.addr)
-                .map_or_else(|| "unknown address".to_owned(), |a| a.ip().to_string()),
-        };
+        let who = crate::rate::client_of(Some(&who), peer(&request).as_ref());
         // Checked again before the upload is stored: a token revoked
         // while it streamed stores nothing.
         let (state, auth, peer) = (self.state.clone(), authorization(&request), peer(&request));

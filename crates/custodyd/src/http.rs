@@ -52,11 +52,9 @@ fn may_read_tiles(
     entries: bool,
 ) -> Result<(), AnswerError> {
     if state.public_tiles {
-        return Ok(());
+        return state.count(None, peer);
     }
-    let caller = state
-        .access
-        .caller(crate::access::authorization(headers), peer)?;
+    let caller = state.admit(crate::access::authorization(headers), peer)?;
     if entries {
         caller.read_all()
     } else {
@@ -71,11 +69,11 @@ async fn checkpoint(
 ) -> Result<Response, AnswerError> {
     // A checkpoint holds no custody data: any caller the server knows
     // (as GetCheckpoint over gRPC).
-    if !state.public_tiles {
-        state.access.caller(
-            crate::access::authorization(&headers),
-            peer.as_ref().map(|p| &p.0),
-        )?;
+    let peer = peer.as_ref().map(|p| &p.0);
+    if state.public_tiles {
+        state.count(None, peer)?;
+    } else {
+        state.admit(crate::access::authorization(&headers), peer)?;
     }
     Ok((
         [

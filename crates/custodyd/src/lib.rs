@@ -29,6 +29,7 @@ pub mod http;
 pub mod init;
 pub mod publisher;
 pub mod query;
+pub mod rate;
 pub mod sequencer;
 pub mod state;
 pub mod tls;

@@ -215,6 +215,8 @@ struct ServeArgs {
     witness: custodyd::witnessing::WitnessArgs,
     #[command(flatten)]
     uploads: custodyd::uploads::UploadArgs,
+    #[command(flatten)]
+    rates: custodyd::rate::RateArgs,
 }
 
 impl ServeArgs {
@@ -492,6 +494,7 @@ fn serve(args: ServeArgs, ready: Option<Ready>) -> anyhow::Result<()> {
         access,
         public_tiles: args.public_tiles,
         uploads: Arc::new(custodyd::uploads::Uploads::new(args.uploads.clone())),
+        rates: custodyd::rate::Rates::new(&args.rates),
     });
 
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -62,6 +62,8 @@ pub struct LogState {
     pub public_tiles: bool,
     /// Manifest uploads in progress, and their limits.
     pub uploads: Arc<crate::uploads::Uploads>,
+    /// Per-client request rates (`--rate-per-client`), if limited.
+    pub rates: Option<crate::rate::Rates>,
 }
 
 /// `HASH_CACHE_CAPACITY` bounds [`LogState::hash_cache`]: 262,144 hashes,
@@ -71,6 +73,41 @@ pub struct LogState {
 pub const HASH_CACHE_CAPACITY: usize = 1 << 18;
 
 impl LogState {
+    /// `admit` is who makes a request ([`crate::access::Access::caller`])
+    /// once it has counted against that client's rate: the one check
+    /// every gRPC request, streamed append and HTTP request passes.
+    ///
+    /// # Errors
+    ///
+    /// As `Access::caller`, and [`crate::answer::AnswerError::Exhausted`]
+    /// over the client's rate.
+    pub fn admit(
+        &self,
+        authorization: Option<&[u8]>,
+        peer: Option<&crate::tls::Peer>,
+    ) -> Result<crate::access::Caller, crate::answer::AnswerError> {
+        let caller = self.access.caller(authorization, peer)?;
+        self.count(Some(&caller), peer)?;
+        Ok(caller)
+    }
+
+    /// `count` counts a request against its client's rate, for requests
+    /// that need no credentials (public tiles).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::answer::AnswerError::Exhausted`] over the client's rate.
+    pub fn count(
+        &self,
+        caller: Option<&crate::access::Caller>,
+        peer: Option<&crate::tls::Peer>,
+    ) -> Result<(), crate::answer::AnswerError> {
+        match &self.rates {
+            Some(r) => r.take(&crate::rate::client_of(caller, peer)),
+            None => Ok(()),
+        }
+    }
+
     /// `latest` is the latest published checkpoint.
     pub fn latest(&self) -> Arc<PublishedCheckpoint> {
         self.checkpoint.borrow().clone()

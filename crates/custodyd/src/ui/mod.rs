@@ -79,8 +79,7 @@ pub(crate) async fn require_auditor(
     next: Next,
 ) -> Response {
     let allowed = state
-        .access
-        .caller(
+        .admit(
             crate::access::authorization(request.headers()),
             request.extensions().get::<crate::tls::Peer>(),
         )
