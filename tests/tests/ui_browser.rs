@@ -131,7 +131,8 @@ fn every_page_shows_the_demos_ground_truth_in_a_browser() {
     let net = systems["subco-corp-net"].as_array().unwrap();
     let ui = format!("{}/ui", demo.http);
 
-    // Status: the checkpoint's tree size, the origin, and no witnesses.
+    // Status: the checkpoint's tree size, the origin, and the demo's
+    // witness's cosignature.
     let (_, note) = get(&format!("{}/checkpoint", demo.http));
     let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
     let status = dom(&format!("{ui}/"));
@@ -139,9 +140,11 @@ fn every_page_shows_the_demos_ground_truth_in_a_browser() {
     assert!(status.contains(&note.lines().take(3).collect::<Vec<_>>().join("\n")));
     assert!(status.contains("demo.custody-ledger.example/border-poe"));
     assert!(
-        status.contains("id=\"no-witnesses\""),
-        "witnesses said plainly"
+        !status.contains("id=\"no-witnesses\"")
+            && status.contains("witness.demo.custody-ledger.example"),
+        "the demo's witness cosigns its checkpoints: {status}"
     );
+    assert!(status.contains("id=\"cosignatures\">1<"), "one cosignature");
     assert!(status.contains("href=\"/checkpoint\""));
     assert!(
         status.contains("href=\"/ui/findings\""),

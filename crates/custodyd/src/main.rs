@@ -336,9 +336,22 @@ fn demo(
         }
         _ => None,
     };
+    // Its own witness, unless told which to use.
+    let witness = if args.witness.witnesses.is_empty() {
+        let (flag, vkey) = custodyd::demo::start_witness(&data)?;
+        args.witness.witnesses.push(flag);
+        Some(vkey)
+    } else {
+        None
+    };
     let ready: Ready = Box::new(move |grpc, http| {
         Box::pin(async move {
-            let at = custodyd::demo::Reach { grpc, http, ca };
+            let at = custodyd::demo::Reach {
+                grpc,
+                http,
+                ca,
+                witness,
+            };
             match scenario {
                 Some(s) => custodyd::demo::seed(at, data, s, ground_truth).await,
                 None => custodyd::demo::reprint(at, data, ground_truth).await,

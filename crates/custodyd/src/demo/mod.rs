@@ -98,6 +98,69 @@ fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `WITNESS_NAME` is the name of the demo's own witness.
+pub const WITNESS_NAME: &str = "witness.demo.custody-ledger.example";
+
+/// `start_witness` runs the demo's own C2SP witness for the log in
+/// `data` on a loopback port, on a thread of its own, with its key and
+/// state kept in `DATA/witness`; it returns the `--witness` value that
+/// points custodyd at it, and the path of its verifier key. A real
+/// deployment's witnesses are run by others; this one shows the
+/// mechanism: checkpoints carry its cosignature, and `custody monitor
+/// --witness-key` checks it.
+///
+/// # Errors
+///
+/// On I/O failure or a damaged key file.
+pub fn start_witness(data: &Path) -> anyhow::Result<(String, PathBuf)> {
+    use custody_log::{CosignatureSigner, LogVerifier};
+    let dir = data.join("witness");
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let (key, vkey) = (dir.join("witness.key"), dir.join("witness.vkey"));
+    let signer = if key.exists() {
+        let text = std::fs::read_to_string(&key)?;
+        CosignatureSigner::from_key_string(text.trim())
+            .map_err(|e| anyhow!("{}: {e}", key.display()))?
+    } else {
+        let (signer, secret) = CosignatureSigner::generate(WITNESS_NAME, &mut rand_core::OsRng)
+            .map_err(|e| anyhow!("witness key: {e}"))?;
+        write_secret(&key, &secret)?;
+        std::fs::write(&vkey, format!("{}\n", signer.verifier_key()))?;
+        signer
+    };
+    let flag_key = signer.verifier_key().to_owned();
+    let log = std::fs::read_to_string(data.join("log.vkey")).context("read log.vkey")?;
+    let log = LogVerifier::new(log.trim()).map_err(|e| anyhow!("log.vkey: {e}"))?;
+    let state = custody_witness::WitnessState::open(dir.join("state"), [log])
+        .map_err(|e| anyhow!("witness state: {e}"))?;
+    let witness = std::sync::Arc::new(custody_witness::Witness::new(signer, state));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("bind the demo witness")?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("demo-witness".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "demo witness: no runtime");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let served = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => axum::serve(l, custody_witness::router(witness)).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "demo witness stopped");
+                }
+            });
+        })
+        .context("start the demo witness")?;
+    Ok((format!("http://{addr} {flag_key}"), vkey))
+}
+
 /// `Reach` is where the demo's server listens, and the CA its
 /// certificate chains to when it serves TLS.
 #[derive(Debug, Clone)]
@@ -108,6 +171,8 @@ pub struct Reach {
     pub http: SocketAddr,
     /// The local CA's certificate, when the server serves TLS.
     pub ca: Option<PathBuf>,
+    /// The verifier key of the demo's witness, when it runs one.
+    pub witness: Option<PathBuf>,
 }
 
 impl Reach {
@@ -423,6 +488,12 @@ async fn summary(ch: Channel, at: &Reach, data: &Path, marker: &Marker) -> anyho
             ca.display()
         );
     }
+    if let Some(w) = &at.witness {
+        out += &format!(
+            "\nCheckpoints are published only once cosigned by the demo's witness, {WITNESS_NAME} (its key: {}).\n",
+            w.display()
+        );
+    }
     out += "\nInspect further (every answer is proven against a signed checkpoint):\n";
     out += &format!(
         "  web view (read-only): {http}/ui/breach-scope?system={}&from={}&to={}\n",
@@ -455,9 +526,13 @@ async fn summary(ch: Channel, at: &Reach, data: &Path, marker: &Marker) -> anyho
         vkey.display()
     );
     out += &format!(
-        "  custody monitor --url {http}{} --log-key {} --state {} --once\n",
+        "  custody monitor --url {http}{} --log-key {}{} --state {} --once\n",
         at.ca_flag(),
         vkey.display(),
+        at.witness
+            .as_ref()
+            .map(|w| format!(" --witness-key {}", w.display()))
+            .unwrap_or_default(),
         data.join("monitor.state").display()
     );
     println!("{out}");
