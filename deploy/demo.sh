@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts Custody Ledger on its embedded RocksDB, seeded with the border-
-# crossing scenario (`custodyd demo`), prints the subcontractor network's
+# crossing scenario (`custody-demo`), prints the subcontractor network's
 # breach scope and how to inspect it, and keeps serving until Ctrl-C.
 # Installs missing system packages and builds first.
 #
@@ -21,5 +21,5 @@ SEED="${SEED:-2019}"
 
 echo "the custody CLI is $BIN/custody" >&2
 export PATH="$BIN:$PATH"
-exec "$BIN/custodyd" demo --data "$DATA" --grpc-addr "$GRPC" --http-addr "$HTTP" \
+exec "$BIN/custody-demo" --data "$DATA" --grpc-addr "$GRPC" --http-addr "$HTTP" \
   --seed "$SEED"

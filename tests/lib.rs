@@ -41,7 +41,17 @@ pub fn custody(args: &[&str]) -> Output {
         .expect("run custody")
 }
 
-/// `free_port` is a loopback port that was free a moment ago.
+/// `listening` reads the addresses out of the line `custodyd serve` and
+/// `custody-demo` print once they listen: `... listening grpc=A http=B`.
+pub fn listening(out: &str) -> Option<(String, String)> {
+    let line = out.lines().find(|l| l.contains(" listening grpc="))?;
+    let grpc = line.split("grpc=").nth(1)?.split_whitespace().next()?;
+    let http = line.split("http=").nth(1)?.split_whitespace().next()?;
+    Some((grpc.to_owned(), http.to_owned()))
+}
+
+/// `free_port` is a loopback port that was free a moment ago (for the
+/// processes that cannot be told port 0, such as a witness).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -120,28 +130,29 @@ impl Log {
         self.start_with(&[]);
     }
 
-    /// `start_with` starts the server with extra flags.
+    /// `start_with` starts the server with extra flags, on ports the
+    /// system picks (it prints where it listens).
     pub fn start_with(&mut self, extra: &[&str]) {
-        let (g, h) = (free_port(), free_port());
         let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
+        let out_path = self.dir.path().join("server.out");
+        let out = std::fs::File::create(&out_path).unwrap();
         let child = Command::new(bin("custodyd"))
             .args(["serve", "--data", self.data.to_str().unwrap()])
-            .args(["--grpc-addr", &format!("127.0.0.1:{g}")])
-            .args(["--http-addr", &format!("127.0.0.1:{h}")])
+            .args(["--grpc-addr", "127.0.0.1:0"])
+            .args(["--http-addr", "127.0.0.1:0"])
             .args(["--checkpoint-interval-ms", "50"])
             .args(extra)
-            .stdout(Stdio::null())
+            .stdout(out)
             .stderr(log)
             .spawn()
             .expect("spawn custodyd");
         self.child = Some(child);
-        self.grpc = format!("http://127.0.0.1:{g}");
-        self.http = format!("http://127.0.0.1:{h}");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let up = std::net::TcpStream::connect(("127.0.0.1", g)).is_ok()
-                && std::net::TcpStream::connect(("127.0.0.1", h)).is_ok();
-            if up {
+            if let Some((g, h)) = listening(&std::fs::read_to_string(&out_path).unwrap_or_default())
+            {
+                self.grpc = format!("http://{g}");
+                self.http = format!("http://{h}");
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
@@ -152,7 +163,7 @@ impl Log {
                 "custodyd did not start: {}",
                 self.server_log()
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -431,7 +442,7 @@ pub fn key_added(party: &str, key: &SigningKey, from: i64, to: i64) -> v1::event
     })
 }
 
-/// `Demo` is a running `custodyd demo` that has finished seeding.
+/// `Demo` is a running `custody-demo` that has finished seeding.
 pub struct Demo {
     /// Keeps the temp directory alive.
     pub dir: tempfile::TempDir,
@@ -469,38 +480,43 @@ impl Demo {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let truth_file = dir.path().join("truth.json");
-        let (g, h) = (free_port(), free_port());
         let stdout = dir.path().join("demo.out");
-        let child = Command::new(bin("custodyd"))
-            .args(["demo", "--data", data.to_str().unwrap()])
-            .args(["--grpc-addr", &format!("127.0.0.1:{g}")])
-            .args(["--http-addr", &format!("127.0.0.1:{h}")])
+        let child = Command::new(bin("custody-demo"))
+            .args(["--data", data.to_str().unwrap()])
+            .args(["--grpc-addr", "127.0.0.1:0"])
+            .args(["--http-addr", "127.0.0.1:0"])
             .args(["--seed", &seed.to_string()])
             .args(["--ground-truth", truth_file.to_str().unwrap()])
             .args(if tls { &[][..] } else { &["--plaintext"][..] })
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(dir.path().join("demo.err")).unwrap())
             .spawn()
-            .expect("spawn custodyd demo");
+            .expect("spawn custody-demo");
         let scheme = if tls { "https" } else { "http" };
         let mut demo = Self {
             dir,
             child,
-            grpc: format!("{scheme}://127.0.0.1:{g}"),
-            http: format!("{scheme}://127.0.0.1:{h}"),
+            grpc: String::new(),
+            http: String::new(),
             truth: serde_json::Value::Null,
             ca: tls.then(|| data.join("tls").join("ca.pem")),
             data,
             stdout,
         };
         let deadline = Instant::now() + Duration::from_secs(300);
-        // The summary is printed last, after the ground truth is written.
-        while !std::fs::read_to_string(&demo.stdout)
-            .unwrap_or_default()
-            .contains("Inspect further")
-        {
+        // Where it listens comes first; the summary is printed last, after
+        // the ground truth is written.
+        loop {
+            let out = std::fs::read_to_string(&demo.stdout).unwrap_or_default();
+            if let (true, Some((g, h))) = (demo.grpc.is_empty(), listening(&out)) {
+                demo.grpc = format!("{scheme}://{g}");
+                demo.http = format!("{scheme}://{h}");
+            }
+            if out.contains("Inspect further") {
+                break;
+            }
             if let Ok(Some(status)) = demo.child.try_wait() {
-                panic!("custodyd demo exited with {status}: {}", demo.log());
+                panic!("custody-demo exited with {status}: {}", demo.log());
             }
             assert!(
                 Instant::now() < deadline,

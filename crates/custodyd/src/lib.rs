@@ -18,8 +18,8 @@
 
 pub mod access;
 pub mod answer;
+pub mod config;
 pub mod conn;
-pub mod demo;
 pub mod export;
 pub mod export_http;
 pub mod findings;
@@ -31,6 +31,7 @@ pub mod publisher;
 pub mod query;
 pub mod rate;
 pub mod sequencer;
+pub mod server;
 pub mod state;
 pub mod tls;
 pub mod ui;

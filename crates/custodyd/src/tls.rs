@@ -33,7 +33,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::conn::Guarded;
 
-/// `TlsArgs` are the TLS flags of `custodyd serve` and `custodyd demo`.
+/// `TlsArgs` are the TLS flags of `custodyd serve` and `custody-demo`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct TlsArgs {
     /// Serve gRPC and HTTP over TLS with this certificate chain (PEM,

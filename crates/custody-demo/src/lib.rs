@@ -1,4 +1,4 @@
-//! `custodyd demo`: seed the border-crossing scenario into a running
+//! `custody-demo`: seed the border-crossing scenario into a running
 //! server, over its own gRPC API, and tell an auditor where to start.
 //!
 //! The data directory remembers that it was seeded (`demo.json`); a second
@@ -61,12 +61,12 @@ pub fn prepare(data: &Path, seed: u64) -> anyhow::Result<Option<Scenario>> {
     // minutes past the hour, and the log refuses events dated in its
     // future (custody_domain::MAX_CLOCK_SKEW).
     let hour = 3_600_000_000_000;
-    let scenario = Scenario::generate(seed, crate::init::now_nanos() - hour);
+    let scenario = Scenario::generate(seed, custodyd::init::now_nanos() - hour);
     let owner = scenario
         .keys
         .get(ids::AGENCY)
         .ok_or_else(|| anyhow!("bug: scenario has no data owner key"))?;
-    let paths = crate::init::Paths::new(data);
+    let paths = custodyd::init::Paths::new(data);
     if !paths.key.exists() {
         std::fs::create_dir_all(data).with_context(|| format!("create {}", data.display()))?;
         let public = data.join("owner.pub");
@@ -75,10 +75,10 @@ pub fn prepare(data: &Path, seed: u64) -> anyhow::Result<Option<Scenario>> {
             keyfile::format_public(&owner.verifying_key()) + "\n",
         )?;
         write_secret(&data.join("owner.key"), &keyfile::format_secret(owner))?;
-        crate::init::run(data, ORIGIN, &public, ids::AGENCY)?;
+        custodyd::init::run(data, ORIGIN, &public, ids::AGENCY)?;
     } else {
         bail!(
-            "{} holds a log the demo did not seed; give `custodyd demo` an empty or new directory",
+            "{} holds a log the demo did not seed; give `custody-demo` an empty or new directory",
             data.display()
         );
     }
@@ -140,7 +140,10 @@ pub fn start_witness(data: &Path) -> anyhow::Result<(String, PathBuf)> {
     std::thread::Builder::new()
         .name("demo-witness".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     tracing::error!(error = %e, "demo witness: no runtime");
