@@ -140,7 +140,11 @@ impl Log {
             .args(["serve", "--data", self.data.to_str().unwrap()])
             .args(["--grpc-addr", "127.0.0.1:0"])
             .args(["--http-addr", "127.0.0.1:0"])
-            .args(["--checkpoint-interval-ms", "50"])
+            .args(if extra.contains(&"--checkpoint-interval-ms") {
+                &[][..]
+            } else {
+                &["--checkpoint-interval-ms", "50"][..]
+            })
             .args(extra)
             .stdout(out)
             .stderr(log)

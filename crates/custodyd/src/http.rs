@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{header, HeaderMap, Uri};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -34,11 +34,30 @@ pub fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T, AnswerError> {
 /// `router` serves the tile API from `state`.
 pub fn router(state: Arc<LogState>) -> Router {
     Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/checkpoint", get(checkpoint))
         .route("/tile/{*path}", get(tile))
         .merge(crate::ui::router(state.clone()))
         .merge(crate::export_http::router(state.clone()))
         .with_state(state)
+}
+
+/// `healthz` answers 200 while the process serves HTTP at all: for a
+/// liveness probe. It needs no credentials and says nothing of the log.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `readyz` answers 200 while the server takes requests, and 503 before
+/// it does and once it is shutting down: for a readiness probe. It needs
+/// no credentials and says nothing of the log.
+async fn readyz(State(state): State<Arc<LogState>>) -> Response {
+    if *state.ready.borrow() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
 }
 
 /// `may_read_tiles` checks the caller of a tile request: on a server with

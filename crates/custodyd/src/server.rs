@@ -23,6 +23,9 @@ use crate::state::{
 };
 use crate::{grpc, grpc_query, http, publisher, sequencer};
 
+/// How long a stopping server waits for open requests and streams.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+
 /// `Listeners` are a server's two bound sockets.
 pub struct Listeners {
     /// gRPC.
@@ -190,6 +193,7 @@ impl Server {
             public_tiles: args.public_tiles,
             uploads: Arc::new(crate::uploads::Uploads::new(args.uploads.clone())),
             rates: crate::rate::Rates::new(&args.rates),
+            ready: watch::channel(false).0,
         });
         Ok(Self {
             state,
@@ -233,15 +237,18 @@ impl Server {
             },
             args.fault_clock_offset_secs.saturating_mul(1_000_000_000),
         )?;
+        // Two stops: intake (both listeners) first, then the background
+        // tasks, once every request in flight has been answered.
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (background_stop, background_rx) = watch::channel(false);
 
         let ingest = tokio::spawn(crate::state::sample_ingest(state.clone()));
-        let collector = crate::uploads::run_collector(state.clone(), stop_rx.clone());
+        let collector = crate::uploads::run_collector(state.clone(), background_rx.clone());
         let publisher = publisher::run(
             state.clone(),
             Duration::from_millis(args.checkpoint_interval_ms),
-            witnesses,
-            stop_rx.clone(),
+            witnesses.clone(),
+            background_rx.clone(),
         );
 
         // Health: every service served below, by its full name.
@@ -319,40 +326,82 @@ impl Server {
             stop_rx.clone(),
             Duration::from_secs(10),
         );
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(async move { grpc.await.context("gRPC server") });
-        tasks.spawn(async move { http.await.context("HTTP server") });
-        tasks.spawn(async move {
+        let mut serving = tokio::task::JoinSet::new();
+        serving.spawn(async move { grpc.await.context("gRPC server") });
+        serving.spawn(async move { http.await.context("HTTP server") });
+        let mut background = tokio::task::JoinSet::new();
+        background.spawn(async move {
             publisher.await;
             Ok(())
         });
-        tasks.spawn(async move {
+        background.spawn(async move {
             collector.await;
             Ok(())
         });
+        state.ready.send_replace(true);
 
         // Until told to stop, or until a task ends by itself: a failure.
         tokio::pin!(shutdown);
+        let early = |ended: Result<anyhow::Result<()>, tokio::task::JoinError>| match ended {
+            Ok(Ok(())) => anyhow::anyhow!("a server task stopped by itself"),
+            Ok(Err(e)) => e,
+            Err(e) => anyhow::anyhow!("a server task failed: {e}"),
+        };
         let mut failed: Option<anyhow::Error> = tokio::select! {
             _ = &mut shutdown => None,
-            Some(ended) = tasks.join_next() => Some(match ended {
-                Ok(Ok(())) => anyhow::anyhow!("a server task stopped by itself"),
-                Ok(Err(e)) => e,
-                Err(e) => anyhow::anyhow!("a server task failed: {e}"),
-            }),
+            Some(ended) = serving.join_next() => Some(early(ended)),
+            Some(ended) = background.join_next() => Some(early(ended)),
         };
-        tracing::info!("shutting down");
+        // Graceful: stop intake and let open requests and streams finish
+        // (every append acknowledged is durable, since acknowledgement
+        // follows the commit); then stop the background tasks; then
+        // publish a last checkpoint of everything durable.
+        tracing::info!("shutting down: no new requests; finishing those in flight");
+        state.ready.send_replace(false);
         let _ = stop_tx.send(true);
-        while let Some(ended) = tasks.join_next().await {
-            let e = match ended {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => e,
-                Err(e) => anyhow::anyhow!("a server task failed: {e}"),
-            };
-            tracing::error!(error = %format!("{e:#}"), "while shutting down");
-            failed.get_or_insert(e);
+        // Streams that never end are cut after the drain period.
+        let drained = tokio::time::timeout(SHUTDOWN_DRAIN, async {
+            while let Some(ended) = serving.join_next().await {
+                if let Ok(Err(e)) = ended {
+                    tracing::error!(error = %format!("{e:#}"), "while shutting down");
+                    failed.get_or_insert(e);
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                secs = SHUTDOWN_DRAIN.as_secs(),
+                "requests still open after the drain period are cut"
+            );
+            serving.abort_all();
+        }
+        for set in [&mut serving, &mut background] {
+            while let Some(ended) = set.join_next().await {
+                let e = match ended {
+                    Ok(Ok(())) => continue,
+                    Err(e) if e.is_cancelled() => continue,
+                    Ok(Err(e)) => e,
+                    Err(e) => anyhow::anyhow!("a server task failed: {e}"),
+                };
+                tracing::error!(error = %format!("{e:#}"), "while shutting down");
+                failed.get_or_insert(e);
+            }
+            let _ = background_stop.send(true);
         }
         ingest.abort();
+        let durable = *state.durable.borrow();
+        if durable > state.latest().size {
+            match publisher::publish(&state, witnesses.as_deref(), durable).await {
+                Ok(cp) => tracing::info!(size = cp.size, "published a last checkpoint"),
+                Err(e) => tracing::error!(
+                    error = %format!("{e:#}"),
+                    size = durable,
+                    "no last checkpoint; the next start signs one"
+                ),
+            }
+        }
+        tracing::info!(size = state.latest().size, "stopped");
         match failed {
             Some(e) => Err(e),
             None => Ok(()),

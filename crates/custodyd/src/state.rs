@@ -64,6 +64,9 @@ pub struct LogState {
     pub uploads: Arc<crate::uploads::Uploads>,
     /// Per-client request rates (`--rate-per-client`), if limited.
     pub rates: Option<crate::rate::Rates>,
+    /// Whether the server takes requests: true once both listeners
+    /// serve, false again once it is shutting down (`/readyz`).
+    pub ready: watch::Sender<bool>,
 }
 
 /// `HASH_CACHE_CAPACITY` bounds [`LogState::hash_cache`]: 262,144 hashes,
