@@ -356,6 +356,37 @@ impl RocksStore {
 }
 
 impl LogStore for RocksStore {
+    fn engine_stats(&self) -> Vec<(&'static str, u64)> {
+        // Summed over every column family.
+        const PROPERTIES: [(&str, &str); 6] = [
+            ("sst_files_bytes", "rocksdb.total-sst-files-size"),
+            ("live_data_bytes", "rocksdb.estimate-live-data-size"),
+            ("memtable_bytes", "rocksdb.cur-size-all-mem-tables"),
+            ("table_readers_bytes", "rocksdb.estimate-table-readers-mem"),
+            (
+                "pending_compaction_bytes",
+                "rocksdb.estimate-pending-compaction-bytes",
+            ),
+            ("running_compactions", "rocksdb.num-running-compactions"),
+        ];
+        let names: Vec<&str> = ALL_CFS
+            .iter()
+            .copied()
+            .chain(IndexCf::ALL.iter().map(|c| c.name()))
+            .collect();
+        PROPERTIES
+            .iter()
+            .map(|(metric, property)| {
+                let total = names
+                    .iter()
+                    .filter_map(|n| self.db.cf_handle(n))
+                    .filter_map(|cf| self.db.property_int_value_cf(cf, *property).ok().flatten())
+                    .sum::<u64>();
+                (*metric, total)
+            })
+            .collect()
+    }
+
     fn tree_size(&self) -> Result<u64, StoreError> {
         Ok(self.get_u64(CF_META, META_TREE_SIZE)?.unwrap_or(0))
     }

@@ -232,6 +232,13 @@ pub trait LogStore: IndexRead + Send + Sync + 'static {
     /// [`StoreError`] on engine failure, with nothing written.
     fn index_write(&self, writes: &[KvWrite]) -> Result<(), StoreError>;
 
+    /// `engine_stats` is what the storage engine says of itself, as
+    /// (name, value) pairs for metrics: sizes on disk and in memory,
+    /// compactions running. A backend with nothing to say says nothing.
+    fn engine_stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
     /// `put_checkpoint` durably stores the signed checkpoint of `size`.
     ///
     /// # Errors

@@ -93,17 +93,28 @@ async fn append_one(
     caller: &Caller,
     req: v1::AppendRequest,
 ) -> Result<v1::AppendResponse, Status> {
-    let Some(event) = req.event else {
-        return Err(status_of(Refusal::invalid("event", "missing signed event")));
+    // Every refusal is counted, by code and the field at fault.
+    let refuse = |r: Refusal| {
+        let field = r.field;
+        let status = status_of(r);
+        state.metrics.refused(status.code(), field);
+        status
     };
-    let envelope = envelope_from_proto(event).map_err(status_of)?;
+    let Some(event) = req.event else {
+        return Err(refuse(Refusal::invalid("event", "missing signed event")));
+    };
+    let envelope = envelope_from_proto(event).map_err(refuse)?;
     // A reporter reports only its own party's events. (An open server
     // skips the second decode.)
     if *caller != Caller::Open {
-        let event = custody_proto::decode_event(&envelope.body).map_err(status_of)?;
-        caller.report_as(&event.reporter)?;
+        let event = custody_proto::decode_event(&envelope.body).map_err(refuse)?;
+        caller.report_as(&event.reporter).map_err(|e| {
+            let status = Status::from(e);
+            state.metrics.refused(status.code(), Some("reporter"));
+            status
+        })?;
     }
-    let appended = sequencer.submit(envelope).await.map_err(status_of)?;
+    let appended = sequencer.submit(envelope).await.map_err(refuse)?;
     let mut resp = v1::AppendResponse {
         index: appended.index,
         duplicate: appended.duplicate,
@@ -141,7 +152,9 @@ impl CustodyLog for CustodyLogService {
         &self,
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
-        let caller = caller(&self.state, &request)?;
+        let caller = caller(&self.state, &request).inspect_err(|s| {
+            self.state.metrics.refused(s.code(), None);
+        })?;
         append_one(
             self.state.clone(),
             self.sequencer.clone(),
@@ -180,7 +193,11 @@ impl CustodyLog for CustodyLogService {
                     let (token, peer) = auth.as_ref();
                     let appended = match state.admit(token.as_deref(), peer.as_ref()) {
                         Ok(caller) => append_one(state, sequencer, &caller, req).await,
-                        Err(e) => Err(Status::from(e)),
+                        Err(e) => {
+                            let status = Status::from(e);
+                            state.metrics.refused(status.code(), None);
+                            Err(status)
+                        }
                     };
                     Ok(match appended {
                         Ok(r) => r,

@@ -36,6 +36,7 @@ pub fn router(state: Arc<LogState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/checkpoint", get(checkpoint))
         .route("/tile/{*path}", get(tile))
         .merge(crate::ui::router(state.clone()))
@@ -58,6 +59,31 @@ async fn readyz(State(state): State<Arc<LogState>>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     }
+}
+
+/// `metrics` renders the server's metrics in the OpenMetrics text format.
+/// They hold no custody data, so they need no credentials.
+async fn metrics(
+    State(state): State<Arc<LogState>>,
+    headers: HeaderMap,
+) -> Result<Response, AnswerError> {
+    // Prometheus asks for OpenMetrics; anything else gets the classic
+    // text format.
+    let open_metrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let st = state.clone();
+    let text = tokio::task::spawn_blocking(move || st.metrics.encode(&st, open_metrics))
+        .await
+        .map_err(|e| AnswerError::internal("metrics", e))?
+        .map_err(|e| AnswerError::internal("metrics", e))?;
+    let content_type = if open_metrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
 /// `may_read_tiles` checks the caller of a tile request: on a server with

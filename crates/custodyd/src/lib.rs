@@ -27,6 +27,7 @@ pub mod grpc;
 pub mod grpc_query;
 pub mod http;
 pub mod init;
+pub mod metrics;
 pub mod publisher;
 pub mod query;
 pub mod rate;

@@ -42,7 +42,7 @@ enum Command {
         owner_id: String,
     },
     /// Serve the log over gRPC and HTTP.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Manage the access list: bearer tokens bound to a party and a role
     /// (DESIGN §8). A server re-reads it when it changes.
     #[command(subcommand)]
@@ -141,7 +141,7 @@ fn main() -> ExitCode {
         } => custodyd::init::run(&data, &origin, &owner_key, &owner_id).map(|vkey| {
             println!("{vkey}");
         }),
-        Command::Serve(config) => serve(config),
+        Command::Serve(config) => serve(*config),
         Command::Access(cmd) => access(cmd),
         Command::Compact { data } => compact(&data),
         Command::Tls(TlsCommand::Issue {

@@ -53,6 +53,7 @@ fn store(
     note: Vec<u8>,
 ) -> anyhow::Result<Arc<PublishedCheckpoint>> {
     state.store.put_checkpoint(size, &note)?;
+    state.metrics.published();
     let cp = Arc::new(PublishedCheckpoint { size, root, note });
     if size <= *state.indexed.borrow() {
         state.answerable.send_replace(cp.clone());

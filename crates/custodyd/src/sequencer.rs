@@ -74,6 +74,14 @@ pub struct SequencerHandle {
 }
 
 impl SequencerHandle {
+    /// `depth` is what waits for the sequencer: submissions, and bytes.
+    pub fn depth(&self) -> (usize, usize) {
+        (
+            self.tx.max_capacity().saturating_sub(self.tx.capacity()),
+            self.budget.saturating_sub(self.bytes.available_permits()),
+        )
+    }
+
     /// `submit` queues an envelope and waits for its verdict.
     ///
     /// # Errors
@@ -507,10 +515,13 @@ impl Sequencer {
             let result = grow_tree(&mut commit, &self.state.hashes())
                 .map_err(anyhow::Error::from)
                 .and_then(|()| {
-                    self.state
-                        .store
-                        .commit(&commit)
-                        .map_err(anyhow::Error::from)
+                    let started = std::time::Instant::now();
+                    self.state.store.commit(&commit)?;
+                    let m = &self.state.metrics;
+                    m.commit_seconds.observe(started.elapsed().as_secs_f64());
+                    m.batch_entries.observe(commit.entries.len() as f64);
+                    m.appended.inc_by(commit.entries.len() as u64);
+                    Ok(())
                 });
             if let Err(e) = result {
                 tracing::error!(error = %e, "commit failed; refusing the batch");
@@ -620,6 +631,9 @@ impl Sequencer {
             let result = grow_tree(&mut commit, &self.state.hashes())
                 .map_err(anyhow::Error::from)
                 .and_then(|()| store.commit(&commit).map_err(anyhow::Error::from));
+            if result.is_ok() {
+                self.state.metrics.appended.inc();
+            }
             if let Err(e) = result {
                 tracing::error!(error = %e, "commit failed; refusing the bulk event");
                 return Some(Err(Refusal::exhausted(

@@ -194,6 +194,7 @@ impl Server {
             uploads: Arc::new(crate::uploads::Uploads::new(args.uploads.clone())),
             rates: crate::rate::Rates::new(&args.rates),
             ready: watch::channel(false).0,
+            metrics: crate::metrics::Metrics::new(),
         });
         Ok(Self {
             state,
@@ -276,7 +277,7 @@ impl Server {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
         let service = custody_proto::v1::custody_log_server::CustodyLogServer::new(
-            grpc::CustodyLogService::new(state.clone(), sequencer),
+            grpc::CustodyLogService::new(state.clone(), sequencer.clone()),
         )
         .max_decoding_message_size(256 * 1024);
         let findings = crate::findings::Findings::new(state.clone());
@@ -300,6 +301,13 @@ impl Server {
 
         let grpc_listener = crate::conn::GatedListener::new(grpc_listener, args.limits(), "grpc");
         let http_listener = crate::conn::GatedListener::new(http_listener, args.limits(), "http");
+        state.metrics.watch(
+            sequencer,
+            vec![
+                ("grpc", grpc_listener.gate().clone()),
+                ("http", http_listener.gate().clone()),
+            ],
+        );
         let mut grpc_stop = stop_rx.clone();
         // Keepalive pings keep a live client's idle channel open (they count
         // as traffic for the idle timeout) and close one whose peer is gone.

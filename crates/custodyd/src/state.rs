@@ -64,6 +64,8 @@ pub struct LogState {
     pub uploads: Arc<crate::uploads::Uploads>,
     /// Per-client request rates (`--rate-per-client`), if limited.
     pub rates: Option<crate::rate::Rates>,
+    /// Metrics, for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
     /// Whether the server takes requests: true once both listeners
     /// serve, false again once it is shutting down (`/readyz`).
     pub ready: watch::Sender<bool>,

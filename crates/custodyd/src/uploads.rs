@@ -134,6 +134,11 @@ impl Uploads {
         }
     }
 
+    /// `in_progress` is how many uploads are in progress.
+    pub fn in_progress(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
     /// `idle` is how long an upload may wait between messages.
     pub fn idle(&self) -> Duration {
         Duration::from_secs(self.limits.upload_idle_secs)

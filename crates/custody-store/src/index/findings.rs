@@ -250,6 +250,11 @@ impl RaisedCounts {
         }
     }
 
+    /// `by_rule` is each rule's count, by the rule's name.
+    pub fn by_rule(&self) -> Vec<(&'static str, u64)> {
+        Rule::ALL.iter().map(|r| (r.name(), self.get(*r))).collect()
+    }
+
     /// `total` is the number of findings counted, of every rule.
     pub fn total(&self) -> u64 {
         self.0.iter().sum()
