@@ -11,6 +11,9 @@ bash deploy/install-deps.sh --test
 # reuse them. A fresh machine simply builds from scratch.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/custody-ledger/target}"
 export CARGO_TERM_COLOR=never
+# A clean clone builds at a new path each time: incremental caches of it
+# would only pile up in the shared target directory.
+export CARGO_INCREMENTAL=0
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

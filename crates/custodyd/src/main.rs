@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use custody_store_rocks::RocksStore;
-use custodyd::config::Config;
+use custodyd::config::{self, Config};
 use custodyd::init::Paths;
 use custodyd::server::{shutdown_signal, Listeners, Server};
 
@@ -57,6 +57,23 @@ enum Command {
     /// Certificates for TLS, for a trial without a CA of one's own.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Settings files: check one, or show the settings `serve` would use.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a TOML settings file: every key a setting, every value of
+    /// its kind, and the files and keys it names readable. Exits non-zero
+    /// with the key at fault.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print the settings `custodyd serve` would run with, given the same
+    /// --config file, environment and flags, as TOML, secrets redacted.
+    Show(Box<Config>),
 }
 
 #[derive(Subcommand)]
@@ -131,7 +148,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("custodyd: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Init {
             data,
@@ -142,6 +165,10 @@ fn main() -> ExitCode {
             println!("{vkey}");
         }),
         Command::Serve(config) => serve(*config),
+        Command::Config(ConfigCommand::Check { file }) => check_config(&file),
+        Command::Config(ConfigCommand::Show(config)) => {
+            config::show(&config).map(|t| print!("{t}"))
+        }
         Command::Access(cmd) => access(cmd),
         Command::Compact { data } => compact(&data),
         Command::Tls(TlsCommand::Issue {
@@ -208,6 +235,61 @@ fn dir_bytes(dir: &std::path::Path) -> anyhow::Result<u64> {
         }
     }
     Ok(n)
+}
+
+/// `parse` parses the command line; for `serve` and `config show`, with
+/// the settings of the `--config` file and the environment before the
+/// flags, so that flags win over the environment, and it over the file.
+fn parse() -> anyhow::Result<Cli> {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let argv: Vec<String> = std::env::args().collect();
+    let words: Vec<&str> = argv.iter().skip(1).take(2).map(String::as_str).collect();
+    let argv = match words.as_slice() {
+        ["serve", ..] => config::with_sources(&argv, 1)?,
+        ["config", "show"] => config::with_sources(&argv, 2)?,
+        _ => argv,
+    };
+    let matches = match Cli::command()
+        .args_override_self(true)
+        .try_get_matches_from(&argv)
+    {
+        Ok(m) => m,
+        Err(e) => e.exit(),
+    };
+    Ok(Cli::from_arg_matches(&matches)?)
+}
+
+/// `check_config` runs `custodyd config check FILE`.
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    use clap::{Args as _, FromArgMatches as _};
+    let mut argv = vec!["custodyd".to_owned()];
+    argv.extend(config::file_args(file)?);
+    let cmd = Config::augment_args(clap::Command::new("custodyd").no_binary_name(false));
+    let matches = cmd.try_get_matches_from(&argv).map_err(|e| {
+        anyhow::anyhow!(
+            "config {}: {}",
+            file.display(),
+            config::flags_as_keys(
+                e.render()
+                    .to_string()
+                    .lines()
+                    .take_while(|l| !l.starts_with("For more information"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .trim()
+            )
+        )
+    })?;
+    let parsed = Config::from_arg_matches(&matches)?;
+    parsed.validate().map_err(|e| {
+        anyhow::anyhow!(
+            "config {}: {}",
+            file.display(),
+            config::flags_as_keys(&format!("{e:#}"))
+        )
+    })?;
+    println!("config {}: ok", file.display());
+    Ok(())
 }
 
 /// `serve` runs `custodyd serve`: open the log, bind, say where it

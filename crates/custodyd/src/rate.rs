@@ -28,7 +28,7 @@ pub fn client_of(caller: Option<&Caller>, peer: Option<&Peer>) -> String {
 }
 
 /// `RateArgs` are the rate flags.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args, serde::Serialize)]
 pub struct RateArgs {
     /// Requests (and streamed appends) per second one client may make on
     /// average; 0 for no limit.

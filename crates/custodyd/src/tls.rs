@@ -34,7 +34,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::conn::Guarded;
 
 /// `TlsArgs` are the TLS flags of `custodyd serve` and `custody-demo`.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args, serde::Serialize)]
 pub struct TlsArgs {
     /// Serve gRPC and HTTP over TLS with this certificate chain (PEM,
     /// leaf first). Needs --tls-key.

@@ -37,7 +37,7 @@ use custody_store::LogStore;
 use crate::answer::AnswerError;
 
 /// `UploadArgs` are the upload limits' flags.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct UploadArgs {
     /// Manifest uploads one reporter (or, on an open server, one address)
     /// may have in progress at once.

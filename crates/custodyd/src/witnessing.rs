@@ -19,7 +19,7 @@ use custody_witness::ClientError;
 use crate::state::LogState;
 
 /// `WitnessArgs` are the witnessing flags of `custodyd serve`.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args, serde::Serialize)]
 pub struct WitnessArgs {
     /// A witness to ask for cosignatures: its submission URL prefix and
     /// its verifier key, separated by a space, as in
