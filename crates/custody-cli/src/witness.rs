@@ -181,12 +181,28 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
                     witness.verifier_key(),
                     listener.local_addr()?
                 );
-                axum::serve(listener, custody_witness::router(witness))
-                    .with_graceful_shutdown(async {
-                        let _ = tokio::signal::ctrl_c().await;
-                    })
-                    .await
-                    .context("serve")
+                // Witnesses face the public: the same connection caps and
+                // header and idle timeouts as the log's own listeners, so
+                // idle connections cannot lock the log out of its witness.
+                let listener = custody_net::conn::GatedListener::new(
+                    listener,
+                    custody_net::conn::Limits::default(),
+                    "witness",
+                );
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    let _ = stop_tx.send(true);
+                });
+                custody_net::conn::serve_http(
+                    listener,
+                    custody_witness::router(witness),
+                    None,
+                    stop_rx,
+                    std::time::Duration::from_secs(5),
+                )
+                .await
+                .context("serve")
             })
         }
     }

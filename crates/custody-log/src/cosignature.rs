@@ -353,6 +353,30 @@ impl CosignatureVerifier {
             .ok_or_else(|| CosignatureError::Unverified(self.vkey.clone()))
     }
 
+    /// `own_line` is, of the signature `lines` a witness answered for
+    /// `note`, the one line that is this witness's cosignature of `note`
+    /// and verifies, ending in a newline; every other line (another name,
+    /// another key, another checkpoint, the log's own) is dropped. `None`
+    /// if there is no such line.
+    pub fn own_line(&self, note: &[u8], lines: &[u8]) -> Option<Vec<u8>> {
+        let (parsed, _) = parse_note(note).ok()?;
+        lines
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .find(|line| {
+                Signature::from_bytes(line).is_ok_and(|sig| {
+                    sig.name() == self.name
+                        && sig.id() == self.id
+                        && self.verify_one(parsed.text(), sig.signature()).is_some()
+                })
+            })
+            .map(|line| {
+                let mut l = line.to_vec();
+                l.push(b'\n');
+                l
+            })
+    }
+
     fn verify_parsed(&self, note: &Note, sigs: &[Signature]) -> Option<u64> {
         let mut latest = None;
         for sig in sigs {
@@ -429,6 +453,17 @@ pub fn add_cosignatures(note: &[u8], lines: &[u8]) -> Result<Vec<u8>, Cosignatur
             .map_err(|_| CosignatureError::Malformed("signature line"))?;
         added.retain(|s: &Signature| s.name() != sig.name() || s.id() != sig.id());
         added.push(sig);
+    }
+    // A line already in the note with the same name and key is replaced
+    // only by a cosignature (a witness's newer one); the log's own
+    // signature, the first line, is never replaced.
+    let log_line = sigs.first().map(|s| (s.name().to_owned(), s.id()));
+    if let Some((name, id)) = &log_line {
+        if added.iter().any(|a| a.name() == name && a.id() == *id) {
+            return Err(CosignatureError::Malformed(
+                "a line in the name and key of the note's first signature, the log's",
+            ));
+        }
     }
     sigs.retain(|s| {
         !added

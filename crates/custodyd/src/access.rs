@@ -344,7 +344,9 @@ fn index(file: Option<AccessFile>) -> Option<Index> {
         let mut i = Index::default();
         for g in f.grants {
             match g.san {
-                Some(name) => i.names.insert(name, (g.party, g.role)),
+                Some(name) => i
+                    .names
+                    .insert(crate::tls::typed_name(&name), (g.party, g.role)),
                 None => i.tokens.insert(g.sha256, (g.party, g.role)),
             };
         }
@@ -465,8 +467,17 @@ impl Access {
         };
         let Some(value) = authorization else {
             let names = peer.map(|p| &p.names[..]).unwrap_or_default();
-            if let Some(g) = names.iter().find_map(|n| grants.names.get(n)) {
-                return Ok(granted(g));
+            // Every name of the certificate the list binds must agree:
+            // a certificate that names two parties (or roles) acts for
+            // neither, whatever order its names come in.
+            let mut bound = names.iter().filter_map(|n| grants.names.get(n));
+            if let Some(first) = bound.next() {
+                if bound.any(|g| g != first) {
+                    return Err(AnswerError::Unauthenticated(
+                        "your client certificate carries names the access list binds to different parties or roles; it acts for none of them".into(),
+                    ));
+                }
+                return Ok(granted(first));
             }
             return Err(AnswerError::Unauthenticated(if names.is_empty() {
                 "this server needs a token: send `authorization: Bearer <token>` (custody --token, or CUSTODY_TOKEN), or a client certificate the access list names".into()
@@ -618,7 +629,7 @@ mod tests {
             addr: None,
             names: names.iter().map(|n| n.to_string()).collect(),
         };
-        let vendor = peer(&["other.example", "spiffe://vendor.example/backup"]);
+        let vendor = peer(&["dns:other.example", "uri:spiffe://vendor.example/backup"]);
         assert_eq!(
             access.caller(None, Some(&vendor)).unwrap(),
             granted("vendor", Role::Reporter)
@@ -631,11 +642,41 @@ mod tests {
             granted("auditor-1", Role::Auditor),
             "a token, when sent, is what counts"
         );
-        let Err(AnswerError::Unauthenticated(m)) = access.caller(None, Some(&peer(&["stranger"])))
+        let Err(AnswerError::Unauthenticated(m)) =
+            access.caller(None, Some(&peer(&["dns:stranger"])))
         else {
             panic!("an unlisted name is refused");
         };
-        assert!(m.contains("\"stranger\"") && m.contains("--san"), "{m}");
+        assert!(m.contains("\"dns:stranger\"") && m.contains("--san"), "{m}");
+        // A certificate naming two bound parties acts for neither.
+        let both = peer(&["uri:spiffe://vendor.example/backup", "dns:auditor.example"]);
+        let mut file = AccessFile::load(dir.path()).unwrap().unwrap();
+        file.grants.push(Grant {
+            sha256: String::new(),
+            san: Some("auditor.example".into()),
+            party: "auditor-1".into(),
+            role: Role::Auditor,
+            label: String::new(),
+        });
+        file.store(dir.path()).unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
+        std::fs::File::options()
+            .write(true)
+            .open(AccessFile::path(dir.path()))
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert!(
+            matches!(
+                access.caller(None, Some(&both)),
+                Err(AnswerError::Unauthenticated(m)) if m.contains("different parties")
+            ),
+            "two parties in one certificate"
+        );
+        // The same text as a URI is not the DNS name, nor the other way.
+        assert!(access
+            .caller(None, Some(&peer(&["dns:spiffe://vendor.example/backup"])))
+            .is_err());
         // An empty sha256 never matches a token: the empty token's hash
         // is not empty.
         assert!(access.caller(Some(b"Bearer "), None).is_err());

@@ -19,7 +19,6 @@
 pub mod access;
 pub mod answer;
 pub mod config;
-pub mod conn;
 pub mod export;
 pub mod export_http;
 pub mod findings;
@@ -34,9 +33,9 @@ pub mod rate;
 pub mod sequencer;
 pub mod server;
 pub mod state;
-pub mod tls;
 pub mod ui;
 pub mod uploads;
 pub mod witnessing;
 
+pub use custody_net::{conn, tls};
 pub use state::LogState;

@@ -38,7 +38,20 @@ pub async fn publish(
     })
     .await??;
     let note = match witnesses {
-        Some(w) => w.cosign(state, size, &note).await?,
+        Some(w) => {
+            let cosigned = w.cosign(state, size, &note).await?;
+            // What is stored must still be the log's own checkpoint:
+            // whatever witnesses answered, it verifies under the log key
+            // with this size and root.
+            let cp = custody_log::LogVerifier::new(state.signer.verifier_key())?
+                .verify(&cosigned)
+                .map_err(|e| anyhow::anyhow!("the cosigned checkpoint does not verify: {e}"))?;
+            anyhow::ensure!(
+                cp.size == size && cp.root == root,
+                "the cosigned checkpoint is not the one signed"
+            );
+            cosigned
+        }
         None => note,
     };
     let st = state.clone();

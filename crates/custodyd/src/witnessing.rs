@@ -18,6 +18,10 @@ use custody_witness::ClientError;
 
 use crate::state::LogState;
 
+/// How long, once enough witnesses have cosigned, the others may still
+/// answer before the checkpoint is published without them.
+const STRAGGLER_GRACE: Duration = Duration::from_millis(250);
+
 /// `WitnessArgs` are the witnessing flags of `custodyd serve`.
 #[derive(Debug, Clone, Default, clap::Args, serde::Serialize)]
 pub struct WitnessArgs {
@@ -130,20 +134,47 @@ impl Witnesses {
         size: u64,
         note: &[u8],
     ) -> anyhow::Result<Vec<u8>> {
-        let asks = self.members.iter().map(|m| self.ask(m, state, size, note));
-        let answers = futures::future::join_all(asks).await;
-        let mut lines = Vec::new();
+        use futures::StreamExt as _;
+        let mut asks: futures::stream::FuturesUnordered<_> = self
+            .members
+            .iter()
+            .map(|m| async move { (m, self.ask(m, state, size, note).await) })
+            .collect();
+        let mut cosigned = note.to_vec();
+        let mut count = 0;
         let mut failures = Vec::new();
-        for (m, a) in self.members.iter().zip(answers) {
-            match a {
-                Ok(l) => lines.extend_from_slice(&l),
+        // Once the threshold is met, the others get a moment more, not
+        // their whole timeout: a hanging witness must not hold up every
+        // checkpoint.
+        let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        loop {
+            let next = match &mut grace {
+                None => asks.next().await,
+                Some(g) => tokio::select! {
+                    n = asks.next() => n,
+                    _ = g.as_mut() => break,
+                },
+            };
+            let Some((m, answer)) = next else { break };
+            // One line per witness, checked to be its own cosignature of
+            // this note; merged one at a time, so that one that cannot be
+            // added costs only itself.
+            match answer.and_then(|line| {
+                add_cosignatures(&cosigned, &line).map_err(|e| anyhow!("its line: {e}"))
+            }) {
+                Ok(n) => {
+                    cosigned = n;
+                    count += 1;
+                }
                 Err(e) => failures.push(format!("{}: {e:#}", m.verifier.name())),
             }
+            if count >= self.threshold && grace.is_none() {
+                grace = Some(Box::pin(tokio::time::sleep(STRAGGLER_GRACE)));
+            }
         }
-        let cosigned = self.members.len() - failures.len();
-        if cosigned < self.threshold {
+        if count < self.threshold {
             bail!(
-                "checkpoint of size {size} cosigned by {cosigned} of {} witnesses, need {}; {}",
+                "checkpoint of size {size} cosigned by {count} of {} witnesses, need {}; {}",
                 self.members.len(),
                 self.threshold,
                 failures.join("; ")
@@ -152,7 +183,7 @@ impl Witnesses {
         for f in &failures {
             tracing::warn!(size, witness = %f, "a witness did not cosign");
         }
-        add_cosignatures(note, &lines).map_err(|e| anyhow!("adding cosignatures: {e}"))
+        Ok(cosigned)
     }
 
     /// `ask` asks one witness; on a conflict (it cosigned another size
@@ -181,16 +212,17 @@ impl Witnesses {
             };
             match custody_witness::add_checkpoint(&self.http, &m.url, old, &proof, note).await {
                 Ok(lines) => {
-                    // Keep only what verifies as this witness's
-                    // cosignature of this very checkpoint.
-                    let cosigned = add_cosignatures(note, &lines)
-                        .map_err(|e| anyhow!("{e}"))
-                        .and_then(|n| m.verifier.verify(&n).map_err(|e| anyhow!("{e}")));
-                    cosigned.map_err(|e| anyhow!("answered with no valid cosignature: {e}"))?;
+                    // Exactly one line is kept: this witness's own
+                    // cosignature of this very checkpoint. Anything else
+                    // it sent (another name's line, the log's, junk) is
+                    // dropped.
+                    let line = m.verifier.own_line(note, &lines).ok_or_else(|| {
+                        anyhow!("answered with no valid cosignature of this checkpoint")
+                    })?;
                     if let Ok(mut s) = m.size.lock() {
                         *s = Some(size);
                     }
-                    return Ok(lines);
+                    return Ok(line);
                 }
                 Err(ClientError::Conflict(theirs)) if attempt == 0 => {
                     tracing::info!(

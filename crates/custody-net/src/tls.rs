@@ -149,7 +149,9 @@ pub struct Peer {
 }
 
 /// `names_of` is the DNS and URI subject alternative names of a
-/// certificate, or none if it does not parse.
+/// certificate, typed (`dns:…`, `uri:…`, see [`typed_name`]), or none if
+/// it does not parse. A DNS name is never taken for a URI or the other
+/// way round.
 pub fn names_of(cert: &CertificateDer<'_>) -> Vec<String> {
     use x509_parser::extensions::GeneralName;
     let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
@@ -162,10 +164,31 @@ pub fn names_of(cert: &CertificateDer<'_>) -> Vec<String> {
         .general_names
         .iter()
         .filter_map(|n| match n {
-            GeneralName::DNSName(s) | GeneralName::URI(s) => Some((*s).to_owned()),
+            GeneralName::DNSName(s) => Some(dns_name(s)),
+            GeneralName::URI(s) => Some(format!("uri:{s}")),
             _ => None,
         })
         .collect()
+}
+
+fn dns_name(s: &str) -> String {
+    format!("dns:{}", s.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// `typed_name` is a name as the access list binds it, typed as
+/// [`names_of`] types a certificate's: `dns:NAME` or `uri:URI` as given,
+/// else a URI if it holds `://`, else a DNS name (lower case, without a
+/// trailing dot).
+pub fn typed_name(name: &str) -> String {
+    if let Some(d) = name.strip_prefix("dns:") {
+        dns_name(d)
+    } else if name.starts_with("uri:") {
+        name.to_owned()
+    } else if name.contains("://") {
+        format!("uri:{name}")
+    } else {
+        dns_name(name)
+    }
 }
 
 /// `Conn` is one accepted connection, plain or TLS.
@@ -447,10 +470,16 @@ mod tests {
             "client",
         )
         .expect("client cert");
-        assert_eq!(names_of(&client[0]), vec!["spiffe://vendor.example/backup"]);
+        assert_eq!(
+            names_of(&client[0]),
+            vec!["uri:spiffe://vendor.example/backup"]
+        );
         let server = certificates(&issued.cert, "server").expect("server cert");
         // IP addresses are not names a party is bound by.
-        assert_eq!(names_of(&server[0]), vec!["localhost"]);
+        assert_eq!(names_of(&server[0]), vec!["dns:localhost"]);
+        assert_eq!(typed_name("LocalHost."), "dns:localhost");
+        assert_eq!(typed_name("spiffe://a/b"), "uri:spiffe://a/b");
+        assert_eq!(typed_name("uri:auditor.example"), "uri:auditor.example");
         // A second issue reuses the CA: the first client still verifies
         // against the same ca.pem.
         let before = std::fs::read(&issued.ca).expect("ca");
