@@ -17,6 +17,7 @@ use custody_proto::v1::{self, custody_log_client::CustodyLogClient};
 use prost::Message as _;
 use tonic::transport::Channel;
 
+use custodyd::tls::write_secret;
 use scenario::{ids, Scenario};
 
 /// `REPORTING_DEADLINE_SECS` is the demo log's agreed reporting deadline,
@@ -74,7 +75,10 @@ pub fn prepare(data: &Path, seed: u64) -> anyhow::Result<Option<Scenario>> {
             &public,
             keyfile::format_public(&owner.verifying_key()) + "\n",
         )?;
-        write_secret(&data.join("owner.key"), &keyfile::format_secret(owner))?;
+        write_secret(
+            &data.join("owner.key"),
+            &(keyfile::format_secret(owner) + "\n"),
+        )?;
         custodyd::init::run(data, ORIGIN, &public, ids::AGENCY)?;
     } else {
         bail!(
@@ -83,19 +87,6 @@ pub fn prepare(data: &Path, seed: u64) -> anyhow::Result<Option<Scenario>> {
         );
     }
     Ok(Some(scenario))
-}
-
-fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("create {}", path.display()))?;
-    writeln!(f, "{text}")?;
-    Ok(())
 }
 
 /// `WITNESS_NAME` is the name of the demo's own witness.
@@ -124,7 +115,7 @@ pub fn start_witness(data: &Path) -> anyhow::Result<(String, PathBuf)> {
     } else {
         let (signer, secret) = CosignatureSigner::generate(WITNESS_NAME, &mut rand_core::OsRng)
             .map_err(|e| anyhow!("witness key: {e}"))?;
-        write_secret(&key, &secret)?;
+        write_secret(&key, &(secret + "\n"))?;
         std::fs::write(&vkey, format!("{}\n", signer.verifier_key()))?;
         signer
     };

@@ -428,7 +428,13 @@ pub fn client_stem(name: &str) -> String {
     format!("client-{safe}")
 }
 
-fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+/// `write_secret` writes a new file readable by its owner only (mode
+/// 0600): for keys. It refuses to overwrite.
+///
+/// # Errors
+///
+/// When the file exists or cannot be written.
+pub fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut f = std::fs::OpenOptions::new()
