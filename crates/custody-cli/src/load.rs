@@ -287,32 +287,74 @@ pub fn system_of(party: &str) -> String {
     format!("{party}-store")
 }
 
+/// `capture_action` is the CAPTURE of `digest` by a load party onto its
+/// system.
+pub(crate) fn capture_action(party: &str, digest: &[u8; 32]) -> v1::CustodyAction {
+    v1::CustodyAction {
+        action: v1::CustodyActionKind::Capture as i32,
+        actor: party.to_owned(),
+        to_system: system_of(party),
+        asset_digest: digest.to_vec(),
+        modality: v1::Modality::FaceImage as i32,
+        subject_class: v1::SubjectClass::Unknown as i32,
+        purpose: v1::Purpose::BorderInspection as i32,
+        ..Default::default()
+    }
+}
+
+/// `custody_event` is the unsigned event by which `party` reports
+/// `action` as its `seq`-th event, now, for the log of `origin`.
+pub(crate) fn custody_event(
+    origin: &str,
+    party: &str,
+    seq: u64,
+    action: v1::CustodyAction,
+) -> v1::Event {
+    v1::Event {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        event_time_unix_nanos: crate::event_json::now_nanos(),
+        reporter: party.to_owned(),
+        reporter_seq: seq,
+        log_origin: origin.to_owned(),
+        body: Some(v1::event::Body::Custody(action)),
+    }
+}
+
+/// `captures` signs `n` single CAPTUREs of fresh assets from `party`,
+/// numbered from `first_seq + 1`, on all cores: what `custody load`
+/// streams, for other benchmarks.
+pub(crate) fn captures(
+    origin: &str,
+    party: &str,
+    key: &SigningKey,
+    n: usize,
+    first_seq: u64,
+) -> Vec<v1::SignedEvent> {
+    mixed_events(origin, party, key, &vec![Kind::Capture; n], &[], first_seq)
+}
+
 /// `mixed_events` signs `kinds.len()` events from `party` for the log of
 /// `origin`: single CAPTUREs to its system, COPYs of the asset captured
-/// just before to its archive, and bulk CAPTUREs of `manifests`.
+/// just before to its archive, and bulk CAPTUREs of `manifests`. Their
+/// reporter sequence numbers start after `first_seq`.
 fn mixed_events(
     origin: &str,
     party: &str,
     key: &SigningKey,
     kinds: &[Kind],
     manifests: &[v1::Manifest],
+    first_seq: u64,
 ) -> Vec<v1::SignedEvent> {
     use rayon_free::par_map;
     // The digest of single CAPTURE i is fixed up front, so the COPY after
     // it can name it while both are signed on different threads.
-    let digests: Vec<[u8; 32]> = (0..kinds.len()).map(|i| fresh_digest(i as u64)).collect();
+    let digests: Vec<[u8; 32]> = (0..kinds.len())
+        .map(|i| fresh_digest(first_seq + i as u64))
+        .collect();
     par_map(kinds.len(), |i| {
-        let mut a = v1::CustodyAction {
-            action: v1::CustodyActionKind::Capture as i32,
-            actor: party.to_owned(),
-            to_system: system_of(party),
-            modality: v1::Modality::FaceImage as i32,
-            subject_class: v1::SubjectClass::Unknown as i32,
-            purpose: v1::Purpose::BorderInspection as i32,
-            ..Default::default()
-        };
+        let mut a = capture_action(party, &digests[i]);
         match kinds[i] {
-            Kind::Capture => a.asset_digest = digests[i].to_vec(),
+            Kind::Capture => {}
             Kind::Copy => {
                 a.action = v1::CustodyActionKind::Copy as i32;
                 a.asset_digest = digests[i.saturating_sub(1)].to_vec();
@@ -322,19 +364,15 @@ fn mixed_events(
                 a.subject_class = 0;
             }
             Kind::Bulk(m) => {
+                a.asset_digest.clear();
                 a.manifest = manifests.get(m).cloned();
                 a.modality = v1::Modality::PlateImage as i32;
             }
         }
-        let e = v1::Event {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            event_time_unix_nanos: crate::event_json::now_nanos(),
-            reporter: party.to_owned(),
-            reporter_seq: i as u64 + 1,
-            log_origin: origin.to_owned(),
-            body: Some(v1::event::Body::Custody(a)),
-        };
-        envelope(e, key)
+        envelope(
+            custody_event(origin, party, first_seq + i as u64 + 1, a),
+            key,
+        )
     })
 }
 
@@ -402,7 +440,7 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
             opts.mix.bulk_size
         );
     }
-    let events = mixed_events(&origin, &party, &key, &kinds, &manifests);
+    let events = mixed_events(&origin, &party, &key, &kinds, &manifests, 0);
     let signed_bytes = events.iter().map(|e| e.encoded_len() as u64).sum();
 
     // Watch checkpoints: (time first seen, size).

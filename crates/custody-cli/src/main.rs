@@ -7,6 +7,7 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod audit;
+mod bench_hostile;
 mod bench_proofs;
 mod bench_queries;
 mod bench_verify;
@@ -188,6 +189,9 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// Honest streaming throughput alone, then beside a hostile mix from
+    /// another address, in alternating rounds; prints the ratio as JSON.
+    BenchHostile(bench_hostile::Args),
     /// Generate load against a freshly initialised server.
     Load {
         #[arg(long)]
@@ -468,6 +472,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Command::BenchHostile(args) => bench_hostile::run(args),
         Command::Load {
             server,
             owner_key,
