@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -53,11 +53,13 @@ async fn healthz() -> &'static str {
 /// `readyz` answers 200 while the server takes requests, and 503 before
 /// it does and once it is shutting down: for a readiness probe. It needs
 /// no credentials and says nothing of the log.
-async fn readyz(State(state): State<Arc<LogState>>) -> Response {
+async fn readyz(State(state): State<Arc<LogState>>) -> Result<&'static str, AnswerError> {
     if *state.ready.borrow() {
-        (StatusCode::OK, "ready\n").into_response()
+        Ok("ready\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+        Err(AnswerError::Unavailable(
+            "not ready: starting, or stopping".into(),
+        ))
     }
 }
 
