@@ -162,6 +162,10 @@ fn read(s: &MemoryStore, cf: IndexCf, key: &[u8], size: u64) {
             let _ = view.raised_by(index, &mut |_| {});
             let _ = view.raised(size, &mut |_| {});
         }
+        IndexCf::ManifestPending => {
+            let _ = index::pending_manifests(s);
+            let _ = index::is_pending(s, &asset);
+        }
         IndexCf::DerivedMeta | IndexCf::TransferDue | IndexCf::Closed | IndexCf::OpenSince => {}
     }
 }
