@@ -4,12 +4,13 @@
 #   golang-go, golang-golang-x-mod-dev   the Go sumdb interop checker (tests only)
 #   chromium                             the web view's headless browser tests (tests only)
 #   prometheus                           promtool and a real Prometheus that scrapes /metrics (tests only)
+#   systemd                              systemd-analyze verify of deploy/systemd (tests only)
 # No protoc is needed: the proto files are compiled by protox.
 set -euo pipefail
 
 want=(libclang-dev build-essential curl)
 if [ "${1:-}" = "--test" ]; then
-  want+=(golang-go golang-golang-x-mod-dev chromium prometheus)
+  want+=(golang-go golang-golang-x-mod-dev chromium prometheus systemd)
 fi
 
 missing=()

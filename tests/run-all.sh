@@ -28,6 +28,8 @@ echo "== cargo test"
 cargo test --workspace --locked
 echo "== Go interop: witness cosignatures (tests/go/cosig)"
 bash tests/go/cosig/check.sh
+echo "== deploy recipes: hadolint, systemd-analyze verify, kubernetes-validate, dashboard"
+bash tests/deploy/check.sh
 echo "== fuzz smoke: every cargo fuzz target for a few seconds (fuzz/README.md)"
 # Its own package and target directory: nightly, sanitizers, no RocksDB.
 CARGO_TARGET_DIR="$HOME/.cache/custody-ledger/target-fuzz" FUZZ_SECONDS="${FUZZ_SECONDS:-5}" \
