@@ -173,6 +173,45 @@ impl TileId {
     }
 }
 
+/// `tiles_grown` are the tiles of a tree of `to` leaves that a tree of
+/// `from` leaves does not hold as they are: every entry bundle and hash
+/// tile that is new or wider, each at its width in `to`, entry bundles
+/// first, then hash tiles level by level. A copy of the tiles of `from`
+/// becomes one of `to` by writing these (full tiles never change, so the
+/// full tiles of `from` are not among them). Empty if `to <= from`.
+pub fn tiles_grown(from: u64, to: u64) -> Vec<TileId> {
+    let mut out = Vec::new();
+    if to <= from {
+        return out;
+    }
+    let width = u64::from(TILE_WIDTH);
+    let mut kinds = vec![TileKind::Entries];
+    let mut level: u8 = 0;
+    while u32::from(level) * u32::from(TILE_HEIGHT) < 64
+        && to >> (u32::from(level) * u32::from(TILE_HEIGHT)) > 0
+    {
+        kinds.push(TileKind::Hash { level });
+        level += 1;
+    }
+    for kind in kinds {
+        let shift = match kind {
+            TileKind::Hash { level } => u32::from(level) * u32::from(TILE_HEIGHT),
+            TileKind::Entries => 0,
+        };
+        // The first tile `from` does not hold whole at this level.
+        let first = (from >> shift) / width;
+        let mut index = first;
+        while let Some(t) = TileId::in_tree(kind, index, to) {
+            let had = TileId::in_tree(kind, index, from).map_or(0, |t| t.width);
+            if t.width > had {
+                out.push(t);
+            }
+            index += 1;
+        }
+    }
+    out
+}
+
 /// `EntryTooLarge` is an entry that cannot be framed in an entry bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("entry of {0} bytes is over the 65535-byte entry bundle limit")]
@@ -217,6 +256,44 @@ pub fn decode_entry_bundle(mut data: &[u8]) -> Option<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tiles_grown_are_exactly_the_tiles_that_differ() {
+        // Brute force: every tile of `to` (all indices from 0) that `from`
+        // does not hold at the same width.
+        let all = |size: u64| {
+            let mut v = Vec::new();
+            for kind in [
+                TileKind::Entries,
+                TileKind::Hash { level: 0 },
+                TileKind::Hash { level: 1 },
+                TileKind::Hash { level: 2 },
+            ] {
+                let mut i = 0;
+                while let Some(t) = TileId::in_tree(kind, i, size) {
+                    v.push(t);
+                    i += 1;
+                }
+            }
+            v
+        };
+        for (from, to) in [
+            (0, 1),
+            (0, 256),
+            (1, 255),
+            (255, 256),
+            (256, 257),
+            (256, 256),
+            (1000, 70_000),
+            (65_535, 65_536),
+            (65_536, 65_537),
+        ] {
+            let old = all(from);
+            let want: Vec<TileId> = all(to).into_iter().filter(|t| !old.contains(t)).collect();
+            assert_eq!(tiles_grown(from, to), want, "{from} -> {to}");
+        }
+        assert!(tiles_grown(300, 200).is_empty());
+    }
 
     #[test]
     fn c2sp_paths_round_trip() {
