@@ -8,6 +8,7 @@ use custody_domain::{Refusal, RefusalKind};
 use custody_log::{prove_consistency, prove_inclusion};
 use custody_proto::envelope_from_proto;
 use custody_proto::v1::{self, custody_log_server::CustodyLog};
+use custody_store::LogStore;
 use futures::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -222,13 +223,8 @@ impl CustodyLog for CustodyLogService {
         let size = request.into_inner().tree_size;
         let state = self.state.clone();
         blocking(move || {
-            let note = if size == 0 {
-                state.latest().note.clone()
-            } else {
-                state.store.checkpoint(size)?.ok_or_else(|| {
-                    AnswerError::NotFound(format!("no checkpoint of size {size} was published"))
-                })?
-            };
+            let latest = state.latest();
+            let (_, note) = checkpoint_of(state.store.as_ref(), (latest.size, &latest.note), size)?;
             Ok(v1::GetCheckpointResponse { checkpoint: note })
         })
         .await
@@ -243,15 +239,8 @@ impl CustodyLog for CustodyLogService {
         let r = request.into_inner();
         let state = self.state.clone();
         blocking(move || {
-            let size = state.latest().size;
-            if r.start >= r.end || r.end > size {
-                return Err(AnswerError::PastEnd(format!(
-                    "entries {}..{} are not within the latest checkpoint of size {size}",
-                    r.start, r.end
-                )));
-            }
-            let end = r.end.min(r.start + MAX_ENTRIES_PER_CALL);
-            let entries = state.store.read_entries(r.start, end)?;
+            let entries =
+                entries_within(state.store.as_ref(), state.latest().size, r.start, r.end)?;
             if caller.read_all().is_err() {
                 for (i, e) in (r.start..).zip(&entries) {
                     caller.read_entry(i, reporter_of(e).as_deref())?;
@@ -271,28 +260,15 @@ impl CustodyLog for CustodyLogService {
         let r = request.into_inner();
         let state = self.state.clone();
         blocking(move || {
-            let (size, note) = checkpoint_at(&state, r.tree_size)?;
-            if r.index >= size {
-                return Err(AnswerError::PastEnd(format!(
-                    "index {} is not in the tree of size {size}",
-                    r.index
-                )));
-            }
-            let proof = prove_inclusion(size, r.index, &state.hashes())
-                .map_err(|e| AnswerError::internal("inclusion proof", e))?;
-            let entry = state
-                .store
-                .read_entries(r.index, r.index + 1)?
-                .pop()
-                .unwrap_or_default();
-            caller.read_entry(r.index, reporter_of(&entry).as_deref())?;
-            Ok(v1::GetInclusionProofResponse {
-                index: r.index,
-                tree_size: size,
-                proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
-                entry,
-                checkpoint: note,
-            })
+            let latest = state.latest();
+            let at = checkpoint_of(
+                state.store.as_ref(),
+                (latest.size, &latest.note),
+                r.tree_size,
+            )?;
+            let answer = inclusion(state.store.as_ref(), &state.hashes(), at, r.index)?;
+            caller.read_entry(r.index, reporter_of(&answer.entry).as_deref())?;
+            Ok(answer)
         })
         .await
         .map(Response::new)
@@ -306,23 +282,13 @@ impl CustodyLog for CustodyLogService {
         let r = request.into_inner();
         let state = self.state.clone();
         blocking(move || {
-            let (new_size, _) = checkpoint_at(&state, r.new_size)?;
-            if r.old_size == 0 || r.old_size > new_size {
-                return Err(AnswerError::bad(
-                    "old_size",
-                    format!(
-                        "must be between 1 and the new size {new_size}; got {}",
-                        r.old_size
-                    ),
-                ));
-            }
-            let proof = prove_consistency(r.old_size, new_size, &state.hashes())
-                .map_err(|e| AnswerError::internal("consistency proof", e))?;
-            Ok(v1::GetConsistencyProofResponse {
-                old_size: r.old_size,
-                new_size,
-                proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
-            })
+            let latest = state.latest();
+            let (new_size, _) = checkpoint_of(
+                state.store.as_ref(),
+                (latest.size, &latest.note),
+                r.new_size,
+            )?;
+            consistency(&state.hashes(), r.old_size, new_size)
         })
         .await
         .map(Response::new)
@@ -372,18 +338,105 @@ async fn blocking<T: Send + 'static>(
     answer::blocking(f).await.map_err(Status::from)
 }
 
-/// `checkpoint_at` is the latest checkpoint (size 0 or its size), or the
-/// stored one of `size`.
-fn checkpoint_at(state: &LogState, size: u64) -> Result<(u64, Vec<u8>), AnswerError> {
-    let latest = state.latest();
-    if size == 0 || size == latest.size {
-        return Ok((latest.size, latest.note.clone()));
+/// `checkpoint_of` is the latest checkpoint (size 0 or its size), or the
+/// stored one of `size`: for the server and a read replica.
+///
+/// # Errors
+///
+/// [`AnswerError::NotFound`] if no checkpoint of `size` was published.
+pub fn checkpoint_of(
+    store: &dyn LogStore,
+    (latest, note): (u64, &[u8]),
+    size: u64,
+) -> Result<(u64, Vec<u8>), AnswerError> {
+    if size == 0 || size == latest {
+        return Ok((latest, note.to_vec()));
     }
-    let note = state.store.checkpoint(size)?.ok_or_else(|| {
+    let note = store.checkpoint(size)?.ok_or_else(|| {
         AnswerError::NotFound(format!(
-            "no checkpoint of size {size} was published; the latest is {}",
-            latest.size
+            "no checkpoint of size {size} was published; the latest is {latest}"
         ))
     })?;
     Ok((size, note))
+}
+
+/// `entries_within` reads entries `start..end` (at most
+/// [`MAX_ENTRIES_PER_CALL`]) of a tree of `size`: GetEntries, for the
+/// server and a read replica.
+///
+/// # Errors
+///
+/// [`AnswerError::PastEnd`] for a range not within `size`; a store error.
+pub fn entries_within(
+    store: &dyn LogStore,
+    size: u64,
+    start: u64,
+    end: u64,
+) -> Result<Vec<Vec<u8>>, AnswerError> {
+    if start >= end || end > size {
+        return Err(AnswerError::PastEnd(format!(
+            "entries {start}..{end} are not within the latest checkpoint of size {size}"
+        )));
+    }
+    let end = end.min(start + MAX_ENTRIES_PER_CALL);
+    Ok(store.read_entries(start, end)?)
+}
+
+/// `inclusion` is GetInclusionProof's answer for entry `index` in the
+/// tree of checkpoint `(size, note)`, for the server and a read replica.
+/// The caller checks that its caller may read the entry.
+///
+/// # Errors
+///
+/// [`AnswerError::PastEnd`] for an index not in the tree; a store error.
+pub fn inclusion(
+    store: &dyn LogStore,
+    hashes: &impl custody_log::HashSource,
+    (size, note): (u64, Vec<u8>),
+    index: u64,
+) -> Result<v1::GetInclusionProofResponse, AnswerError> {
+    if index >= size {
+        return Err(AnswerError::PastEnd(format!(
+            "index {index} is not in the tree of size {size}"
+        )));
+    }
+    let proof = prove_inclusion(size, index, hashes)
+        .map_err(|e| AnswerError::internal("inclusion proof", e))?;
+    let entry = store
+        .read_entries(index, index + 1)?
+        .pop()
+        .unwrap_or_default();
+    Ok(v1::GetInclusionProofResponse {
+        index,
+        tree_size: size,
+        proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
+        entry,
+        checkpoint: note,
+    })
+}
+
+/// `consistency` is GetConsistencyProof's answer from `old_size` to a
+/// published `new_size`, for the server and a read replica.
+///
+/// # Errors
+///
+/// [`AnswerError::BadRequest`] unless `1 <= old_size <= new_size`.
+pub fn consistency(
+    hashes: &impl custody_log::HashSource,
+    old_size: u64,
+    new_size: u64,
+) -> Result<v1::GetConsistencyProofResponse, AnswerError> {
+    if old_size == 0 || old_size > new_size {
+        return Err(AnswerError::bad(
+            "old_size",
+            format!("must be between 1 and the new size {new_size}; got {old_size}"),
+        ));
+    }
+    let proof = prove_consistency(old_size, new_size, hashes)
+        .map_err(|e| AnswerError::internal("consistency proof", e))?;
+    Ok(v1::GetConsistencyProofResponse {
+        old_size,
+        new_size,
+        proof: proof.into_iter().map(|h| h.0.to_vec()).collect(),
+    })
 }

@@ -33,6 +33,9 @@ pub enum AnswerError {
     PastEnd(String),
     /// Not answerable yet (still being indexed, shutting down); retry.
     Unavailable(String),
+    /// Not answerable by this server as it is (a write sent to a read
+    /// replica); the message says where to go instead.
+    WrongServer(String),
     /// The answer would be too large for one response; narrow it.
     TooLarge(String),
     /// The caller is over a quota or rate (uploads, requests); the message
@@ -73,6 +76,7 @@ impl AnswerError {
             | AnswerError::NotFound(m)
             | AnswerError::PastEnd(m)
             | AnswerError::Unavailable(m)
+            | AnswerError::WrongServer(m)
             | AnswerError::TooLarge(m)
             | AnswerError::Exhausted(m) => m.clone(),
             AnswerError::Internal(context) => format!("{context}: {INTERNAL_MESSAGE}"),
@@ -87,6 +91,7 @@ impl AnswerError {
             AnswerError::PermissionDenied(_) => StatusCode::FORBIDDEN,
             AnswerError::NotFound(_) | AnswerError::PastEnd(_) => StatusCode::NOT_FOUND,
             AnswerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AnswerError::WrongServer(_) => StatusCode::CONFLICT,
             AnswerError::TooLarge(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AnswerError::Exhausted(_) => StatusCode::TOO_MANY_REQUESTS,
             AnswerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -155,6 +160,7 @@ impl From<AnswerError> for Status {
             AnswerError::NotFound(_) => Status::not_found(message),
             AnswerError::PastEnd(_) => Status::out_of_range(message),
             AnswerError::Unavailable(_) => Status::unavailable(message),
+            AnswerError::WrongServer(_) => Status::failed_precondition(message),
             AnswerError::TooLarge(_) | AnswerError::Exhausted(_) => {
                 Status::resource_exhausted(message)
             }
@@ -214,6 +220,11 @@ mod tests {
                 AnswerError::Unavailable("indexing".into()),
                 tonic::Code::Unavailable,
                 StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                AnswerError::WrongServer("a read replica".into()),
+                tonic::Code::FailedPrecondition,
+                StatusCode::CONFLICT,
             ),
             (
                 AnswerError::TooLarge("narrow it".into()),
