@@ -79,6 +79,8 @@ pub struct Log {
     pub grpc: String,
     /// HTTP URL of the running server.
     pub http: String,
+    /// Environment variables the server is started with.
+    pub env: Vec<(String, String)>,
 }
 
 impl Log {
@@ -122,6 +124,7 @@ impl Log {
             child: None,
             grpc: String::new(),
             http: String::new(),
+            env: Vec::new(),
         }
     }
 
@@ -146,6 +149,7 @@ impl Log {
                 &["--checkpoint-interval-ms", "50"][..]
             })
             .args(extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(out)
             .stderr(log)
             .spawn()

@@ -255,6 +255,7 @@ async fn checkpoints_are_published_cosigned_and_a_split_view_is_refused_and_alar
         child: None,
         grpc: String::new(),
         http: String::new(),
+        env: Vec::new(),
     };
     let flags1 = witnessed(&w1, &w2, "1");
     let f1: Vec<&str> = flags1.iter().map(String::as_str).collect();

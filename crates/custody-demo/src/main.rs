@@ -38,7 +38,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    custodyd::server::init_logging();
+    custodyd::server::init_logging(custodyd::config::LogFormat::Text);
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

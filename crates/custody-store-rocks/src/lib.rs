@@ -175,6 +175,24 @@ impl RocksStore {
             .map_err(|e| engine("flush write-ahead log", e))
     }
 
+    /// `checkpoint_to` writes a consistent copy of the database, as of
+    /// one moment, to `dir` (which must not exist) while writes go on:
+    /// a RocksDB checkpoint, hard-linking table files where `dir` is on
+    /// the same file system and copying them elsewhere. Every commit is
+    /// one atomic write batch, so the copy holds whole commits: each one
+    /// acknowledged before the call, and none in part.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Engine`] if the checkpoint cannot be written (e.g.
+    /// `dir` exists, or the disk is full).
+    pub fn checkpoint_to(&self, dir: &Path) -> Result<(), StoreError> {
+        let cp = rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .map_err(|e| engine("start a checkpoint", e))?;
+        cp.create_checkpoint(dir)
+            .map_err(|e| engine(&format!("write a checkpoint to {}", dir.display()), e))
+    }
+
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
         self.db
             .cf_handle(name)

@@ -74,6 +74,10 @@ pub struct Config {
     /// An HTTP request's headers must arrive within this many seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub header_timeout_secs: u64,
+    /// Log lines as plain text (`text`) or as one JSON object per line
+    /// (`json`), for a log collector. `RUST_LOG` sets the level.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     #[command(flatten)]
     #[serde(flatten)]
     pub tls: crate::tls::TlsArgs,
@@ -86,6 +90,9 @@ pub struct Config {
     #[command(flatten)]
     #[serde(flatten)]
     pub rates: crate::rate::RateArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub mirror: crate::mirror::MirrorArgs,
 }
 
 impl Config {
@@ -116,6 +123,17 @@ impl Config {
             header: Duration::from_secs(self.header_timeout_secs),
         }
     }
+}
+
+/// `LogFormat` is how log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Plain text, coloured only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line: time, level, target, message, fields.
+    Json,
 }
 
 /// `queue_bytes` parses `--queue-bytes`: at least 1 MiB, so that the

@@ -132,6 +132,27 @@ async fn checkpoint(
         .into_response())
 }
 
+/// `tile_body` is tile `id`'s bytes, from the store: the one encoding of
+/// tiles, for the tile API and the object-storage mirror. The caller
+/// checks that the tree holds the tile at that width.
+///
+/// # Errors
+///
+/// [`AnswerError::Internal`] if the store cannot be read, or holds what
+/// cannot be encoded.
+pub fn tile_body(st: &LogState, id: TileId) -> Result<Vec<u8>, AnswerError> {
+    match id.kind {
+        TileKind::Hash { level } => hash_tile(level, id.index, id.width, &st.hashes())
+            .map_err(|e| AnswerError::internal("hash tile", e)),
+        TileKind::Entries => {
+            let start = id.index * u64::from(TILE_WIDTH);
+            let entries = st.store.read_entries(start, start + u64::from(id.width))?;
+            encode_entry_bundle(entries.iter().map(|e| e.as_slice()))
+                .map_err(|e| AnswerError::internal("entry bundle", e))
+        }
+    }
+}
+
 async fn tile(
     State(state): State<Arc<LogState>>,
     Path(path): Path<String>,
@@ -162,17 +183,7 @@ async fn tile(
         )));
     }
     let st = state.clone();
-    let body = answer::blocking(move || match id.kind {
-        TileKind::Hash { level } => hash_tile(level, id.index, id.width, &st.hashes())
-            .map_err(|e| AnswerError::internal("hash tile", e)),
-        TileKind::Entries => {
-            let start = id.index * u64::from(TILE_WIDTH);
-            let entries = st.store.read_entries(start, start + u64::from(id.width))?;
-            encode_entry_bundle(entries.iter().map(|e| e.as_slice()))
-                .map_err(|e| AnswerError::internal("entry bundle", e))
-        }
-    })
-    .await?;
+    let body = answer::blocking(move || tile_body(&st, id)).await?;
     let cache = if id.is_full() {
         "public, max-age=31536000, immutable"
     } else {

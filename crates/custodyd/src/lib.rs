@@ -18,6 +18,7 @@
 
 pub mod access;
 pub mod answer;
+pub mod backup;
 pub mod config;
 pub mod export;
 pub mod export_http;
@@ -27,9 +28,11 @@ pub mod grpc_query;
 pub mod http;
 pub mod init;
 pub mod metrics;
+pub mod mirror;
 pub mod publisher;
 pub mod query;
 pub mod rate;
+pub mod replica;
 pub mod sequencer;
 pub mod server;
 pub mod state;

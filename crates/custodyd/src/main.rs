@@ -54,6 +54,36 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Serve a read replica: follow a log's tile API (its object-storage
+    /// mirror, say), check every checkpoint and entry, and answer
+    /// GetCheckpoint, GetEntries and the proofs over gRPC.
+    Replica(custodyd::replica::ReplicaArgs),
+    /// Back up a data directory to a new directory, while its server runs
+    /// (through the admin socket) or not. The backup holds the signing
+    /// key: keep it as safe as the key.
+    Backup {
+        /// Data directory made by `custodyd init`.
+        #[arg(long)]
+        data: PathBuf,
+        /// The backup directory to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into a new data directory, after checking that its
+    /// tree hashes to its signed checkpoint. The restored log resumes at
+    /// the backup's point: what was logged after it is not in it.
+    Restore {
+        /// The backup directory (`custodyd backup --out`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The data directory to create (empty or absent).
+        #[arg(long)]
+        data: PathBuf,
+        /// The log's verifier key, as auditors hold it (a file); the
+        /// backup must be of this log.
+        #[arg(long)]
+        log_key: Option<PathBuf>,
+    },
     /// Certificates for TLS, for a trial without a CA of one's own.
     #[command(subcommand)]
     Tls(TlsCommand),
@@ -141,7 +171,6 @@ enum AccessCommand {
 }
 
 fn main() -> ExitCode {
-    custodyd::server::init_logging();
     let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -149,6 +178,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    custodyd::server::init_logging(match &cli.command {
+        Command::Serve(config) => config.log_format,
+        _ => config::LogFormat::Text,
+    });
     let result = match cli.command {
         Command::Init {
             data,
@@ -165,6 +198,39 @@ fn main() -> ExitCode {
         }
         Command::Access(cmd) => access(cmd),
         Command::Compact { data } => compact(&data),
+        Command::Replica(args) => replica(&args),
+        Command::Backup { data, out } => custodyd::backup::backup(&data, &out).map(|b| {
+            println!(
+                "backed up {} entries of {} to {} (signed checkpoint of {}); it holds the signing key",
+                b.tree_size,
+                b.origin,
+                out.display(),
+                b.checkpoint_size
+            );
+        }),
+        Command::Restore {
+            from,
+            data,
+            log_key,
+        } => log_key
+            .map(|p| {
+                std::fs::read_to_string(&p)
+                    .with_context(|| format!("read the log key {}", p.display()))
+            })
+            .transpose()
+            .and_then(|key| custodyd::backup::restore(&from, &data, key.as_deref()))
+            .map(|b| {
+                println!(
+                    "restored {} entries of {} into {} (signed checkpoint of {}, taken {}); \
+                     start it with custodyd serve --data {}",
+                    b.tree_size,
+                    b.origin,
+                    data.display(),
+                    b.checkpoint_size,
+                    b.taken,
+                    data.display()
+                );
+            }),
         Command::Tls(TlsCommand::Issue {
             dir,
             hosts,
@@ -299,6 +365,23 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let (grpc, http) = listeners.addrs()?;
         println!("custodyd: listening grpc={grpc} http={http}");
         server.run(listeners, shutdown_signal()).await
+    })
+}
+
+/// `replica` runs `custodyd replica`.
+fn replica(args: &custodyd::replica::ReplicaArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.grpc_addr)
+            .await
+            .with_context(|| format!("bind gRPC {}", args.grpc_addr))?;
+        println!(
+            "custodyd: replica listening grpc={}",
+            listener.local_addr()?
+        );
+        custodyd::replica::serve(args, listener, shutdown_signal()).await
     })
 }
 

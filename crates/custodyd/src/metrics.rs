@@ -33,6 +33,16 @@ pub struct RefusalLabels {
     pub field: String,
 }
 
+/// The mirror's objects: `kind` is `tile`, `checkpoint` or `manifest`;
+/// `outcome` is `written` or `kept` (a full tile already there).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MirrorLabels {
+    /// What the object is.
+    pub kind: &'static str,
+    /// What the mirror did.
+    pub outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RuleLabels {
     rule: String,
@@ -61,6 +71,14 @@ pub struct Metrics {
     pub refusals: Family<RefusalLabels, Counter>,
     /// Checkpoints published.
     pub checkpoints: Counter,
+    /// Entries the object-storage mirror's checkpoint covers.
+    pub mirror_size: Gauge,
+    /// Entries published but not yet in the mirror.
+    pub mirror_lag: Gauge,
+    /// Objects the mirror wrote, and full tiles it found already there.
+    pub mirror_objects: Family<MirrorLabels, Counter>,
+    /// Mirror rounds that failed (each retried).
+    pub mirror_errors: Counter,
     tree_size: Gauge,
     checkpoint_size: Gauge,
     checkpoint_age: Gauge<f64, AtomicU64>,
@@ -175,6 +193,30 @@ impl Metrics {
             "Findings raised by the entries of the durable tree, by rule",
             findings.clone(),
         );
+        let mirror_size = Gauge::default();
+        registry.register(
+            "mirror_size",
+            "Entries the object-storage mirror's checkpoint covers",
+            mirror_size.clone(),
+        );
+        let mirror_lag = Gauge::default();
+        registry.register(
+            "mirror_lag_entries",
+            "Entries published but not yet in the object-storage mirror",
+            mirror_lag.clone(),
+        );
+        let mirror_objects = Family::<MirrorLabels, Counter>::default();
+        registry.register(
+            "mirror_objects",
+            "Objects the mirror wrote (written) or found already there (kept), by kind",
+            mirror_objects.clone(),
+        );
+        let mirror_errors = Counter::default();
+        registry.register(
+            "mirror_errors",
+            "Mirror rounds that failed; each is retried",
+            mirror_errors.clone(),
+        );
         let engine = Family::<EngineLabels, Gauge>::default();
         registry.register(
             "rocksdb",
@@ -188,6 +230,10 @@ impl Metrics {
             commit_seconds,
             refusals,
             checkpoints,
+            mirror_size,
+            mirror_lag,
+            mirror_objects,
+            mirror_errors,
             tree_size,
             checkpoint_size,
             checkpoint_age,

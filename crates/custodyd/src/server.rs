@@ -65,6 +65,9 @@ impl Listeners {
 pub struct Server {
     state: Arc<LogState>,
     config: Config,
+    /// The same store as `state.store`, for what only RocksDB does
+    /// (online backups through the admin socket).
+    rocks: Arc<RocksStore>,
 }
 
 /// `damaged` says what to do about a database that cannot be read as
@@ -82,7 +85,7 @@ fn damaged(db: &std::path::Path, e: impl std::fmt::Display) -> anyhow::Error {
 /// `check_tree` checks that the stored tree hashes to `root` at `signed`
 /// entries, and that the last of `size` entries hashes to its stored
 /// leaf.
-fn check_tree(
+pub(crate) fn check_tree(
     store: &RocksStore,
     signed: u64,
     root: &custody_log::Hash,
@@ -177,6 +180,7 @@ impl Server {
             crate::access::AccessFile::path(&args.data).display()
         );
         }
+        let rocks = store.clone();
         let state = Arc::new(LogState {
             store,
             signer,
@@ -197,6 +201,7 @@ impl Server {
             metrics: crate::metrics::Metrics::new(),
         });
         Ok(Self {
+            rocks,
             state,
             config: args,
         })
@@ -219,7 +224,7 @@ impl Server {
         listeners: Listeners,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
-        let (state, args) = (self.state, self.config);
+        let (state, args, rocks) = (self.state, self.config, self.rocks);
         let (grpc_listener, http_listener) = (listeners.grpc, listeners.http);
         let tls = crate::tls::Tls::load(&args.tls)?;
         let witnesses = crate::witnessing::Witnesses::from_args(&args.witness)?.map(Arc::new);
@@ -346,6 +351,19 @@ impl Server {
             collector.await;
             Ok(())
         });
+        if let Some(m) = crate::mirror::Mirror::open(&args.mirror)? {
+            let mirror = crate::mirror::run(m, state.clone(), background_rx.clone());
+            background.spawn(async move {
+                mirror.await;
+                Ok(())
+            });
+        }
+        // Online backups (`custodyd backup`), for the server's own user.
+        let admin = crate::backup::serve_admin(rocks, args.data.clone(), background_rx.clone())?;
+        background.spawn(async move {
+            admin.await;
+            Ok(())
+        });
         state.ready.send_replace(true);
 
         // Until told to stop, or until a task ends by itself: a failure.
@@ -440,14 +458,23 @@ pub async fn shutdown_signal() {
 }
 
 /// `init_logging` sends the process's logs to stderr, at the level
-/// `RUST_LOG` sets (default `info`), plain unless stderr is a terminal:
-/// for every binary that runs a server.
-pub fn init_logging() {
-    tracing_subscriber::fmt()
+/// `RUST_LOG` sets (default `info`), as text (coloured only on a
+/// terminal) or JSON lines: for every binary that runs a server.
+pub fn init_logging(format: crate::config::LogFormat) {
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        crate::config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        crate::config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_ansi(false)
+            .init(),
+    }
 }
