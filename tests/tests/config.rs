@@ -84,3 +84,27 @@ async fn a_settings_file_is_checked_shown_with_its_overrides_and_served() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200, "public_tiles from the file");
 }
+
+/// `log_format = "json"`: every line the server logs is one JSON object
+/// with its time, level and message, for a log collector.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_per_line() {
+    let mut log = custody_e2e::Log::init();
+    log.env = vec![("CUSTODYD_LOG_FORMAT".into(), "json".into())];
+    log.start();
+    log.kill();
+    let text = log.server_log();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "{text}");
+    for l in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        for key in ["timestamp", "level", "message", "target"] {
+            assert!(v.get(key).is_some(), "no {key}: {l}");
+        }
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("\"message\":\"serving\"")),
+        "{text}"
+    );
+}

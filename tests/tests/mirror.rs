@@ -145,6 +145,7 @@ async fn wait_mirrored(log: &Log, size: u64) {
 
 fn mirror_flags(w: &Weed, prefix: &str) -> Vec<String> {
     vec![
+        "--public-tiles".into(),
         "--mirror".into(),
         format!("s3://custody/{prefix}"),
         "--mirror-endpoint".into(),
@@ -470,6 +471,26 @@ async fn a_bucket_holding_another_history_is_left_as_it_is() {
     a.kill();
     let url = w.url("shared");
     let (_, before, _) = get(&format!("{url}/checkpoint")).await;
+
+    // A server that keeps its tiles to its access list does not mirror
+    // them to a bucket that checks no token.
+    let private = Command::new(bin("custodyd"))
+        .args(["serve", "--data", a.data.to_str().unwrap()])
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args([
+            "--mirror",
+            "s3://custody/private",
+            "--mirror-endpoint",
+            &w.s3,
+        ])
+        .output()
+        .unwrap();
+    assert!(!private.status.success());
+    assert!(
+        String::from_utf8_lossy(&private.stderr).contains("--public-tiles"),
+        "{}",
+        String::from_utf8_lossy(&private.stderr)
+    );
 
     let mut b = Log::init();
     start_mirrored(&mut b, &w, "shared");

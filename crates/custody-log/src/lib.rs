@@ -41,11 +41,11 @@ pub use cosignature::{
 };
 pub use proof::{verify_consistency, verify_inclusion, ProofError, MAX_PROOF_LEN};
 pub use tile::{
-    decode_entry_bundle, encode_entry_bundle, tiles_grown, EntryTooLarge, TileId, TileKind,
-    TilePathError, TILE_HEIGHT, TILE_WIDTH,
+    decode_entry_bundle, encode_entry_bundle, proven_leaf_hashes, tiles_grown, EntryTooLarge,
+    ProvenError, TileId, TileKind, TilePathError, TILE_HEIGHT, TILE_WIDTH,
 };
 pub use tlog_tiles::{Hash, HASH_SIZE};
 pub use tree::{
-    append_leaves, hash_tile, leaf_hash, prove_consistency, prove_inclusion, root_after_append,
-    stored_hash_index, tree_root, HashSource, MemoryHashes, TreeError,
+    append_leaves, hash_tile, leaf_hash, prove_consistency, prove_inclusion, stored_hash_index,
+    tree_root, HashSource, MemoryHashes, TreeError,
 };

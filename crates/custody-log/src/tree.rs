@@ -139,28 +139,6 @@ pub fn append_leaves<S: HashSource>(
     Ok(overlay.new.into_inner().into_iter().collect())
 }
 
-/// `root_after_append` is the root of the tree that appending the leaves
-/// `leaf_hashes` to the tree of `size` leaves makes, and the stored
-/// hashes they add ([`append_leaves`]'s): so a follower can check a
-/// signed root before it stores anything.
-///
-/// # Errors
-///
-/// Returns [`TreeError`] when the source fails.
-pub fn root_after_append<S: HashSource>(
-    size: u64,
-    leaf_hashes: &[Hash],
-    source: &S,
-) -> Result<(Hash, Vec<(u64, Hash)>), TreeError> {
-    let added = append_leaves(size, leaf_hashes, source)?;
-    let overlay = Overlay {
-        base: source,
-        new: RefCell::new(added.iter().copied().collect()),
-    };
-    let root = tree_root(size + leaf_hashes.len() as u64, &overlay)?;
-    Ok((root, added))
-}
-
 /// Serves hashes written earlier in this batch, and the rest from the base.
 struct Overlay<'a, S: HashSource> {
     base: &'a S,

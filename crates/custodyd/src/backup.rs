@@ -73,9 +73,7 @@ pub fn snapshot(store: &RocksStore, data: &Path, out: &Path) -> anyhow::Result<(
     if out.exists() {
         anyhow::bail!("{} exists: a backup goes to a new directory", out.display());
     }
-    std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
-    std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("restrict {}", out.display()))?;
+    private_dir(out)?;
     let (from, to) = (Paths::new(data), Paths::new(out));
     store.checkpoint_to(&to.db)?;
     copy_file(&from.key, &to.key, 0o600)?;
@@ -85,6 +83,21 @@ pub fn snapshot(store: &RocksStore, data: &Path, out: &Path) -> anyhow::Result<(
         copy_file(&access, &crate::access::AccessFile::path(out), 0o600)?;
     }
     Ok(())
+}
+
+/// `private_dir` makes the new directory `dir` (not its parents), mode
+/// 0700 from the moment it exists: what it will hold is readable by no
+/// other user at any point, and an existing directory or a link put in
+/// its place is refused, not followed.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(dir)
+        .with_context(|| {
+            format!(
+                "create {} (its parent must exist; it must not)",
+                dir.display()
+            )
+        })
 }
 
 fn copy_file(from: &Path, to: &Path, mode: u32) -> anyhow::Result<()> {
@@ -145,6 +158,31 @@ pub fn check(dir: &Path) -> anyhow::Result<BackupInfo> {
         cp.size
     );
     crate::server::check_tree(&store, checkpoint_size, &cp.root, tree_size)?;
+    // Every entry, not only the last, must hash to its stored leaf: the
+    // tree's hashes alone would not notice an entry changed in place.
+    let mut at = 0;
+    while at < tree_size {
+        let end = (at + 4096).min(tree_size);
+        let entries = custody_store::LogStore::read_entries(&store, at, end)?;
+        let leaves: Vec<u64> = (at..end)
+            .map(|i| custody_log::stored_hash_index(0, i))
+            .collect();
+        let stored = custody_store::LogStore::read_hashes(&store, &leaves)?;
+        anyhow::ensure!(
+            entries.len() == leaves.len() && stored.len() == leaves.len(),
+            "{} is missing entries {at}..{end}",
+            paths.db.display()
+        );
+        for (i, (e, h)) in entries.iter().zip(&stored).enumerate() {
+            anyhow::ensure!(
+                custody_log::leaf_hash(e).0 == *h,
+                "entry {} in {} does not hash to its leaf in the signed tree: the copy was altered",
+                at + i as u64,
+                paths.db.display()
+            );
+        }
+        at = end;
+    }
     Ok(BackupInfo {
         origin: cp.origin,
         tree_size,
@@ -435,7 +473,7 @@ fn restore_into(
 /// `copy_tree` copies directory `from` to the new directory `to`, file by
 /// file, each synced, keeping each file's mode.
 fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir(to).with_context(|| format!("create {}", to.display()))?;
+    private_dir(to)?;
     for e in std::fs::read_dir(from).with_context(|| format!("read {}", from.display()))? {
         let e = e?;
         let (src, dst) = (e.path(), to.join(e.file_name()));

@@ -16,6 +16,10 @@
 //!   holds another history (another log, or this one before a restore
 //!   rolled it back) is never written over.
 //!
+//! The bucket holds the tile API, entry bundles included, and has no
+//! access list: a server mirrors only if it serves its tiles publicly
+//! (`--public-tiles`).
+//!
 //! Credentials come from the environment (`AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, ...), never from the settings file.
 
@@ -35,6 +39,9 @@ use crate::state::{LogState, PublishedCheckpoint};
 /// Objects written at once.
 const PARALLEL: usize = 8;
 
+/// The largest checkpoint object read from the bucket.
+const MAX_CHECKPOINT: u64 = 64 << 10;
+
 /// The longest wait between failed rounds.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -44,6 +51,7 @@ pub struct MirrorArgs {
     /// Mirror the log's tiles and checkpoints to this object-storage URL
     /// as it grows, e.g. `s3://bucket/prefix` (credentials from the
     /// usual AWS_* environment variables) or `file:///srv/mirror`.
+    /// Needs --public-tiles: the bucket checks no token.
     #[arg(long)]
     pub mirror: Option<String>,
     /// The S3 endpoint, for S3-compatible stores other than AWS (e.g.
@@ -75,11 +83,16 @@ impl Mirror {
     /// # Errors
     ///
     /// When the URL is not one `object_store` reads, or its settings are
-    /// refused.
-    pub fn open(args: &MirrorArgs) -> anyhow::Result<Option<Self>> {
+    /// refused, or the server does not serve its tiles publicly.
+    pub fn open(args: &MirrorArgs, public_tiles: bool) -> anyhow::Result<Option<Self>> {
         let Some(url) = &args.mirror else {
             return Ok(None);
         };
+        anyhow::ensure!(
+            public_tiles,
+            "--mirror copies the tile API, entry bundles included, to a bucket that checks no \
+             token: set --public-tiles too, to say that the log's entries are public"
+        );
         let parsed = url::Url::parse(url).with_context(|| format!("mirror URL {url:?}"))?;
         let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = if parsed.scheme() == "s3" {
             // Credentials and the rest from the usual AWS_* variables.
@@ -122,11 +135,24 @@ impl Mirror {
     /// checking that it is this log's and that `state`'s tree extends it
     /// (0 if the bucket holds none).
     async fn size(&self, state: &Arc<LogState>, published: u64) -> anyhow::Result<u64> {
-        let note = match self.store.get(&self.path("checkpoint")).await {
-            Ok(r) => r.bytes().await?,
+        let path = self.path("checkpoint");
+        let meta = match self.store.head(&path).await {
+            Ok(m) => m,
             Err(object_store::Error::NotFound { .. }) => return Ok(0),
             Err(e) => return Err(e).context("read the mirror's checkpoint"),
         };
+        // Whoever else writes to the bucket cannot make the server read
+        // more than a checkpoint's worth.
+        anyhow::ensure!(
+            meta.size <= MAX_CHECKPOINT,
+            "the mirror's checkpoint is {} bytes, not a checkpoint; it is left as it is",
+            meta.size
+        );
+        let note = self
+            .store
+            .get_range(&path, 0..meta.size)
+            .await
+            .context("read the mirror's checkpoint")?;
         let cp = LogVerifier::new(state.signer.verifier_key())?
             .verify(&note)
             .context("the mirror's checkpoint is not this log's; it is left as it is")?;
@@ -170,20 +196,34 @@ impl Mirror {
 
     async fn tile(&self, state: &Arc<LogState>, id: TileId) -> anyhow::Result<()> {
         let path = self.path(&id.path());
+        let st = state.clone();
+        let body = tokio::task::spawn_blocking(move || crate::http::tile_body(&st, id))
+            .await?
+            .map_err(|e| anyhow::anyhow!("read {}: {e}", id.path()))?;
         if id.is_full() {
+            // A full tile already there (an interrupted round wrote it) is
+            // kept if it is this tile, byte for byte; anything else in its
+            // place is written over.
             match self.store.head(&path).await {
+                Ok(meta) if meta.size == body.len() as u64 => {
+                    let there = self
+                        .store
+                        .get_range(&path, 0..meta.size)
+                        .await
+                        .with_context(|| format!("read {path}"))?;
+                    if there.as_ref() == body.as_slice() {
+                        count(state, "tile", "kept");
+                        return Ok(());
+                    }
+                    tracing::warn!(tile = %path, "a full tile in the mirror was not this log's; it is written again");
+                }
                 Ok(_) => {
-                    count(state, "tile", "kept");
-                    return Ok(());
+                    tracing::warn!(tile = %path, "a full tile in the mirror was not this log's; it is written again");
                 }
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(e).with_context(|| format!("look for {path}")),
             }
         }
-        let st = state.clone();
-        let body = tokio::task::spawn_blocking(move || crate::http::tile_body(&st, id))
-            .await?
-            .map_err(|e| anyhow::anyhow!("read {}: {e}", id.path()))?;
         self.store
             .put(&path, PutPayload::from(body))
             .await

@@ -5,9 +5,10 @@
 //! readers can outgrow the one machine that writes.
 //!
 //! It trusts nothing it fetches: each checkpoint must verify with the
-//! log's key, and the tree the replica builds from its stored entries
-//! and the fetched ones must hash to the checkpoint's root before
-//! anything is stored. A source that serves another history is refused,
+//! log's key, and each entry is stored only once an inclusion proof,
+//! built from the source's hash tiles, places it in that checkpoint's
+//! tree; a checkpoint is served only once the stored tree hashes to its
+//! root. A source that serves another history is refused,
 //! and the replica keeps serving what it holds. The replica holds no
 //! signing key and no derived custody state: it takes no appends and
 //! answers no custody queries (both are refused with
@@ -21,9 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use custody_admission::StoreHashes;
+use custody_admission::{grow_tree, StoreHashes};
 use custody_log::{
-    decode_entry_bundle, leaf_hash, root_after_append, LogVerifier, TileId, TileKind,
+    decode_entry_bundle, leaf_hash, proven_leaf_hashes, LogVerifier, TileId, TileKind,
 };
 use custody_proto::v1::{self, custody_log_server::CustodyLog};
 use custody_store::{Commit, LogStore};
@@ -35,10 +36,16 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::answer::{self, AnswerError};
 use crate::grpc::{checkpoint_of, consistency, entries_within, inclusion};
 
-/// Entries fetched and checked at most per round; a longer way to the
-/// source's checkpoint takes several rounds... but only a checkpoint can
-/// be checked, so a round takes the whole way, in bundles of this many.
+/// Entry bundles fetched, proven and stored at once.
 const BUNDLES_AT_ONCE: usize = 16;
+
+/// The largest checkpoint read (a note with many cosignatures is a few
+/// kilobytes).
+const MAX_CHECKPOINT: usize = 64 << 10;
+
+/// The largest entry bundle: 256 entries of at most 65,535 bytes, each
+/// with its 2-byte length.
+const MAX_BUNDLE: usize = 256 * (2 + 65_535);
 
 /// `ReplicaArgs` are `custodyd replica`'s settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -131,21 +138,32 @@ impl Replica {
         }
     }
 
-    async fn get(http: &reqwest::Client, url: &str) -> anyhow::Result<Vec<u8>> {
-        let r = http
+    /// `get` is the body at `url`, refused past `limit` bytes: what a
+    /// source sends cannot grow the replica's memory past what the
+    /// largest honest answer takes.
+    async fn get(http: &reqwest::Client, url: &str, limit: usize) -> anyhow::Result<Vec<u8>> {
+        let mut r = http
             .get(url)
             .send()
             .await
             .with_context(|| format!("GET {url}"))?;
         anyhow::ensure!(r.status().is_success(), "GET {url}: {}", r.status());
-        Ok(r.bytes().await?.to_vec())
+        let mut body = Vec::new();
+        while let Some(chunk) = r.chunk().await.with_context(|| format!("GET {url}"))? {
+            anyhow::ensure!(
+                body.len() + chunk.len() <= limit,
+                "GET {url}: more than {limit} bytes"
+            );
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     /// `round` fetches the source's checkpoint and, if it is ahead, every
     /// entry up to it; it stores them once their tree hashes to the
     /// checkpoint's root. It returns the new size, if it grew.
     async fn round(&self, http: &reqwest::Client, source: &str) -> anyhow::Result<Option<u64>> {
-        let note = Self::get(http, &format!("{source}/checkpoint")).await?;
+        let note = Self::get(http, &format!("{source}/checkpoint"), MAX_CHECKPOINT).await?;
         let cp = self
             .verifier
             .verify(&note)
@@ -170,20 +188,22 @@ impl Replica {
             }
             return Ok(None);
         }
-        // Every entry from `held` to the checkpoint, bundle by bundle.
-        let mut entries: Vec<Vec<u8>> = Vec::new();
+        // Every entry from `held` to the checkpoint, some bundles at a
+        // time: each entry proven in the signed tree (an inclusion proof
+        // from the source's hash tiles, checked against the root) before
+        // its bundle is stored. Memory: those bundles and their tiles.
         let width = u64::from(custody_log::TILE_WIDTH);
-        let first = held / width;
-        let last = (cp.size - 1) / width;
-        let ids: Vec<TileId> = (first..=last)
+        let ids: Vec<TileId> = (held / width..=(cp.size - 1) / width)
             .filter_map(|i| TileId::in_tree(TileKind::Entries, i, cp.size))
             .collect();
+        let mut at = held;
         for chunk in ids.chunks(BUNDLES_AT_ONCE) {
             let fetched = futures::future::try_join_all(chunk.iter().map(|id| {
                 let url = format!("{source}/{}", id.path());
-                async move { Self::get(http, &url).await }
+                async move { Self::get(http, &url, MAX_BUNDLE).await }
             }))
             .await?;
+            let mut entries = Vec::new();
             for (id, body) in chunk.iter().zip(fetched) {
                 let bundle = decode_entry_bundle(&body)
                     .ok_or_else(|| anyhow::anyhow!("{} is not an entry bundle", id.path()))?;
@@ -194,31 +214,56 @@ impl Replica {
                     bundle.len(),
                     id.width
                 );
-                let start = id.index * width;
-                let skip = held.saturating_sub(start) as usize;
+                let skip = at.saturating_sub(id.index * width) as usize;
                 entries.extend(bundle.into_iter().skip(skip));
             }
-        }
-        let store = self.store.clone();
-        let size = cp.size;
-        let root = cp.root;
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let leaves: Vec<_> = entries.iter().map(|e| leaf_hash(e)).collect();
-            let (got, added) = root_after_append(held, &leaves, &StoreHashes(store.as_ref()))?;
-            anyhow::ensure!(
-                got == root,
-                "the source's entries {held}..{size} do not hash to its signed root: \
-                 another history, or a damaged source; nothing was stored"
+            let (store, size, root) = (self.store.clone(), cp.size, cp.root);
+            let (http, source, rt) = (
+                http.clone(),
+                source.to_owned(),
+                tokio::runtime::Handle::current(),
             );
-            store.commit(&Commit {
-                first_index: held,
-                entries,
-                hashes: added.into_iter().map(|(i, h)| (i, h.0)).collect(),
-                ..Commit::default()
-            })?;
-            Ok(())
+            let first = at;
+            at = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+                let end = first + entries.len() as u64;
+                let fetch = |tiles: &[TileId]| -> anyhow::Result<Vec<Vec<u8>>> {
+                    rt.block_on(futures::future::try_join_all(tiles.iter().map(|t| {
+                        let url = format!("{source}/{}", t.path());
+                        let http = &http;
+                        let limit = t.width as usize * custody_log::HASH_SIZE;
+                        async move { Self::get(http, &url, limit).await }
+                    })))
+                };
+                let proven = proven_leaf_hashes(size, &root, first, end, fetch)?;
+                for (i, (e, h)) in entries.iter().zip(&proven).enumerate() {
+                    anyhow::ensure!(
+                        leaf_hash(e) == *h,
+                        "entry {} from the source is not the one the signed tree holds; nothing \
+                         of it was stored",
+                        first + i as u64
+                    );
+                }
+                let mut commit = Commit {
+                    first_index: first,
+                    entries,
+                    ..Commit::default()
+                };
+                grow_tree(&mut commit, &StoreHashes(store.as_ref()))?;
+                store.commit(&commit)?;
+                Ok(end)
+            })
+            .await??;
+        }
+        // Every leaf was proven; the stored tree must now be the signed one.
+        let (store, size) = (self.store.clone(), cp.size);
+        let got = tokio::task::spawn_blocking(move || {
+            custody_log::tree_root(size, &StoreHashes(store.as_ref()))
         })
         .await??;
+        anyhow::ensure!(
+            got == cp.root,
+            "the stored tree of {size} is not the signed one"
+        );
         self.mark(cp.size, note).await?;
         Ok(Some(cp.size))
     }

@@ -351,7 +351,7 @@ impl Server {
             collector.await;
             Ok(())
         });
-        if let Some(m) = crate::mirror::Mirror::open(&args.mirror)? {
+        if let Some(m) = crate::mirror::Mirror::open(&args.mirror, args.public_tiles)? {
             let mirror = crate::mirror::run(m, state.clone(), background_rx.clone());
             background.spawn(async move {
                 mirror.await;
