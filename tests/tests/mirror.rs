@@ -182,10 +182,29 @@ async fn the_bucket_serves_the_log_to_auditors_and_an_interrupted_mirror_resumes
     start_mirrored(&mut log, &w, "log");
     let mut c = log.client().await;
     let cam = register(&log, &mut c, "cam", 0, 0).await;
-    // 4 registry entries + 600: two full entry bundles, a partial one,
-    // and hash tiles at two levels.
-    stream_captures(&mut c, "cam", &cam, 600).await;
+    // 4 registry entries, a bulk capture of a 300-member manifest, and
+    // 599 more: two full entry bundles, a partial one, and hash tiles at
+    // two levels.
+    let mut members: Vec<[u8; 32]> = (0..300).map(|_| random_digest()).collect();
+    members.sort();
+    let m = put_manifest(&mut c, &members).await;
+    let mut bulk = capture("cam");
+    if let v1::event::Body::Custody(a) = &mut bulk {
+        a.asset_digest.clear();
+        a.manifest = Some(m.clone());
+    }
+    append(&mut c, &event("cam", bulk), &[&cam]).await.unwrap();
+    stream_captures(&mut c, "cam", &cam, 599).await;
     wait_mirrored(&log, 604).await;
+    // The manifest is beside the tiles, its members in order.
+    let (status, body, _) = get(&format!(
+        "{}/{}",
+        w.url("log"),
+        custody_log::manifest_path(&m.root.clone().try_into().unwrap())
+    ))
+    .await;
+    assert_eq!(status, 200, "the manifest is not in the bucket");
+    assert_eq!(body, members.concat());
     let url = w.url("log");
 
     // The bucket's tiles are the server's, byte for byte.
@@ -207,6 +226,9 @@ async fn the_bucket_serves_the_log_to_auditors_and_an_interrupted_mirror_resumes
     let (code, report, err) = audit_json(&["--url", &url, "--log-key", &vkey]);
     assert_eq!(code, Some(0), "audit of the bucket: {err}\n{report:#}");
     assert_eq!(report["checkpoint"]["size"], 604, "{report:#}");
+    // The bulk event was replayed with its manifest from the bucket: the
+    // custody replay did not stop at it.
+    assert!(report.get("stopped_at").is_none(), "{report:#}");
     let mon = log.path("monitor.state");
     let monitor = |url: &str| {
         custody(&[

@@ -14,8 +14,9 @@
 //!    custody and findings rules), into an embedded RocksDB of the audit's
 //!    own (`state.rs`); each entry must be admitted exactly where, and
 //!    exactly as, the log holds it. Bulk events' manifests come from the
-//!    server's `GetManifest` (with `--server`) and are checked against the
-//!    root the entry names.
+//!    server's `GetManifest` (with `--server`), or else from beside the
+//!    tiles (`manifest/<root>`, where a mirror keeps them), and are
+//!    checked against the root the entry names.
 //! 5. With `--server`, compare findings, breach scope and holders with the
 //!    server's answers, read from that store.
 //!
@@ -192,9 +193,9 @@ fn audit(args: &AuditArgs, report: &mut Report) -> anyhow::Result<()> {
     let manifests = match &args.server {
         Some(s) => {
             let client = rt.block_on(crate::connect(s))?;
-            Manifests::new(Some((rt.handle().clone(), client)))
+            Manifests::new(Some((rt.handle().clone(), client)), None)
         }
-        None => Manifests::new(None),
+        None => Manifests::new(None, Some(api.clone())),
     };
 
     // Resume: what the state replayed must be this log's, and the new

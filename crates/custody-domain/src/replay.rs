@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use crate::findings::{Finding, FindingsEngine};
 use crate::{
-    admit, admit_to_registry, Admission, AssetMeta, AssetRef, CustodyView, Digest, Effects, Event,
-    EventBody, Genesis, Interval, KeyId, ManifestRef, Refusal, Registry, Timestamp, Transfer,
+    admit, admit_to_registry, Admission, AssetMeta, CustodyView, Digest, Effects, Event, Genesis,
+    Interval, KeyId, ManifestRef, Refusal, Registry, Timestamp, Transfer,
 };
 
 /// `ManifestSource` supplies a manifest's members, sorted.
@@ -193,16 +193,5 @@ impl Replay {
 /// `manifest_of` is the manifest an event names, if any, so a replayer can
 /// fetch it before applying the event.
 pub fn manifest_of(event: &Event) -> Option<ManifestRef> {
-    match &event.body {
-        EventBody::Custody(c) => match c.asset {
-            Some(AssetRef::Manifest(m)) => Some(m),
-            _ => None,
-        },
-        EventBody::CustodyAttestation(a) if a.holdings.count > 0 => Some(a.holdings),
-        EventBody::LegalHold(h) => match h.assets {
-            Some(AssetRef::Manifest(m)) => Some(m),
-            _ => None,
-        },
-        _ => None,
-    }
+    event.body.manifest()
 }

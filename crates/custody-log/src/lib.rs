@@ -41,8 +41,8 @@ pub use cosignature::{
 };
 pub use proof::{verify_consistency, verify_inclusion, ProofError, MAX_PROOF_LEN};
 pub use tile::{
-    decode_entry_bundle, encode_entry_bundle, proven_leaf_hashes, tiles_grown, EntryTooLarge,
-    ProvenError, TileId, TileKind, TilePathError, TILE_HEIGHT, TILE_WIDTH,
+    decode_entry_bundle, encode_entry_bundle, manifest_path, proven_leaf_hashes, tiles_grown,
+    EntryTooLarge, ProvenError, TileId, TileKind, TilePathError, TILE_HEIGHT, TILE_WIDTH,
 };
 pub use tlog_tiles::{Hash, HASH_SIZE};
 pub use tree::{

@@ -214,6 +214,19 @@ pub fn tiles_grown(from: u64, to: u64) -> Vec<TileId> {
     out
 }
 
+/// `manifest_path` is where a log laid out as tiles (the object-storage
+/// mirror) keeps the manifest whose root is `root`, beside its tiles:
+/// `manifest/<64 lowercase hex digits>`, holding the members, 32 bytes
+/// each, in order. Not part of C2SP tlog-tiles: this log's own.
+pub fn manifest_path(root: &[u8; 32]) -> String {
+    let mut s = String::with_capacity(9 + 64);
+    s.push_str("manifest/");
+    for b in root {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
 /// `ProvenError` is why [`proven_leaf_hashes`] could not prove leaves.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProvenError {

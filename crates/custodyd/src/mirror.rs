@@ -1,6 +1,8 @@
 //! The log mirrored to object storage (S3 or any store `object_store`
 //! reaches), laid out as the C2SP tlog-tiles read API: `checkpoint`,
-//! `tile/<L>/<N>[.p/<W>]` and `tile/entries/<N>[.p/<W>]` under a prefix.
+//! `tile/<L>/<N>[.p/<W>]` and `tile/entries/<N>[.p/<W>]` under a prefix,
+//! and beside them `manifest/<hex root>`, the members of each manifest an
+//! entry names (32 bytes each, in order).
 //! Any HTTP server or CDN in front of the bucket then serves the log's
 //! reads, and `custody audit` and `custody monitor` run against it; the
 //! bucket is also an off-site copy.
@@ -32,6 +34,8 @@ use futures::TryStreamExt as _;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload};
 use tokio::sync::watch;
+
+use custody_domain::{hex, ManifestRef};
 
 use crate::metrics::MirrorLabels;
 use crate::state::{LogState, PublishedCheckpoint};
@@ -186,11 +190,60 @@ impl Mirror {
         futures::stream::iter(tiles.into_iter().map(Ok))
             .try_for_each_concurrent(PARALLEL, |id| self.tile(state, id))
             .await?;
+        // The manifests the new entries name, so that an audit of the
+        // bucket can replay bulk events too.
+        let st = state.clone();
+        let (first, end) = (from, to.size);
+        let named = tokio::task::spawn_blocking(move || manifests_named(&st, first, end)).await??;
+        futures::stream::iter(named.into_iter().map(Ok))
+            .try_for_each_concurrent(PARALLEL, |m| self.manifest(state, m))
+            .await?;
         self.store
             .put(&self.path("checkpoint"), PutPayload::from(to.note.clone()))
             .await
             .context("write the checkpoint")?;
         count(state, "checkpoint", "written");
+        Ok(())
+    }
+
+    /// `manifest` writes manifest `m` to `manifest/<hex root>` (its
+    /// members, 32 bytes each, in order) unless it is there: a manifest
+    /// never changes, and a reader checks it against its root.
+    async fn manifest(&self, state: &Arc<LogState>, m: ManifestRef) -> anyhow::Result<()> {
+        let path = self.path(&custody_log::manifest_path(&m.root));
+        match self.store.head(&path).await {
+            Ok(meta) if meta.size == m.count.saturating_mul(32) => {
+                count(state, "manifest", "kept");
+                return Ok(());
+            }
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e).with_context(|| format!("look for {path}")),
+        }
+        let st = state.clone();
+        let body = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
+            let mut out = Vec::new();
+            let mut start = 0u64;
+            while start < m.count {
+                let page = custody_store::index::manifest_members(
+                    st.store.as_ref(),
+                    &m.root,
+                    start,
+                    100_000,
+                )?;
+                anyhow::ensure!(!page.is_empty(), "manifest {} is short", hex(&m.root));
+                start += page.len() as u64;
+                for d in page {
+                    out.extend_from_slice(&d);
+                }
+            }
+            Ok(out)
+        })
+        .await??;
+        self.store
+            .put(&path, PutPayload::from(body))
+            .await
+            .with_context(|| format!("write {path}"))?;
+        count(state, "manifest", "written");
         Ok(())
     }
 
@@ -231,6 +284,30 @@ impl Mirror {
         count(state, "tile", "written");
         Ok(())
     }
+}
+
+/// `manifests_named` are the manifests entries `from..to` name, once each.
+fn manifests_named(state: &LogState, from: u64, to: u64) -> anyhow::Result<Vec<ManifestRef>> {
+    let mut out: Vec<ManifestRef> = Vec::new();
+    let mut at = from;
+    while at < to {
+        let end = (at + 4096).min(to);
+        for e in state.store.read_entries(at, end)? {
+            if let Ok(custody_proto::Entry::Event { envelope, .. }) =
+                custody_proto::decode_entry(&e)
+            {
+                if let Ok(event) = custody_proto::decode_event(&envelope.body) {
+                    if let Some(m) = event.body.manifest() {
+                        if !out.contains(&m) {
+                            out.push(m);
+                        }
+                    }
+                }
+            }
+        }
+        at = end;
+    }
+    Ok(out)
 }
 
 fn count(state: &LogState, kind: &'static str, outcome: &'static str) {

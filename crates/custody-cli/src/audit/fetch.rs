@@ -53,6 +53,30 @@ impl TileApi {
         Ok(body.to_vec())
     }
 
+    /// `manifest` fetches the members of manifest `root` from beside the
+    /// tiles ([`custody_log::manifest_path`]; a mirror in object storage
+    /// keeps them there), or `None` if the tile API has no such file.
+    ///
+    /// # Errors
+    ///
+    /// On a transport error or a status other than 200 or 404.
+    pub fn manifest(&self, root: &[u8; 32]) -> anyhow::Result<Option<Vec<u8>>> {
+        let url = format!("{}/{}", self.base, custody_log::manifest_path(root));
+        let r = self
+            .client
+            .get(&url)
+            .send()
+            .with_context(|| format!("fetch {url}"))?;
+        if r.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body = r
+            .error_for_status()
+            .and_then(|r| r.bytes())
+            .with_context(|| format!("fetch {url}"))?;
+        Ok(Some(body.to_vec()))
+    }
+
     /// `checkpoint` fetches the latest checkpoint note.
     ///
     /// # Errors

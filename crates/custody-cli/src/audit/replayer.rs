@@ -57,6 +57,9 @@ pub struct Stopped {
 pub struct Manifests {
     /// The server to fetch members from, and the runtime to do it on.
     server: Option<(tokio::runtime::Handle, CustodyLogClient<Grpc>)>,
+    /// Without a server, the tile API: a mirror keeps manifests beside
+    /// its tiles.
+    tiles: Option<super::fetch::TileApi>,
     /// Distinct manifests fetched and checked in this run.
     pub fetched: u64,
 }
@@ -65,9 +68,50 @@ pub struct Manifests {
 const MEMBERS_PAGE: u32 = 10_000;
 
 impl Manifests {
-    /// `new` is an empty cache; `server` is where to fetch from, if any.
-    pub fn new(server: Option<(tokio::runtime::Handle, CustodyLogClient<Grpc>)>) -> Self {
-        Self { server, fetched: 0 }
+    /// `new` is an empty cache; `server` is where to fetch from, if any,
+    /// else `tiles`.
+    pub fn new(
+        server: Option<(tokio::runtime::Handle, CustodyLogClient<Grpc>)>,
+        tiles: Option<super::fetch::TileApi>,
+    ) -> Self {
+        Self {
+            server,
+            tiles,
+            fetched: 0,
+        }
+    }
+
+    /// `fetch_from_tiles` is [`Manifests::ensure`] from the tile API: the
+    /// members beside the tiles, checked against the root the entry
+    /// names. None there: `Ok(Ok(false))`, as with no server.
+    fn fetch_from_tiles(
+        &mut self,
+        store: &dyn LogStore,
+        m: &ManifestRef,
+    ) -> anyhow::Result<Result<bool, String>> {
+        let Some(api) = &self.tiles else {
+            return Ok(Ok(false));
+        };
+        let Some(body) = api.manifest(&m.root)? else {
+            return Ok(Ok(false));
+        };
+        if body.len() as u64 != m.count.saturating_mul(32) {
+            return Ok(Err(format!(
+                "the tile API's manifest file is {} bytes, not {} members",
+                body.len(),
+                m.count
+            )));
+        }
+        let members: Vec<Digest> = body
+            .chunks_exact(32)
+            .filter_map(|c| <Digest>::try_from(c).ok())
+            .collect();
+        if let Err(why) = check_manifest(m, &members) {
+            return Ok(Err(why));
+        }
+        store.index_write(&manifest_writes(&m.root, &members, &[]))?;
+        self.fetched += 1;
+        Ok(Ok(true))
     }
 
     /// `ensure` makes `m`'s members available in `store`, fetching and
@@ -88,7 +132,7 @@ impl Manifests {
             return Ok(Ok(true));
         }
         let Some((rt, client)) = &self.server else {
-            return Ok(Ok(false));
+            return self.fetch_from_tiles(store, m);
         };
         let mut client = client.clone();
         let fetched = rt.block_on(async move {
