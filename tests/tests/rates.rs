@@ -83,3 +83,70 @@ async fn a_client_over_its_rate_is_refused_and_another_is_served() {
     // Only what was accepted is in the log.
     wait_for_size(&log.http, 4 + accepted as u64).await;
 }
+
+/// `--refused-per-client` (on by default): a client whose appends keep
+/// being refused (here, forged signatures) is turned away unread once
+/// it has spent its budget, while an honest reporter on another address
+/// is served as before, and nothing forged is logged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_whose_appends_keep_failing_is_turned_away_unread() {
+    let mut log = Log::init();
+    log.start_with(&["--refused-per-client", "20"]);
+    let mut c = log.client().await;
+    let cam = register(&log, &mut c, "cam", 0, 0).await;
+    let before = checkpoint_size(&log.http).await;
+
+    // The forger, from 127.0.0.2: events signed by a key no one
+    // registered.
+    let forger = tonic::transport::Endpoint::from_shared(log.grpc.clone())
+        .unwrap()
+        .local_address(Some([127, 0, 0, 2].into()))
+        .connect()
+        .await
+        .unwrap();
+    let mut forger = v1::custody_log_client::CustodyLogClient::new(forger);
+    let stranger = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    let forgeries = |n: usize| -> Vec<v1::AppendRequest> {
+        (0..n)
+            .map(|_| v1::AppendRequest {
+                event: Some(signed(&event("cam", capture("cam")), &[&stranger])),
+                wait_for_checkpoint: false,
+            })
+            .collect()
+    };
+    let code = |answers: &[v1::AppendResponse], c: tonic::Code| {
+        answers.iter().filter(|a| a.error_code == c as i32).count()
+    };
+    // Its budget is ten seconds' worth (200): a first stream of 200 is
+    // checked and refused, every one.
+    let first = stream_requests(&mut forger, forgeries(200)).await;
+    assert_eq!(code(&first, tonic::Code::PermissionDenied), 200);
+    // Then it is turned away unread, its answers held back until its
+    // budget refills (20 a second): it gets only a few more checked.
+    let answers = stream_requests(&mut forger, forgeries(60)).await;
+    let (denied, away) = (
+        code(&answers, tonic::Code::PermissionDenied),
+        code(&answers, tonic::Code::ResourceExhausted),
+    );
+    assert_eq!(denied + away, 60, "every message is answered");
+    assert!(
+        away >= 1,
+        "{denied} refused after a check, {away} turned away"
+    );
+    let turned = answers
+        .iter()
+        .find(|a| a.error_code == tonic::Code::ResourceExhausted as i32)
+        .unwrap();
+    assert!(
+        turned.error_message.contains("127.0.0.2")
+            && turned.error_message.contains("fix what it sends"),
+        "{}",
+        turned.error_message
+    );
+
+    // The honest reporter, from 127.0.0.1, is served meanwhile.
+    stream_captures(&mut c, "cam", &cam, 100).await;
+    // Nothing forged is in the log.
+    wait_for_size(&log.http, before + 100).await;
+    assert_eq!(checkpoint_size(&log.http).await, before + 100);
+}

@@ -88,17 +88,47 @@ impl CustodyLogService {
     }
 }
 
+/// `turned_away` answers an append turned away unread
+/// ([`crate::rate::TurnedAway`]), after holding the answer back until the
+/// client has budget again (at most [`crate::rate::TARPIT_MAX`]). The
+/// request is dropped before the wait, so waiting answers hold no
+/// client's bytes.
+async fn turned_away(state: &LogState, t: crate::rate::TurnedAway) -> Status {
+    tokio::time::sleep(t.wait.min(crate::rate::TARPIT_MAX)).await;
+    let status = Status::from(t.error);
+    state.metrics.refused(status.code(), None);
+    status
+}
+
+/// A message of an `AppendStream`, past the gate that reads nothing more
+/// from a client over its refusal budget.
+enum Gated {
+    /// The message, to be appended.
+    Read(Result<v1::AppendRequest, Status>),
+    /// Turned away unread, answered late.
+    TurnedAway(Status),
+}
+
 async fn append_one(
     state: Arc<LogState>,
     sequencer: SequencerHandle,
     caller: &Caller,
+    client: &str,
     req: v1::AppendRequest,
 ) -> Result<v1::AppendResponse, Status> {
-    // Every refusal is counted, by code and the field at fault.
+    // A client that has had too many appends refused is turned away
+    // before anything it sent is verified, and answered late.
+    if let Err(t) = state.may_append(client) {
+        drop(req);
+        return Err(turned_away(&state, t).await);
+    }
+    // Every refusal is counted, by code and the field at fault, and
+    // charged to the client's budget when it is the client's doing.
     let refuse = |r: Refusal| {
         let field = r.field;
         let status = status_of(r);
         state.metrics.refused(status.code(), field);
+        state.refused(client, status.code());
         status
     };
     let Some(event) = req.event else {
@@ -112,6 +142,7 @@ async fn append_one(
         caller.report_as(&event.reporter).map_err(|e| {
             let status = Status::from(e);
             state.metrics.refused(status.code(), Some("reporter"));
+            state.refused(client, status.code());
             status
         })?;
     }
@@ -153,13 +184,18 @@ impl CustodyLog for CustodyLogService {
         &self,
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
+        let peer = peer(&request);
         let caller = caller(&self.state, &request).inspect_err(|s| {
             self.state.metrics.refused(s.code(), None);
+            self.state
+                .refused(&crate::rate::client_of(None, peer.as_ref()), s.code());
         })?;
+        let client = crate::rate::client_of(Some(&caller), peer.as_ref());
         append_one(
             self.state.clone(),
             self.sequencer.clone(),
             &caller,
+            &client,
             request.into_inner(),
         )
         .await
@@ -174,29 +210,61 @@ impl CustodyLog for CustodyLogService {
     ) -> Result<Response<Self::AppendStreamStream>, Status> {
         // Refused at once if the token is unknown now; then checked again
         // for every message.
-        caller(&self.state, &request)?;
+        let first = caller(&self.state, &request)?;
         let auth = Arc::new((authorization(&request), peer(&request)));
+        let client: Arc<str> = crate::rate::client_of(Some(&first), auth.1.as_ref()).into();
         let state = self.state.clone();
+        let gate = self.state.clone();
         let sequencer = self.sequencer.clone();
         // One response per request, in request order; refusals are
         // reported in-band so one bad event does not end the stream.
+        // The gate reads one message at a time: while the client is over
+        // its refusal budget, each message is dropped and answered late,
+        // and nothing more is read from the stream until then.
         let out = request
             .into_inner()
-            .map(move |req| {
+            .then(move |req| {
+                let state = gate.clone();
+                let client = client.clone();
+                async move {
+                    match state.may_append(&client) {
+                        Ok(()) => Gated::Read(req),
+                        Err(t) => {
+                            drop(req);
+                            Gated::TurnedAway(turned_away(&state, t).await)
+                        }
+                    }
+                }
+            })
+            .map(move |gated| {
                 let state = state.clone();
                 let sequencer = sequencer.clone();
                 let auth = auth.clone();
                 async move {
-                    let req = match req {
-                        Ok(r) => r,
-                        Err(s) => return Err(s),
+                    let req = match gated {
+                        Gated::Read(Ok(r)) => r,
+                        Gated::Read(Err(s)) => return Err(s),
+                        Gated::TurnedAway(s) => {
+                            return Ok(v1::AppendResponse {
+                                error_code: s.code() as i32,
+                                error_message: s.message().to_owned(),
+                                ..Default::default()
+                            })
+                        }
                     };
                     let (token, peer) = auth.as_ref();
                     let appended = match state.admit(token.as_deref(), peer.as_ref()) {
-                        Ok(caller) => append_one(state, sequencer, &caller, req).await,
+                        Ok(caller) => {
+                            let client = crate::rate::client_of(Some(&caller), peer.as_ref());
+                            append_one(state, sequencer, &caller, &client, req).await
+                        }
                         Err(e) => {
                             let status = Status::from(e);
                             state.metrics.refused(status.code(), None);
+                            state.refused(
+                                &crate::rate::client_of(None, peer.as_ref()),
+                                status.code(),
+                            );
                             Err(status)
                         }
                     };

@@ -7,6 +7,16 @@
 //! clients are unaffected. Off by default: a flood from one reporter is
 //! otherwise bounded only by the queue's per-reporter share
 //! ([`crate::sequencer`]).
+//!
+//! Refused appends have a budget of their own, on by default
+//! (`--refused-per-client`): each append refused for what the client sent
+//! (a signature that fails, an event that does not decode, a reporter it
+//! may not report for, an unknown token) spends a token, and a client
+//! that has spent its budget has its appends turned away at once, before
+//! anything is decoded or verified, until it refills. Honest clients are
+//! refused rarely; a flood of forgeries then costs the server a lookup
+//! per append instead of a signature check, and other clients keep the
+//! verifier's cores.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,7 +38,7 @@ pub fn client_of(caller: Option<&Caller>, peer: Option<&Peer>) -> String {
 }
 
 /// `RateArgs` are the rate flags.
-#[derive(Debug, Clone, Default, clap::Args, serde::Serialize)]
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct RateArgs {
     /// Requests (and streamed appends) per second one client may make on
     /// average; 0 for no limit.
@@ -38,6 +48,21 @@ pub struct RateArgs {
     /// two seconds' worth).
     #[arg(long)]
     pub rate_burst: Option<u32>,
+    /// Refused appends per second one client may cause on average (ten
+    /// seconds' worth at once) before its appends are turned away
+    /// unread with RESOURCE_EXHAUSTED until it refills; 0 for no limit.
+    #[arg(long, default_value_t = 50)]
+    pub refused_per_client: u32,
+}
+
+impl Default for RateArgs {
+    fn default() -> Self {
+        Self {
+            rate_per_client: 0,
+            rate_burst: None,
+            refused_per_client: 50,
+        }
+    }
 }
 
 struct Bucket {
@@ -45,8 +70,9 @@ struct Bucket {
     at: Instant,
 }
 
-/// `Rates` holds each client's bucket.
-pub struct Rates {
+/// `Buckets` are token buckets by client, refilling at `per_sec` up to
+/// `burst`.
+struct Buckets {
     per_sec: f64,
     burst: f64,
     buckets: Mutex<HashMap<String, Bucket>>,
@@ -55,29 +81,17 @@ pub struct Rates {
 /// Past this many clients, buckets that have refilled are dropped.
 const PRUNE_AT: usize = 65_536;
 
-impl Rates {
-    /// `new` is the limiter `args` configure, or `None` for no limit.
-    pub fn new(args: &RateArgs) -> Option<Self> {
-        if args.rate_per_client == 0 {
-            return None;
-        }
-        let per_sec = f64::from(args.rate_per_client);
-        let burst = args
-            .rate_burst
-            .map_or(2.0 * per_sec, |b| f64::from(b.max(1)));
-        Some(Self {
+impl Buckets {
+    fn new(per_sec: f64, burst: f64) -> Self {
+        Self {
             per_sec,
             burst,
             buckets: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
-    /// `take` takes one token from `client`'s bucket.
-    ///
-    /// # Errors
-    ///
-    /// [`AnswerError::Exhausted`] when it has none, with when one comes.
-    pub fn take(&self, client: &str) -> Result<(), AnswerError> {
+    /// `with` runs `f` on `client`'s bucket, refilled to now.
+    fn with<T>(&self, client: &str, f: impl FnOnce(&mut Bucket) -> T) -> Result<T, AnswerError> {
         let now = Instant::now();
         let mut buckets = self
             .buckets
@@ -95,17 +109,132 @@ impl Rates {
         b.tokens =
             (b.tokens + now.duration_since(b.at).as_secs_f64() * self.per_sec).min(self.burst);
         b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
+        Ok(f(b))
+    }
+
+    /// `wait` is how long until a bucket holding `tokens` has one.
+    fn wait(&self, tokens: f64) -> Duration {
+        Duration::from_secs_f64(((1.0 - tokens) / self.per_sec).max(0.001))
+    }
+}
+
+/// `Rates` holds each client's request bucket.
+pub struct Rates {
+    buckets: Buckets,
+}
+
+impl Rates {
+    /// `new` is the limiter `args` configure, or `None` for no limit.
+    pub fn new(args: &RateArgs) -> Option<Self> {
+        if args.rate_per_client == 0 {
+            return None;
+        }
+        let per_sec = f64::from(args.rate_per_client);
+        let burst = args
+            .rate_burst
+            .map_or(2.0 * per_sec, |b| f64::from(b.max(1)));
+        Some(Self {
+            buckets: Buckets::new(per_sec, burst),
+        })
+    }
+
+    /// `take` takes one token from `client`'s bucket.
+    ///
+    /// # Errors
+    ///
+    /// [`AnswerError::Exhausted`] when it has none, with when one comes.
+    pub fn take(&self, client: &str) -> Result<(), AnswerError> {
+        let left = self.buckets.with(client, |b| {
+            if b.tokens >= 1.0 {
+                b.tokens -= 1.0;
+                None
+            } else {
+                Some(b.tokens)
+            }
+        })?;
+        match left {
+            None => Ok(()),
+            Some(tokens) => Err(AnswerError::Exhausted(format!(
+                "{} is over its rate of {} requests a second; retry in {} ms",
+                custody_domain::clip(client, 64),
+                self.buckets.per_sec,
+                self.buckets.wait(tokens).as_millis()
+            ))),
+        }
+    }
+}
+
+/// The longest a turned-away append's answer is held back
+/// ([`TurnedAway::wait`]).
+pub const TARPIT_MAX: Duration = Duration::from_secs(1);
+
+/// `TurnedAway` is an append turned away unread: the answer, and how
+/// long until the client has budget again. The server holds the answer
+/// back that long (at most [`TARPIT_MAX`]) and reads nothing more from
+/// the client's stream meanwhile, so a client that keeps sending what is
+/// refused waits instead of flooding the server with cheap refusals.
+#[derive(Debug)]
+pub struct TurnedAway {
+    /// The answer: RESOURCE_EXHAUSTED, saying why and when to retry.
+    pub error: AnswerError,
+    /// Until the client's budget holds a token again.
+    pub wait: Duration,
+}
+
+/// `Refusals` holds each client's budget of refused appends.
+pub struct Refusals {
+    buckets: Buckets,
+}
+
+impl Refusals {
+    /// `new` is the budget `args` configure, or `None` for none.
+    pub fn new(args: &RateArgs) -> Option<Self> {
+        if args.refused_per_client == 0 {
+            return None;
+        }
+        let per_sec = f64::from(args.refused_per_client);
+        Some(Self {
+            buckets: Buckets::new(per_sec, 10.0 * per_sec),
+        })
+    }
+
+    /// `check` lets `client` append if it has budget left.
+    ///
+    /// # Errors
+    ///
+    /// [`TurnedAway`] when it has spent it: an [`AnswerError::Exhausted`]
+    /// saying why and when to retry, and how long until it may.
+    pub fn check(&self, client: &str) -> Result<(), TurnedAway> {
+        let tokens = self
+            .buckets
+            .with(client, |b| b.tokens)
+            .map_err(|error| TurnedAway {
+                error,
+                wait: Duration::ZERO,
+            })?;
+        if tokens >= 1.0 {
             return Ok(());
         }
-        let wait = Duration::from_secs_f64((1.0 - b.tokens) / self.per_sec);
-        Err(AnswerError::Exhausted(format!(
-            "{} is over its rate of {} requests a second; retry in {} ms",
+        let wait = self.buckets.wait(tokens);
+        let error = AnswerError::Exhausted(format!(
+            "{} has had too many appends refused (over {} a second: failed signatures, events \
+             that do not decode, reporters it may not report for); its appends are turned away \
+             unread for {} ms: fix what it sends",
             custody_domain::clip(client, 64),
-            self.per_sec,
-            wait.as_millis().max(1)
-        )))
+            self.buckets.per_sec,
+            wait.as_millis()
+        ));
+        Err(TurnedAway { error, wait })
+    }
+
+    /// `charge` spends one token of `client`'s budget for an append
+    /// refused for what it sent. A client may owe up to one budget's
+    /// worth, so one that keeps flooding stays turned away.
+    pub fn charge(&self, client: &str) {
+        let floor = -self.buckets.burst;
+        let _ = self
+            .buckets
+            .with(client, |b| b.tokens = (b.tokens - 1.0).max(floor));
     }
 }
 
@@ -118,6 +247,7 @@ mod tests {
         let r = Rates::new(&RateArgs {
             rate_per_client: 10,
             rate_burst: Some(3),
+            ..RateArgs::default()
         })
         .expect("on");
         for _ in 0..3 {
@@ -131,5 +261,51 @@ mod tests {
         std::thread::sleep(Duration::from_millis(150));
         r.take("vendor").expect("refilled at 10 a second");
         assert!(Rates::new(&RateArgs::default()).is_none(), "0 is off");
+    }
+
+    #[test]
+    fn a_client_whose_appends_keep_failing_is_turned_away_and_others_are_not() {
+        let r = Refusals::new(&RateArgs {
+            refused_per_client: 10,
+            ..RateArgs::default()
+        })
+        .expect("on");
+        // Ten seconds' worth (100) at once, then turned away.
+        for _ in 0..100 {
+            r.check("forger").expect("within the budget");
+            r.charge("forger");
+        }
+        let Err(TurnedAway {
+            error: AnswerError::Exhausted(m),
+            wait,
+        }) = r.check("forger")
+        else {
+            panic!("over the budget");
+        };
+        // Spent to the last token: one refills in a tenth of a second.
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
+        assert!(
+            m.contains("forger") && m.contains("fix what it sends"),
+            "{m}"
+        );
+        r.check("lane-1")
+            .expect("another client has its own budget");
+        // Still flooding: it owes, so a short pause does not let it in.
+        for _ in 0..500 {
+            r.charge("forger");
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(r.check("forger").is_err(), "in debt for ten seconds");
+        assert!(
+            Refusals::new(&RateArgs {
+                refused_per_client: 0,
+                ..RateArgs::default()
+            })
+            .is_none(),
+            "0 is off"
+        );
     }
 }

@@ -64,6 +64,8 @@ pub struct LogState {
     pub uploads: Arc<crate::uploads::Uploads>,
     /// Per-client request rates (`--rate-per-client`), if limited.
     pub rates: Option<crate::rate::Rates>,
+    /// Each client's budget of refused appends (`--refused-per-client`).
+    pub refusals: Option<crate::rate::Refusals>,
     /// Metrics, for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// Whether the server takes requests: true once both listeners
@@ -110,6 +112,33 @@ impl LogState {
         match &self.rates {
             Some(r) => r.take(&crate::rate::client_of(caller, peer)),
             None => Ok(()),
+        }
+    }
+
+    /// `may_append` turns `client`'s appends away, unread, once it has
+    /// had too many refused ([`crate::rate::Refusals`]).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::rate::TurnedAway`] when it has.
+    pub fn may_append(&self, client: &str) -> Result<(), crate::rate::TurnedAway> {
+        match &self.refusals {
+            Some(r) => r.check(client),
+            None => Ok(()),
+        }
+    }
+
+    /// `refused` charges an append refused for what `client` sent to its
+    /// budget; refusals for the server's state (full, stopping) are not
+    /// the client's doing and cost nothing.
+    pub fn refused(&self, client: &str, code: tonic::Code) {
+        if let Some(r) = &self.refusals {
+            if !matches!(
+                code,
+                tonic::Code::ResourceExhausted | tonic::Code::Unavailable
+            ) {
+                r.charge(client);
+            }
         }
     }
 
