@@ -92,6 +92,12 @@ async fn json_logs_are_one_object_per_line() {
     let mut log = custody_e2e::Log::init();
     log.env = vec![("CUSTODYD_LOG_FORMAT".into(), "json".into())];
     log.start();
+    // The "serving" line follows the address it prints; wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !log.server_log().contains("\"serving\"") {
+        assert!(std::time::Instant::now() < deadline, "{}", log.server_log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     log.kill();
     let text = log.server_log();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
