@@ -298,6 +298,21 @@ def check_paths():
         for path in re.findall(r"--data\s+(\S+)", script):
             if path != data:
                 problem(f"deploy/k8s/statefulset.yaml: init container {c['name']} uses --data {path}, not {data}")
+    # The signing key: the server reads it from the Secret's mount, and
+    # the init container makes the log with the same file.
+    env = {e["name"]: e.get("value") for e in main.get("env", [])}
+    key = env.get("CUSTODYD_SIGNING_KEY")
+    key_dir = key and key.rsplit("/", 1)[0]
+    secret_vols = {v["name"]: v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+    if not key or secret_vols.get(mounts.get(key_dir)) is None:
+        problem(f"deploy/k8s/statefulset.yaml: CUSTODYD_SIGNING_KEY {key} is not a file of a mounted Secret")
+    for c in spec.get("initContainers", []):
+        script = " ".join(c.get("command", []) + c.get("args", []))
+        if "custodyd init" in script:
+            init_key = re.findall(r"--signing-key\s+(\S+)", script)
+            init_mounts = {vm["mountPath"]: vm["name"] for vm in c.get("volumeMounts", [])}
+            if init_key != [key] or init_mounts.get(key_dir) != mounts.get(key_dir):
+                problem(f"deploy/k8s/statefulset.yaml: init container {c['name']} makes the log with --signing-key {init_key}, not the server's {key}")
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         port = main.get(probe, {}).get("httpGet", {}).get("port")
         if port is not None and port != "http" and port != ports["http_addr"]:

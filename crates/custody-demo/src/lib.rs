@@ -79,7 +79,7 @@ pub fn prepare(data: &Path, seed: u64) -> anyhow::Result<Option<Scenario>> {
             &data.join("owner.key"),
             &(keyfile::format_secret(owner) + "\n"),
         )?;
-        custodyd::init::run(data, ORIGIN, &public, ids::AGENCY)?;
+        custodyd::init::run(data, ORIGIN, &public, ids::AGENCY, None)?;
     } else {
         bail!(
             "{} holds a log the demo did not seed; give `custody-demo` an empty or new directory",

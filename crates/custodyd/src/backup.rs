@@ -55,6 +55,11 @@ pub struct BackupInfo {
     pub verifier_key: String,
     /// When the backup was taken, RFC 3339.
     pub taken: String,
+    /// Whether it holds the log's signing key (`log.key`): it does when
+    /// the data directory does, not when the key is kept elsewhere
+    /// (`signing_key`).
+    #[serde(default)]
+    pub holds_signing_key: bool,
 }
 
 /// `admin_socket` is the admin socket's path for data directory `data`.
@@ -76,7 +81,11 @@ pub fn snapshot(store: &RocksStore, data: &Path, out: &Path) -> anyhow::Result<(
     private_dir(out)?;
     let (from, to) = (Paths::new(data), Paths::new(out));
     store.checkpoint_to(&to.db)?;
-    copy_file(&from.key, &to.key, 0o600)?;
+    // A key kept outside the data directory (`signing_key`) stays out
+    // of its backups too.
+    if from.key.exists() {
+        copy_file(&from.key, &to.key, 0o600)?;
+    }
     copy_file(&from.vkey, &to.vkey, 0o644)?;
     let access = crate::access::AccessFile::path(data);
     if access.exists() {
@@ -138,14 +147,15 @@ pub fn check(dir: &Path) -> anyhow::Result<BackupInfo> {
         .with_context(|| format!("read {}", paths.vkey.display()))?
         .trim()
         .to_owned();
-    let skey = std::fs::read_to_string(&paths.key)
-        .with_context(|| format!("read {}", paths.key.display()))?;
-    let signer = custody_log::LogSigner::from_key_string(&skey)?;
-    anyhow::ensure!(
-        signer.verifier_key() == vkey,
-        "{} does not match the private key beside it",
-        paths.vkey.display()
-    );
+    let holds_signing_key = paths.key.exists();
+    if holds_signing_key {
+        let signer = crate::init::read_signing_key(&paths.key)?;
+        anyhow::ensure!(
+            signer.verifier_key() == vkey,
+            "{} does not match the private key beside it",
+            paths.vkey.display()
+        );
+    }
     let store = RocksStore::open(&paths.db)?;
     let tree_size = custody_store::LogStore::tree_size(&store)?;
     let Some((checkpoint_size, note)) = custody_store::LogStore::latest_checkpoint(&store)? else {
@@ -190,6 +200,7 @@ pub fn check(dir: &Path) -> anyhow::Result<BackupInfo> {
         checkpoint: String::from_utf8(note)?,
         verifier_key: vkey,
         taken: custody_domain::rfc3339(crate::init::now_nanos()),
+        holds_signing_key,
     })
 }
 

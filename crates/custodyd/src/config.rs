@@ -18,6 +18,12 @@ pub struct Config {
     /// Data directory made by `custodyd init`.
     #[arg(long)]
     pub data: PathBuf,
+    /// The log's private signing key, if not `DATA/log.key`: a file
+    /// from a secret store (a Kubernetes Secret's mount, systemd's
+    /// credentials), made by `custodyd keygen` or `custodyd init
+    /// --signing-key`. It must be the key of `DATA/log.vkey`.
+    #[arg(long)]
+    pub signing_key: Option<PathBuf>,
     /// gRPC listen address.
     #[arg(long, default_value = "127.0.0.1:7100")]
     pub grpc_addr: SocketAddr,
@@ -105,13 +111,32 @@ impl Config {
     /// The first setting at fault.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
-            crate::init::Paths::new(&self.data).key.exists(),
+            crate::init::Paths::new(&self.data).vkey.exists(),
             "data: {} holds no log (run `custodyd init`)",
             self.data.display()
         );
+        let key = self.signing_key_path();
+        crate::init::read_signing_key(&key).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e:#}",
+                if self.signing_key.is_some() {
+                    "signing_key"
+                } else {
+                    "data"
+                }
+            )
+        })?;
         crate::tls::Tls::load(&self.tls)?;
         crate::witnessing::Witnesses::from_args(&self.witness)?;
         Ok(())
+    }
+
+    /// `signing_key_path` is the file the log's signing key is read
+    /// from: `signing_key`, or `DATA/log.key`.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.signing_key
+            .clone()
+            .unwrap_or_else(|| crate::init::Paths::new(&self.data).key)
     }
 
     /// `limits` are each listener's connection caps and timeouts.

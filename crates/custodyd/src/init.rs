@@ -49,12 +49,65 @@ pub fn read_public_key(path: &Path) -> anyhow::Result<[u8; 32]> {
         .with_context(|| format!("public key {}", path.display()))
 }
 
-/// `run` initialises a new log in `data`. It prints the verifier key.
+/// `read_signing_key` loads the log's private key from `path` (the
+/// `PRIVATE+KEY+...` note format `custodyd init` and `custodyd keygen`
+/// write). The error names the file but never repeats its contents.
 ///
 /// # Errors
 ///
-/// If `data` already holds a log, the origin is invalid, or any write fails.
-pub fn run(data: &Path, origin: &str, owner_key: &Path, owner_id: &str) -> anyhow::Result<String> {
+/// If the file is unreadable or holds no such key.
+pub fn read_signing_key(path: &Path) -> anyhow::Result<LogSigner> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read the log's signing key {}", path.display()))?;
+    LogSigner::from_key_string(&text).map_err(|_| {
+        anyhow::anyhow!(
+            "{} is not a log signing key (PRIVATE+KEY+<origin>+...): make one with `custodyd keygen`",
+            path.display()
+        )
+    })
+}
+
+/// `write_signing_key` makes a new key for `origin` in the new file
+/// `path`, mode 0600 from the moment it exists, and returns its signer.
+///
+/// # Errors
+///
+/// If `origin` is not a valid key name, or `path` exists or cannot be
+/// written.
+pub fn write_signing_key(path: &Path, origin: &str) -> anyhow::Result<LogSigner> {
+    let (signer, skey) =
+        LogSigner::generate(origin, &mut rand_core::OsRng).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("create {} (it must not exist)", path.display()))?;
+    f.write_all(skey.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(signer)
+}
+
+/// `run` initialises a new log in `data`. It prints the verifier key.
+///
+/// The log's signing key is made as `data/log.key`, or, with
+/// `signing_key`, kept in that file instead (a secret store's mount, say):
+/// an existing key there is used, and a missing one is made there. The
+/// data directory then holds no private key, and `custodyd serve` must be
+/// given the same file (`signing_key`).
+///
+/// # Errors
+///
+/// If `data` already holds a log, the origin is invalid, an existing key
+/// is for another origin, or any write fails.
+pub fn run(
+    data: &Path,
+    origin: &str,
+    owner_key: &Path,
+    owner_id: &str,
+    signing_key: Option<&Path>,
+) -> anyhow::Result<String> {
     let paths = Paths::new(data);
     if paths.key.exists() || paths.db.exists() {
         bail!(
@@ -71,16 +124,21 @@ pub fn run(data: &Path, origin: &str, owner_key: &Path, owner_id: &str) -> anyho
     custody_domain::Registry::new(&genesis).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     std::fs::create_dir_all(data).with_context(|| format!("create {}", data.display()))?;
-    let (signer, skey) =
-        LogSigner::generate(origin, &mut rand_core::OsRng).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&paths.key)
-        .with_context(|| format!("create {}", paths.key.display()))?;
-    f.write_all(skey.as_bytes())?;
-    f.sync_all()?;
+    let signer = match signing_key {
+        Some(path) if path.exists() => {
+            let signer = read_signing_key(path)?;
+            if signer.origin() != origin {
+                bail!(
+                    "--signing-key: {} is a key for the log {:?}, not {origin:?}",
+                    path.display(),
+                    signer.origin()
+                );
+            }
+            signer
+        }
+        Some(path) => write_signing_key(path, origin)?,
+        None => write_signing_key(&paths.key, origin)?,
+    };
     std::fs::write(&paths.vkey, format!("{}\n", signer.verifier_key()))
         .with_context(|| format!("write {}", paths.vkey.display()))?;
 

@@ -40,6 +40,23 @@ enum Command {
         /// The data owner's party id.
         #[arg(long, default_value = "data-owner")]
         owner_id: String,
+        /// Keep the log's signing key in this file instead of
+        /// DATA/log.key: an existing key (`custodyd keygen`) is used, a
+        /// missing file is made (mode 0600). `serve` then needs
+        /// `--signing-key` with the same file.
+        #[arg(long)]
+        signing_key: Option<PathBuf>,
+    },
+    /// Make a log signing key for ORIGIN in a new file (mode 0600), to
+    /// keep in a secret store and give to `init` and `serve` as
+    /// `--signing-key`. Prints the verifier key.
+    Keygen {
+        /// The log's origin line, e.g. `ledger.example.gov/custody`.
+        #[arg(long)]
+        origin: String,
+        /// The file to create.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Serve the log over gRPC and HTTP.
     Serve(Box<Config>),
@@ -60,7 +77,7 @@ enum Command {
     Replica(custodyd::replica::ReplicaArgs),
     /// Back up a data directory to a new directory, while its server runs
     /// (through the admin socket) or not. The backup holds the signing
-    /// key: keep it as safe as the key.
+    /// key if DATA/log.key does: then keep it as safe as the key.
     Backup {
         /// Data directory made by `custodyd init`.
         #[arg(long)]
@@ -188,9 +205,22 @@ fn main() -> ExitCode {
             origin,
             owner_key,
             owner_id,
-        } => custodyd::init::run(&data, &origin, &owner_key, &owner_id).map(|vkey| {
+            signing_key,
+        } => custodyd::init::run(
+            &data,
+            &origin,
+            &owner_key,
+            &owner_id,
+            signing_key.as_deref(),
+        )
+        .map(|vkey| {
             println!("{vkey}");
         }),
+        Command::Keygen { origin, out } => {
+            custodyd::init::write_signing_key(&out, &origin).map(|signer| {
+                println!("{}", signer.verifier_key());
+            })
+        }
         Command::Serve(config) => serve(*config),
         Command::Config(ConfigCommand::Check { file }) => check_config(&file),
         Command::Config(ConfigCommand::Show(config)) => {
@@ -201,11 +231,16 @@ fn main() -> ExitCode {
         Command::Replica(args) => replica(&args),
         Command::Backup { data, out } => custodyd::backup::backup(&data, &out).map(|b| {
             println!(
-                "backed up {} entries of {} to {} (signed checkpoint of {}); it holds the signing key",
+                "backed up {} entries of {} to {} (signed checkpoint of {}); {}",
                 b.tree_size,
                 b.origin,
                 out.display(),
-                b.checkpoint_size
+                b.checkpoint_size,
+                if b.holds_signing_key {
+                    "it holds the signing key: keep it as safe as the key"
+                } else {
+                    "the signing key is kept elsewhere and is not in it"
+                }
             );
         }),
         Command::Restore {

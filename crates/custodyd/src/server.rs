@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use custody_log::{tree_root, HashCache, LogSigner, LogVerifier};
+use custody_log::{tree_root, HashCache, LogVerifier};
 use custody_store_rocks::RocksStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -119,13 +119,27 @@ impl Server {
     /// read, or the database is damaged: each says what to do.
     pub fn open(args: Config) -> anyhow::Result<Self> {
         let paths = Paths::new(&args.data);
-        let skey = std::fs::read_to_string(&paths.key).with_context(|| {
-            format!(
-                "read log key {} (run `custodyd init` first)",
-                paths.key.display()
-            )
-        })?;
-        let signer = LogSigner::from_key_string(&skey)?;
+        let key = args.signing_key_path();
+        if !paths.vkey.exists() {
+            anyhow::bail!(
+                "{} holds no log (no log.vkey): run `custodyd init` first",
+                args.data.display()
+            );
+        }
+        let signer = crate::init::read_signing_key(&key)?;
+        // The key must be this log's: another log's key would sign
+        // checkpoints no auditor of this one accepts.
+        let vkey = std::fs::read_to_string(&paths.vkey)
+            .with_context(|| format!("read {}", paths.vkey.display()))?;
+        if vkey.trim() != signer.verifier_key() {
+            anyhow::bail!(
+                "the signing key {} is not the key of this log ({} names {}): give the key \
+                 `custodyd init` made for it",
+                key.display(),
+                paths.vkey.display(),
+                custody_domain::clip(vkey.trim(), 120)
+            );
+        }
         let store = Arc::new(RocksStore::open(&paths.db).map_err(|e| damaged(&paths.db, e))?);
         let size = custody_store::LogStore::tree_size(store.as_ref())?;
         if size == 0 {
