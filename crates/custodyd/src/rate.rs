@@ -71,11 +71,20 @@ struct Bucket {
 }
 
 /// `Buckets` are token buckets by client, refilling at `per_sec` up to
-/// `burst`.
+/// `burst`. A client with no bucket has a full one.
 struct Buckets {
     per_sec: f64,
     burst: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    inner: Mutex<Clients>,
+}
+
+struct Clients {
+    buckets: HashMap<String, Bucket>,
+    /// The size at which full buckets are next dropped: at least
+    /// [`PRUNE_AT`], and twice what a drop left, so that clients all
+    /// short of tokens (a flood from many addresses) cost a scan only
+    /// after as many new clients again, never one per request.
+    prune_at: usize,
 }
 
 /// Past this many clients, buckets that have refilled are dropped.
@@ -86,30 +95,49 @@ impl Buckets {
         Self {
             per_sec,
             burst,
-            buckets: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Clients {
+                buckets: HashMap::new(),
+                prune_at: PRUNE_AT,
+            }),
         }
     }
 
-    /// `with` runs `f` on `client`'s bucket, refilled to now.
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Clients>, AnswerError> {
+        self.inner
+            .lock()
+            .map_err(|_| AnswerError::internal("rates", "lock poisoned"))
+    }
+
+    /// `refilled` is what a bucket that held `b` holds at `now`.
+    fn refilled(&self, b: &Bucket, now: Instant) -> f64 {
+        (b.tokens + now.duration_since(b.at).as_secs_f64() * self.per_sec).min(self.burst)
+    }
+
+    /// `with` runs `f` on `client`'s bucket, refilled to now, making it
+    /// if need be.
     fn with<T>(&self, client: &str, f: impl FnOnce(&mut Bucket) -> T) -> Result<T, AnswerError> {
         let now = Instant::now();
-        let mut buckets = self
-            .buckets
-            .lock()
-            .map_err(|_| AnswerError::internal("rates", "lock poisoned"))?;
-        if buckets.len() >= PRUNE_AT && !buckets.contains_key(client) {
-            let (per_sec, burst) = (self.per_sec, self.burst);
-            buckets
-                .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec < burst);
+        let mut c = self.lock()?;
+        if c.buckets.len() >= c.prune_at && !c.buckets.contains_key(client) {
+            c.buckets.retain(|_, b| self.refilled(b, now) < self.burst);
+            c.prune_at = (2 * c.buckets.len()).max(PRUNE_AT);
         }
-        let b = buckets.entry(client.to_owned()).or_insert(Bucket {
+        let b = c.buckets.entry(client.to_owned()).or_insert(Bucket {
             tokens: self.burst,
             at: now,
         });
-        b.tokens =
-            (b.tokens + now.duration_since(b.at).as_secs_f64() * self.per_sec).min(self.burst);
+        b.tokens = self.refilled(b, now);
         b.at = now;
         Ok(f(b))
+    }
+
+    /// `tokens` is what `client`'s bucket holds now, without making one.
+    fn tokens(&self, client: &str) -> Result<f64, AnswerError> {
+        let now = Instant::now();
+        let c = self.lock()?;
+        Ok(c.buckets
+            .get(client)
+            .map_or(self.burst, |b| self.refilled(b, now)))
     }
 
     /// `wait` is how long until a bucket holding `tokens` has one.
@@ -205,13 +233,10 @@ impl Refusals {
     /// [`TurnedAway`] when it has spent it: an [`AnswerError::Exhausted`]
     /// saying why and when to retry, and how long until it may.
     pub fn check(&self, client: &str) -> Result<(), TurnedAway> {
-        let tokens = self
-            .buckets
-            .with(client, |b| b.tokens)
-            .map_err(|error| TurnedAway {
-                error,
-                wait: Duration::ZERO,
-            })?;
+        let tokens = self.buckets.tokens(client).map_err(|error| TurnedAway {
+            error,
+            wait: Duration::ZERO,
+        })?;
         if tokens >= 1.0 {
             return Ok(());
         }
@@ -261,6 +286,41 @@ mod tests {
         std::thread::sleep(Duration::from_millis(150));
         r.take("vendor").expect("refilled at 10 a second");
         assert!(Rates::new(&RateArgs::default()).is_none(), "0 is off");
+    }
+
+    /// Clients all short of tokens, more than `PRUNE_AT` of them (a
+    /// flood from many addresses): each keeps its bucket, so each stays
+    /// limited, and the scan for full buckets runs only after the map
+    /// has doubled, not once per new client.
+    #[test]
+    fn many_clients_short_of_tokens_are_kept_and_scanned_rarely() {
+        let r = Refusals::new(&RateArgs {
+            refused_per_client: 1,
+            ..RateArgs::default()
+        })
+        .expect("on");
+        let n = PRUNE_AT + 1000;
+        for i in 0..n {
+            let client = format!("10.0.{}.{}", i / 256, i % 256);
+            for _ in 0..20 {
+                r.charge(&client);
+            }
+        }
+        let c = r.buckets.lock().expect("lock");
+        assert_eq!(c.buckets.len(), n, "every client in debt is kept");
+        assert!(c.prune_at >= 2 * PRUNE_AT, "next scan at {}", c.prune_at);
+        drop(c);
+        assert!(
+            r.check("10.0.0.1").is_err(),
+            "the first is still turned away"
+        );
+        r.check("honest")
+            .expect("a new client has its whole budget");
+        assert_eq!(
+            r.buckets.lock().expect("lock").buckets.len(),
+            n,
+            "checking makes no bucket"
+        );
     }
 
     #[test]
