@@ -100,13 +100,17 @@ async fn turned_away(state: &LogState, t: crate::rate::TurnedAway) -> Status {
     status
 }
 
-/// A message of an `AppendStream`, past the gate that reads nothing more
-/// from a client over its refusal budget.
+/// A message of an `AppendStream`, past the gate that ends the stream of
+/// a client over its refusal budget.
 enum Gated {
-    /// The message, to be appended.
-    Read(Result<v1::AppendRequest, Status>),
-    /// Turned away unread, answered late.
-    TurnedAway(Status),
+    /// The message, to be appended, and its place in the client's
+    /// refusal budget.
+    Read(
+        Result<v1::AppendRequest, Status>,
+        Option<crate::rate::Pending>,
+    ),
+    /// Turned away unread, to be answered late; the stream's last.
+    TurnedAway(crate::rate::TurnedAway),
 }
 
 async fn append_one(
@@ -116,12 +120,6 @@ async fn append_one(
     client: &str,
     req: v1::AppendRequest,
 ) -> Result<v1::AppendResponse, Status> {
-    // A client that has had too many appends refused is turned away
-    // before anything it sent is verified, and answered late.
-    if let Err(t) = state.may_append(client) {
-        drop(req);
-        return Err(turned_away(&state, t).await);
-    }
     // Every refusal is counted, by code and the field at fault, and
     // charged to the client's budget when it is the client's doing.
     let refuse = |r: Refusal| {
@@ -191,15 +189,23 @@ impl CustodyLog for CustodyLogService {
                 .refused(&crate::rate::client_of(None, peer.as_ref()), s.code());
         })?;
         let client = crate::rate::client_of(Some(&caller), peer.as_ref());
-        append_one(
+        // A client that has had too many appends refused is turned away
+        // before anything it sent is verified, and answered late; else
+        // its place is held until the verdict is in.
+        let place = match self.state.may_append(&client) {
+            Ok(place) => place,
+            Err(t) => return Err(turned_away(&self.state, t).await),
+        };
+        let answer = append_one(
             self.state.clone(),
             self.sequencer.clone(),
             &caller,
             &client,
             request.into_inner(),
         )
-        .await
-        .map(Response::new)
+        .await;
+        drop(place);
+        answer.map(Response::new)
     }
 
     type AppendStreamStream = AppendStreamOut;
@@ -218,67 +224,71 @@ impl CustodyLog for CustodyLogService {
         let sequencer = self.sequencer.clone();
         // One response per request, in request order; refusals are
         // reported in-band so one bad event does not end the stream.
-        // The gate reads one message at a time: while the client is over
-        // its refusal budget, each message is dropped and answered late,
-        // and nothing more is read from the stream until then.
-        let out = request
-            .into_inner()
-            .then(move |req| {
-                let state = gate.clone();
-                let client = client.clone();
-                async move {
-                    match state.may_append(&client) {
-                        Ok(()) => Gated::Read(req),
-                        Err(t) => {
-                            drop(req);
-                            Gated::TurnedAway(turned_away(&state, t).await)
-                        }
+        // The gate reads one message at a time. Once the client is over
+        // its refusal budget, the message is dropped, and so is the rest
+        // of the request stream (what the client sends after it is
+        // discarded, not buffered): the stream ends with that message's
+        // answer, held back until the budget refills. The client opens
+        // another when it may.
+        let inbound = request.into_inner();
+        let out = futures::stream::unfold(Some(inbound), move |inbound| {
+            let state = gate.clone();
+            let client = client.clone();
+            async move {
+                let mut inbound = inbound?;
+                let req = inbound.next().await?;
+                match state.may_append(&client) {
+                    Ok(place) => Some((Gated::Read(req, place), Some(inbound))),
+                    Err(t) => {
+                        drop((req, inbound));
+                        Some((Gated::TurnedAway(t), None))
                     }
                 }
-            })
-            .map(move |gated| {
-                let state = state.clone();
-                let sequencer = sequencer.clone();
-                let auth = auth.clone();
-                async move {
-                    let req = match gated {
-                        Gated::Read(Ok(r)) => r,
-                        Gated::Read(Err(s)) => return Err(s),
-                        Gated::TurnedAway(s) => {
-                            return Ok(v1::AppendResponse {
-                                error_code: s.code() as i32,
-                                error_message: s.message().to_owned(),
-                                ..Default::default()
-                            })
-                        }
-                    };
-                    let (token, peer) = auth.as_ref();
-                    let appended = match state.admit(token.as_deref(), peer.as_ref()) {
-                        Ok(caller) => {
-                            let client = crate::rate::client_of(Some(&caller), peer.as_ref());
-                            append_one(state, sequencer, &caller, &client, req).await
-                        }
-                        Err(e) => {
-                            let status = Status::from(e);
-                            state.metrics.refused(status.code(), None);
-                            state.refused(
-                                &crate::rate::client_of(None, peer.as_ref()),
-                                status.code(),
-                            );
-                            Err(status)
-                        }
-                    };
-                    Ok(match appended {
-                        Ok(r) => r,
-                        Err(s) => v1::AppendResponse {
+            }
+        })
+        .map(move |gated| {
+            let state = state.clone();
+            let sequencer = sequencer.clone();
+            let auth = auth.clone();
+            async move {
+                let (req, place) = match gated {
+                    Gated::Read(Ok(r), place) => (r, place),
+                    Gated::Read(Err(s), _) => return Err(s),
+                    Gated::TurnedAway(t) => {
+                        let s = turned_away(&state, t).await;
+                        return Ok(v1::AppendResponse {
                             error_code: s.code() as i32,
                             error_message: s.message().to_owned(),
                             ..Default::default()
-                        },
-                    })
-                }
-            })
-            .buffered(STREAM_WINDOW);
+                        });
+                    }
+                };
+                let (token, peer) = auth.as_ref();
+                let appended = match state.admit(token.as_deref(), peer.as_ref()) {
+                    Ok(caller) => {
+                        let client = crate::rate::client_of(Some(&caller), peer.as_ref());
+                        append_one(state, sequencer, &caller, &client, req).await
+                    }
+                    Err(e) => {
+                        let status = Status::from(e);
+                        state.metrics.refused(status.code(), None);
+                        state.refused(&crate::rate::client_of(None, peer.as_ref()), status.code());
+                        Err(status)
+                    }
+                };
+                // The verdict (and any charge) is in: free its place.
+                drop(place);
+                Ok(match appended {
+                    Ok(r) => r,
+                    Err(s) => v1::AppendResponse {
+                        error_code: s.code() as i32,
+                        error_message: s.message().to_owned(),
+                        ..Default::default()
+                    },
+                })
+            }
+        })
+        .buffered(STREAM_WINDOW);
         Ok(Response::new(Box::pin(out)))
     }
 

@@ -19,7 +19,7 @@
 //! verifier's cores.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::access::Caller;
@@ -68,6 +68,9 @@ impl Default for RateArgs {
 struct Bucket {
     tokens: f64,
     at: Instant,
+    /// Appends let in on this bucket whose verdict has not come back
+    /// ([`Pending`]; refusal budgets only).
+    pending: u32,
 }
 
 /// `Buckets` are token buckets by client, refilling at `per_sec` up to
@@ -119,25 +122,18 @@ impl Buckets {
         let now = Instant::now();
         let mut c = self.lock()?;
         if c.buckets.len() >= c.prune_at && !c.buckets.contains_key(client) {
-            c.buckets.retain(|_, b| self.refilled(b, now) < self.burst);
+            c.buckets
+                .retain(|_, b| b.pending > 0 || self.refilled(b, now) < self.burst);
             c.prune_at = (2 * c.buckets.len()).max(PRUNE_AT);
         }
         let b = c.buckets.entry(client.to_owned()).or_insert(Bucket {
             tokens: self.burst,
             at: now,
+            pending: 0,
         });
         b.tokens = self.refilled(b, now);
         b.at = now;
         Ok(f(b))
-    }
-
-    /// `tokens` is what `client`'s bucket holds now, without making one.
-    fn tokens(&self, client: &str) -> Result<f64, AnswerError> {
-        let now = Instant::now();
-        let c = self.lock()?;
-        Ok(c.buckets
-            .get(client)
-            .map_or(self.burst, |b| self.refilled(b, now)))
     }
 
     /// `wait` is how long until a bucket holding `tokens` has one.
@@ -226,21 +222,43 @@ impl Refusals {
         })
     }
 
-    /// `check` lets `client` append if it has budget left.
+    /// `check` lets `client` append if it has budget left. A client that
+    /// has not been refused lately (its budget full) is let in freely. One
+    /// that has must also count what it has in flight: it is let in only
+    /// while its tokens exceed its appends awaiting a verdict, each held
+    /// as a [`Pending`] until the verdict (and any charge) is in, so a
+    /// client cannot put a queue's worth of forgeries in flight before
+    /// its first refusals land.
     ///
     /// # Errors
     ///
     /// [`TurnedAway`] when it has spent it: an [`AnswerError::Exhausted`]
     /// saying why and when to retry, and how long until it may.
-    pub fn check(&self, client: &str) -> Result<(), TurnedAway> {
-        let tokens = self.buckets.tokens(client).map_err(|error| TurnedAway {
+    pub fn check(self: &Arc<Self>, client: &str) -> Result<Option<Pending>, TurnedAway> {
+        let now = Instant::now();
+        let mut c = self.buckets.lock().map_err(|error| TurnedAway {
             error,
             wait: Duration::ZERO,
         })?;
-        if tokens >= 1.0 {
-            return Ok(());
+        let Some(b) = c.buckets.get_mut(client) else {
+            return Ok(None);
+        };
+        b.tokens = self.buckets.refilled(b, now);
+        b.at = now;
+        if b.pending == 0 && b.tokens >= self.buckets.burst {
+            c.buckets.remove(client);
+            return Ok(None);
         }
-        let wait = self.buckets.wait(tokens);
+        let free = b.tokens - f64::from(b.pending);
+        if free >= 1.0 {
+            b.pending += 1;
+            return Ok(Some(Pending {
+                refusals: self.clone(),
+                client: client.into(),
+            }));
+        }
+        drop(c);
+        let wait = self.buckets.wait(free);
         let error = AnswerError::Exhausted(format!(
             "{} has had too many appends refused (over {} a second: failed signatures, events \
              that do not decode, reporters it may not report for); its appends are turned away \
@@ -260,6 +278,23 @@ impl Refusals {
         let _ = self
             .buckets
             .with(client, |b| b.tokens = (b.tokens - 1.0).max(floor));
+    }
+}
+
+/// `Pending` is an append let in on a client's refusal budget while its
+/// verdict is out; dropping it (after any charge) frees its place.
+pub struct Pending {
+    refusals: Arc<Refusals>,
+    client: Box<str>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.refusals.buckets.lock() {
+            if let Some(b) = c.buckets.get_mut(&*self.client) {
+                b.pending = b.pending.saturating_sub(1);
+            }
+        }
     }
 }
 
@@ -288,17 +323,52 @@ mod tests {
         assert!(Rates::new(&RateArgs::default()).is_none(), "0 is off");
     }
 
+    /// A client refused lately may have only as many appends in flight
+    /// as it has tokens: each held place counts until its verdict is in.
+    /// One never refused, or refilled since, is let in freely.
+    #[test]
+    fn a_client_refused_lately_has_only_its_tokens_in_flight() {
+        let r = Arc::new(
+            Refusals::new(&RateArgs {
+                refused_per_client: 1,
+                ..RateArgs::default()
+            })
+            .expect("on"),
+        );
+        let free: Vec<_> = (0..100).map(|_| r.check("honest")).collect();
+        assert!(
+            free.iter().all(|p| matches!(p, Ok(None))),
+            "no bucket, no count"
+        );
+        // Burst 10; five refused: five tokens left.
+        for _ in 0..5 {
+            r.charge("vendor");
+        }
+        let held: Vec<Pending> = (0..5)
+            .map(|_| r.check("vendor").expect("a token each").expect("counted"))
+            .collect();
+        assert!(r.check("vendor").is_err(), "five in flight on five tokens");
+        drop(held);
+        assert!(
+            matches!(r.check("vendor"), Ok(Some(_))),
+            "their places are freed"
+        );
+        assert_eq!(r.buckets.lock().expect("lock").buckets["vendor"].pending, 0);
+    }
+
     /// Clients all short of tokens, more than `PRUNE_AT` of them (a
     /// flood from many addresses): each keeps its bucket, so each stays
     /// limited, and the scan for full buckets runs only after the map
     /// has doubled, not once per new client.
     #[test]
     fn many_clients_short_of_tokens_are_kept_and_scanned_rarely() {
-        let r = Refusals::new(&RateArgs {
-            refused_per_client: 1,
-            ..RateArgs::default()
-        })
-        .expect("on");
+        let r = Arc::new(
+            Refusals::new(&RateArgs {
+                refused_per_client: 1,
+                ..RateArgs::default()
+            })
+            .expect("on"),
+        );
         let n = PRUNE_AT + 1000;
         for i in 0..n {
             let client = format!("10.0.{}.{}", i / 256, i % 256);
@@ -325,11 +395,13 @@ mod tests {
 
     #[test]
     fn a_client_whose_appends_keep_failing_is_turned_away_and_others_are_not() {
-        let r = Refusals::new(&RateArgs {
-            refused_per_client: 10,
-            ..RateArgs::default()
-        })
-        .expect("on");
+        let r = Arc::new(
+            Refusals::new(&RateArgs {
+                refused_per_client: 10,
+                ..RateArgs::default()
+            })
+            .expect("on"),
+        );
         // Ten seconds' worth (100) at once, then turned away.
         for _ in 0..100 {
             r.check("forger").expect("within the budget");

@@ -211,7 +211,7 @@ impl Server {
             public_tiles: args.public_tiles,
             uploads: Arc::new(crate::uploads::Uploads::new(args.uploads.clone())),
             rates: crate::rate::Rates::new(&args.rates),
-            refusals: crate::rate::Refusals::new(&args.rates),
+            refusals: crate::rate::Refusals::new(&args.rates).map(Arc::new),
             ready: watch::channel(false).0,
             metrics: crate::metrics::Metrics::new(),
         });

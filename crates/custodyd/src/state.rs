@@ -65,7 +65,7 @@ pub struct LogState {
     /// Per-client request rates (`--rate-per-client`), if limited.
     pub rates: Option<crate::rate::Rates>,
     /// Each client's budget of refused appends (`--refused-per-client`).
-    pub refusals: Option<crate::rate::Refusals>,
+    pub refusals: Option<Arc<crate::rate::Refusals>>,
     /// Metrics, for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// Whether the server takes requests: true once both listeners
@@ -120,11 +120,16 @@ impl LogState {
     ///
     /// # Errors
     ///
-    /// [`crate::rate::TurnedAway`] when it has.
-    pub fn may_append(&self, client: &str) -> Result<(), crate::rate::TurnedAway> {
+    /// [`crate::rate::TurnedAway`] when it has. Otherwise the append's
+    /// place in the client's budget, if it holds one: keep it until the
+    /// verdict (and any charge) is in.
+    pub fn may_append(
+        &self,
+        client: &str,
+    ) -> Result<Option<crate::rate::Pending>, crate::rate::TurnedAway> {
         match &self.refusals {
             Some(r) => r.check(client),
-            None => Ok(()),
+            None => Ok(None),
         }
     }
 
