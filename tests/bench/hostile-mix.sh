@@ -13,6 +13,8 @@
 #   ONLY=bad-sig tests/bench/hostile-mix.sh          # one hostile kind in phase B
 #   SECS=5 ROUNDS=1 tests/bench/hostile-mix.sh       # quicker
 #   EXTRA="--honest-rate 20000" tests/bench/hostile-mix.sh
+#   SERVER_FLAGS="--refused-per-client 0" ONLY=bad-sig tests/bench/hostile-mix.sh   # the server's flags
+#   TAG=budget-off ...                                # a suffix for the results file
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/custody-ledger/target-rel}"
@@ -44,7 +46,8 @@ trap cleanup EXIT
 
 "$BIN/custody" keygen --out "$d/owner" >/dev/null
 "$BIN/custodyd" init --data "$d/data" --origin bench.example/log --owner-key "$d/owner.pub" >/dev/null
-"$BIN/custodyd" serve --data "$d/data" --grpc-addr "$GRPC" --http-addr "$HTTP" 2>"$d/server.log" &
+# shellcheck disable=SC2086 # SERVER_FLAGS is split on purpose
+"$BIN/custodyd" serve --data "$d/data" --grpc-addr "$GRPC" --http-addr "$HTTP" ${SERVER_FLAGS:-} 2>"$d/server.log" &
 pid=$!
 for _ in $(seq 100); do curl -sf "http://$HTTP/checkpoint" >/dev/null && break; sleep 0.1; done
 
@@ -75,7 +78,7 @@ sed -E 's/\x1b\[[0-9;]*m//g' "$d/server.log" \
   | sort | uniq -c | sort -rn | head -n 20 >&2
 
 mkdir -p tests/bench/results
-out="tests/bench/results/hostile-mix-$(date -u +%F)${ONLY:+-$ONLY}.json"
+out="tests/bench/results/hostile-mix-$(date -u +%F)${ONLY:+-$ONLY}${TAG:+-$TAG}.json"
 cp "$d/result.json" "$out"
 cat "$d/result.json"
 echo "hostile-mix: saved $out" >&2

@@ -109,8 +109,8 @@ enum Gated {
         Result<v1::AppendRequest, Status>,
         Option<crate::rate::Pending>,
     ),
-    /// Turned away unread, to be answered late; the stream's last.
-    TurnedAway(crate::rate::TurnedAway),
+    /// Turned away unread, answered late; the stream's last.
+    TurnedAway(Status),
 }
 
 async fn append_one(
@@ -225,11 +225,12 @@ impl CustodyLog for CustodyLogService {
         // One response per request, in request order; refusals are
         // reported in-band so one bad event does not end the stream.
         // The gate reads one message at a time. Once the client is over
-        // its refusal budget, the message is dropped, and so is the rest
-        // of the request stream (what the client sends after it is
-        // discarded, not buffered): the stream ends with that message's
-        // answer, held back until the budget refills. The client opens
-        // another when it may.
+        // its refusal budget, the message is dropped, its answer is held
+        // back until the budget refills with nothing more read (HTTP/2
+        // flow control stops the client once the stream's window is
+        // full, as for any stream the server is slow to read), and then
+        // the rest of the request stream is dropped unread and the stream
+        // ends with that answer. The client opens another when it may.
         let inbound = request.into_inner();
         let out = futures::stream::unfold(Some(inbound), move |inbound| {
             let state = gate.clone();
@@ -240,8 +241,13 @@ impl CustodyLog for CustodyLogService {
                 match state.may_append(&client) {
                     Ok(place) => Some((Gated::Read(req, place), Some(inbound))),
                     Err(t) => {
-                        drop((req, inbound));
-                        Some((Gated::TurnedAway(t), None))
+                        // Held back with the stream unread, so flow
+                        // control stops the client sending (at most a
+                        // window's worth waits); then the stream ends.
+                        drop(req);
+                        let answer = turned_away(&state, t).await;
+                        drop(inbound);
+                        Some((Gated::TurnedAway(answer), None))
                     }
                 }
             }
@@ -254,8 +260,7 @@ impl CustodyLog for CustodyLogService {
                 let (req, place) = match gated {
                     Gated::Read(Ok(r), place) => (r, place),
                     Gated::Read(Err(s), _) => return Err(s),
-                    Gated::TurnedAway(t) => {
-                        let s = turned_away(&state, t).await;
+                    Gated::TurnedAway(s) => {
                         return Ok(v1::AppendResponse {
                             error_code: s.code() as i32,
                             error_message: s.message().to_owned(),
