@@ -292,16 +292,27 @@ pub async fn stream_requests(
     reqs: Vec<v1::AppendRequest>,
 ) -> Vec<v1::AppendResponse> {
     let n = reqs.len();
+    let got = stream_answers(c, reqs).await;
+    assert_eq!(got.len(), n, "one answer per request");
+    got
+}
+
+/// `stream_answers` sends `reqs` over one AppendStream and returns the
+/// answers it got before the stream ended (fewer than `reqs` when the
+/// server ends it early, as it does for a client turned away).
+pub async fn stream_answers(
+    c: &mut CustodyLogClient<Channel>,
+    reqs: Vec<v1::AppendRequest>,
+) -> Vec<v1::AppendResponse> {
     let mut out = c
         .append_stream(tokio_stream::iter(reqs))
         .await
         .expect("open stream")
         .into_inner();
-    let mut got = Vec::with_capacity(n);
+    let mut got = Vec::new();
     while let Some(r) = out.message().await.expect("stream") {
         got.push(r);
     }
-    assert_eq!(got.len(), n, "one answer per request");
     got
 }
 

@@ -2,7 +2,7 @@
 //! checked by the CLI's offline verifier, the C2SP tile API, dedup, and the
 //! standard health and reflection services.
 
-use custody_e2e::{append, capture, custody, event, register, signed, Log};
+use custody_e2e::{append, capture, custody, event, register, signed, stream_requests, Log};
 use custody_log::{decode_entry_bundle, leaf_hash, verify_inclusion, Hash, LogVerifier};
 use custody_proto::v1;
 use tonic::Code;
@@ -375,15 +375,11 @@ async fn a_key_registered_earlier_in_a_stream_signs_later_events_in_it() {
         wait_for_checkpoint: false,
     })
     .collect();
-    let mut out = c
-        .append_stream(tokio_stream::iter(reqs))
+    let got: Vec<_> = stream_requests(&mut c, reqs)
         .await
-        .unwrap()
-        .into_inner();
-    let mut got = Vec::new();
-    while let Some(r) = out.message().await.unwrap() {
-        got.push((r.error_code, r.index, r.error_message));
-    }
+        .into_iter()
+        .map(|r| (r.error_code, r.index, r.error_message))
+        .collect();
     assert_eq!(got.len(), 5);
     for (i, g) in got[..4].iter().enumerate() {
         assert_eq!((g.0, g.1), (0, i as u64 + 1), "{g:?}");

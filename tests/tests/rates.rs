@@ -163,21 +163,3 @@ async fn a_client_whose_appends_keep_failing_is_turned_away_unread() {
     wait_for_size(&log.http, before + 100).await;
     assert_eq!(checkpoint_size(&log.http).await, before + 100);
 }
-
-/// `stream_answers` sends `reqs` over one AppendStream and returns the
-/// answers it got before the stream ended.
-async fn stream_answers(
-    c: &mut v1::custody_log_client::CustodyLogClient<tonic::transport::Channel>,
-    reqs: Vec<v1::AppendRequest>,
-) -> Vec<v1::AppendResponse> {
-    let mut out = c
-        .append_stream(tokio_stream::iter(reqs))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut got = Vec::new();
-    while let Some(r) = out.message().await.unwrap() {
-        got.push(r);
-    }
-    got
-}
