@@ -15,7 +15,11 @@
 //! SUCCEEDED" with what was logged wrongly.
 //!
 //! Small `--max-batch` values make many batch boundaries, so most of these
-//! streams are checked by the checker against a stale registry.
+//! streams are checked by the checker against a stale registry. Every
+//! server here runs with `--refused-per-client 0`: the attacks send
+//! thousands of events that must each be judged (refused or logged) by
+//! the registry as of their entry, which the refusal budget would cut
+//! short by turning the sender away (`rates.rs` tests the budget).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -265,7 +269,7 @@ fn signatures_hold(logged: &[Logged], keys: &[(&str, &SigningKey)]) {
 async fn r1_no_capture_is_logged_after_its_keys_revocation() {
     let _serial = SERIAL.lock().await;
     let mut log = Log::init();
-    log.start_with(&["--max-batch", "64"]);
+    log.start_with(&["--max-batch", "64", "--refused-per-client", "0"]);
     let mut c = log.client().await;
     const PARTIES: usize = 3;
     const N: usize = 1_800;
@@ -418,7 +422,7 @@ async fn r1_no_capture_is_logged_after_its_keys_revocation() {
 async fn r2_a_key_used_right_after_its_key_added_is_verified_in_full() {
     let _serial = SERIAL.lock().await;
     let mut log = Log::init();
-    log.start_with(&["--max-batch", "16"]);
+    log.start_with(&["--max-batch", "16", "--refused-per-client", "0"]);
     let mut c = log.client().await;
     let k0 = register(&log, &mut c, "cam", 0, 0).await;
     let bystander = register(&log, &mut c, "gate", 0, 0).await;
@@ -503,7 +507,7 @@ async fn r2_a_key_used_right_after_its_key_added_is_verified_in_full() {
 async fn r3_a_key_signs_only_inside_its_window_across_checked_ahead_batches() {
     let _serial = SERIAL.lock().await;
     let mut log = Log::init();
-    log.start_with(&["--max-batch", "8"]);
+    log.start_with(&["--max-batch", "8", "--refused-per-client", "0"]);
     let mut c = log.client().await;
     let busy = register(&log, &mut c, "busy", 0, 0).await;
     let t0 = now();
@@ -617,7 +621,7 @@ async fn r3_a_key_signs_only_inside_its_window_across_checked_ahead_batches() {
 async fn r4_a_key_never_signs_for_another_party_while_keys_churn() {
     let _serial = SERIAL.lock().await;
     let mut log = Log::init();
-    log.start_with(&["--max-batch", "8"]);
+    log.start_with(&["--max-batch", "8", "--refused-per-client", "0"]);
     let mut c = log.client().await;
     let ka = register(&log, &mut c, "a", 0, 0).await;
     let kb = register(&log, &mut c, "b", 0, 0).await;
@@ -722,7 +726,7 @@ async fn r4_a_key_never_signs_for_another_party_while_keys_churn() {
 async fn r5_resubmissions_across_checked_ahead_batches_are_logged_once() {
     let _serial = SERIAL.lock().await;
     let mut log = Log::init();
-    log.start_with(&["--max-batch", "8"]);
+    log.start_with(&["--max-batch", "8", "--refused-per-client", "0"]);
     let mut c = log.client().await;
     let k = register(&log, &mut c, "cam", 0, 0).await;
     let k2 = new_key();
@@ -891,7 +895,14 @@ fn bulk_capture(actor: &str, m: &v1::Manifest) -> v1::Event {
 async fn r6_a_bulk_event_signed_on_the_edge_of_a_key_change_is_judged_at_admission() {
     let _serial = SERIAL.lock().await;
     let mut log = Log::init();
-    log.start_with(&["--max-batch", "1", "--bulk-slice", "4"]);
+    log.start_with(&[
+        "--max-batch",
+        "1",
+        "--bulk-slice",
+        "4",
+        "--refused-per-client",
+        "0",
+    ]);
     let mut c = log.client().await;
     let mut key = register(&log, &mut c, "cam", 0, 0).await;
     let mut keys = vec![key.clone()];
@@ -957,7 +968,14 @@ async fn r6_a_bulk_event_signed_on_the_edge_of_a_key_change_is_judged_at_admissi
 async fn r6b_events_held_behind_a_bulk_job_are_judged_by_the_registry_of_their_entry() {
     let _serial = SERIAL.lock().await;
     let mut log = Log::init();
-    log.start_with(&["--max-batch", "8", "--bulk-slice", "1"]);
+    log.start_with(&[
+        "--max-batch",
+        "8",
+        "--bulk-slice",
+        "1",
+        "--refused-per-client",
+        "0",
+    ]);
     let mut c = log.client().await;
     let cam = register(&log, &mut c, "cam", 0, 0).await;
     let gate = register(&log, &mut c, "gate", 0, 0).await;
