@@ -163,3 +163,89 @@ async fn a_client_whose_appends_keep_failing_is_turned_away_unread() {
     wait_for_size(&log.http, before + 100).await;
     assert_eq!(checkpoint_size(&log.http).await, before + 100);
 }
+
+/// Unary appends over the gRPC message limit, which tonic refuses with
+/// OUT_OF_RANGE before the service sees them, spend the refusal budget
+/// too: once it is spent, the client's appends are turned away unread
+/// (RESOURCE_EXHAUSTED, answered late), whatever their size, while a
+/// reporter on another address is served as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn appends_over_the_message_limit_spend_the_refusal_budget() {
+    let mut log = Log::init();
+    log.start_with(&["--refused-per-client", "1"]);
+    let mut c = log.client().await;
+    let cam = register(&log, &mut c, "cam", 0, 0).await;
+    let before = checkpoint_size(&log.http).await;
+
+    let flooder = tonic::transport::Endpoint::from_shared(log.grpc.clone())
+        .unwrap()
+        .local_address(Some([127, 0, 0, 2].into()))
+        .connect()
+        .await
+        .unwrap();
+    let mut flooder =
+        v1::custody_log_client::CustodyLogClient::new(flooder).max_encoding_message_size(1 << 20);
+    let mut big = signed(&event("cam", capture("cam")), &[&cam]);
+    big.body = vec![0u8; 300 * 1024].into();
+    let req = || v1::AppendRequest {
+        event: Some(big.clone()),
+        wait_for_checkpoint: false,
+    };
+    // The budget is ten seconds' worth (10): each over-limit message is
+    // refused by tonic and charged, until the budget is spent.
+    let mut codes = Vec::new();
+    for _ in 0..30 {
+        let code = match flooder.append(req()).await {
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
+        };
+        codes.push(code);
+        if code == tonic::Code::ResourceExhausted {
+            break;
+        }
+    }
+    let out_of_range = codes
+        .iter()
+        .filter(|c| **c == tonic::Code::OutOfRange)
+        .count();
+    assert_eq!(
+        codes.last(),
+        Some(&tonic::Code::ResourceExhausted),
+        "turned away once the budget is spent: {codes:?}"
+    );
+    assert!(
+        (9..=12).contains(&out_of_range),
+        "about the budget (10) was refused as too large first: {codes:?}"
+    );
+    // The answer was held back until one token refilled (1 a second);
+    // the next message spends it...
+    let next = flooder.append(req()).await.expect_err("over the limit");
+    assert!(
+        matches!(
+            next.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+        ),
+        "{next:?}"
+    );
+    // ...and a well-formed append from the same address is then turned
+    // away too, unread (its signature is good, but nothing of it is
+    // looked at).
+    let good = flooder
+        .append(v1::AppendRequest {
+            event: Some(signed(&event("cam", capture("cam")), &[&cam])),
+            wait_for_checkpoint: false,
+        })
+        .await;
+    let status = good.expect_err("turned away while over the budget");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("127.0.0.2"),
+        "{}",
+        status.message()
+    );
+
+    // The reporter on 127.0.0.1 is served meanwhile.
+    stream_captures(&mut c, "cam", &cam, 50).await;
+    wait_for_size(&log.http, before + 50).await;
+    assert_eq!(checkpoint_size(&log.http).await, before + 50);
+}

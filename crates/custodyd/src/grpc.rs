@@ -10,6 +10,7 @@ use custody_proto::envelope_from_proto;
 use custody_proto::v1::{self, custody_log_server::CustodyLog};
 use custody_store::LogStore;
 use futures::{Stream, StreamExt as _};
+use tonic::codegen::http;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::access::{reporter_of, Caller};
@@ -98,6 +99,111 @@ async fn turned_away(state: &LogState, t: crate::rate::TurnedAway) -> Status {
     let status = Status::from(t.error);
     state.metrics.refused(status.code(), None);
     status
+}
+
+/// The path of the unary `Append`.
+const APPEND_PATH: &str = "/custody.v1.CustodyLog/Append";
+
+/// `AppendDoorLayer` puts an [`AppendDoor`] in front of the gRPC server.
+#[derive(Clone)]
+pub struct AppendDoorLayer {
+    /// Shared state: the refusal budget and the access list.
+    state: Arc<LogState>,
+}
+
+impl AppendDoorLayer {
+    /// `new` makes the layer.
+    pub fn new(state: Arc<LogState>) -> Self {
+        Self { state }
+    }
+}
+
+impl<S> tower::Layer<S> for AppendDoorLayer {
+    type Service = AppendDoor<S>;
+
+    fn layer(&self, inner: S) -> AppendDoor<S> {
+        AppendDoor {
+            state: self.state.clone(),
+            inner,
+        }
+    }
+}
+
+/// `AppendDoor` keeps the refusal budget for the unary `Append` before
+/// tonic reads the message: a client over its budget is turned away with
+/// the message unread and answered late ([`turned_away`]), and a message
+/// over the decoding limit, which tonic refuses with `OUT_OF_RANGE`
+/// before the service sees it, is charged like any other refusal. (An
+/// `AppendStream` checks each message as it reads it, in its gate.)
+#[derive(Clone)]
+pub struct AppendDoor<S> {
+    /// Shared state.
+    state: Arc<LogState>,
+    /// The gRPC server.
+    inner: S,
+}
+
+type DoorFuture<E> =
+    Pin<Box<dyn std::future::Future<Output = Result<http::Response<tonic::body::Body>, E>> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for AppendDoor<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = DoorFuture<S::Error>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        // The service made ready is the one called; a fresh clone waits
+        // for the next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if req.uri().path() != APPEND_PATH {
+            return Box::pin(inner.call(req));
+        }
+        let state = self.state.clone();
+        Box::pin(async move {
+            let peer = req.extensions().get::<crate::tls::Peer>().cloned();
+            let token = req
+                .headers()
+                .get("authorization")
+                .map(|v| v.as_bytes().to_vec());
+            let client = state.client(token.as_deref(), peer.as_ref());
+            let place = match state.may_append(&client) {
+                Ok(place) => place,
+                Err(t) => {
+                    drop(req);
+                    return Ok(turned_away(&state, t).await.into_http());
+                }
+            };
+            let resp = inner.call(req).await?;
+            // tonic's own refusals carry their status in the response.
+            let out_of_range = resp
+                .extensions()
+                .get::<Status>()
+                .is_some_and(|s| s.code() == tonic::Code::OutOfRange);
+            if out_of_range {
+                state.metrics.refused(tonic::Code::OutOfRange, None);
+                state.refused(&client, tonic::Code::OutOfRange);
+            }
+            // The verdict (and any charge) is in: free its place.
+            drop(place);
+            Ok(resp)
+        })
+    }
 }
 
 /// A message of an `AppendStream`, past the gate that ends the stream of
@@ -189,23 +295,17 @@ impl CustodyLog for CustodyLogService {
                 .refused(&crate::rate::client_of(None, peer.as_ref()), s.code());
         })?;
         let client = crate::rate::client_of(Some(&caller), peer.as_ref());
-        // A client that has had too many appends refused is turned away
-        // before anything it sent is verified, and answered late; else
-        // its place is held until the verdict is in.
-        let place = match self.state.may_append(&client) {
-            Ok(place) => place,
-            Err(t) => return Err(turned_away(&self.state, t).await),
-        };
-        let answer = append_one(
+        // The refusal budget was checked at the door ([`AppendDoor`]),
+        // before tonic read the message, which holds its place.
+        append_one(
             self.state.clone(),
             self.sequencer.clone(),
             &caller,
             &client,
             request.into_inner(),
         )
-        .await;
-        drop(place);
-        answer.map(Response::new)
+        .await
+        .map(Response::new)
     }
 
     type AppendStreamStream = AppendStreamOut;
@@ -259,7 +359,17 @@ impl CustodyLog for CustodyLogService {
             async move {
                 let (req, place) = match gated {
                     Gated::Read(Ok(r), place) => (r, place),
-                    Gated::Read(Err(s), _) => return Err(s),
+                    Gated::Read(Err(s), _) => {
+                        // A message the stream could not read: over the
+                        // message limit is the client's doing (charged);
+                        // a broken connection is not.
+                        if s.code() == tonic::Code::OutOfRange {
+                            state.metrics.refused(s.code(), None);
+                            let (token, peer) = auth.as_ref();
+                            state.refused(&state.client(token.as_deref(), peer.as_ref()), s.code());
+                        }
+                        return Err(s);
+                    }
                     Gated::TurnedAway(s) => {
                         return Ok(v1::AppendResponse {
                             error_code: s.code() as i32,

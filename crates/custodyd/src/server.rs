@@ -336,6 +336,7 @@ impl Server {
             .http2_keepalive_interval(Some(keepalive))
             .http2_keepalive_timeout(Some(keepalive))
             .max_concurrent_streams(Some(256))
+            .layer(grpc::AppendDoorLayer::new(state.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -98,6 +98,14 @@ impl LogState {
         Ok(caller)
     }
 
+    /// `client` is whom a request with `authorization` from `peer` is
+    /// counted against ([`crate::rate::client_of`]): its party when the
+    /// access list knows its credentials, else its address.
+    pub fn client(&self, authorization: Option<&[u8]>, peer: Option<&crate::tls::Peer>) -> String {
+        let caller = self.access.caller(authorization, peer).ok();
+        crate::rate::client_of(caller.as_ref(), peer)
+    }
+
     /// `count` counts a request against its client's rate, for requests
     /// that need no credentials (public tiles).
     ///
