@@ -14,6 +14,7 @@
 #   SECS=5 ROUNDS=1 tests/bench/hostile-mix.sh       # quicker
 #   EXTRA="--honest-rate 20000" tests/bench/hostile-mix.sh
 #   SERVER_FLAGS="--refused-per-client 0" ONLY=bad-sig tests/bench/hostile-mix.sh   # the server's flags
+#   EXTRA="--hostile-nice 0" tests/bench/hostile-mix.sh   # the attacker at normal priority (default 19)
 #   TAG=budget-off ...                                # a suffix for the results file
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -31,6 +31,11 @@
 //!     many to the HTTP port that trickle a request's headers, a line a
 //!     second (slowloris); each is reopened when the server closes it.
 //!
+//! The hostile tasks run on threads of their own at niceness
+//! `--hostile-nice` (19 by default), so that on one machine the
+//! attacker's own CPU, which a real attacker spends on its own machine,
+//! comes out of idle time rather than the server's.
+//!
 //! Requests that need a token are not part of the mix: the benchmark
 //! server runs open. Every phase also probes the HTTP port from the honest
 //! address (`GET /checkpoint`, ten times a second).
@@ -162,6 +167,13 @@ pub struct Args {
     /// as fast as the server takes them).
     #[arg(long)]
     honest_rate: Option<f64>,
+    /// The niceness of the hostile tasks' threads, 0 to 19. By default
+    /// the lowest priority: on one machine the attacker's own CPU (which
+    /// a real one spends on its own machine) would otherwise come out of
+    /// the server's, and the server's cost of the hostile traffic is what
+    /// is measured. 0 to let them compete as equals.
+    #[arg(long, default_value_t = 19)]
+    hostile_nice: i32,
     /// The server's process id, to report its CPU time per phase.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -194,6 +206,9 @@ impl Args {
         if !(1..=1_000_000).contains(&self.stall_members) {
             bail!("--stall-members is 1 to 1,000,000 (a manifest's most)");
         }
+        if !(0..=19).contains(&self.hostile_nice) {
+            bail!("--hostile-nice is 0 to 19");
+        }
         if self.hostile_addr.is_unspecified() {
             bail!("--hostile-addr must be an address of this machine, e.g. 127.0.0.2");
         }
@@ -224,6 +239,8 @@ pub struct Report {
     /// Skipped kinds of the mix, and why.
     pub skipped: Vec<&'static str>,
     pub hostile_addr: String,
+    /// The hostile threads' niceness (`--hostile-nice`).
+    pub hostile_nice: i32,
     pub honest_rate: Option<f64>,
     pub cores: usize,
     pub honest_party: String,
@@ -450,13 +467,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // The hostile tasks get threads of their own, so the OS, not one
     // scheduler, shares the CPU between them and the honest client; and
     // their CPU time can be read by thread name.
+    let nice = args.hostile_nice;
+    let nice_failed = Arc::new(AtomicBool::new(false));
+    let failed = nice_failed.clone();
     let hostile_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("hostile")
+        .on_thread_start(move || {
+            // On Linux niceness is a thread's own: this sets the calling
+            // thread's (PRIO_PROCESS with who 0), not the process's.
+            // SAFETY: setpriority only changes the calling thread's
+            // scheduling priority.
+            let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+            if r != 0 {
+                failed.store(true, Ordering::Relaxed);
+            }
+        })
         .enable_all()
         .build()
         .context("start the hostile tasks' runtime")?;
-    let report = honest_rt.block_on(bench(&args, &owner, hostile_rt.handle()))?;
+    let mut report = honest_rt.block_on(bench(&args, &owner, hostile_rt.handle()))?;
+    if nice_failed.load(Ordering::Relaxed) {
+        eprintln!("bench-hostile: could not set the hostile threads' niceness; they ran at 0");
+        report.hostile_nice = 0;
+    }
     hostile_rt.shutdown_background();
     if !args.json {
         eprintln!(
@@ -630,6 +664,7 @@ async fn bench(
             "unauthenticated and unknown-token requests: the benchmark server runs open (no access list)",
         ],
         hostile_addr: args.hostile_addr.to_string(),
+        hostile_nice: args.hostile_nice,
         honest_rate: args.honest_rate,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         warmup_events_per_sec: warmup_rate.round(),
