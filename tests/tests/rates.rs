@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use custody_e2e::*;
 use custody_proto::v1;
+use prost::Message as _;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_over_its_rate_is_refused_and_another_is_served() {
@@ -248,4 +249,129 @@ async fn appends_over_the_message_limit_spend_the_refusal_budget() {
     stream_captures(&mut c, "cam", &cam, 50).await;
     wait_for_size(&log.http, before + 50).await;
     assert_eq!(checkpoint_size(&log.http).await, before + 50);
+}
+
+/// `raw_append` sends one unary `Append` over a raw HTTP/2 connection
+/// from `from`, with `message` as its gRPC message and a bearer token in
+/// the headers or in request trailers, and returns the answer's
+/// grpc-status and grpc-message.
+async fn raw_append(
+    grpc: &str,
+    from: [u8; 4],
+    message: &[u8],
+    header_token: Option<&str>,
+    trailer_token: Option<&str>,
+) -> (i32, String) {
+    let addr: std::net::SocketAddr = grpc.trim_start_matches("http://").parse().unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind((std::net::IpAddr::from(from), 0).into()).unwrap();
+    let tcp = sock.connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let mut req = http::Request::post(format!("http://{addr}/custody.v1.CustodyLog/Append"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(t) = header_token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let (resp, mut send) = client.send_request(req.body(()).unwrap(), false).unwrap();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(message);
+    send.send_data(bytes::Bytes::from(frame), trailer_token.is_none())
+        .unwrap();
+    if let Some(t) = trailer_token {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("authorization", format!("Bearer {t}").parse().unwrap());
+        send.send_trailers(trailers).unwrap();
+    }
+    let resp = resp.await.unwrap();
+    let (parts, mut body) = resp.into_parts();
+    let read = |h: &http::HeaderMap| {
+        h.get("grpc-status").map(|s| {
+            (
+                s.to_str().unwrap().parse::<i32>().unwrap(),
+                h.get("grpc-message")
+                    .map(|m| m.to_str().unwrap_or_default().to_owned())
+                    .unwrap_or_default(),
+            )
+        })
+    };
+    if let Some(a) = read(&parts.headers) {
+        return a;
+    }
+    while let Some(d) = body.data().await {
+        let d = d.unwrap();
+        let _ = body.flow_control().release_capacity(d.len());
+    }
+    let trailers = body.trailers().await.unwrap().unwrap_or_default();
+    read(&trailers).expect("a grpc-status")
+}
+
+/// Found by a hostile review of the door: tonic merges request trailers
+/// into the metadata, so an `authorization` sent there named a client
+/// whose budget the door never checked, and refusals tonic makes before
+/// the service runs (a message that is not protobuf) cost nothing. Both
+/// are now refused and charged to the client the door saw.
+#[tokio::test(flavor = "multi_thread")]
+async fn trailers_and_undecodable_messages_cannot_dodge_the_refusal_budget() {
+    let mut log = Log::init();
+    let out = std::process::Command::new(bin("custodyd"))
+        .args(["access", "add", "--data", log.data.to_str().unwrap()])
+        .args(["--party", "cam", "--role", "reporter", "--label", "e2e"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    log.start_with(&["--refused-per-client", "1"]);
+
+    // A token in the trailers only: refused, naming the field, and
+    // charged to the address, which is turned away once its budget (10)
+    // is spent.
+    let stranger = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    let forged = v1::AppendRequest {
+        event: Some(signed(&event("cam", capture("cam")), &[&stranger])),
+        wait_for_checkpoint: false,
+    }
+    .encode_to_vec();
+    let (code, msg) = raw_append(&log.grpc, [127, 0, 0, 2], &forged, None, Some(&token)).await;
+    assert_eq!(code, tonic::Code::InvalidArgument as i32, "{msg}");
+    assert!(msg.contains("authorization"), "{msg}");
+    let mut codes = vec![code];
+    for _ in 0..30 {
+        let (code, _) = raw_append(&log.grpc, [127, 0, 0, 2], &forged, None, Some(&token)).await;
+        codes.push(code);
+        if code == tonic::Code::ResourceExhausted as i32 {
+            break;
+        }
+    }
+    assert_eq!(
+        codes.last(),
+        Some(&(tonic::Code::ResourceExhausted as i32)),
+        "{codes:?}"
+    );
+
+    // Messages that are not protobuf, refused by tonic (INTERNAL) before
+    // the service runs: charged too.
+    let garbage = [0xffu8; 40];
+    let mut codes = Vec::new();
+    for _ in 0..30 {
+        let (code, _) = raw_append(&log.grpc, [127, 0, 0, 3], &garbage, Some(&token), None).await;
+        codes.push(code);
+        if code == tonic::Code::ResourceExhausted as i32 {
+            break;
+        }
+    }
+    assert_eq!(
+        codes.last(),
+        Some(&(tonic::Code::ResourceExhausted as i32)),
+        "{codes:?}"
+    );
+    assert!(
+        codes[..codes.len() - 1]
+            .iter()
+            .all(|c| *c == tonic::Code::Internal as i32),
+        "{codes:?}"
+    );
 }

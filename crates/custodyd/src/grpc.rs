@@ -129,12 +129,30 @@ impl<S> tower::Layer<S> for AppendDoorLayer {
     }
 }
 
+/// `AtTheDoor` is what the [`AppendDoor`] saw of a unary `Append`, for
+/// its handler: whom it counted the request against, with what
+/// credentials, and a mark the handler sets when it runs (a refusal
+/// without it is tonic's own: over the message limit, not protobuf,
+/// compressed as the server does not take).
+#[derive(Clone)]
+pub struct AtTheDoor {
+    /// The client the budget was checked for.
+    client: Arc<str>,
+    /// The `authorization` header it was sent with.
+    authorization: Option<Arc<[u8]>>,
+    /// Set by the handler.
+    handled: Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// `AppendDoor` keeps the refusal budget for the unary `Append` before
 /// tonic reads the message: a client over its budget is turned away with
-/// the message unread and answered late ([`turned_away`]), and a message
-/// over the decoding limit, which tonic refuses with `OUT_OF_RANGE`
-/// before the service sees it, is charged like any other refusal. (An
-/// `AppendStream` checks each message as it reads it, in its gate.)
+/// the message unread and answered late ([`turned_away`]), and what
+/// tonic refuses before the service sees it (a message over the decoding
+/// limit, OUT_OF_RANGE; not protobuf, INTERNAL; compressed, UNIMPLEMENTED)
+/// is charged like any other refusal. The request runs as a task of its
+/// own, so a client that resets it once it is read cannot cancel its
+/// charge. (An `AppendStream` checks each message as it reads it, in its
+/// gate.)
 #[derive(Clone)]
 pub struct AppendDoor<S> {
     /// Shared state.
@@ -153,6 +171,7 @@ where
         + Send
         + 'static,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
     B: Send + 'static,
 {
     type Response = http::Response<tonic::body::Body>;
@@ -176,12 +195,13 @@ where
         }
         let state = self.state.clone();
         Box::pin(async move {
+            let mut req = req;
             let peer = req.extensions().get::<crate::tls::Peer>().cloned();
-            let token = req
+            let token: Option<Arc<[u8]>> = req
                 .headers()
                 .get("authorization")
-                .map(|v| v.as_bytes().to_vec());
-            let client = state.client(token.as_deref(), peer.as_ref());
+                .map(|v| v.as_bytes().into());
+            let client: Arc<str> = state.client(token.as_deref(), peer.as_ref()).into();
             let place = match state.may_append(&client) {
                 Ok(place) => place,
                 Err(t) => {
@@ -189,19 +209,35 @@ where
                     return Ok(turned_away(&state, t).await.into_http());
                 }
             };
-            let resp = inner.call(req).await?;
-            // tonic's own refusals carry their status in the response.
-            let out_of_range = resp
-                .extensions()
-                .get::<Status>()
-                .is_some_and(|s| s.code() == tonic::Code::OutOfRange);
-            if out_of_range {
-                state.metrics.refused(tonic::Code::OutOfRange, None);
-                state.refused(&client, tonic::Code::OutOfRange);
+            let handled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            req.extensions_mut().insert(AtTheDoor {
+                client: client.clone(),
+                authorization: token,
+                handled: handled.clone(),
+            });
+            let call = tokio::spawn(async move {
+                let resp = inner.call(req).await?;
+                // A refusal the handler did not make is tonic's own;
+                // its status is in the response. A reset is no charge.
+                let refused = resp
+                    .extensions()
+                    .get::<Status>()
+                    .map(Status::code)
+                    .filter(|c| !matches!(c, tonic::Code::Ok | tonic::Code::Cancelled));
+                if let Some(code) = refused {
+                    if !handled.load(std::sync::atomic::Ordering::Relaxed) {
+                        state.metrics.refused(code, None);
+                        state.refused(&client, code);
+                    }
+                }
+                // The verdict (and any charge) is in: free its place.
+                drop(place);
+                Ok(resp)
+            });
+            match call.await {
+                Ok(resp) => resp,
+                Err(e) => Ok(Status::from(AnswerError::internal("append", e)).into_http()),
             }
-            // The verdict (and any charge) is in: free its place.
-            drop(place);
-            Ok(resp)
         })
     }
 }
@@ -289,14 +325,36 @@ impl CustodyLog for CustodyLogService {
         request: Request<v1::AppendRequest>,
     ) -> Result<Response<v1::AppendResponse>, Status> {
         let peer = peer(&request);
+        // The refusal budget was checked at the door ([`AppendDoor`]),
+        // before tonic read the message, against the client the door
+        // saw; refusals are charged to that client. The credentials may
+        // not change after the door: tonic merges request trailers into
+        // the metadata, and an `authorization` there would otherwise name
+        // a client whose budget the door never checked.
+        let door = request.extensions().get::<AtTheDoor>().cloned();
+        if let Some(d) = &door {
+            d.handled.store(true, std::sync::atomic::Ordering::Relaxed);
+            if authorization(&request).as_deref() != d.authorization.as_deref() {
+                let status = Status::from(AnswerError::bad(
+                    "authorization",
+                    "send it in the request's headers; trailers may not add or change it",
+                ));
+                self.state
+                    .metrics
+                    .refused(status.code(), Some("authorization"));
+                self.state.refused(&d.client, status.code());
+                return Err(status);
+            }
+        }
+        let charged = |caller: Option<&Caller>| match &door {
+            Some(d) => d.client.to_string(),
+            None => crate::rate::client_of(caller, peer.as_ref()),
+        };
         let caller = caller(&self.state, &request).inspect_err(|s| {
             self.state.metrics.refused(s.code(), None);
-            self.state
-                .refused(&crate::rate::client_of(None, peer.as_ref()), s.code());
+            self.state.refused(&charged(None), s.code());
         })?;
-        let client = crate::rate::client_of(Some(&caller), peer.as_ref());
-        // The refusal budget was checked at the door ([`AppendDoor`]),
-        // before tonic read the message, which holds its place.
+        let client = charged(Some(&caller));
         append_one(
             self.state.clone(),
             self.sequencer.clone(),
@@ -356,14 +414,16 @@ impl CustodyLog for CustodyLogService {
             let state = state.clone();
             let sequencer = sequencer.clone();
             let auth = auth.clone();
+            // Not a task of its own: `buffered` polls these in order, so
+            // a stream's events reach the sequencer in the order sent.
             async move {
                 let (req, place) = match gated {
                     Gated::Read(Ok(r), place) => (r, place),
                     Gated::Read(Err(s), _) => {
                         // A message the stream could not read: over the
-                        // message limit is the client's doing (charged);
-                        // a broken connection is not.
-                        if s.code() == tonic::Code::OutOfRange {
+                        // message limit or not protobuf is the client's
+                        // doing (charged); a reset stream is not.
+                        if matches!(s.code(), tonic::Code::OutOfRange | tonic::Code::Internal) {
                             state.metrics.refused(s.code(), None);
                             let (token, peer) = auth.as_ref();
                             state.refused(&state.client(token.as_deref(), peer.as_ref()), s.code());
