@@ -204,6 +204,21 @@ fn the_storage_contract_does_not_depend_on_rocksdb() {
 }
 
 #[test]
+fn the_client_library_links_no_storage_engine_and_no_server() {
+    assert_free_of(
+        "custody-client",
+        &[
+            "rocksdb",
+            "librocksdb-sys",
+            "custody-store-rocks",
+            "custodyd",
+            "custody-admission",
+        ],
+        "reporters link custody-client: a spool is two files, and the log's rules are the server's",
+    );
+}
+
+#[test]
 fn the_server_derives_findings_once_and_never_replays_the_log() {
     // The sequencer writes each entry's findings state in the entry's own
     // batch; the server answers from the store. A replay in the server

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::net::Grpc;
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, Context as _};
 use custody_proto::v1;
 use custody_proto::v1::custody_log_client::CustodyLogClient;
 use custody_proto::v1::custody_query_client::CustodyQueryClient;
@@ -84,27 +84,9 @@ async fn stream(
     c: &mut CustodyLogClient<Grpc>,
     events: Vec<v1::SignedEvent>,
 ) -> anyhow::Result<()> {
-    let reqs: Vec<_> = events
-        .into_iter()
-        .map(|e| v1::AppendRequest {
-            event: Some(e),
-            wait_for_checkpoint: false,
-        })
-        .collect();
-    let mut out = c
-        .append_stream(tokio_stream::iter(reqs))
+    custody_client::append_indexes(c, events)
         .await
-        .map_err(|s| anyhow!("append stream: {}", s.message()))?
-        .into_inner();
-    while let Some(r) = out
-        .message()
-        .await
-        .map_err(|s| anyhow!("append stream: {}", s.message()))?
-    {
-        if r.error_code != 0 {
-            bail!("set-up event refused: {}", r.error_message);
-        }
-    }
+        .context("set-up events")?;
     Ok(())
 }
 

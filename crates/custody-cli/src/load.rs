@@ -248,23 +248,9 @@ pub async fn register_system(
 /// If the server refuses the upload.
 pub async fn put_manifest(
     client: &mut CustodyLogClient<Grpc>,
-    mut members: Vec<[u8; 32]>,
+    members: Vec<[u8; 32]>,
 ) -> anyhow::Result<v1::Manifest> {
-    members.sort_unstable();
-    let chunks: Vec<v1::PutManifestRequest> = members
-        .chunks(5000)
-        .map(|c| v1::PutManifestRequest {
-            members: c.iter().map(|d| d.to_vec()).collect(),
-            expected_root: Vec::new(),
-        })
-        .collect();
-    client
-        .put_manifest(tokio_stream::iter(chunks))
-        .await
-        .map_err(|s| anyhow!("put manifest: {}", s.message()))?
-        .into_inner()
-        .manifest
-        .ok_or_else(|| anyhow!("no manifest in the answer"))
+    Ok(custody_client::put_manifest(client, members).await?)
 }
 
 /// `fresh_digest` is a digest no other load made: `i` then random bytes.

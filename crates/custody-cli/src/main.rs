@@ -6,6 +6,7 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+mod agent;
 mod audit;
 mod bench_hostile;
 mod bench_proofs;
@@ -19,6 +20,7 @@ mod load;
 mod monitor;
 mod net;
 mod proofs;
+mod report;
 mod witness;
 
 use std::path::PathBuf;
@@ -113,6 +115,10 @@ enum Command {
     /// Run a witness: keygen, serve.
     #[command(subcommand)]
     Witness(witness::Command),
+    /// A reporting sidecar: takes events as JSON lines on a Unix socket or
+    /// from a watched directory, spools and sends them (run, status).
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Follow a log's checkpoints over its tile API; alert on any split
     /// view or rollback.
     Monitor {
@@ -193,6 +199,29 @@ enum Command {
     /// another address, in alternating rounds; prints the ratio as JSON.
     BenchHostile(bench_hostile::Args),
     /// Generate load against a freshly initialised server.
+    /// Report CAPTUREs of fresh assets through the client library's
+    /// spool until the reporter's sequence number reaches --events,
+    /// resuming after a crash (the chaos test and the client benchmark).
+    ReportCaptures {
+        #[arg(long)]
+        server: String,
+        /// The spool directory, which also keeps the reporter's identity.
+        #[arg(long)]
+        spool: PathBuf,
+        /// Register a fresh reporter party (with --owner-key) into
+        /// --spool, and exit.
+        #[arg(long)]
+        setup: bool,
+        /// The data owner's secret key, for --setup.
+        #[arg(long)]
+        owner_key: Option<PathBuf>,
+        /// The sequence number to reach.
+        #[arg(long, default_value_t = 0)]
+        events: u64,
+        /// Events spooled with one fsync.
+        #[arg(long, default_value_t = 1000)]
+        chunk: usize,
+    },
     Load {
         #[arg(long)]
         server: String,
@@ -287,6 +316,49 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `custody agent`'s subcommands.
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Run the agent until SIGTERM or Ctrl-C.
+    Run {
+        /// The log's gRPC URL (`https://` for TLS, with --ca).
+        #[arg(long)]
+        server: String,
+        /// The spool directory; it also keeps the agent's party and the
+        /// log's origin.
+        #[arg(long)]
+        spool: PathBuf,
+        /// The party the agent reports as (needed on the first run).
+        #[arg(long)]
+        party: Option<String>,
+        /// The party's secret key.
+        #[arg(long)]
+        key: PathBuf,
+        /// The log's origin (read from the log on the first run if absent).
+        #[arg(long)]
+        origin: Option<String>,
+        /// Take JSON lines on this Unix socket (made owner-only).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Take the `*.jsonl` files that appear in this directory.
+        #[arg(long)]
+        watch: Option<PathBuf>,
+        /// Keep a receipt of each logged event (its inclusion proof in a
+        /// checkpoint signed by this log key) in SPOOL/receipts.
+        #[arg(long)]
+        receipts_log_key: Option<PathBuf>,
+    },
+    /// Spool depth, oldest unsent event, last acknowledged index.
+    Status {
+        /// Ask the running agent on this socket.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Or read the spool directory of an agent that is not running.
+        #[arg(long)]
+        spool: Option<PathBuf>,
+    },
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -444,6 +516,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Witness(cmd) => witness::run(cmd),
+        Command::Agent(AgentCommand::Run {
+            server,
+            spool,
+            party,
+            key,
+            origin,
+            socket,
+            watch,
+            receipts_log_key,
+        }) => {
+            let receipts = receipts_log_key.as_deref().map(read_vkey).transpose()?;
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into());
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .try_init();
+            runtime()?.block_on(agent::run(agent::Options {
+                server,
+                spool,
+                party,
+                key,
+                origin,
+                socket,
+                watch,
+                receipts,
+            }))
+        }
+        Command::Agent(AgentCommand::Status { socket, spool }) => {
+            let s = runtime()?.block_on(agent::status(socket.as_deref(), spool.as_deref()))?;
+            println!("{}", serde_json::to_string_pretty(&s)?);
+            Ok(())
+        }
         Command::Monitor {
             url,
             log_key,
@@ -473,6 +578,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::BenchHostile(args) => bench_hostile::run(args),
+        Command::ReportCaptures {
+            server,
+            spool,
+            setup,
+            owner_key,
+            events,
+            chunk,
+        } => {
+            if setup {
+                let owner = owner_key
+                    .as_deref()
+                    .ok_or_else(|| anyhow::anyhow!("--setup needs --owner-key"))
+                    .and_then(keys::load_secret)?;
+                let party = runtime()?.block_on(report::setup(&server, &owner, &spool))?;
+                println!("{party}");
+                Ok(())
+            } else {
+                if chunk == 0 {
+                    anyhow::bail!("--chunk must be at least 1");
+                }
+                let r = runtime()?.block_on(report::run(&server, &spool, events, chunk))?;
+                println!("{}", serde_json::to_string(&r)?);
+                Ok(())
+            }
+        }
         Command::Load {
             server,
             owner_key,
@@ -544,15 +674,8 @@ async fn prove(what: ProveWhat) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| anyhow!("inclusion proof ({:?}): {}", s.code(), s.message()))?
                 .into_inner();
-            use base64::Engine as _;
             (
-                proofs::ProofFile::Inclusion {
-                    checkpoint: String::from_utf8(r.checkpoint)
-                        .context("checkpoint is not text")?,
-                    index,
-                    entry: base64::engine::general_purpose::STANDARD.encode(&r.entry),
-                    proof: proofs::b64_hashes(&r.proof),
-                },
+                proofs::ProofFile::inclusion(r.checkpoint, index, &r.entry, &r.proof)?,
                 out,
             )
         }

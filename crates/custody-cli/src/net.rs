@@ -23,7 +23,7 @@ pub fn set_token(token: Option<String>) {
     let _ = TOKEN.set(token.filter(|t| !t.trim().is_empty()));
 }
 
-fn token() -> Option<&'static str> {
+pub(crate) fn token() -> Option<&'static str> {
     TOKEN.get().and_then(|t| t.as_deref())
 }
 

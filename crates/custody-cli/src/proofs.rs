@@ -2,50 +2,12 @@
 //! offline against a pinned log key, as it does evidence bundles
 //! (`custody export`).
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{bail, Context as _};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use custody_log::{leaf_hash, verify_consistency, verify_inclusion, Hash, LogVerifier};
-use serde::{Deserialize, Serialize};
+use custody_log::LogVerifier;
 
-/// `ProofFile` is the JSON a proof is carried in.
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ProofFile {
-    /// Entry `index` is in the tree of `checkpoint`.
-    Inclusion {
-        checkpoint: String,
-        index: u64,
-        /// The entry bytes, base64.
-        entry: String,
-        /// Proof hashes, base64.
-        proof: Vec<String>,
-    },
-    /// `new_checkpoint` extends `old_checkpoint`.
-    Consistency {
-        old_checkpoint: String,
-        new_checkpoint: String,
-        proof: Vec<String>,
-    },
-}
-
-fn hashes(p: &[String]) -> anyhow::Result<Vec<Hash>> {
-    p.iter()
-        .map(|s| {
-            let raw = B64.decode(s).map_err(|e| anyhow!("proof hash: {e}"))?;
-            let h: [u8; 32] = raw
-                .as_slice()
-                .try_into()
-                .map_err(|_| anyhow!("proof hash of {} bytes", raw.len()))?;
-            Ok(Hash(h))
-        })
-        .collect()
-}
-
-/// `b64_hashes` encodes proof hashes for a file.
-pub fn b64_hashes(p: &[Vec<u8>]) -> Vec<String> {
-    p.iter().map(|h| B64.encode(h)).collect()
-}
+pub use custody_evidence::{b64_hashes, ProofFile};
 
 /// `checkpoints_of` is every checkpoint note a file `verify_file` takes
 /// holds: a bundle's, a proof file's (both of a consistency proof), or
@@ -62,14 +24,7 @@ pub fn checkpoints_of(bytes: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
     if bytes.first() != Some(&b'{') {
         return Ok(vec![bytes.to_vec()]);
     }
-    Ok(match serde_json::from_slice::<ProofFile>(bytes)? {
-        ProofFile::Inclusion { checkpoint, .. } => vec![checkpoint.into_bytes()],
-        ProofFile::Consistency {
-            old_checkpoint,
-            new_checkpoint,
-            ..
-        } => vec![old_checkpoint.into_bytes(), new_checkpoint.into_bytes()],
-    })
+    Ok(serde_json::from_slice::<ProofFile>(bytes)?.checkpoints())
 }
 
 /// `verify_file` checks an evidence bundle, a proof file or a bare
@@ -99,49 +54,5 @@ pub fn verify_file(bytes: &[u8], verifier: &LogVerifier) -> anyhow::Result<Strin
             ));
         }
     };
-    match file {
-        ProofFile::Inclusion {
-            checkpoint,
-            index,
-            entry,
-            proof,
-        } => {
-            let cp = verifier
-                .verify(checkpoint.as_bytes())
-                .context("checkpoint")?;
-            let entry = B64.decode(entry).map_err(|e| anyhow!("entry: {e}"))?;
-            verify_inclusion(
-                &hashes(&proof)?,
-                cp.size,
-                &cp.root,
-                index,
-                &leaf_hash(&entry),
-            )
-            .map_err(|e| anyhow!("inclusion proof of entry {index}: {e}"))?;
-            Ok(format!(
-                "inclusion verified: entry {index} ({} bytes) is in log {} at size {}",
-                entry.len(),
-                cp.origin,
-                cp.size
-            ))
-        }
-        ProofFile::Consistency {
-            old_checkpoint,
-            new_checkpoint,
-            proof,
-        } => {
-            let old = verifier
-                .verify(old_checkpoint.as_bytes())
-                .context("old checkpoint")?;
-            let new = verifier
-                .verify(new_checkpoint.as_bytes())
-                .context("new checkpoint")?;
-            verify_consistency(&hashes(&proof)?, old.size, &old.root, new.size, &new.root)
-                .map_err(|e| anyhow!("consistency proof {} -> {}: {e}", old.size, new.size))?;
-            Ok(format!(
-                "consistency verified: log {} at size {} extends its tree at size {}",
-                new.origin, new.size, old.size
-            ))
-        }
-    }
+    Ok(file.verify(verifier)?)
 }

@@ -219,19 +219,9 @@ async fn upload(
     c: &mut CustodyLogClient<Channel>,
     members: &[Digest],
 ) -> anyhow::Result<v1::Manifest> {
-    let chunks: Vec<v1::PutManifestRequest> = members
-        .chunks(5000)
-        .map(|c| v1::PutManifestRequest {
-            members: c.iter().map(|d| d.to_vec()).collect(),
-            expected_root: Vec::new(),
-        })
-        .collect();
-    c.put_manifest(tokio_stream::iter(chunks))
+    custody_client::put_manifest(c, members.to_vec())
         .await
-        .map_err(|s| anyhow!("upload manifest: {}", s.message()))?
-        .into_inner()
-        .manifest
-        .ok_or_else(|| anyhow!("upload manifest: no manifest in the answer"))
+        .context("upload manifest")
 }
 
 /// `submit` streams signed events and returns their indexes, failing on
@@ -240,34 +230,9 @@ async fn submit(
     c: &mut CustodyLogClient<Channel>,
     events: Vec<v1::SignedEvent>,
 ) -> anyhow::Result<Vec<u64>> {
-    let n = events.len();
-    let reqs: Vec<_> = events
-        .into_iter()
-        .map(|e| v1::AppendRequest {
-            event: Some(e),
-            wait_for_checkpoint: false,
-        })
-        .collect();
-    let mut out = c
-        .append_stream(tokio_stream::iter(reqs))
+    custody_client::append_indexes(c, events)
         .await
-        .map_err(|s| anyhow!("open append stream: {}", s.message()))?
-        .into_inner();
-    let mut indexes = Vec::with_capacity(n);
-    while let Some(r) = out
-        .message()
-        .await
-        .map_err(|s| anyhow!("append stream: {}", s.message()))?
-    {
-        if r.error_code != 0 {
-            bail!("the log refused a scenario event: {}", r.error_message);
-        }
-        indexes.push(r.index);
-    }
-    if indexes.len() != n {
-        bail!("the append stream answered {} of {n} events", indexes.len());
-    }
-    Ok(indexes)
+        .context("submit scenario events")
 }
 
 /// `seed` submits the scenario to the server at `grpc`, writes the ground

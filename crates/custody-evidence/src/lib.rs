@@ -34,6 +34,7 @@ mod check;
 mod error;
 mod evidence;
 mod finding;
+mod proof_file;
 mod rows;
 mod tlog_proof;
 
@@ -41,6 +42,7 @@ pub use bundle::{Answer, Bundle, Holder, ProvenEntry, Question, FORMAT};
 pub use check::{verify_bundle, VerifiedBundle};
 pub use error::EvidenceError;
 pub use evidence::{verify, verify_checkpoint, VerifiedEvidence};
+pub use proof_file::{b64_hashes, ProofFile};
 pub use rows::{AssetClass, ClassCount, HistoryEvent, IntervalRow};
 pub use tlog_proof::{TlogProof, HEADER as TLOG_PROOF_HEADER};
 
