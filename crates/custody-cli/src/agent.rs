@@ -35,8 +35,14 @@ use crate::event_json::EventJson;
 /// The longest line the agent reads: an event is at most 64 KiB as
 /// protobuf, and somewhat more as JSON.
 const MAX_LINE: u64 = 256 * 1024;
-/// Lines spooled with one fsync, at most.
+/// Lines spooled with one fsync, at most, and their bytes: a client
+/// cannot make one connection hold more than this in memory.
 const BATCH: usize = 1000;
+const BATCH_BYTES: usize = 4 << 20;
+/// Connections served at once; more wait to be accepted.
+const CONNECTIONS: usize = 64;
+/// The largest watched file taken; a larger one is rejected.
+const MAX_FILE: u64 = 64 << 20;
 /// How often the watched directory is listed.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 
@@ -204,6 +210,30 @@ impl Agent {
     /// events were spooled.
     fn take_file(&self, watch: &Path, name: &str) -> anyhow::Result<()> {
         let path = watch.join(name);
+        let reject = |why: String| -> anyhow::Result<()> {
+            let rejected = watch.join("rejected");
+            std::fs::create_dir_all(&rejected)
+                .with_context(|| format!("create {}", rejected.display()))?;
+            std::fs::write(
+                rejected.join(format!("{name}.error")),
+                format!("{why}\nnothing of this file was spooled\n"),
+            )?;
+            std::fs::rename(&path, rejected.join(name))?;
+            tracing::warn!(
+                file = name,
+                why,
+                "custody agent: rejected a watched file; nothing of it was spooled"
+            );
+            Ok(())
+        };
+        let size = std::fs::metadata(&path)
+            .with_context(|| format!("stat {}", path.display()))?
+            .len();
+        if size > MAX_FILE {
+            return reject(format!(
+                "the file is {size} bytes, more than the {MAX_FILE} a watched file may be: split it"
+            ));
+        }
         let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
         let mut items = Vec::new();
         for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
@@ -212,18 +242,7 @@ impl Agent {
             }
             match self.event(line) {
                 Ok(item) => items.push(item),
-                Err(e) => {
-                    let rejected = watch.join("rejected");
-                    std::fs::create_dir_all(&rejected)
-                        .with_context(|| format!("create {}", rejected.display()))?;
-                    std::fs::write(
-                        rejected.join(format!("{name}.error")),
-                        format!("line {}: {e:#}\nnothing of this file was spooled\n", i + 1),
-                    )?;
-                    std::fs::rename(&path, rejected.join(name))?;
-                    tracing::warn!(file = name, line = i + 1, error = %format!("{e:#}"), "custody agent: rejected a watched file; nothing of it was spooled");
-                    return Ok(());
-                }
+                Err(e) => return reject(format!("line {}: {e:#}", i + 1)),
             }
         }
         let _g = lock(&self.ingest);
@@ -473,7 +492,11 @@ async fn serve(
     listener: tokio::net::UnixListener,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
         let conn = tokio::select! {
             c = listener.accept() => c,
             _ = stop.wait_for(|s| *s) => return Ok(()),
@@ -482,6 +505,7 @@ async fn serve(
             Ok((stream, _)) => {
                 let agent = agent.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Err(e) = connection(agent, stream).await {
                         tracing::info!(error = %format!("{e:#}"), "custody agent: connection ended");
                     }
@@ -511,6 +535,7 @@ async fn connection(agent: Arc<Agent>, stream: tokio::net::UnixStream) -> anyhow
     let mut r = BufReader::with_capacity(64 * 1024, r);
     loop {
         let mut lines = Vec::new();
+        let mut bytes = 0usize;
         loop {
             let mut buf = Vec::new();
             let n = (&mut r).take(MAX_LINE).read_until(b'\n', &mut buf).await?;
@@ -524,8 +549,9 @@ async fn connection(agent: Arc<Agent>, stream: tokio::net::UnixStream) -> anyhow
                 reply(&mut w, &[a]).await?;
                 return Ok(());
             }
+            bytes += buf.len();
             lines.push(buf);
-            if lines.len() >= BATCH || !r.buffer().contains(&b'\n') {
+            if lines.len() >= BATCH || bytes >= BATCH_BYTES || !r.buffer().contains(&b'\n') {
                 break;
             }
         }
