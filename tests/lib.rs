@@ -368,22 +368,12 @@ pub async fn publish_policy(
         .index
 }
 
-/// `put_manifest` uploads `members` (sorted, distinct) as one manifest,
-/// in messages of 4,096 members, and returns its reference.
+/// `put_manifest` uploads `members` as one manifest, through the client
+/// library, and returns its reference.
 pub async fn put_manifest(c: &mut CustodyLogClient<Channel>, members: &[[u8; 32]]) -> v1::Manifest {
-    let messages: Vec<v1::PutManifestRequest> = members
-        .chunks(4096)
-        .map(|part| v1::PutManifestRequest {
-            members: part.iter().map(|d| d.to_vec()).collect(),
-            expected_root: Vec::new(),
-        })
-        .collect();
-    c.put_manifest(tokio_stream::iter(messages))
+    custody_client::put_manifest(c, members.to_vec())
         .await
         .expect("PutManifest")
-        .into_inner()
-        .manifest
-        .expect("PutManifest returns the manifest")
 }
 
 /// `add_key` adds a new key for `party`.
@@ -400,28 +390,20 @@ pub async fn add_key(
     key
 }
 
-/// `stream_captures` streams `n` CAPTURE events from `party` and waits for
-/// every answer, asserting none was refused.
+/// `stream_captures` streams `n` CAPTURE events from `party` through the
+/// client library and waits for every answer, asserting none was refused.
 pub async fn stream_captures(
     c: &mut CustodyLogClient<Channel>,
     party: &str,
     key: &SigningKey,
     n: usize,
 ) {
-    let reqs: Vec<_> = (0..n)
-        .map(|_| v1::AppendRequest {
-            event: Some(signed(&event(party, capture(party)), &[key])),
-            wait_for_checkpoint: false,
-        })
+    let events = (0..n)
+        .map(|_| signed(&event(party, capture(party)), &[key]))
         .collect();
-    let mut out = c
-        .append_stream(tokio_stream::iter(reqs))
+    custody_client::append_indexes(c, events)
         .await
-        .expect("open stream")
-        .into_inner();
-    while let Some(r) = out.message().await.expect("stream") {
-        assert_eq!(r.error_code, 0, "refused: {}", r.error_message);
-    }
+        .expect("every capture logged");
 }
 
 /// `party_registered` is a PARTY_REGISTERED body: a device acting for `owner`.

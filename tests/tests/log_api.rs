@@ -209,7 +209,7 @@ async fn cli_proofs_verify_offline_and_fail_on_a_tampered_file() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("inclusion proof of entry 8: invalid proof"),
+        err.contains("entry 8: inclusion proof: invalid proof"),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
