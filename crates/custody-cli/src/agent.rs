@@ -39,10 +39,14 @@ const MAX_LINE: u64 = 256 * 1024;
 /// cannot make one connection hold more than this in memory.
 const BATCH: usize = 1000;
 const BATCH_BYTES: usize = 4 << 20;
-/// Connections served at once; more wait to be accepted.
+/// Connections served at once; more are answered `busy` and closed.
 const CONNECTIONS: usize = 64;
 /// The largest watched file taken; a larger one is rejected.
 const MAX_FILE: u64 = 64 << 20;
+/// A connection that sends no whole line for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A connection that does not read its answers for this long is closed.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the watched directory is listed.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 
@@ -82,6 +86,8 @@ pub struct Options {
     pub watch: Option<PathBuf>,
     /// Keep receipts, checked against this log key.
     pub receipts: Option<custody_log::LogVerifier>,
+    /// Parties other than its own it may name as actor.
+    pub actors: Vec<String>,
 }
 
 /// `Status` is what `custody agent status` prints.
@@ -159,6 +165,8 @@ struct Agent {
     reporter: Reporter,
     identity: Identity,
     dir: PathBuf,
+    /// Parties other than its own it may name as actor.
+    actors: Vec<String>,
     /// Held across each spooling, so that a watched file's marker names
     /// the sequence numbers its events get.
     ingest: Mutex<()>,
@@ -185,8 +193,27 @@ impl Agent {
         {
             bail!("log_origin is not the origin of the log this agent reports to");
         }
-        let e = json.into_proto(&self.identity.origin)?;
+        let mut e = json.into_proto(&self.identity.origin)?;
+        // Decoded as the log decodes it, so that a field the log would
+        // refuse is refused here, before the event takes a number (a
+        // refused event leaves a gap in the party's sequence).
+        e.reporter_seq = 1;
+        custody_proto::decode_event(&prost::Message::encode_to_vec(&e))
+            .map_err(|r| anyhow!("{r}"))?;
         let body = e.body.ok_or_else(|| anyhow!("no event kind set"))?;
+        // Whom the party may name as actor depends on the registry, which
+        // the agent does not read: it names only the party itself and the
+        // parties its operator listed (--actor), so that a line the log
+        // would refuse for its actor is refused before it takes a number.
+        if let v1::event::Body::Custody(a) = &body {
+            if a.actor != self.identity.party && !self.actors.contains(&a.actor) {
+                bail!(
+                    "actor {:?} is not this agent's party {:?} or one it was started with (--actor)",
+                    a.actor,
+                    self.identity.party
+                );
+            }
+        }
         Ok((e.event_time_unix_nanos, body))
     }
 
@@ -203,38 +230,36 @@ impl Agent {
         )
     }
 
-    /// `take_file` spools every event of a watched file, or none: a file
-    /// with a bad line is moved to `rejected/` with a `.error` beside it.
-    /// The marker makes a crash between spooling and removing the file
-    /// harmless: on restart the spool's next number tells whether its
-    /// events were spooled.
+    /// `take_file` takes the watched file `name`: it claims it by moving
+    /// it into `WATCH/.taking/` (so that a file renamed into place or
+    /// written while it is read is a new file, and a symlink swapped in
+    /// is moved, not followed), then spools every event of it or none.
+    /// A file with a bad line, too large, or not a regular file is moved
+    /// to `rejected/` with a `.error` beside it. The marker makes a crash
+    /// between spooling and removing the claimed file harmless: on
+    /// restart the spool's next number tells whether its events were
+    /// spooled.
     fn take_file(&self, watch: &Path, name: &str) -> anyhow::Result<()> {
-        let path = watch.join(name);
-        let reject = |why: String| -> anyhow::Result<()> {
-            let rejected = watch.join("rejected");
-            std::fs::create_dir_all(&rejected)
-                .with_context(|| format!("create {}", rejected.display()))?;
-            std::fs::write(
-                rejected.join(format!("{name}.error")),
-                format!("{why}\nnothing of this file was spooled\n"),
-            )?;
-            std::fs::rename(&path, rejected.join(name))?;
-            tracing::warn!(
-                file = name,
-                why,
-                "custody agent: rejected a watched file; nothing of it was spooled"
-            );
-            Ok(())
-        };
-        let size = std::fs::metadata(&path)
-            .with_context(|| format!("stat {}", path.display()))?
-            .len();
-        if size > MAX_FILE {
-            return reject(format!(
-                "the file is {size} bytes, more than the {MAX_FILE} a watched file may be: split it"
-            ));
+        let taking = watch.join(TAKING);
+        std::fs::create_dir_all(&taking).with_context(|| format!("create {}", taking.display()))?;
+        let claimed = taking.join(name);
+        match std::fs::rename(watch.join(name), &claimed) {
+            Ok(()) => {}
+            // Gone since it was listed: nothing to take.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("claim {name}")),
         }
-        let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+        sync_dir(watch)?;
+        self.take_claimed(watch, name)
+    }
+
+    /// `take_claimed` spools the file claimed in `WATCH/.taking/NAME`.
+    fn take_claimed(&self, watch: &Path, name: &str) -> anyhow::Result<()> {
+        let claimed = watch.join(TAKING).join(name);
+        let (mut file, bytes) = match read_regular(&claimed) {
+            Ok(b) => b,
+            Err(why) => return reject(watch, name, &why),
+        };
         let mut items = Vec::new();
         for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -242,7 +267,7 @@ impl Agent {
             }
             match self.event(line) {
                 Ok(item) => items.push(item),
-                Err(e) => return reject(format!("line {}: {e:#}", i + 1)),
+                Err(e) => return reject(watch, name, &format!("line {}: {e:#}", i + 1)),
             }
         }
         let _g = lock(&self.ingest);
@@ -258,8 +283,8 @@ impl Agent {
         if n > 0 {
             self.submitter.push(&self.reporter, items)?;
         }
-        std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
-        sync_dir(watch)?;
+        std::fs::remove_file(&claimed).with_context(|| format!("remove {}", claimed.display()))?;
+        sync_dir(&watch.join(TAKING))?;
         std::fs::remove_file(marker_path(&self.dir)).context("remove the ingest marker")?;
         tracing::info!(
             file = name,
@@ -267,13 +292,97 @@ impl Agent {
             first_seq,
             "custody agent: spooled a watched file"
         );
+        // A writer that kept the file open and wrote after it was taken:
+        // what it added was not spooled, and is kept and said, not lost.
+        let mut late = Vec::new();
+        {
+            use std::io::Read as _;
+            let _ = (&mut file).take(MAX_FILE).read_to_end(&mut late);
+        }
+        if !late.is_empty() {
+            let late_name = format!("{name}.late");
+            let path = watch.join(TAKING).join(&late_name);
+            std::fs::write(&path, &late).with_context(|| format!("write {}", path.display()))?;
+            reject(
+                watch,
+                &late_name,
+                &format!(
+                    "{} bytes were written to {name} after it was taken (its first {} bytes, {n} events, were spooled); write a file whole under a dot name and rename it into place",
+                    late.len(),
+                    bytes.len()
+                ),
+            )?;
+        }
         Ok(())
     }
 }
 
+/// Where a watched file is moved while it is taken: inside the watched
+/// directory, so the move is a rename on one file system.
+const TAKING: &str = ".taking";
+
+/// `read_regular` reads a claimed file without following a symlink, and
+/// only if it is a regular file no larger than [`MAX_FILE`]; the error
+/// says why not.
+fn read_regular(path: &Path) -> Result<(std::fs::File, Vec<u8>), String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot be opened as a file (a symlink?): {e}"))?;
+    let meta = f.metadata().map_err(|e| format!("stat: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_FILE {
+        return Err(format!(
+            "the file is {} bytes, more than the {MAX_FILE} a watched file may be: split it",
+            meta.len()
+        ));
+    }
+    let mut f = f;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    (&mut f)
+        .take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("read: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(format!("the file grew past {MAX_FILE} bytes while read"));
+    }
+    Ok((f, bytes))
+}
+
+/// `reject` moves the claimed file `name` to `WATCH/rejected/`, under a
+/// name no earlier rejected file has, with a `.error` file saying `why`.
+fn reject(watch: &Path, name: &str, why: &str) -> anyhow::Result<()> {
+    let rejected = watch.join("rejected");
+    std::fs::create_dir_all(&rejected).with_context(|| format!("create {}", rejected.display()))?;
+    let mut target = name.to_owned();
+    let mut n = 1;
+    while rejected.join(&target).symlink_metadata().is_ok()
+        || rejected
+            .join(format!("{target}.error"))
+            .symlink_metadata()
+            .is_ok()
+    {
+        target = format!("{name}.{n}");
+        n += 1;
+    }
+    std::fs::write(
+        rejected.join(format!("{target}.error")),
+        format!("{why}\nnothing of this file was spooled\n"),
+    )?;
+    std::fs::rename(watch.join(TAKING).join(name), rejected.join(&target))
+        .with_context(|| format!("move {name} to {}", rejected.display()))?;
+    tracing::warn!(file = name, rejected_as = %target, why, "custody agent: rejected a watched file; nothing of it was spooled");
+    Ok(())
+}
+
 /// `recover` finishes taking the watched file a crash interrupted: if its
-/// events were spooled, the file is removed; if not, it is left to be
-/// taken again.
+/// events were spooled, the claimed file is removed; if not, it stays
+/// claimed, to be taken again ([`claimed_files`]).
 fn recover(dir: &Path, watch: Option<&Path>, spool: &Spool) -> anyhow::Result<()> {
     let path = marker_path(dir);
     let bytes = match std::fs::read(&path) {
@@ -304,19 +413,18 @@ fn recover(dir: &Path, watch: Option<&Path>, spool: &Spool) -> anyhow::Result<()
                 m.file
             );
         };
-        let f = watch.join(&m.file);
-        match std::fs::read(&f) {
+        let f = watch.join(TAKING).join(&m.file);
+        match read_regular(&f).map(|(_, b)| b) {
             Ok(b) if hex::encode(sha2::Sha256::digest(&b)) == m.sha256 => {
                 std::fs::remove_file(&f).with_context(|| format!("remove {}", f.display()))?;
-                sync_dir(watch)?;
+                sync_dir(&watch.join(TAKING))?;
                 tracing::info!(file = %m.file, "custody agent: removed a watched file spooled before a crash");
             }
-            Ok(_) => bail!(
-                "{}: was spooled before a crash but has changed since; it was not spooled again",
+            _ if !f.exists() => {}
+            _ => bail!(
+                "{}: its events were spooled before a crash, but it is not what was spooled now; move it aside",
                 f.display()
             ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("read {}", f.display())),
         }
     }
     std::fs::remove_file(&path).context("remove the ingest marker")?;
@@ -399,6 +507,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         reporter: Reporter::new(id.party.clone(), key, id.origin.clone()),
         identity: id,
         dir: o.spool.clone(),
+        actors: o.actors.clone(),
         ingest: Mutex::new(()),
     });
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -438,10 +547,15 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         agent.identity.party, o.server
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let failed = tokio::select! {
-        _ = tokio::signal::ctrl_c() => None,
-        _ = term.recv() => None,
-        r = futures::future::select_all(tasks.iter_mut()) => Some(r.0),
+    // The sender ends only on stop, or when it cannot go on (the spool
+    // cannot be written, the server is not a Custody Ledger): then the
+    // agent stops taking events it could not send, and says why.
+    let mut sender = sender;
+    let (failed, sent) = tokio::select! {
+        _ = tokio::signal::ctrl_c() => (None, None),
+        _ = term.recv() => (None, None),
+        r = futures::future::select_all(tasks.iter_mut()) => (Some(r.0), None),
+        r = &mut sender => (None, Some(r)),
     };
     let _ = stop_tx.send(true);
     for t in &tasks {
@@ -450,7 +564,10 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     if let Some(path) = &o.socket {
         let _ = std::fs::remove_file(path);
     }
-    sender.await.map_err(|e| anyhow!("sender: {e}"))??;
+    let sent = match sent {
+        Some(r) => r,
+        None => sender.await,
+    };
     if let Some(r) = receipts {
         // Receipts of what was answered before the stop, as far as the
         // log's checkpoints cover it now.
@@ -462,6 +579,8 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         "custody agent: stopped with {} event(s) still to send",
         s.depth
     );
+    sent.map_err(|e| anyhow!("sender: {e}"))?
+        .context("custody agent: sending stopped")?;
     match failed {
         Some(Ok(Err(e))) => Err(e),
         Some(Err(e)) => Err(anyhow!("agent task: {e}")),
@@ -494,9 +613,6 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS));
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return Ok(());
-        };
         let conn = tokio::select! {
             c = listener.accept() => c,
             _ = stop.wait_for(|s| *s) => return Ok(()),
@@ -504,8 +620,17 @@ async fn serve(
         match conn {
             Ok((stream, _)) => {
                 let agent = agent.clone();
+                let slot = slots.clone().try_acquire_owned();
                 tokio::spawn(async move {
-                    let _slot = slot;
+                    let Ok(_slot) = slot else {
+                        // Over the limit: said at once, not left waiting.
+                        let (_, mut w) = stream.into_split();
+                        let busy = Answer::Error(format!(
+                            "busy: {CONNECTIONS} connections are open; try again"
+                        ));
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, reply(&mut w, &[busy])).await;
+                        return;
+                    };
                     if let Err(e) = connection(agent, stream).await {
                         tracing::info!(error = %format!("{e:#}"), "custody agent: connection ended");
                     }
@@ -538,7 +663,16 @@ async fn connection(agent: Arc<Agent>, stream: tokio::net::UnixStream) -> anyhow
         let mut bytes = 0usize;
         loop {
             let mut buf = Vec::new();
-            let n = (&mut r).take(MAX_LINE).read_until(b'\n', &mut buf).await?;
+            let mut limited = (&mut r).take(MAX_LINE);
+            let read = limited.read_until(b'\n', &mut buf);
+            let n = match tokio::time::timeout(IDLE_TIMEOUT, read).await {
+                Ok(n) => n?,
+                Err(_) => {
+                    let a = Answer::Error("idle too long; closing the connection".into());
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, reply(&mut w, &[a])).await;
+                    return Ok(());
+                }
+            };
             if n == 0 {
                 break;
             }
@@ -562,7 +696,9 @@ async fn connection(agent: Arc<Agent>, stream: tokio::net::UnixStream) -> anyhow
             let agent = agent.clone();
             tokio::task::spawn_blocking(move || answer(&agent, &lines)).await?
         };
-        reply(&mut w, &answers).await?;
+        tokio::time::timeout(WRITE_TIMEOUT, reply(&mut w, &answers))
+            .await
+            .map_err(|_| anyhow!("the client does not read its answers"))??;
     }
 }
 
@@ -627,24 +763,56 @@ async fn reply(w: &mut tokio::net::unix::OwnedWriteHalf, answers: &[Answer]) -> 
 }
 
 /// `watch` takes each `*.jsonl` file that appears in `dir`, in name
-/// order. Writers should write a file under another name (or a dot
-/// name) and rename it into place when it is whole.
+/// order, after any a crash left claimed. Writers should write a file
+/// under another name (or a dot name) and rename it into place when it
+/// is whole. A file that cannot be taken is said once and skipped; the
+/// others, and the socket, go on.
 async fn watch(
     agent: Arc<Agent>,
     dir: PathBuf,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let mut failing: std::collections::HashSet<String> = Default::default();
+    {
+        let claimed = list(&dir.join(TAKING), &mut failing).unwrap_or_default();
+        for name in claimed {
+            let (a, d) = (agent.clone(), dir.clone());
+            let n = name.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || a.take_claimed(&d, &n)).await? {
+                tracing::error!(file = %name, error = %format!("{e:#}"), "custody agent: cannot take a file claimed before a restart");
+            }
+        }
+    }
     loop {
         let names = {
             let dir = dir.clone();
-            tokio::task::spawn_blocking(move || list(&dir)).await??
+            let mut f = std::mem::take(&mut failing);
+            let r = tokio::task::spawn_blocking(move || (list(&dir, &mut f), f)).await?;
+            failing = r.1;
+            match r.0 {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "custody agent: cannot list the watched directory");
+                    Vec::new()
+                }
+            }
         };
         for name in names {
             if *stop.borrow() {
                 return Ok(());
             }
             let (a, d) = (agent.clone(), dir.clone());
-            tokio::task::spawn_blocking(move || a.take_file(&d, &name)).await??;
+            let n = name.clone();
+            match tokio::task::spawn_blocking(move || a.take_file(&d, &n)).await? {
+                Ok(()) => {
+                    failing.remove(&name);
+                }
+                Err(e) => {
+                    if failing.insert(name.clone()) {
+                        tracing::error!(file = %name, error = %format!("{e:#}"), "custody agent: cannot take a watched file; it is left where it is");
+                    }
+                }
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(WATCH_EVERY) => {}
@@ -653,11 +821,25 @@ async fn watch(
     }
 }
 
-fn list(dir: &Path) -> anyhow::Result<Vec<String>> {
+/// `list` is the names of the `*.jsonl` regular files in `dir`, sorted.
+/// A name that is not UTF-8 is said once (it is remembered in `said`)
+/// and skipped.
+fn list(dir: &Path, said: &mut std::collections::HashSet<String>) -> anyhow::Result<Vec<String>> {
     let mut names = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("list {}", dir.display()))? {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(names),
+        Err(e) => return Err(e).with_context(|| format!("list {}", dir.display())),
+    };
+    for e in entries {
         let e = e?;
-        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+            let lossy = e.file_name().to_string_lossy().into_owned();
+            if said.insert(lossy.clone()) {
+                tracing::error!(file = %lossy, "custody agent: a watched file's name is not UTF-8; rename it to be taken");
+            }
+            continue;
+        };
         if name.starts_with('.') || !name.ends_with(".jsonl") || !e.file_type()?.is_file() {
             continue;
         }

@@ -349,6 +349,10 @@ enum AgentCommand {
         /// checkpoint signed by this log key) in SPOOL/receipts.
         #[arg(long)]
         receipts_log_key: Option<PathBuf>,
+        /// A party, other than --party, that events may name as actor
+        /// (one acting on the party's behalf); repeatable.
+        #[arg(long = "actor")]
+        actors: Vec<String>,
     },
     /// Spool depth, oldest unsent event, last acknowledged index.
     Status {
@@ -525,6 +529,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             socket,
             watch,
             receipts_log_key,
+            actors,
         }) => {
             let receipts = receipts_log_key.as_deref().map(read_vkey).transpose()?;
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -542,6 +547,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 socket,
                 watch,
                 receipts,
+                actors,
             }))
         }
         Command::Agent(AgentCommand::Status { socket, spool }) => {

@@ -40,7 +40,7 @@ pub const COMPACT_BYTES: u64 = 8 << 20;
 
 /// The largest record the spool reads back: an event is at most 64 KiB
 /// of body plus signatures, so anything larger is damage.
-const MAX_RECORD: u32 = 1 << 20;
+const MAX_RECORD: u32 = 256 * 1024;
 
 /// `SpoolError` is why a spool could not be opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -168,9 +168,8 @@ impl Spool {
             }
             Err(e) => return Err(io(&lock_path, "lock")(e.into())),
         }
-        let (mut events, ev_records, events_len) = open_log(&dir.join("events"))?;
-        let (acks, ack_records, _) = open_log(&dir.join("acks"))?;
-        sync_dir(dir)?;
+        let (mut events, ev_records, events_len, events_file_len) = open_log(&dir.join("events"))?;
+        let (mut acks, ack_records, acks_len, acks_file_len) = open_log(&dir.join("acks"))?;
 
         let mut pending = BTreeMap::new();
         let mut pending_bytes = 0;
@@ -200,9 +199,27 @@ impl Spool {
             count(&mut answered, &a.outcome);
             last_ack = Some(a);
         }
-        events
-            .seek(SeekFrom::End(0))
-            .map_err(io(&dir.join("events"), "seek"))?;
+        // An answer is recorded only for an event still in `events`, and
+        // `events` loses an event only after its answer is fsync'd: a
+        // crash can cut the last answers short only while their events
+        // wait. Cut answers with nothing waiting are damage.
+        if acks_len < acks_file_len && pending.is_empty() {
+            return Err(SpoolError::Damaged {
+                path: dir.join("acks"),
+                offset: acks_len,
+                what: "its last record is cut short, but no event waits for an answer: \
+                       a crash cannot leave that"
+                    .into(),
+            });
+        }
+        cut_tail(
+            &mut events,
+            &dir.join("events"),
+            events_len,
+            events_file_len,
+        )?;
+        cut_tail(&mut acks, &dir.join("acks"), acks_len, acks_file_len)?;
+        sync_dir(dir)?;
         let mut spool = Self {
             dir: dir.to_path_buf(),
             events,
@@ -458,7 +475,7 @@ fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
 /// cuts off a torn tail. It returns the file, the records with their
 /// framed sizes, and the file's length after the cut.
 #[allow(clippy::type_complexity)]
-fn open_log(path: &Path) -> Result<(File, Vec<(Vec<u8>, u64)>, u64), SpoolError> {
+fn open_log(path: &Path) -> Result<(File, Vec<(Vec<u8>, u64)>, u64, u64), SpoolError> {
     let io = |op: &'static str| {
         let path = path.to_path_buf();
         move |source| SpoolError::Io { path, op, source }
@@ -473,66 +490,117 @@ fn open_log(path: &Path) -> Result<(File, Vec<(Vec<u8>, u64)>, u64), SpoolError>
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes).map_err(io("read"))?;
     let (records, good) = parse(path, &bytes)?;
-    if good < bytes.len() as u64 {
+    Ok((f, records, good, bytes.len() as u64))
+}
+
+/// `cut_tail` drops a torn tail (`good` < `len`) and leaves the file
+/// positioned at its end.
+fn cut_tail(f: &mut File, path: &Path, good: u64, len: u64) -> Result<(), SpoolError> {
+    let io = |op: &'static str| {
+        let path = path.to_path_buf();
+        move |source| SpoolError::Io { path, op, source }
+    };
+    if good < len {
         tracing::warn!(
             file = %path.display(),
-            cut = bytes.len() as u64 - good,
+            cut = len - good,
             "spool: dropping a record cut short by a crash"
         );
         f.set_len(good).map_err(io("truncate a torn record"))?;
         f.sync_all().map_err(io("sync"))?;
     }
     f.seek(SeekFrom::End(0)).map_err(io("seek"))?;
-    Ok((f, records, good))
+    Ok(())
 }
 
 /// `parse` splits `bytes` into checked records. It returns them with
 /// their framed sizes, and where the good records end: a torn tail after
-/// that is to be cut; a bad record with more than zeros after it is
+/// that is to be cut; anything else that does not check is
 /// [`SpoolError::Damaged`].
+///
+/// A crash in the middle of an append leaves the file cut short inside
+/// its last record, or that record's pages unwritten (zeros up to the
+/// end). Those are torn tails. A record that does not check but is not
+/// that, such as a length pointing past the end with a whole record
+/// after it, or a whole last record with a byte changed, was written
+/// and fsync'd once, so its event may have been answered: damage.
 #[allow(clippy::type_complexity)]
 fn parse(path: &Path, bytes: &[u8]) -> Result<(Vec<(Vec<u8>, u64)>, u64), SpoolError> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
-        let bad = |what: &str| -> Result<(Vec<(Vec<u8>, u64)>, u64), SpoolError> {
-            Err(SpoolError::Damaged {
-                path: path.to_path_buf(),
-                offset: at as u64,
-                what: what.to_owned(),
-            })
-        };
         let rest = &bytes[at..];
-        let torn = |end: usize| end >= rest.len() || rest.iter().skip(end).all(|b| *b == 0);
-        if rest.len() < 12 {
-            // A header cut short: the tail of the file.
-            return Ok((out, at as u64));
-        }
-        let mut len4 = [0u8; 4];
-        len4.copy_from_slice(&rest[..4]);
-        let len = u32::from_le_bytes(len4);
-        if len > MAX_RECORD {
-            if torn(0) {
-                return Ok((out, at as u64));
+        match check_frame(rest) {
+            Frame::Good(len) => {
+                out.push((rest[12..len].to_vec(), len as u64));
+                at += len;
             }
-            return bad("a record longer than any event");
-        }
-        let end = 12 + len as usize;
-        if end > rest.len() {
-            // Cut short: the tail of the file.
-            return Ok((out, at as u64));
-        }
-        let payload = &rest[12..end];
-        if Sha256::digest(payload)[..8] != rest[4..12] {
-            if torn(end) || torn(0) {
-                return Ok((out, at as u64));
+            Frame::Bad(what) => {
+                if is_torn(rest) {
+                    return Ok((out, at as u64));
+                }
+                return Err(SpoolError::Damaged {
+                    path: path.to_path_buf(),
+                    offset: at as u64,
+                    what: what.to_owned(),
+                });
             }
-            return bad("a record whose checksum does not match, with records after it");
         }
-        out.push((payload.to_vec(), end as u64));
-        at += end;
     }
     Ok((out, at as u64))
+}
+
+enum Frame {
+    /// A record that checks, of this framed length.
+    Good(usize),
+    /// Not one, and why.
+    Bad(&'static str),
+}
+
+/// `check_frame` checks the record at the start of `rest`.
+fn check_frame(rest: &[u8]) -> Frame {
+    if rest.len() < 12 {
+        return Frame::Bad("a record header cut short");
+    }
+    let mut len4 = [0u8; 4];
+    len4.copy_from_slice(&rest[..4]);
+    let len = u32::from_le_bytes(len4);
+    if len > MAX_RECORD {
+        return Frame::Bad("a record longer than any event");
+    }
+    let end = 12 + len as usize;
+    if end > rest.len() {
+        return Frame::Bad("a record running past the end of the file");
+    }
+    if Sha256::digest(&rest[12..end])[..8] != rest[4..12] {
+        return Frame::Bad("a record whose checksum does not match");
+    }
+    Frame::Good(end)
+}
+
+/// `is_torn` says whether `rest`, which starts with a record that does
+/// not check, is what a crash during its append leaves: the file cut
+/// short inside it, or its unwritten pages read as zeros, with no record
+/// that checks anywhere after its start.
+fn is_torn(rest: &[u8]) -> bool {
+    let header_len = rest.len().min(4);
+    let mut len4 = [0u8; 4];
+    len4[..header_len].copy_from_slice(&rest[..header_len]);
+    let len = u32::from_le_bytes(len4) as usize;
+    let end = 12usize.saturating_add(len);
+    let cut_short = rest.len() < 12 || (len <= MAX_RECORD as usize && end > rest.len());
+    // Zeros to the end of the file from somewhere inside the record (or
+    // the whole rest is zeros): pages that were never written.
+    let trailing_zeros = rest.iter().rev().take_while(|b| **b == 0).count();
+    let unwritten = trailing_zeros == rest.len()
+        || (trailing_zeros >= 16 && rest.len() - trailing_zeros < end.min(rest.len()));
+    if !(cut_short || unwritten) {
+        return false;
+    }
+    // A record that checks after the bad one means it was not the last
+    // append: the bad one is damage, whatever it looks like.
+    // (Zeros never check: an empty record's checksum is not zeros.)
+    !(1..rest.len()).any(|i| matches!(check_frame(&rest[i..]), Frame::Good(_)))
 }
 
 fn frame(payload: &[u8], out: &mut Vec<u8>) {
@@ -713,6 +781,58 @@ mod tests {
         let err = Spool::open(dir.path()).err().expect("damage is refused");
         assert!(matches!(err, SpoolError::Damaged { .. }), "{err}");
         assert!(err.to_string().contains("do not delete"), "{err}");
+    }
+
+    /// What a crash cannot leave is damage, not a torn tail: a length
+    /// pointing past the end with whole records after it, a whole last
+    /// record with a byte changed, answers cut short with nothing
+    /// waiting. Each would otherwise drop events or reuse numbers.
+    #[test]
+    fn what_a_crash_cannot_leave_is_damage() {
+        let damaged = |dir: &Path| {
+            let err = Spool::open(dir).err().expect("damage is refused");
+            assert!(matches!(err, SpoolError::Damaged { .. }), "{err}");
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let r = reporter();
+        let mut s = Spool::open(dir.path()).unwrap();
+        s.push(&r, (0..3).map(capture)).unwrap();
+        drop(s);
+        let path = dir.path().join("events");
+        let whole = std::fs::read(&path).unwrap();
+        let (recs, _) = parse(&path, &whole).unwrap();
+        let last_start = whole.len() - recs[2].1 as usize;
+
+        // The first record's length made to run past the end.
+        let mut bad = whole.clone();
+        bad[..4].copy_from_slice(&(whole.len() as u32).to_le_bytes());
+        std::fs::write(&path, &bad).unwrap();
+        damaged(dir.path());
+        // A byte changed in the whole last record.
+        let mut bad = whole.clone();
+        bad[last_start + 20] ^= 0x01;
+        std::fs::write(&path, &bad).unwrap();
+        damaged(dir.path());
+        // The last record's pages unwritten (its end zeros): torn.
+        let mut torn = whole.clone();
+        for b in &mut torn[last_start + 30..] {
+            *b = 0;
+        }
+        std::fs::write(&path, &torn).unwrap();
+        let s = Spool::open(dir.path()).unwrap();
+        assert_eq!(s.status().depth, 2);
+        drop(s);
+
+        // Every event answered (so `events` is emptied), then the last
+        // answer cut short: numbers would be given again.
+        let mut s = Spool::open(dir.path()).unwrap();
+        s.record(&[appended(1, 10), appended(2, 11)]).unwrap();
+        assert_eq!(s.status().depth, 0);
+        drop(s);
+        let acks = dir.path().join("acks");
+        let a = std::fs::read(&acks).unwrap();
+        std::fs::write(&acks, &a[..a.len() - 3]).unwrap();
+        damaged(dir.path());
     }
 
     #[test]

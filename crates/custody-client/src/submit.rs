@@ -6,12 +6,14 @@
 //! spooled), a reader takes the answers, which come one per event in
 //! the order sent, and records them in the spool in batches, one fsync
 //! each. A session ends when the stream breaks or the server ends it, or
-//! on an answer that says to come back later (RESOURCE_EXHAUSTED,
-//! UNAVAILABLE, ABORTED); the next starts after a back-off with jitter,
+//! on any refusal that can pass (come back later, a revoked token, a
+//! fault of the server: see `is_final`); the next starts after a back-off with jitter,
 //! from the oldest event still pending. Events that were logged but whose
 //! answers were lost are answered as duplicates, with their original
-//! index. An event refused for what it is (a bad signature, a reporter it
-//! may not report for, ...) is recorded as refused and not sent again.
+//! index. An event refused for what it is (INVALID_ARGUMENT,
+//! PERMISSION_DENIED, FAILED_PRECONDITION, ALREADY_EXISTS, OUT_OF_RANGE:
+//! a bad signature, a reporter it may not report for, ...) is recorded
+//! as refused and not sent again.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -284,11 +286,17 @@ impl Submitter {
         }
         let mut client = CustodyLogClient::new(self.channel.clone());
         let end = match client.append_stream(request).await {
-            Err(s) => SessionEnd::Retry(format!("open the stream: {}: {}", s.code(), s.message())),
-            Ok(r) => self.read(r.into_inner(), &inflight, &mut stop).await?,
+            Err(s) => Ok(SessionEnd::Retry(format!(
+                "open the stream: {}: {}",
+                s.code(),
+                s.message()
+            ))),
+            Ok(r) => self.read(r.into_inner(), &inflight, &mut stop).await,
         };
+        // On every way out, errors included: a feeder left running would
+        // go on sending on a stream nobody reads.
         feeder.abort();
-        Ok(end)
+        end
     }
 
     /// `read` takes the answers of one session and records them.
@@ -323,11 +331,7 @@ impl Submitter {
             let outcome = match code {
                 tonic::Code::Ok if r.duplicate => Outcome::Duplicate,
                 tonic::Code::Ok => Outcome::Appended,
-                tonic::Code::ResourceExhausted
-                | tonic::Code::Unavailable
-                | tonic::Code::Aborted
-                | tonic::Code::Cancelled
-                | tonic::Code::DeadlineExceeded => {
+                c if !is_final(c) => {
                     break SessionEnd::Retry(format!("event {seq}: {code:?}: {}", r.error_message));
                 }
                 _ => {
@@ -373,6 +377,23 @@ impl Submitter {
             lock(&spool).record(&acks)
         })
     }
+}
+
+/// `is_final` says whether a refusal is about the event itself, so that
+/// sending it again would be refused again: it is then recorded as
+/// refused. Every other code (come back later, a revoked or expired
+/// token, a fault of the server, a code this client does not know) ends
+/// the session, and the event is sent again after a back-off: an event
+/// is never given up for a reason that can pass.
+fn is_final(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::InvalidArgument
+            | tonic::Code::PermissionDenied
+            | tonic::Code::FailedPrecondition
+            | tonic::Code::AlreadyExists
+            | tonic::Code::OutOfRange
+    )
 }
 
 /// `finish` waits for a recording started by [`Submitter::record`].
