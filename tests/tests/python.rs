@@ -310,3 +310,36 @@ fn python_stubs_match_the_proto() {
         );
     }
 }
+
+/// Which refusals are final is one rule in two languages: the Python
+/// package's `errors.FINAL` is exactly the codes `custody_client::is_final`
+/// says are final (every other code is retried by both).
+#[test]
+fn python_and_rust_give_up_on_the_same_codes() {
+    let out = std::process::Command::new(venv_python())
+        .args([
+            "-c",
+            "from custody_ledger.errors import FINAL, RETRYABLE\n\
+             import grpc\n\
+             print(' '.join(str(c.value[0]) for c in sorted(FINAL, key=lambda c: c.value[0])))\n\
+             assert all(c in FINAL or c in RETRYABLE for c in grpc.StatusCode if c != grpc.StatusCode.OK)",
+        ])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let python: Vec<i32> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|c| c.parse().unwrap())
+        .collect();
+    let rust: Vec<i32> = (1..=16)
+        .filter(|c| custody_client::is_final(tonic::Code::from(*c)))
+        .collect();
+    assert_eq!(
+        python, rust,
+        "Python's FINAL codes are not the Rust client's"
+    );
+}

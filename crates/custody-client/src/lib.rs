@@ -30,4 +30,4 @@ pub use direct::{append_all, append_indexes, put_manifest, DirectError};
 pub use receipts::{receipt_path, Collected, ReceiptError};
 pub use reporter::Reporter;
 pub use spool::{Ack, Outcome, Spool, SpoolError, SpoolStatus, Spooled};
-pub use submit::{RetryPolicy, SubmitError, Submitter};
+pub use submit::{is_final, RetryPolicy, SubmitError, Submitter};

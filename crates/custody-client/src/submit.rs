@@ -385,7 +385,7 @@ impl Submitter {
 /// token, a fault of the server, a code this client does not know) ends
 /// the session, and the event is sent again after a back-off: an event
 /// is never given up for a reason that can pass.
-fn is_final(code: tonic::Code) -> bool {
+pub fn is_final(code: tonic::Code) -> bool {
     matches!(
         code,
         tonic::Code::InvalidArgument
