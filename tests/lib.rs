@@ -407,6 +407,77 @@ pub async fn stream_captures(
 }
 
 /// `party_registered` is a PARTY_REGISTERED body: a device acting for `owner`.
+/// `token` runs `custodyd access add` for `party` in `role` and returns
+/// the token it prints (once).
+pub fn token(log: &Log, party: &str, role: &str) -> String {
+    let out = Command::new(bin("custodyd"))
+        .args(["access", "add", "--data", log.data.to_str().unwrap()])
+        .args(["--party", party, "--role", role, "--label", "e2e"])
+        .output()
+        .expect("custodyd access add");
+    assert!(
+        out.status.success(),
+        "access add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(t.starts_with("clt_") && t.len() > 60, "{t}");
+    t
+}
+
+/// `authed` is `msg` carrying `Bearer token`, when there is one.
+pub fn authed<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Some(t) = token {
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    r
+}
+
+/// `capture_line` is one JSON line for `custody agent` (the form
+/// `custody append` takes): a CAPTURE by `party` onto its store of an
+/// asset whose digest starts with `n`.
+pub fn capture_line(party: &str, n: u64) -> String {
+    let mut digest = random_digest();
+    digest[..8].copy_from_slice(&n.to_be_bytes());
+    serde_json::json!({
+        "reporter": party,
+        "custody": {
+            "action": "CAPTURE",
+            "actor": party,
+            "asset_digest": hex::encode(digest),
+            "to_system": format!("{party}-store"),
+            "modality": "FACE_IMAGE",
+            "subject_class": "UNKNOWN",
+            "purpose": "BORDER_INSPECTION",
+        }
+    })
+    .to_string()
+}
+
+/// `setup_reporter` registers a fresh reporter party with the data
+/// owner's key through `custody report-captures --setup`, which keeps its
+/// identity and key (`reporter.key`) in `dir`, and returns its id.
+pub fn setup_reporter(log: &Log, server: &str, dir: &Path) -> String {
+    let out = custody(&[
+        "report-captures",
+        "--setup",
+        "--server",
+        server,
+        "--owner-key",
+        log.owner_key.to_str().unwrap(),
+        "--spool",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 /// `random_digest` is a random asset digest.
 pub fn random_digest() -> [u8; 32] {
     let mut d = [0u8; 32];

@@ -160,21 +160,7 @@ fn keygen(dir: &Path) -> PathBuf {
 
 /// `line` is one JSON line: a CAPTURE by `party` of an asset numbered `n`.
 fn line(party: &str, n: u64) -> String {
-    let mut digest = random_digest();
-    digest[..8].copy_from_slice(&n.to_be_bytes());
-    serde_json::json!({
-        "reporter": party,
-        "custody": {
-            "action": "CAPTURE",
-            "actor": party,
-            "asset_digest": hex::encode(digest),
-            "to_system": format!("{party}-store"),
-            "modality": "FACE_IMAGE",
-            "subject_class": "UNKNOWN",
-            "purpose": "BORDER_INSPECTION",
-        }
-    })
-    .to_string()
+    capture_line(party, n)
 }
 
 /// `ask_raw` writes `lines` (each followed by a newline) on one

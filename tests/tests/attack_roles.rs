@@ -20,21 +20,6 @@ use tonic::metadata::{BinaryMetadataValue, MetadataValue};
 use tonic::transport::Channel;
 use tonic::Code;
 
-/// `token` runs `custodyd access add` and returns the token it prints.
-fn token(log: &Log, party: &str, role: &str) -> String {
-    let out = Command::new(bin("custodyd"))
-        .args(["access", "add", "--data", log.data.to_str().unwrap()])
-        .args(["--party", party, "--role", role, "--label", "attack"])
-        .output()
-        .expect("custodyd access add");
-    assert!(
-        out.status.success(),
-        "access add: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// `revoke` revokes every token of `party` with the CLI.
 fn revoke(log: &Log, party: &str) {
     let data = log.data.to_str().unwrap();
@@ -58,16 +43,6 @@ fn revoke(log: &Log, party: &str) {
         "revoke: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// `authed` is `msg` carrying `Bearer token`.
-fn authed<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    if let Some(t) = token {
-        r.metadata_mut()
-            .insert("authorization", format!("Bearer {t}").parse().unwrap());
-    }
-    r
 }
 
 /// `raw_auth` is `msg` carrying each of `values` as `authorization`.

@@ -104,22 +104,7 @@ async fn every_event_is_logged_once_in_order_through_kills() {
     log.start_with(&["--grpc-addr", &addr]);
     let server = log.grpc.clone();
     let spool = log.path("reporter");
-    let out = custody(&[
-        "report-captures",
-        "--setup",
-        "--server",
-        &server,
-        "--owner-key",
-        log.owner_key.to_str().unwrap(),
-        "--spool",
-        spool.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let party = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let party = setup_reporter(&log, &server, &spool);
 
     let mut rng = rand::thread_rng();
     let mut child = reporter(&server, &spool, EVENTS);
@@ -199,22 +184,7 @@ async fn events_spooled_offline_drain_when_the_server_returns() {
     log.start_with(&["--grpc-addr", &addr]);
     let server = log.grpc.clone();
     let spool = log.path("reporter");
-    let out = custody(&[
-        "report-captures",
-        "--setup",
-        "--server",
-        &server,
-        "--owner-key",
-        log.owner_key.to_str().unwrap(),
-        "--spool",
-        spool.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let party = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let party = setup_reporter(&log, &server, &spool);
     // Events must be logged within 1 s of happening.
     let mut c = log.client().await;
     publish_policy(&log, &mut c, 3600, 1, 86_400).await;
@@ -311,25 +281,6 @@ fn agent(log: &Log, server: &str, spool: &Path, key: &Path, party: Option<&str>)
         .expect("spawn custody agent run")
 }
 
-/// `capture_line` is one JSON line for the agent: a CAPTURE by `party`.
-fn capture_line(party: &str, n: u64) -> String {
-    let mut digest = random_digest();
-    digest[..8].copy_from_slice(&n.to_be_bytes());
-    serde_json::json!({
-        "reporter": party,
-        "custody": {
-            "action": "CAPTURE",
-            "actor": party,
-            "asset_digest": hex::encode(digest),
-            "to_system": format!("{party}-store"),
-            "modality": "FACE_IMAGE",
-            "subject_class": "UNKNOWN",
-            "purpose": "BORDER_INSPECTION",
-        }
-    })
-    .to_string()
-}
-
 /// `ask` writes `lines` to the agent's socket (waiting for it to listen)
 /// and returns one answer per line.
 fn ask(socket: &Path, lines: &[String]) -> Vec<serde_json::Value> {
@@ -378,22 +329,7 @@ async fn the_agent_reports_what_it_takes_once_with_receipts() {
     let server = log.grpc.clone();
     // A party and its key (report-captures' set-up writes both).
     let id = log.path("identity");
-    let out = custody(&[
-        "report-captures",
-        "--setup",
-        "--server",
-        &server,
-        "--owner-key",
-        log.owner_key.to_str().unwrap(),
-        "--spool",
-        id.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let party = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let party = setup_reporter(&log, &server, &id);
     let key = id.join("reporter.key");
     let spool = log.path("agent");
     let socket = spool.join("agent.sock");

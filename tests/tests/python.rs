@@ -43,31 +43,6 @@ fn venv_python() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-/// `token` runs `custodyd access add` and returns the token it prints.
-fn token(log: &Log, party: &str, role: &str) -> String {
-    let out = Command::new(bin("custodyd"))
-        .args(["access", "add", "--data", log.data.to_str().unwrap()])
-        .args(["--party", party, "--role", role, "--label", "python-e2e"])
-        .output()
-        .expect("custodyd access add");
-    assert!(
-        out.status.success(),
-        "access add: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// `authed` is `msg` carrying `token`.
-fn authed<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    if let Some(t) = token {
-        r.metadata_mut()
-            .insert("authorization", format!("Bearer {t}").parse().unwrap());
-    }
-    r
-}
-
 /// One of the party's events as the log holds it.
 #[derive(Debug, PartialEq)]
 struct Logged {

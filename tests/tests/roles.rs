@@ -16,33 +16,6 @@ use custody_proto::v1::custody_query_client::CustodyQueryClient;
 use tonic::transport::Channel;
 use tonic::Code;
 
-/// `token` runs `custodyd access add` and returns the token it prints.
-fn token(log: &Log, party: &str, role: &str) -> String {
-    let out = Command::new(bin("custodyd"))
-        .args(["access", "add", "--data", log.data.to_str().unwrap()])
-        .args(["--party", party, "--role", role, "--label", "e2e"])
-        .output()
-        .expect("custodyd access add");
-    assert!(
-        out.status.success(),
-        "access add: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(t.starts_with("clt_") && t.len() > 60, "{t}");
-    t
-}
-
-/// `authed` is `msg` carrying `token`.
-fn authed<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    if let Some(t) = token {
-        r.metadata_mut()
-            .insert("authorization", format!("Bearer {t}").parse().unwrap());
-    }
-    r
-}
-
 /// `http` is the status code of GET `url` with `token`.
 async fn http(url: String, token: Option<String>) -> u16 {
     tokio::task::spawn_blocking(move || {
