@@ -131,6 +131,8 @@ def main() -> None:
     check(
         origin == verifier.origin, f"the genesis entry names the origin {origin!r}; log.vkey names {verifier.origin!r}"
     )
+    # The origin proven: entry 0 in a checkpoint the pinned key signed.
+    check(client.log_origin(verifier) == origin, "the proven genesis entry names the pinned origin")
     reporter = Reporter.from_key_file(args.party, args.key, origin)
     # Everything logged: seq -> (index, signed event).
     logged: Dict[int, Tuple[int, pb.SignedEvent]] = {}
@@ -277,6 +279,7 @@ def main() -> None:
         CUSTODY_SERVER=args.server,
         CUSTODY_PARTY=args.party,
         CUSTODY_KEY=args.key,
+        CUSTODY_LOG_KEY=args.vkey,
         CUSTODY_SPOOL=str(spool_path),
     )
     ex = subprocess.run(

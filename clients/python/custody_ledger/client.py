@@ -207,9 +207,22 @@ class Client:
             )
         return answers
 
-    def log_origin(self) -> str:
+    def log_origin(self, verifier: Optional[LogVerifier] = None) -> str:
         """The log's origin, from its genesis entry (entry 0): every event
-        for this log names it. Any caller the log knows may read it."""
+        for this log names it, so that its signature cannot be replayed
+        into another log. Given the log key `verifier`, entry 0 is proven
+        in a checkpoint it signed and must name the key's origin; without
+        one, the server is taken at its word (use that only over TLS, to a
+        server you trust). Any caller the log knows may read it."""
+        if verifier is not None:
+            proven = self.prove(0, verifier)
+            if proven.entry.WhichOneof("content") != "genesis":
+                raise VerificationError(f"entry 0 of {self.target} is not a genesis entry")
+            if proven.entry.genesis.origin != verifier.origin:
+                raise VerificationError(
+                    f"{self.target}'s genesis names the log {proven.entry.genesis.origin!r}, not {verifier.origin!r}"
+                )
+            return verifier.origin
         try:
             r = self._stub.GetEntries(
                 pb.GetEntriesRequest(start=0, end=1), metadata=self._metadata, timeout=self.timeout
@@ -271,12 +284,16 @@ class Client:
             entry.ParseFromString(r.entry)
         except Exception:  # protobuf's DecodeError, or worse
             raise VerificationError(f"entry {index} is not a LogEntry") from None
+        # Canonical, as the log's own decoder requires (require_canonical):
+        # repeated or unknown fields, or defaults written out, would let a
+        # leaf read one way here and another way elsewhere.
+        canonical = pb.LogEntry()
+        canonical.CopyFrom(entry)
+        canonical.DiscardUnknownFields()
+        if canonical.SerializeToString(deterministic=True) != r.entry:
+            raise VerificationError(f"entry {index} is not a canonical LogEntry")
         if expect is not None:
-            got = entry.event if entry.WhichOneof("content") == "event" else None
-            if got is None or (got.payload_type, got.body, list(got.signatures)) != (
-                expect.payload_type,
-                expect.body,
-                list(expect.signatures),
-            ):
+            sent = pb.LogEntry(event=expect, integrated_time_unix_nanos=entry.integrated_time_unix_nanos)
+            if entry.WhichOneof("content") != "event" or sent.SerializeToString(deterministic=True) != r.entry:
                 raise VerificationError(f"entry {index} is not the event that was sent")
         return ProvenEntry(index=index, leaf=r.entry, entry=entry, checkpoint=cp, proof=proof)

@@ -26,6 +26,9 @@ from .errors import VerificationError
 
 _ALG_ED25519 = 0x01
 _SIG_PREFIX = "\u2014 "  # an em dash and a space
+#: The largest note and the most signature lines taken, as on the Rust side.
+MAX_NOTE_SIZE = 1_000_000
+MAX_NOTE_SIGNATURES = 100
 
 
 def leaf_hash(leaf: bytes) -> bytes:
@@ -140,16 +143,24 @@ class LogVerifier:
         """Checks a signed checkpoint note: a valid signature by this key
         (others, such as witness cosignatures, are ignored), and a
         checkpoint body for this key's origin. Raises VerificationError."""
+        if len(note) > MAX_NOTE_SIZE:
+            raise VerificationError(f"checkpoint: the note is over {MAX_NOTE_SIZE} bytes")
         try:
             text = note.decode("utf-8")
         except UnicodeDecodeError:
             raise VerificationError("checkpoint: the note is not UTF-8") from None
+        # As Go's note and the Rust side: no control character but newline.
+        if any(c < " " and c != "\n" for c in text):
+            raise VerificationError("checkpoint: the note holds a control character")
         split = text.rfind("\n\n")
         if split < 0 or not text.endswith("\n"):
             raise VerificationError("checkpoint: not a signed note (text, a blank line, signature lines)")
         body, sigs = text[: split + 1], text[split + 2 :]
         signed = False
-        for line in sigs[:-1].split("\n"):
+        sig_lines = sigs[:-1].split("\n")
+        if len(sig_lines) > MAX_NOTE_SIGNATURES:
+            raise VerificationError(f"checkpoint: more than {MAX_NOTE_SIGNATURES} signature lines")
+        for line in sig_lines:
             if not line.startswith(_SIG_PREFIX):
                 raise VerificationError(f"checkpoint: {line!r} is not a signature line")
             fields = line[len(_SIG_PREFIX) :].split(" ")
@@ -160,6 +171,10 @@ class LogVerifier:
                 sig = base64.b64decode(sig64, validate=True)
             except (ValueError, binascii.Error):
                 raise VerificationError(f"checkpoint: the signature of {name} is not base64") from None
+            # Canonical base64 only: otherwise the note's bytes could be
+            # changed in transit while the signature still verifies.
+            if base64.b64encode(sig).decode("ascii") != sig64 or len(sig) < 5 or not name or " " in name or "+" in name:
+                raise VerificationError(f"checkpoint: {line!r} is not a well-formed signature line")
             if name != self.origin or sig[:4] != self.key_hash:
                 continue  # another signer's line (a witness): not ours to check
             if len(sig) != 4 + 64:
@@ -172,6 +187,8 @@ class LogVerifier:
         if not signed:
             raise VerificationError(f"checkpoint is not signed by the log key {self.vkey}")
         lines = body[:-1].split("\n")
+        if "" in lines:
+            raise VerificationError("checkpoint: an empty line in the checkpoint body")
         if len(lines) < 3:
             raise VerificationError("checkpoint: want origin, tree size and root hash lines")
         origin, size_text, root64 = lines[0], lines[1], lines[2]
@@ -179,10 +196,14 @@ class LogVerifier:
             raise VerificationError(f"checkpoint origin {origin!r} does not match the log key's {self.origin!r}")
         if not (size_text.isascii() and size_text.isdigit()) or (len(size_text) > 1 and size_text[0] == "0"):
             raise VerificationError(f"checkpoint: tree size {size_text!r} is not a decimal number")
+        if int(size_text) >= 1 << 64:
+            raise VerificationError(f"checkpoint: tree size {size_text} is beyond 64 bits")
         try:
             root = base64.b64decode(root64, validate=True)
         except (ValueError, binascii.Error):
             raise VerificationError("checkpoint: the root hash is not base64") from None
+        if base64.b64encode(root).decode("ascii") != root64:
+            raise VerificationError("checkpoint: the root hash is not canonical base64")
         if len(root) != 32:
             raise VerificationError(f"checkpoint: the root hash is {len(root)} bytes; want 32")
         return VerifiedCheckpoint(origin=origin, size=int(size_text), root=root, note=bytes(note))
